@@ -1,0 +1,69 @@
+"""The ``sitekit`` command: one thin verb per file over library functions."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from sitekit import __version__
+from sitekit.errors import SitekitError
+
+
+class _Group(click.Group):
+    """Turns SitekitError into one line + exit 2; unexpected errors into one line + exit 1."""
+
+    def invoke(self, ctx: click.Context):  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except SitekitError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            click.echo(f"sitekit: error: {exc}", err=True)
+            sys.exit(2)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            else:
+                click.echo(
+                    f"sitekit: internal error: {type(exc).__name__}: {exc} "
+                    "(re-run with --debug for the traceback)",
+                    err=True,
+                )
+            sys.exit(1)
+
+
+def _show_versions(ctx: click.Context, _param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from sitekit.provenance import versions
+
+    for k, v in versions().items():
+        click.echo(f"{k:14s} {v}")
+    ctx.exit()
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sitekit")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or chatter.")
+@click.option(
+    "--show-versions", is_flag=True, expose_value=False, is_eager=True, callback=_show_versions,
+    help="Print library versions (for bug reports) and exit.",
+)
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """sitekit — screen land for solar PV, wind and pumped-storage hydro."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(debug=debug, quiet=quiet)
+
+
+def main() -> None:
+    """Console entry point."""
+    from sitekit.cli import layers as _layers  # noqa: F401  (registers verbs)
+    from sitekit.cli import run as _run  # noqa: F401
+
+    cli(prog_name="sitekit")

@@ -1,0 +1,51 @@
+"""Options shared by several verbs (as rasterio's ``rio/options.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+DEFAULT_CATALOG = "layers/sichuan-west/catalog.yaml"
+
+catalog_opt = click.option(
+    "--catalog",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_CATALOG,
+    show_default=True,
+    help="Layer catalogue (YAML).",
+)
+out_opt = click.option(
+    "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
+    show_default=True, help="Output folder.",
+)
+force_opt = click.option("--force", is_flag=True, help="Overwrite an existing output folder.")
+resolution_opt = click.option(
+    "--resolution", type=float, default=250.0, show_default=True, help="Grid resolution [m]."
+)
+crs_opt = click.option(
+    "--crs", default=None, help="CRS of exported vectors, e.g. EPSG:4490 (default: grid CRS)."
+)
+scheduler_opt = click.option(
+    "--scheduler", default=None, metavar="ADDRESS",
+    help="Dask distributed scheduler address (tcp://host:port); default: a local cluster.",
+)
+workers_opt = click.option("--workers", type=int, default=None, help="Local Dask workers.")
+threads_opt = click.option(
+    "--threads-per-worker", type=int, default=None, help="Threads per local worker."
+)
+memory_opt = click.option(
+    "--memory-limit", default="auto", show_default=True, help="Memory limit per local worker."
+)
+set_opt = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Override a recipe value, e.g. --set sites.score_threshold=0.6 (repeatable).",
+)
+chunks_opt = click.option(
+    "--chunks", type=int, default=1024, show_default=True, help="Dask chunk edge [px]."
+)
+data_root_opt = click.option(
+    "--data-root", "data_roots", multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Allow catalogue paths below this folder too (repeatable).",
+)

@@ -1,0 +1,3 @@
+"""``sitekit demo`` and ``sitekit run RECIPE``."""
+
+from __future__ import annotations

@@ -1,0 +1,377 @@
+"""The one study-area grid every layer is aligned to.
+
+The default CRS is an Albers equal-area conic on the GRS80 ellipsoid (the CGCS2000 ellipsoid; GRS80
+and the CGCS2000 ellipsoid differ by 0.1 mm in the semi-minor axis), centred on the four western
+Sichuan prefectures (97.35–104.44 °E, 26.05–34.31 °N). Standard parallels 27.5 °N and 33 °N sit at
+about 1/6 and 5/6 of the latitude range (Snyder 1987, *Map Projections — A Working Manual*, USGS PP
+1395, p. 99), which keeps the scale error below 0.3 % across the area: pixel areas and buffers are then
+true in m and m² everywhere, which a Gauss–Krüger zone (3 zones span the area) or UTM would not give.
+Inputs in EPSG:4490 (CGCS2000), EPSG:4326 and the CGCS2000 3° Gauss–Krüger zones EPSG:4542/4543/4544
+are reprojected onto it; pyproj declares those GK CRSs northing-first, so every transform here uses
+``always_xy=True``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import dask.array as da
+import geopandas as gpd
+import numpy as np
+import pyproj
+import rasterio.features
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import shapely
+import xarray as xr
+from affine import Affine
+from odc.geo.geobox import GeoBox
+from pyproj.crs import ProjectedCRS
+from pyproj.crs.coordinate_operation import AlbersEqualAreaConversion
+
+from sitekit.errors import CRSError, LayerError
+
+CGCS2000 = pyproj.CRS.from_epsg(4490)
+#: Albers equal-area conic on the CGCS2000 datum (GRS80 ellipsoid) for western Sichuan.
+DEFAULT_CRS = ProjectedCRS(
+    conversion=AlbersEqualAreaConversion(
+        latitude_first_parallel=27.5,
+        latitude_second_parallel=33.0,
+        latitude_false_origin=30.0,
+        longitude_false_origin=101.0,
+    ),
+    geodetic_crs=CGCS2000,
+    name="CGCS2000 / Albers Equal Area Sichuan-West (sitekit)",
+)
+#: CRSs the toolkit names explicitly (any other CRS pyproj understands is accepted too).
+KNOWN_CRS = {
+    4326: "WGS 84",
+    4490: "CGCS2000",
+    4542: "CGCS2000 / 3-degree Gauss-Kruger CM 99E",
+    4543: "CGCS2000 / 3-degree Gauss-Kruger CM 102E",
+    4544: "CGCS2000 / 3-degree Gauss-Kruger CM 105E",
+}
+DEFAULT_CHUNK = 1024
+
+
+def parse_crs(value: Any, where: str = "") -> pyproj.CRS:
+    """Parse ``EPSG:4490``, ``4490``, WKT, PROJ strings or a CRS object into a pyproj CRS."""
+    if value is None:
+        raise CRSError(f"{where}: no CRS given; add e.g. `crs: EPSG:4490`".lstrip(": "))
+    try:
+        return pyproj.CRS.from_user_input(value)
+    except pyproj.exceptions.CRSError as exc:
+        raise CRSError(
+            f"{where + ': ' if where else ''}unknown CRS {value!r} ({exc}); use e.g. EPSG:4490, "
+            "EPSG:4326 or EPSG:4543"
+        ) from None
+
+
+def transformer(src: Any, dst: Any) -> pyproj.Transformer:
+    """A pyproj transformer that always takes and returns (x/lon, y/lat) order."""
+    return pyproj.Transformer.from_crs(parse_crs(src), parse_crs(dst), always_xy=True)
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """Study-area grid: CRS, affine transform (pixel corners), shape (rows, cols) and dask chunks.
+
+    Parameters
+    ----------
+    crs : pyproj.CRS
+        A projected metric CRS (equal-area by default).
+    transform : Affine
+        North-up transform; ``transform.a`` is the pixel size [m].
+    shape : (int, int)
+        (rows, cols).
+    chunks : int
+        Dask chunk edge [pixels].
+    study_area : shapely geometry, optional
+        Study-area polygon in ``crs``; pixels outside it are not screened.
+    """
+
+    crs: pyproj.CRS
+    transform: Affine
+    shape: tuple[int, int]
+    chunks: int = DEFAULT_CHUNK
+    study_area: Any = None
+    name: str = "grid"
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def from_bounds(
+        cls,
+        bounds: tuple[float, float, float, float],
+        resolution_m: float,
+        crs: Any = DEFAULT_CRS,
+        chunks: int = DEFAULT_CHUNK,
+        study_area: Any = None,
+        name: str = "grid",
+    ) -> Grid:
+        """Grid covering ``bounds`` (xmin, ymin, xmax, ymax in ``crs``), snapped to the resolution."""
+        crs = parse_crs(crs)
+        if crs.is_geographic:
+            raise CRSError(
+                f"grid CRS {crs.name} is geographic; the grid needs metres (use the default "
+                "Albers CRS or a Gauss-Kruger zone such as EPSG:4543)"
+            )
+        if not resolution_m > 0:
+            raise LayerError(f"grid resolution must be > 0 m, got {resolution_m}")
+        r = float(resolution_m)
+        xmin = math.floor(bounds[0] / r) * r
+        ymin = math.floor(bounds[1] / r) * r
+        xmax = math.ceil(bounds[2] / r) * r
+        ymax = math.ceil(bounds[3] / r) * r
+        shape = (round((ymax - ymin) / r), round((xmax - xmin) / r))
+        return cls(crs, Affine(r, 0, xmin, 0, -r, ymax), shape, int(chunks), study_area, name)
+
+    @classmethod
+    def from_study_area(
+        cls,
+        area: gpd.GeoDataFrame | gpd.GeoSeries,
+        resolution_m: float = 250.0,
+        crs: Any = DEFAULT_CRS,
+        chunks: int = DEFAULT_CHUNK,
+        name: str = "study area",
+    ) -> Grid:
+        """Grid over the union of ``area``'s polygons (any CRS), in ``crs`` at ``resolution_m``."""
+        if area.crs is None:
+            raise CRSError("study-area layer has no CRS")
+        geom = shapely.make_valid(area.to_crs(parse_crs(crs)).union_all())
+        return cls.from_bounds(geom.bounds, resolution_m, crs, chunks, geom, name)
+
+    # -- geometry ----------------------------------------------------------------------
+    @property
+    def resolution_m(self) -> float:
+        """Pixel size [m]."""
+        return float(self.transform.a)
+
+    @property
+    def pixel_area_km2(self) -> float:
+        """Area of one pixel [km²] (exact in an equal-area CRS)."""
+        return abs(self.transform.a * self.transform.e) / 1e6
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) of the pixel edges [m]."""
+        t, (ny, nx) = self.transform, self.shape
+        return (t.c, t.f + t.e * ny, t.c + t.a * nx, t.f)
+
+    @property
+    def geobox(self) -> GeoBox:
+        """The equivalent odc-geo GeoBox (used for lazy reprojection)."""
+        return GeoBox(self.shape, self.transform, self.crs)
+
+    @property
+    def x(self) -> np.ndarray:
+        """Pixel-centre x coordinates [m]."""
+        return self.transform.c + self.transform.a * (np.arange(self.shape[1]) + 0.5)
+
+    @property
+    def y(self) -> np.ndarray:
+        """Pixel-centre y coordinates [m] (descending)."""
+        return self.transform.f + self.transform.e * (np.arange(self.shape[0]) + 0.5)
+
+    @property
+    def dask_chunks(self) -> tuple[int, int]:
+        return (min(self.chunks, self.shape[0]), min(self.chunks, self.shape[1]))
+
+    def window_transform(self, row0: int, col0: int) -> Affine:
+        """Transform of a window starting at (row0, col0)."""
+        return self.transform * Affine.translation(col0, row0)
+
+    def with_chunks(self, chunks: int) -> Grid:
+        """Same grid, other chunk size."""
+        return Grid(self.crs, self.transform, self.shape, int(chunks), self.study_area, self.name)
+
+    def describe(self) -> str:
+        ny, nx = self.shape
+        return (
+            f"{self.name}: {nx}×{ny} px at {self.resolution_m:g} m, "
+            f"{nx * ny / 1e6:.1f} Mpx, CRS {self.crs.name}, chunks {self.chunks}"
+        )
+
+    # -- DataArrays --------------------------------------------------------------------
+    def wrap(
+        self, data: Any, name: str, units: str = "1", long_name: str | None = None, **attrs: Any
+    ) -> xr.DataArray:
+        """Wrap a (dask) array of the grid's shape as a georeferenced DataArray."""
+        if tuple(data.shape) != tuple(self.shape):
+            raise ValueError(f"array shape {data.shape} != grid shape {self.shape}")
+        out = xr.DataArray(
+            data,
+            dims=("y", "x"),
+            coords={"y": self.y, "x": self.x},
+            name=name,
+            attrs={"units": units, "long_name": long_name or name, **attrs},
+        )
+        out.rio.write_crs(self.crs, inplace=True)
+        out.rio.write_transform(self.transform, inplace=True)
+        return out
+
+    def map_blocks(
+        self,
+        func: Callable[..., np.ndarray],
+        *arrays: Any,
+        dtype: Any = np.float32,
+        name: str | None = None,
+    ) -> da.Array:
+        """Lazily evaluate ``func(*blocks, window=(row0, row1, col0, col1))`` per chunk.
+
+        With no input arrays the chunks come from the grid itself.
+        """
+        if arrays:
+            src = [a.data if isinstance(a, xr.DataArray) else a for a in arrays]
+            template = src[0]
+        else:
+            template = da.empty(self.shape, chunks=self.dask_chunks, dtype=np.uint8)
+            src = [template]
+
+        def _block(*blocks: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+            (r0, r1), (c0, c1) = block_info[None]["array-location"]
+            use = blocks if arrays else ()
+            return func(*use, window=(r0, r1, c0, c1))
+
+        return da.map_blocks(_block, *src, dtype=dtype, chunks=template.chunks, name=name)
+
+    def lonlat(self) -> tuple[xr.DataArray, xr.DataArray]:
+        """Lazy longitude and latitude [°] (WGS84/CGCS2000) of every pixel centre."""
+        tr = transformer(self.crs, 4326)
+        t = self.transform
+
+        def _lon_lat(window: tuple[int, int, int, int]) -> np.ndarray:
+            r0, r1, c0, c1 = window
+            xs = t.c + t.a * (np.arange(c0, c1) + 0.5)
+            ys = t.f + t.e * (np.arange(r0, r1) + 0.5)
+            xx, yy = np.meshgrid(xs, ys)
+            lon, lat = tr.transform(xx, yy)
+            return np.stack([lon, lat]).astype(np.float64)
+
+        def _part(i: int) -> Callable[..., np.ndarray]:
+            return lambda window: _lon_lat(window)[i]
+
+        lon = self.map_blocks(_part(0), dtype=np.float64, name="lon-" + self.token)
+        lat = self.map_blocks(_part(1), dtype=np.float64, name="lat-" + self.token)
+        return (
+            self.wrap(lon, "lon", "degree", "longitude"),
+            self.wrap(lat, "lat", "degree", "latitude"),
+        )
+
+    @cached_property
+    def token(self) -> str:
+        """A short stable hash of the grid (CRS, transform, shape, chunks)."""
+        import hashlib
+
+        key = f"{self.crs.to_wkt()}|{tuple(self.transform)}|{self.shape}|{self.chunks}"
+        return hashlib.sha1(key.encode()).hexdigest()[:12]
+
+    # -- vectors -----------------------------------------------------------------------
+    def to_grid_crs(self, gdf: gpd.GeoDataFrame, where: str = "layer") -> gpd.GeoDataFrame:
+        """Reproject a GeoDataFrame to the grid CRS (it must have a CRS)."""
+        if gdf.crs is None:
+            raise CRSError(f"{where}: vector layer has no CRS; set `crs:` in its catalogue entry")
+        if pyproj.CRS(gdf.crs) == self.crs:
+            return gdf
+        return gdf.to_crs(self.crs)
+
+    def rasterize(
+        self,
+        geoms: Any,
+        *,
+        all_touched: bool = False,
+        fraction: bool = False,
+        supersample: int = 8,
+        name: str = "mask",
+    ) -> xr.DataArray:
+        """Lazily burn geometries (grid CRS) into the grid.
+
+        Parameters
+        ----------
+        geoms : GeoSeries/GeoDataFrame/sequence of shapely geometries in the grid CRS.
+        all_touched : bool
+            Burn every pixel a geometry touches (else only pixels whose centre is inside).
+        fraction : bool
+            Return the covered fraction of each pixel (0–1, float32) by burning on a
+            ``supersample``×``supersample`` sub-grid; otherwise a boolean mask.
+        """
+        if isinstance(geoms, gpd.GeoDataFrame):
+            geoms = geoms.geometry
+        arr = np.asarray(getattr(geoms, "values", geoms), dtype=object)
+        arr = arr[~shapely.is_empty(arr)] if len(arr) else arr
+        bounds = shapely.bounds(arr) if len(arr) else np.empty((0, 4))
+        t = self.transform
+        s = int(supersample) if fraction else 1
+
+        def _burn(window: tuple[int, int, int, int]) -> np.ndarray:
+            r0, r1, c0, c1 = window
+            x0, x1 = t.c + t.a * c0, t.c + t.a * c1
+            y1, y0 = t.f + t.e * r0, t.f + t.e * r1
+            pad = abs(t.a)
+            hit = (
+                (bounds[:, 0] <= x1 + pad)
+                & (bounds[:, 2] >= x0 - pad)
+                & (bounds[:, 1] <= y1 + pad)
+                & (bounds[:, 3] >= y0 - pad)
+            )
+            shape = ((r1 - r0) * s, (c1 - c0) * s)
+            if not hit.any():
+                burned = np.zeros(shape, np.uint8)
+            else:
+                wt = self.window_transform(r0, c0) * Affine.scale(1 / s)
+                burned = rasterio.features.rasterize(
+                    ((g, 1) for g in arr[hit]),
+                    out_shape=shape,
+                    transform=wt,
+                    all_touched=all_touched,
+                    dtype=np.uint8,
+                )
+            if not fraction:
+                return burned.astype(bool)
+            return (
+                burned.reshape(r1 - r0, s, c1 - c0, s).mean(axis=(1, 3), dtype=np.float64)
+            ).astype(np.float32)
+
+        dtype = np.float32 if fraction else bool
+        data = self.map_blocks(_burn, dtype=dtype)
+        return self.wrap(data, name, "1" if fraction else "bool")
+
+    def study_fraction(self) -> xr.DataArray:
+        """Fraction (0–1) of each pixel inside the study area (all ones when none is set)."""
+        if self.study_area is None:
+            return self.wrap(
+                da.ones(self.shape, chunks=self.dask_chunks, dtype=np.float32), "study_fraction"
+            )
+        if "study_fraction" not in self._cache:
+            self._cache["study_fraction"] = self.rasterize(
+                [self.study_area], fraction=True, name="study_fraction"
+            )
+        return self._cache["study_fraction"]
+
+    # -- rasters -----------------------------------------------------------------------
+    def align(
+        self, src: xr.DataArray, resampling: str = "bilinear", name: str | None = None
+    ) -> xr.DataArray:
+        """Lazily reproject a georeferenced DataArray onto the grid (odc-geo, stays on dask).
+
+        NaN marks nodata in the result (float32). The source must carry a CRS.
+        """
+        from odc.geo.xr import xr_reproject
+
+        if src.rio.crs is None:
+            raise CRSError(f"raster {name or src.name!r} has no CRS")
+        src = src.astype(np.float32)
+        out = xr_reproject(
+            src, self.geobox, resampling=resampling, dst_nodata=np.nan, dtype="float32"
+        )
+        if not isinstance(out.data, da.Array):
+            out = out.chunk({"y": self.dask_chunks[0], "x": self.dask_chunks[1]})
+        else:
+            out = out.chunk({"y": self.dask_chunks[0], "x": self.dask_chunks[1]})
+        res = self.wrap(out.data, name or str(src.name), src.attrs.get("units", "1"))
+        res.attrs.update({k: v for k, v in src.attrs.items() if k not in ("_FillValue",)})
+        res.attrs.pop("nodata", None)
+        return res

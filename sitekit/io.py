@@ -1,0 +1,277 @@
+"""Readers with clear errors: rasters open lazily onto the grid, vectors land in the grid CRS.
+
+Rasters are aligned chunk by chunk with a GDAL ``WarpedVRT`` per dask block: each block opens the
+file, warps just its window onto the grid and closes it, so nothing is read whole and a distributed
+worker needs only the path. (odc-geo's ``xr_reproject`` was 35× slower for this here: 30 s vs 0.85 s
+for the 9.7 Mpx demo grid; see the foundation issue's note.)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import rasterio
+import rasterio.errors
+import shapely
+import xarray as xr
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+
+from sitekit.errors import CRSError, LayerError, SitekitWarning
+from sitekit.grid import Grid, parse_crs
+
+if TYPE_CHECKING:
+    from sitekit.catalog import LayerSpec
+
+#: plausible value ranges by declared units: (min, max, hint when outside)
+PLAUSIBLE: dict[str, tuple[float, float, str]] = {
+    "m": (-500.0, 9000.0, "elevation in feet or cm? values must be metres"),
+    "m/s": (0.0, 40.0, "wind in km/h or knots? mean wind speed must be m/s"),
+    "degree": (0.0, 360.0, "values must be degrees"),
+    "kWh/m2/yr": (300.0, 3500.0, "GHI in W/m² or kWh/m²/day? declare `units: W/m2` or convert"),
+    "kWh/m2/day": (0.5, 10.0, "GHI must be daily kWh/m²"),
+    "W/m2": (10.0, 450.0, "mean irradiance in W/m²; annual kWh/m² needs `units: kWh/m2/yr`"),
+    "kWh/kWp/yr": (300.0, 3000.0, "specific yield must be kWh/kWp per year"),
+    "1": (0.0, 1.0, "fractions must be 0–1"),
+    "K": (180.0, 340.0, "temperature must be kelvin"),
+    "degC": (-70.0, 60.0, "temperature must be °C"),
+}
+_RESAMPLING = {
+    "nearest": Resampling.nearest,
+    "bilinear": Resampling.bilinear,
+    "cubic": Resampling.cubic,
+    "average": Resampling.average,
+    "mode": Resampling.mode,
+}
+
+
+# ---------------------------------------------------------------------------------- rasters
+def raster_info(path: Path, spec: LayerSpec, where: str) -> dict[str, Any]:
+    """Open ``path`` and check CRS, nodata and readability; returns its metadata."""
+    if not path.exists():
+        raise LayerError(f"{where}: file not found: {path}")
+    try:
+        with rasterio.open(path) as src:
+            info = {
+                "crs": src.crs,
+                "nodata": src.nodatavals[spec.band - 1] if spec.band <= src.count else None,
+                "count": src.count,
+                "dtype": src.dtypes[0],
+                "shape": (src.height, src.width),
+                "bounds": src.bounds,
+                "res": src.res,
+                "tags": src.tags(),
+            }
+    except rasterio.errors.RasterioIOError as exc:
+        raise LayerError(f"{where}: cannot read raster ({exc}); is the file complete?") from None
+    if spec.band > info["count"]:
+        raise LayerError(f"{where}: band {spec.band} requested but the file has {info['count']}")
+    if spec.crs:
+        info["crs"] = rasterio.crs.CRS.from_user_input(parse_crs(spec.crs, where).to_wkt())
+    elif info["crs"] is None:
+        raise CRSError(
+            f"{where}: raster has no CRS; add `crs: EPSG:4326` (or its real CRS) to its entry"
+        )
+    if spec.nodata is not None:
+        info["nodata"] = spec.nodata
+    elif info["nodata"] is None:
+        raise LayerError(
+            f"{where}: raster declares no nodata value; add `nodata: <value>` to its entry "
+            "(use `nodata: .nan` for float rasters that mark gaps with NaN)"
+        )
+    crs = pyproj.CRS.from_wkt(info["crs"].to_wkt())
+    b = info["bounds"]
+    if crs.is_geographic and (abs(b.left) > 360 or abs(b.top) > 90 or abs(b.bottom) > 90):
+        raise CRSError(
+            f"{where}: declared CRS {crs.name} is geographic but the bounds {tuple(b)} are not "
+            "degrees; declare the raster's real CRS"
+        )
+    info["pyproj_crs"] = crs
+    return info
+
+
+def _overview(path: Path, spec: LayerSpec, info: dict, where: str, size: int = 512) -> np.ndarray:
+    """A decimated float read of the whole raster (≤ ``size`` px on the long side)."""
+    h, w = info["shape"]
+    f = max(1, math.ceil(max(h, w) / size))
+    try:
+        with rasterio.open(path) as src:
+            arr = src.read(spec.band, out_shape=(max(1, h // f), max(1, w // f))).astype(np.float64)
+    except rasterio.errors.RasterioIOError as exc:
+        raise LayerError(f"{where}: raster data is unreadable ({exc}); is it truncated?") from None
+    nod = info["nodata"]
+    if nod is not None and not (isinstance(nod, float) and math.isnan(nod)):
+        arr[arr == nod] = np.nan
+    return arr
+
+
+def check_plausible(values: np.ndarray, units: str, where: str) -> tuple[float, float]:
+    """(min, max) of ``values``; raise if they are impossible for ``units``."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise LayerError(f"{where}: raster holds only nodata/NaN values")
+    lo, hi = float(finite.min()), float(finite.max())
+    rng = PLAUSIBLE.get(units)
+    if rng and (lo < rng[0] - 1e-6 or hi > rng[1] + 1e-6):
+        raise LayerError(
+            f"{where}: values {lo:g}…{hi:g} are implausible for units '{units}' "
+            f"(expected {rng[0]:g}…{rng[1]:g}): {rng[2]}"
+        )
+    return lo, hi
+
+
+def open_raster(
+    path: Path, spec: LayerSpec, grid: Grid, where: str, resampling: str | None = None
+) -> xr.DataArray:
+    """Validate a raster and return it lazily warped onto ``grid`` (float32, NaN = nodata)."""
+    info = raster_info(path, spec, where)
+    # coverage of the study area
+    gb = transform_bounds(info["crs"], grid.crs.to_wkt(), *info["bounds"], densify_pts=21)
+    area = grid.study_area if grid.study_area is not None else shapely.box(*grid.bounds)
+    if not shapely.box(*gb).intersects(area):
+        raise LayerError(
+            f"{where}: raster does not overlap the study area (its bounds in the grid CRS are "
+            f"{tuple(round(v) for v in gb)}); wrong CRS declared, or lat/lon swapped?"
+        )
+    ov = _overview(path, spec, info, where)
+    check_plausible(ov, spec.units or "", where)
+    rs = _RESAMPLING[resampling or spec.resampling or "bilinear"]
+    src_crs = info["crs"]
+    src_nodata = info["nodata"]
+    band = spec.band
+    dst_crs = grid.crs.to_wkt()
+    path_s = str(path)
+
+    def _read(window: tuple[int, int, int, int]) -> np.ndarray:
+        r0, r1, c0, c1 = window
+        with rasterio.open(path_s) as src, WarpedVRT(
+            src,
+            src_crs=src_crs,
+            src_nodata=src_nodata,
+            crs=dst_crs,
+            transform=grid.window_transform(r0, c0),
+            width=c1 - c0,
+            height=r1 - r0,
+            resampling=rs,
+            dtype="float32",
+            nodata=np.nan,
+        ) as vrt:
+            return vrt.read(band)
+
+    data = grid.map_blocks(_read, dtype=np.float32, name=f"read-{spec.id}-{grid.token}")
+    out = grid.wrap(data, spec.id, spec.units or "1", spec.title)
+    out.attrs.update(
+        modelled="yes" if spec.modelled else "no",
+        source=spec.source or "",
+        path=str(path),
+    )
+    for k in ("SITEKIT_MODELLED", "SITEKIT_METHOD"):
+        if k in info["tags"]:
+            out.attrs[k.lower().replace("sitekit_", "file_")] = info["tags"][k]
+    if "SITEKIT_MODELLED" in info["tags"]:
+        out.attrs["modelled"] = "yes"
+    return out
+
+
+# ---------------------------------------------------------------------------------- vectors
+def _read_points_csv(path: Path, spec: LayerSpec, where: str) -> gpd.GeoDataFrame:
+    try:
+        df = pd.read_csv(path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise LayerError(f"{where}: cannot read CSV ({exc})") from None
+    for col in (spec.x, spec.y):
+        if col not in df.columns:
+            raise LayerError(
+                f"{where}: column '{col}' not found (columns: {', '.join(map(str, df.columns))})"
+            )
+    x = pd.to_numeric(df[spec.x], errors="coerce")
+    y = pd.to_numeric(df[spec.y], errors="coerce")
+    if x.isna().any() or y.isna().any():
+        bad = int((x.isna() | y.isna()).sum())
+        raise LayerError(f"{where}: {bad} rows have non-numeric or empty {spec.x}/{spec.y}")
+    crs = parse_crs(spec.crs, where)
+    if crs.is_geographic and ((y.abs() > 90).any() or (x.abs() > 180).any()):
+        raise CRSError(
+            f"{where}: {spec.y} values outside ±90° — are x/y (lon/lat) swapped? "
+            f"set `x: {spec.y}` and `y: {spec.x}`"
+        )
+    return gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(x, y), crs=crs)
+
+
+def read_vector(path: Path, spec: LayerSpec, where: str) -> gpd.GeoDataFrame:
+    """Read a vector layer or a points CSV with its CRS; repair invalid polygons (with a warning)."""
+    if not path.exists():
+        raise LayerError(f"{where}: file not found: {path}")
+    if spec.kind == "points-csv":
+        gdf = _read_points_csv(path, spec, where)
+    else:
+        try:
+            gdf = gpd.read_file(path, layer=spec.layer, engine="pyogrio")
+        except UnicodeDecodeError as exc:
+            raise LayerError(f"{where}: attribute names/values are not valid text ({exc})") from None
+        except Exception as exc:  # pyogrio raises DataSourceError/DataLayerError/…
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise LayerError(f"{where}: cannot read vector layer: {msg}") from None
+        if spec.crs:
+            gdf = gdf.set_crs(parse_crs(spec.crs, where), allow_override=True)
+        elif gdf.crs is None:
+            raise CRSError(
+                f"{where}: vector layer has no CRS; add `crs: EPSG:4490` (or its real CRS) to "
+                "its entry"
+            )
+    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
+    if gdf.empty:
+        raise LayerError(f"{where}: layer has no features (or only empty geometries)")
+    kinds = {
+        "polygon" if t in ("Polygon", "MultiPolygon") else
+        "line" if t in ("LineString", "MultiLineString") else
+        "point" if t in ("Point", "MultiPoint") else str(t)
+        for t in gdf.geom_type.unique()
+    }
+    if len(kinds) > 1:
+        raise LayerError(
+            f"{where}: mixed geometry types ({', '.join(sorted(kinds))}); split it into one "
+            "layer per geometry type"
+        )
+    b = gdf.total_bounds
+    crs = pyproj.CRS(gdf.crs)
+    if crs.is_geographic and (abs(b[1]) > 90 or abs(b[3]) > 90 or abs(b[0]) > 360):
+        raise CRSError(
+            f"{where}: layer declares geographic CRS {crs.name} but its coordinates "
+            f"{tuple(np.round(b, 1))} are not degrees; declare its real CRS"
+        )
+    invalid = ~gdf.geometry.is_valid
+    if invalid.any():
+        n = int(invalid.sum())
+        gdf = gdf.copy()
+        gdf.loc[invalid, gdf.geometry.name] = shapely.make_valid(gdf.geometry[invalid].values)
+        warnings.warn(
+            f"{where}: repaired {n} invalid geometr{'y' if n == 1 else 'ies'} (make_valid)",
+            SitekitWarning,
+            stacklevel=2,
+        )
+        if "polygon" in kinds:  # make_valid may emit lines/points from slivers: keep areas only
+            gdf = gdf.explode(index_parts=False)
+            gdf = gdf[gdf.geom_type.isin(["Polygon", "MultiPolygon"])]
+    return gdf.reset_index(drop=True)
+
+
+def clip_to_grid(gdf: gpd.GeoDataFrame, grid: Grid, where: str) -> gpd.GeoDataFrame:
+    """Reproject to the grid CRS and keep features that touch the study area (error if none)."""
+    out = grid.to_grid_crs(gdf, where)
+    area = grid.study_area if grid.study_area is not None else shapely.box(*grid.bounds)
+    hit = out.intersects(area)
+    if not hit.any():
+        raise LayerError(
+            f"{where}: no feature lies in the study area (layer bounds in the grid CRS "
+            f"{tuple(np.round(out.total_bounds))}); wrong CRS, or lat/lon swapped?"
+        )
+    return out[hit].reset_index(drop=True)

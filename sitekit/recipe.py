@@ -1,0 +1,222 @@
+"""Scoring recipes (``pipelines/*.yaml``): validated, declarative, never code.
+
+A recipe names criteria (derived layers + membership function + weight), hard constraints, the
+grid-connection layer, economics and site-extraction rules. Every key is documented here and in the
+commented example files under ``pipelines/``. ``--set key=value`` overrides any value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sitekit.errors import RecipeError
+from sitekit.specs import load_yaml_model, read_yaml, set_dotted
+
+#: derived layers a criterion or threshold constraint may use
+DERIVED = (
+    "elevation", "slope", "aspect", "tpi", "pv_yield", "pv_cf", "wind_speed", "wind_cf",
+    "air_density", "grid_distance",
+)
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Linear(_M):
+    kind: Literal["linear"]
+    low: float = Field(description="value with membership 0")
+    high: float = Field(description="value with membership 1 (may be < low: decreasing)")
+
+    @model_validator(mode="after")
+    def _ne(self) -> Linear:
+        if self.low == self.high:
+            raise ValueError("low and high must differ")
+        return self
+
+
+class Sigmoid(_M):
+    kind: Literal["sigmoid"]
+    midpoint: float
+    width: float = Field(gt=0)
+    decreasing: bool = False
+
+
+class Gaussian(_M):
+    kind: Literal["gaussian"]
+    centre: float
+    sigma: float = Field(gt=0)
+
+
+class Step(_M):
+    kind: Literal["step"]
+    threshold: float
+    above: bool = True
+
+
+Membership = Annotated[Linear | Sigmoid | Gaussian | Step, Field(discriminator="kind")]
+
+
+class Criterion(_M):
+    id: str
+    layer: Literal[DERIVED]  # type: ignore[valid-type]
+    membership: Membership
+    weight: float = Field(ge=0, description="relative weight (normalised to sum 1)")
+    name_zh: str | None = None
+    name_en: str | None = None
+
+
+class _Constraint(_M):
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    name_zh: str | None = None
+    name_en: str | None = None
+
+
+class PolygonC(_Constraint):
+    kind: Literal["polygon"]
+    layer: str = Field(description="catalogue layer id (polygons)")
+    buffer_m: float = Field(0, ge=0)
+    rule: Literal["centre", "all_touched", "fraction"] = "fraction"
+
+
+class SetbackC(_Constraint):
+    kind: Literal["setback"]
+    layer: str = Field(description="catalogue layer id (points or lines)")
+    setback_m: float = Field(gt=0)
+    rule: Literal["centre", "all_touched", "fraction"] = "centre"
+
+
+class ThresholdC(_Constraint):
+    kind: Literal["threshold"]
+    layer: Literal[DERIVED]  # type: ignore[valid-type]
+    op: Literal[">", ">=", "<", "<="]
+    value: float
+
+
+class AspectOnSlopeC(_Constraint):
+    kind: Literal["aspect_on_slope"]
+    min_slope_deg: float = Field(ge=0, le=90)
+    aspect_from_deg: float = Field(ge=0, le=360)
+    aspect_to_deg: float = Field(ge=0, le=360)
+
+
+Constraint = Annotated[
+    PolygonC | SetbackC | ThresholdC | AspectOnSlopeC, Field(discriminator="kind")
+]
+
+
+class SolarResource(_M):
+    model: Literal["modelled", "ghi_layer"] = "modelled"
+    ghi_layer: str | None = Field(None, description="catalogue raster id of a GHI climatology")
+    calibration_layer: str | None = Field(
+        None, description="catalogue id of the MERRA-2 monthly GHI table (clearness calibration)"
+    )
+    tracking: Literal["fixed", "single_axis"] = "fixed"
+    losses_pct: float = Field(14.0, ge=0, lt=100)
+
+
+class WindResource(_M):
+    model: Literal["modelled", "speed_layer"] = "modelled"
+    speed_layer: str | None = Field(None, description="catalogue raster id of mean speed [m/s]")
+    speed_height_m: float = Field(100.0, gt=0, description="height of the speed layer [m]")
+    turbine: str = Field("E-126/4200", description="windpowerlib turbine type")
+    hub_height_m: float = Field(120.0, gt=0)
+    shear_alpha: float = Field(0.14, ge=0, le=0.6, description="power-law shear exponent")
+    weibull_k: float = Field(2.0, gt=0.5, le=6.0)
+    losses_pct: float = Field(12.0, ge=0, lt=100, description="wake, availability, electrical")
+
+
+class GridConnection(_M):
+    layer: str = Field(description="catalogue layer id of connection points/lines")
+    name_field: str = "name"
+    line_layer: str | None = None
+
+
+class Economics(_M):
+    capex_cny_per_kw: float = Field(gt=0)
+    fixed_om_cny_per_kw_yr: float = Field(ge=0)
+    wacc: float = Field(ge=0, le=0.3)
+    lifetime_yr: int = Field(gt=0, le=60)
+    degradation_pct_per_yr: float = Field(0.0, ge=0, le=5)
+    connection_cny_per_km: dict[int, float] = Field(
+        description="line cost by voltage class [kV → CNY/km]"
+    )
+    connection_bay_cny: dict[int, float] = Field(
+        default_factory=dict, description="substation bay cost by voltage class [kV → CNY]"
+    )
+    voltage_by_capacity_mw: dict[int, float] = Field(
+        description="voltage class [kV] → largest site capacity [MW] it connects"
+    )
+    reference_capacity_mw: float = Field(
+        100.0, gt=0, description="site size assumed for the per-pixel LCOE raster [MW]"
+    )
+
+
+class Sites(_M):
+    score_threshold: float = Field(ge=0, le=1)
+    min_area_km2: float = Field(gt=0)
+    max_area_km2: float = Field(gt=0)
+    power_density_mw_per_km2: float = Field(gt=0)
+    max_sites: int = Field(500, gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> Sites:
+        if self.max_area_km2 < self.min_area_km2:
+            raise ValueError("max_area_km2 must be ≥ min_area_km2")
+        return self
+
+
+class Recipe(_M):
+    technology: Literal["pv", "wind"]
+    name_zh: str
+    name_en: str
+    description: str | None = None
+    solar: SolarResource | None = None
+    wind: WindResource | None = None
+    criteria: list[Criterion] = Field(min_length=1)
+    constraints: list[Constraint] = Field(default_factory=list)
+    grid: GridConnection
+    economics: Economics
+    sites: Sites
+
+    @model_validator(mode="after")
+    def _check(self) -> Recipe:
+        if sum(c.weight for c in self.criteria) <= 0:
+            raise ValueError("criteria weights sum to 0; give at least one a weight > 0")
+        ids = [c.id for c in self.constraints]
+        if len(set(ids)) != len(ids):
+            raise ValueError("constraint ids must be unique")
+        if self.technology == "pv" and self.solar is None:
+            self.solar = SolarResource()
+        if self.technology == "wind" and self.wind is None:
+            self.wind = WindResource()
+        return self
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[Recipe, str]:
+    """Load and validate a recipe; apply ``key=value`` overrides. Returns (recipe, final YAML)."""
+    path = Path(path)
+    data, lines = read_yaml(path)
+    for item in overrides or []:
+        if "=" not in item:
+            raise RecipeError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        if not isinstance(data, dict):
+            raise RecipeError(f"{path}:1: expected a mapping at the top level")
+        set_dotted(data, key.strip(), value, where=f"--set ({path.name})")
+    recipe = load_yaml_model(path, Recipe, data=data, lines=lines)
+    text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+    return recipe, text
+
+
+def recipe_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def as_dict(recipe: Recipe) -> dict[str, Any]:
+    return recipe.model_dump(mode="json")
