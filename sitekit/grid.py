@@ -14,6 +14,7 @@ are reprojected onto it; pyproj declares those GK CRSs northing-first, so every 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,6 +24,7 @@ import dask.array as da
 import geopandas as gpd
 import numpy as np
 import pyproj
+import rasterio.errors
 import rasterio.features
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import shapely
@@ -182,7 +184,7 @@ class Grid:
 
     def window_transform(self, row0: int, col0: int) -> Affine:
         """Transform of a window starting at (row0, col0)."""
-        return self.transform * Affine.translation(col0, row0)
+        return self.transform @ Affine.translation(col0, row0)
 
     def with_chunks(self, chunks: int) -> Grid:
         """Same grid, other chunk size."""
@@ -285,6 +287,7 @@ class Grid:
         all_touched: bool = False,
         fraction: bool = False,
         supersample: int = 8,
+        values: Any = None,
         name: str = "mask",
     ) -> xr.DataArray:
         """Lazily burn geometries (grid CRS) into the grid.
@@ -297,14 +300,18 @@ class Grid:
         fraction : bool
             Return the covered fraction of each pixel (0–1, float32) by burning on a
             ``supersample``×``supersample`` sub-grid; otherwise a boolean mask.
+        values : sequence of int, optional
+            Burn these ids (int32, 0 = none; later geometries win) instead of a mask.
         """
         if isinstance(geoms, gpd.GeoDataFrame):
             geoms = geoms.geometry
         arr = np.asarray(getattr(geoms, "values", geoms), dtype=object)
-        arr = arr[~shapely.is_empty(arr)] if len(arr) else arr
+        ids = np.ones(len(arr), np.int32) if values is None else np.asarray(values, np.int32)
+        keep = ~shapely.is_empty(arr) if len(arr) else np.zeros(0, bool)
+        arr, ids = arr[keep], ids[keep]
         bounds = shapely.bounds(arr) if len(arr) else np.empty((0, 4))
         t = self.transform
-        s = int(supersample) if fraction else 1
+        s = int(supersample) if (fraction and values is None) else 1
 
         def _burn(window: tuple[int, int, int, int]) -> np.ndarray:
             r0, r1, c0, c1 = window
@@ -318,26 +325,31 @@ class Grid:
                 & (bounds[:, 3] >= y0 - pad)
             )
             shape = ((r1 - r0) * s, (c1 - c0) * s)
+            dt = np.uint8 if values is None else np.int32
             if not hit.any():
-                burned = np.zeros(shape, np.uint8)
+                burned = np.zeros(shape, dt)
             else:
-                wt = self.window_transform(r0, c0) * Affine.scale(1 / s)
-                burned = rasterio.features.rasterize(
-                    ((g, 1) for g in arr[hit]),
-                    out_shape=shape,
-                    transform=wt,
-                    all_touched=all_touched,
-                    dtype=np.uint8,
-                )
+                wt = self.window_transform(r0, c0) @ Affine.scale(1 / s)
+                with warnings.catch_warnings():  # rasterio's MEM dataset warns spuriously
+                    warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                    burned = rasterio.features.rasterize(
+                        zip(arr[hit], ids[hit].tolist(), strict=True),
+                        out_shape=shape,
+                        transform=wt,
+                        all_touched=all_touched,
+                        dtype=dt,
+                    )
+            if values is not None:
+                return burned
             if not fraction:
                 return burned.astype(bool)
             return (
                 burned.reshape(r1 - r0, s, c1 - c0, s).mean(axis=(1, 3), dtype=np.float64)
             ).astype(np.float32)
 
-        dtype = np.float32 if fraction else bool
+        dtype = np.int32 if values is not None else (np.float32 if fraction else bool)
         data = self.map_blocks(_burn, dtype=dtype)
-        return self.wrap(data, name, "1" if fraction else "bool")
+        return self.wrap(data, name, "id" if values is not None else ("1" if fraction else "bool"))
 
     def study_fraction(self) -> xr.DataArray:
         """Fraction (0–1) of each pixel inside the study area (all ones when none is set)."""

@@ -1,0 +1,102 @@
+"""The study-area grid: CRS handling (incl. CGCS2000 Gauss–Krüger axis order), areas, laziness."""
+
+from __future__ import annotations
+
+import dask
+import geopandas as gpd
+import numpy as np
+import pyproj
+import pytest
+import shapely
+
+from sitekit.errors import CRSError
+from sitekit.grid import DEFAULT_CRS, Grid, parse_crs, transformer
+from sitekit.testing import small_grid
+
+
+def test_default_crs_is_equal_area_on_cgcs2000() -> None:
+    assert DEFAULT_CRS.is_projected
+    assert DEFAULT_CRS.coordinate_operation.method_name.startswith("Albers Equal Area")
+    assert DEFAULT_CRS.geodetic_crs.datum.name.startswith("China 2000")
+    assert DEFAULT_CRS.ellipsoid.name == "CGCS2000"
+
+
+@pytest.mark.parametrize("epsg", [4326, 4490, 4542, 4543, 4544])
+def test_accepted_crs(epsg: int) -> None:
+    assert parse_crs(f"EPSG:{epsg}").to_epsg() == epsg
+
+
+def test_unknown_crs_is_clear() -> None:
+    with pytest.raises(CRSError, match="unknown CRS"):
+        parse_crs("EPSG:999999")
+
+
+@pytest.mark.parametrize("epsg,lon0", [(4542, 99), (4543, 102), (4544, 105)])
+def test_gauss_kruger_axis_order(epsg: int, lon0: int) -> None:
+    """pyproj declares CGCS2000 GK zones northing-first; always_xy gives (easting, northing)."""
+    crs = pyproj.CRS.from_epsg(epsg)
+    assert crs.axis_info[0].direction == "north"  # the trap: northing first
+    e, n = transformer(4490, epsg).transform(lon0, 30.0)
+    assert e == pytest.approx(500000, abs=1e-3)  # on the central meridian (no zone prefix)
+    assert 3.3e6 < n < 3.4e6  # 30°N ≈ 3,320 km north
+    # the authority (northing-first) order gives the same point swapped
+    n2, e2 = pyproj.Transformer.from_crs(4490, epsg).transform(30.0, lon0)
+    assert (e2, n2) == pytest.approx((e, n))
+
+
+def test_grid_snaps_and_counts() -> None:
+    g = Grid.from_bounds((10, 20, 1010, 520), 100)
+    assert g.shape == (6, 11)  # snapped outwards to multiples of 100 m
+    assert g.bounds == (0, 0, 1100, 600)
+    assert g.pixel_area_km2 == pytest.approx(0.01)
+    assert g.x[0] == 50 and g.y[0] == 550
+
+
+def test_geographic_grid_crs_refused() -> None:
+    with pytest.raises(CRSError, match="geographic"):
+        Grid.from_bounds((100, 30, 101, 31), 0.01, crs="EPSG:4326")
+
+
+def test_study_fraction_gives_exact_area() -> None:
+    """A 1.23 km × 0.77 km rectangle: Σ fraction × pixel area = its area within 0.5 %."""
+    rect = shapely.box(130, 260, 1360, 1030)
+    g = Grid.from_bounds((0, 0, 1600, 1600), 100, chunks=5, study_area=rect)
+    frac = g.study_fraction().data.compute()
+    assert frac.sum() * g.pixel_area_km2 == pytest.approx(rect.area / 1e6, rel=5e-3)
+    assert frac.max() == 1.0 and frac.min() == 0.0
+
+
+def test_from_study_area_any_crs() -> None:
+    box = gpd.GeoDataFrame(geometry=[shapely.box(101.0, 30.0, 101.5, 30.5)], crs="EPSG:4490")
+    g = Grid.from_study_area(box, 500)
+    lon, lat = g.lonlat()
+    lo = lon.data.compute()
+    la = lat.data.compute()
+    assert lo.min() > 100.9 and lo.max() < 101.6
+    assert la.min() > 29.9 and la.max() < 30.6
+    # equal-area: the area of a 0.5° box at 30°N (≈ 48.2 × 55.4 km)
+    assert g.study_area.area / 1e6 == pytest.approx(2668, rel=0.01)
+
+
+def test_rasterize_centre_vs_all_touched() -> None:
+    g = small_grid((10, 10), 100.0, chunks=3)
+    tri = shapely.Polygon([(0, 0), (1010, 0), (0, 1010)])
+    centre = g.rasterize([tri]).data.compute()
+    touched = g.rasterize([tri], all_touched=True).data.compute()
+    assert centre.sum() == 55  # centres (50+100i, 50+100j) with i + j ≤ 9
+    assert touched.sum() > centre.sum()
+
+
+def test_wrap_is_lazy() -> None:
+    g = small_grid((8, 8), 10.0, chunks=4)
+    calls = []
+
+    def _never(window):
+        calls.append(window)
+        return np.zeros((window[1] - window[0], window[3] - window[2]), np.float32)
+
+    arr = g.wrap(g.map_blocks(_never), "x", "1")
+    assert calls == []
+    with dask.config.set(scheduler="sync"):
+        arr.data.compute()
+    assert len(calls) == 4
