@@ -1,3 +1,97 @@
-"""``sitekit demo`` and ``sitekit run RECIPE``."""
+"""``sitekit demo`` and ``sitekit run RECIPE…``: thin wrappers over :func:`sitekit.run.run_job`."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sitekit.cli import cli
+from sitekit.cli.options import (
+    catalog_opt,
+    chunks_opt,
+    crs_opt,
+    data_root_opt,
+    force_opt,
+    memory_opt,
+    out_opt,
+    resolution_opt,
+    scheduler_opt,
+    set_opt,
+    threads_opt,
+    workers_opt,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _options(ctx: click.Context, **kw) -> object:
+    from sitekit.run import RunOptions
+
+    return RunOptions(
+        catalog=kw["catalog"],
+        out=kw["out"],
+        resolution_m=kw["resolution"],
+        export_crs=kw["crs"],
+        chunks=kw["chunks"],
+        scheduler=kw["scheduler"],
+        workers=kw["workers"],
+        threads_per_worker=kw["threads_per_worker"],
+        memory_limit=kw["memory_limit"],
+        force=kw["force"],
+        quiet=ctx.obj.get("quiet", False),
+        overrides=tuple(kw.get("overrides") or ()),
+        pumped_storage=kw.get("pumped_storage"),
+        make_map=not kw.get("no_map", False),
+        online_tiles=kw.get("online_tiles", False),
+        data_roots=tuple(kw.get("data_roots") or ()),
+    )
+
+
+def _common(f):
+    for opt in reversed(
+        [catalog_opt, out_opt, force_opt, resolution_opt, crs_opt, chunks_opt, scheduler_opt,
+         workers_opt, threads_opt, memory_opt, set_opt, data_root_opt]
+    ):
+        f = opt(f)
+    f = click.option("--no-map", is_flag=True, help="Skip map.html and report.html.")(f)
+    f = click.option("--online-tiles", is_flag=True,
+                     help="Add an OpenStreetMap tile layer (needs internet to view).")(f)
+    return f
+
+
+@cli.command()
+@_common
+@click.pass_context
+def demo(ctx: click.Context, **kw) -> None:
+    """The whole job on the embedded four-prefecture data: PV, wind, pumped storage, map, GeoPackage."""
+    from sitekit.run import run_job
+
+    pipes = REPO / "pipelines"
+    kw.setdefault("pumped_storage", pipes / "pumped_storage.yaml")
+    if not (pipes / "pumped_storage.yaml").exists():
+        kw["pumped_storage"] = None
+    opts = _options(ctx, **kw)
+    run_job([pipes / "pv.yaml", pipes / "wind.yaml"], opts)
+
+
+@cli.command()
+@click.argument("recipes", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, path_type=Path))
+@_common
+@click.pass_context
+def run(ctx: click.Context, recipes: tuple[Path, ...], **kw) -> None:
+    """Run scoring RECIPES (pipelines/pv.yaml, wind.yaml, pumped_storage.yaml) on a catalogue."""
+    from sitekit.run import run_job
+
+    ps = [p for p in recipes if _is_ps(p)]
+    kw["pumped_storage"] = ps[0] if ps else None
+    run_job([p for p in recipes if not _is_ps(p)], _options(ctx, **kw))
+
+
+def _is_ps(path: Path) -> bool:
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:4000]
+    except OSError:
+        return False
+    return "technology: pumped_storage" in head

@@ -1,0 +1,280 @@
+"""Builds the lazy graph of a run: derived layers (once per grid), constraints, scores, LCOE.
+
+Nothing here computes: :mod:`sitekit.run` hands the arrays to a Dask client. Derived layers are
+memoised on the :class:`Pipeline`, so PV and wind share one slope, one distance-to-grid …
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import xarray as xr
+
+from sitekit import constraints as C
+from sitekit import proximity, scoring, terrain
+from sitekit.catalog import Catalog
+from sitekit.errors import RecipeError
+from sitekit.grid import Grid
+from sitekit.recipe import Recipe
+
+
+@dataclass
+class TechGraph:
+    """The lazy outputs of one recipe."""
+
+    recipe: Recipe
+    score: xr.DataArray  # 0–1, NaN outside the study area
+    eligible: xr.DataArray  # bool: not excluded and inside the study area
+    inclusion: xr.DataArray  # 0–1 eligible fraction of each pixel
+    lcoe: xr.DataArray  # CNY/kWh for the reference site size
+    energy_kwh_per_kw: xr.DataArray  # kWh/kW/yr
+    constraints: C.ConstraintResult
+    memberships: dict[str, xr.DataArray]
+
+
+class Pipeline:
+    """Derived layers of one catalogue on one grid (lazy, memoised)."""
+
+    def __init__(self, catalog: Catalog, grid: Grid) -> None:
+        self.catalog = catalog
+        self.grid = grid
+        self._memo: dict[Any, Any] = {}
+
+    # -- inputs ----------------------------------------------------------------------------
+    @cached_property
+    def dem_id(self) -> str:
+        rasters = [s for s in self.catalog.by_role("terrain") if s.kind == "raster"]
+        if not rasters:
+            raise RecipeError(f"{self.catalog.path}: no raster layer with role 'terrain' (a DEM)")
+        named = [s for s in rasters if s.id == "dem"]
+        return (named or rasters)[0].id
+
+    @cached_property
+    def elevation(self) -> xr.DataArray:
+        dem = self.catalog.raster(self.dem_id, self.grid)
+        return dem.where(self.grid.study_fraction() > 0).rename("elevation")
+
+    @cached_property
+    def dem_is_modelled(self) -> bool:
+        return self.elevation.attrs.get("modelled") == "yes"
+
+    @cached_property
+    def slope(self) -> xr.DataArray:
+        return terrain.slope(self.elevation)
+
+    @cached_property
+    def aspect(self) -> xr.DataArray:
+        return terrain.aspect(self.elevation)
+
+    @cached_property
+    def hillshade(self) -> xr.DataArray:
+        return terrain.hillshade(self.elevation)
+
+    @cached_property
+    def zones(self) -> dict[str, tuple[xr.DataArray, list[str], gpd.GeoDataFrame]]:
+        """{'prefecture'|'county': (int32 id raster, names, polygons)} (1-based ids)."""
+        out = {}
+        for key, layer_id in (
+            ("prefecture", self.catalog.spec.study_area),
+            ("county", self.catalog.spec.admin_units),
+        ):
+            if not layer_id:
+                continue
+            gdf = self.catalog.vector(layer_id, self.grid)
+            field = "name_en" if "name_en" in gdf.columns else gdf.columns[0]
+            names = [str(v) for v in gdf[field]]
+            ids = self.grid.rasterize(gdf, values=np.arange(1, len(gdf) + 1), name=f"{key}_id")
+            out[key] = (ids, names, gdf)
+        return out
+
+    def grid_features(self, recipe: Recipe) -> gpd.GeoDataFrame:
+        return self.catalog.vector(recipe.grid.layer, self.grid)
+
+    def grid_distance(self, recipe: Recipe) -> xr.DataArray:
+        key = ("grid_distance", recipe.grid.layer)
+        if key not in self._memo:
+            self._memo[key] = proximity.distance_to_features(self.grid, self.grid_features(recipe))
+        return self._memo[key]
+
+    def nearest_point(self, recipe: Recipe) -> xr.DataArray:
+        key = ("nearest", recipe.grid.layer)
+        if key not in self._memo:
+            self._memo[key] = proximity.nearest_feature_index(
+                self.grid, self.grid_features(recipe)
+            )
+        return self._memo[key]
+
+    def connection_distance(self, recipe: Recipe, forbidden: xr.DataArray | None) -> xr.DataArray:
+        """Least-cost distance [km of flat-equivalent line] to the nearest connection point."""
+        key = ("lcd", recipe.grid.layer)
+        if key not in self._memo:
+            cost = proximity.cost_surface(self.slope, forbidden, forbidden_cost=20.0)
+            self._memo[key] = proximity.least_cost_distance(
+                cost, self.grid_features(recipe), self.grid
+            )
+        return self._memo[key]
+
+    # -- resources -------------------------------------------------------------------------
+    def pv_yield(self, recipe: Recipe) -> xr.DataArray:
+        from sitekit import solar
+
+        cfg = recipe.solar
+        key = ("pv_yield", cfg.model_dump_json())
+        if key in self._memo:
+            return self._memo[key]
+        if cfg.model == "ghi_layer":
+            if not cfg.ghi_layer:
+                raise RecipeError(f"{recipe.name_en}: solar.model ghi_layer needs solar.ghi_layer")
+            ghi = self.catalog.raster(cfg.ghi_layer, self.grid)
+            lon, lat = self.grid.lonlat()
+            out = solar.pv_yield_from_ghi(
+                ghi, lat, self.elevation, losses_pct=cfg.losses_pct, tracking=cfg.tracking
+            )
+        else:
+            calib = None
+            if cfg.calibration_layer:
+                spec = self.catalog.layer(cfg.calibration_layer)
+                calib = self.catalog.file(spec)
+            lon, lat = self.grid.lonlat()
+            out = solar.modelled_pv_yield(
+                lat,
+                lon,
+                self.elevation,
+                self.slope,
+                self.aspect,
+                calibration_csv=calib,
+                tracking=cfg.tracking,
+                losses_pct=cfg.losses_pct,
+            )
+        self._memo[key] = out
+        return out
+
+    def wind_layers(self, recipe: Recipe) -> dict[str, xr.DataArray]:
+        from sitekit import wind
+
+        cfg = recipe.wind
+        key = ("wind", cfg.model_dump_json())
+        if key in self._memo:
+            return self._memo[key]
+        if cfg.model == "speed_layer":
+            if not cfg.speed_layer:
+                raise RecipeError(f"{recipe.name_en}: wind.model speed_layer needs wind.speed_layer")
+            ref = self.catalog.raster(cfg.speed_layer, self.grid)
+        else:
+            ref = wind.modelled_reference_speed(self.elevation)
+        speed = wind.hub_height_speed(ref, cfg.speed_height_m, cfg.hub_height_m, cfg.shear_alpha)
+        rho = wind.air_density(self.elevation)
+        curve = wind.load_power_curve(cfg.turbine)
+        cf = wind.capacity_factor(speed, rho, curve, k=cfg.weibull_k) * (1 - cfg.losses_pct / 100)
+        cf = cf.astype(np.float32)
+        cf.attrs.update(units="1", long_name=f"net capacity factor ({cfg.turbine})")
+        cf.attrs["modelled"] = "yes" if cfg.model == "modelled" else "no"
+        out = {"wind_speed": speed, "air_density": rho, "wind_cf": cf.rename("wind_cf")}
+        self._memo[key] = out
+        return out
+
+    def derived(self, name: str, recipe: Recipe) -> xr.DataArray:
+        """A derived layer by recipe name (see :data:`sitekit.recipe.DERIVED`)."""
+        if name in ("elevation", "slope", "aspect"):
+            return getattr(self, name)
+        if name == "tpi":
+            return terrain.tpi(self.elevation)
+        if name == "grid_distance":
+            return self.grid_distance(recipe)
+        if name in ("pv_yield", "pv_cf"):
+            if recipe.solar is None:
+                raise RecipeError(f"{recipe.name_en}: layer '{name}' needs a `solar:` section")
+            y = self.pv_yield(recipe)
+            return y if name == "pv_yield" else (y / 8760.0).assign_attrs(units="1")
+        if name in ("wind_speed", "wind_cf", "air_density"):
+            if recipe.wind is None:
+                raise RecipeError(f"{recipe.name_en}: layer '{name}' needs a `wind:` section")
+            return self.wind_layers(recipe)[name]
+        raise RecipeError(f"unknown derived layer '{name}'")
+
+    # -- constraints / score ---------------------------------------------------------------
+    def constraint_objects(self, recipe: Recipe) -> list:
+        out = []
+        for c in recipe.constraints:
+            names = dict(code=c.id, name_en=c.name_en or c.id, name_zh=c.name_zh or c.id)
+            if c.kind == "polygon":
+                gdf = self.catalog.vector(c.layer, self.grid)
+                out.append(C.PolygonConstraint(**names, geoms=gdf, buffer_m=c.buffer_m, rule=c.rule))
+            elif c.kind == "setback":
+                gdf = self.catalog.vector(c.layer, self.grid)
+                out.append(
+                    C.FeatureSetback(**names, geoms=gdf, setback_m=c.setback_m, rule=c.rule)
+                )
+            elif c.kind == "threshold":
+                layer = self.derived(c.layer, recipe)
+                out.append(C.RasterThreshold(**names, layer=layer, op=c.op, value=c.value))
+            elif c.kind == "aspect_on_slope":
+                out.append(
+                    C.AspectOnSlope(
+                        **names,
+                        slope=self.slope,
+                        aspect=self.aspect,
+                        min_slope_deg=c.min_slope_deg,
+                        aspect_from_deg=c.aspect_from_deg,
+                        aspect_to_deg=c.aspect_to_deg,
+                    )
+                )
+        return out
+
+    def technology(self, recipe: Recipe) -> TechGraph:
+        """The lazy score, eligibility, LCOE and energy rasters of a recipe."""
+        cons = C.evaluate(self.constraint_objects(recipe), self.grid)
+        memberships: dict[str, xr.DataArray] = {}
+        for crit in recipe.criteria:
+            x = self.derived(crit.layer, recipe)
+            params = crit.membership.model_dump(exclude={"kind"})
+            memberships[crit.id] = scoring.membership(x, crit.membership.kind, **params)
+        score = scoring.weighted_overlay(
+            list(memberships.values()), [c.weight for c in recipe.criteria]
+        )
+        inside = self.grid.study_fraction() > 0
+        score = score.where(inside).astype(np.float32).rename(f"{recipe.technology}_score")
+        score.attrs = {"units": "1", "long_name": f"{recipe.name_en} suitability score"}
+        if recipe.technology == "pv":
+            energy = self.pv_yield(recipe)
+        else:
+            energy = self.wind_layers(recipe)["wind_cf"] * 8760.0
+        energy = energy.astype(np.float32)
+        e = recipe.economics
+        ref_mw = np.array([e.reference_capacity_mw])
+        from sitekit.sites import connection_cost_cny_per_kw
+
+        dist = self.grid_distance(recipe)
+        per_km = e.connection_cny_per_km
+        # per-pixel LCOE: reference-size site connected by a straight line to the nearest point
+        _, kv = connection_cost_cny_per_kw(np.array([0.0]), ref_mw, e)
+        kv0 = int(kv[0])
+        conn = (dist * per_km.get(kv0, 0.0) + e.connection_bay_cny.get(kv0, 0.0)) / (
+            e.reference_capacity_mw * 1000.0
+        )
+        lcoe = scoring.lcoe_cny_per_kwh(
+            energy,
+            e.capex_cny_per_kw,
+            e.fixed_om_cny_per_kw_yr,
+            e.wacc,
+            e.lifetime_yr,
+            e.degradation_pct_per_yr / 100.0,
+            conn,
+        )
+        lcoe = lcoe.where(inside).astype(np.float32).rename(f"{recipe.technology}_lcoe")
+        lcoe.attrs = {"units": "CNY/kWh", "long_name": f"{recipe.name_en} LCOE (reference site)"}
+        eligible = (~cons.excluded) & inside
+        return TechGraph(
+            recipe=recipe,
+            score=score,
+            eligible=eligible.rename(f"{recipe.technology}_eligible"),
+            inclusion=cons.inclusion_fraction,
+            lcoe=lcoe,
+            energy_kwh_per_kw=energy,
+            constraints=cons,
+            memberships=memberships,
+        )

@@ -1,0 +1,360 @@
+"""Run a job: build one lazy graph for all recipes, compute it on a Dask client, write outputs.
+
+The client is a ``dask.distributed`` ``LocalCluster`` by default (``workers`` processes), or any
+running scheduler given by address (``tcp://host:port``: dask-jobqueue, Kubernetes, …). Outputs are
+first written into a staging folder next to ``out`` and swapped in at the end, so a killed run
+leaves the previous results intact and never a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import pandas as pd
+
+from sitekit.catalog import Catalog
+from sitekit.errors import OutputError
+from sitekit.grid import DEFAULT_CHUNK, DEFAULT_CRS
+from sitekit.pipeline import Pipeline, TechGraph
+from sitekit.provenance import file_sha256, versions
+from sitekit.recipe import Recipe, load_recipe, recipe_digest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class RunOptions:
+    """Everything a run needs besides the recipes."""
+
+    catalog: Path
+    out: Path
+    resolution_m: float = 250.0
+    crs: Any = DEFAULT_CRS
+    export_crs: str | None = None
+    chunks: int = DEFAULT_CHUNK
+    scheduler: str | None = None
+    workers: int | None = None
+    threads_per_worker: int | None = None
+    memory_limit: str = "auto"
+    force: bool = False
+    quiet: bool = False
+    overrides: tuple[str, ...] = ()
+    pumped_storage: Path | None = None
+    make_map: bool = True
+    online_tiles: bool = False
+    data_roots: tuple[Path, ...] = ()
+    map_style: Path | None = None
+
+
+@dataclass
+class RunResult:
+    out: Path
+    summary: pd.DataFrame
+    sites: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------ dask client
+@contextlib.contextmanager
+def dask_client(opts: RunOptions) -> Iterator[Any]:
+    """A distributed Client: to ``opts.scheduler`` if given, else a fresh LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    if opts.scheduler:
+        with Client(opts.scheduler, timeout="30s") as client:
+            yield client
+        return
+    cores = os.cpu_count() or 1
+    workers = opts.workers or min(2, cores)
+    threads = opts.threads_per_worker or max(1, cores // workers)
+    with (
+        dask.config.set({"distributed.worker.daemon": False}),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads,
+            processes=True,
+            memory_limit=opts.memory_limit,
+            dashboard_address=None,
+            silence_logs=50,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def compute(client: Any, arrays: dict[str, Any], quiet: bool, label: str) -> dict[str, np.ndarray]:
+    """Compute named lazy arrays together (one graph, shared intermediates) with a progress bar."""
+    from distributed import progress
+
+    names = list(arrays)
+    datas = [getattr(a, "data", a) for a in arrays.values()]
+    futures = client.compute(datas)
+    if not quiet:
+        print(f"  {label}")
+        progress(futures, notebook=False)
+        print()
+    values = client.gather(futures)
+    return dict(zip(names, values, strict=True))
+
+
+# ------------------------------------------------------------------------------ output dir
+@contextlib.contextmanager
+def staged_output(out: Path, force: bool) -> Iterator[Path]:
+    """Yield a staging folder; on success it replaces ``out`` (which needs ``force`` if present)."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputError(f"output folder {out} exists; pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    try:
+        yield stage
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(stage, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+# ------------------------------------------------------------------------------ the job
+def _zone_areas(incl: np.ndarray, zone_ids: np.ndarray, names: list[str], pa: float) -> dict:
+    sums = np.bincount(zone_ids.ravel(), np.nan_to_num(incl).ravel(), len(names) + 1)
+    return {n: float(sums[i + 1] * pa) for i, n in enumerate(names)}
+
+
+def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
+    """Run recipes (PV/wind, plus pumped storage if ``opts.pumped_storage``) into ``opts.out``."""
+    from sitekit import export
+    from sitekit.sites import SiteRules, extract_sites, summarise
+
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    say = (lambda *a: None) if opts.quiet else print
+    recipes: list[tuple[Path, Recipe, str]] = []
+    for p in recipe_paths:
+        r, text = load_recipe(p, list(opts.overrides))
+        recipes.append((Path(p), r, text))
+    catalog = Catalog(opts.catalog, extra_roots=opts.data_roots)
+    grid = catalog.grid(opts.resolution_m, opts.crs, opts.chunks)
+    say(f"sitekit: {grid.describe()}")
+    pipe = Pipeline(catalog, grid)
+    graphs: list[TechGraph] = [pipe.technology(r) for _, r, _ in recipes]
+    timings["graph_s"] = time.perf_counter() - t0
+
+    with staged_output(opts.out, opts.force) as stage, dask_client(opts) as client:
+        arrays: dict[str, Any] = {
+            "elevation": pipe.elevation,
+            "slope": pipe.slope,
+            "aspect": pipe.aspect,
+            "hillshade": pipe.hillshade,
+            "study_fraction": grid.study_fraction(),
+        }
+        for key, (ids, _, _) in pipe.zones.items():
+            arrays[f"{key}_id"] = ids
+        for g in graphs:
+            t = g.recipe.technology
+            arrays[f"{t}_score"] = g.score
+            arrays[f"{t}_eligible"] = g.eligible
+            arrays[f"{t}_inclusion"] = g.inclusion
+            arrays[f"{t}_lcoe"] = g.lcoe
+            arrays[f"{t}_energy"] = g.energy_kwh_per_kw
+            arrays[f"{t}_exclusion_reasons"] = g.constraints.reasons
+            arrays["grid_distance"] = pipe.grid_distance(g.recipe)
+            arrays["nearest_point"] = pipe.nearest_point(g.recipe)
+            arrays["connection_distance"] = pipe.connection_distance(
+                g.recipe, g.constraints.masks.get("nobuild")
+            )
+            if t == "pv":
+                arrays["pv_yield"] = pipe.pv_yield(g.recipe)
+            else:
+                for k, v in pipe.wind_layers(g.recipe).items():
+                    arrays[k] = v
+        t1 = time.perf_counter()
+        values = compute(client, arrays, opts.quiet, "computing layers")
+        timings["compute_s"] = time.perf_counter() - t1
+
+        # ---- rasters
+        t1 = time.perf_counter()
+        rdir = stage / "rasters"
+        raster_out = {
+            "elevation": "elevation", "slope": "slope", "aspect": "aspect",
+            "pv_yield": "pv_yield", "wind_cf": "wind_cf", "wind_speed": "wind_speed",
+            "grid_distance": "grid_distance", "connection_distance": "connection_distance",
+            "hillshade": "hillshade",
+        }
+        for g in graphs:
+            t = g.recipe.technology
+            raster_out.update({f"{t}_score": f"{t}_score", f"{t}_lcoe": f"{t}_lcoe",
+                               f"{t}_eligible": f"{t}_eligible",
+                               f"{t}_exclusion_reasons": f"{t}_exclusion_reasons"})
+        rasters: dict[str, Any] = {}
+        for key, fname in raster_out.items():
+            if key not in values:
+                continue
+            template = arrays[key]
+            da_np = grid.wrap(np.asarray(values[key]), fname, template.attrs.get("units", "1"),
+                              template.attrs.get("long_name", fname))
+            da_np.attrs.update({k: str(v) for k, v in template.attrs.items()
+                                if k in ("modelled", "method", "file_modelled")})
+            if pipe.dem_is_modelled and key in ("elevation", "slope", "aspect", "hillshade"):
+                da_np.attrs["modelled"] = "demo terrain"
+            rasters[key] = da_np
+            export.write_cog(rdir / f"{fname}.tif", da_np)
+        # the combined exclusion-reasons raster of the first recipe is the headline one
+        if graphs:
+            first = graphs[0].recipe.technology
+            export.write_cog(rdir / "exclusion_reasons.tif", rasters[f"{first}_exclusion_reasons"])
+        timings["rasters_s"] = time.perf_counter() - t1
+
+        # ---- sites
+        t1 = time.perf_counter()
+        feats = {g.recipe.grid.layer: pipe.grid_features(g.recipe) for g in graphs}
+        zones = pipe.zones
+        pref_ids, pref_names, pref_gdf = zones["prefecture"]
+        cnty = zones.get("county")
+        sites: dict[str, Any] = {}
+        summaries = []
+        for g in graphs:
+            r = g.recipe
+            t = r.technology
+            pts = feats[r.grid.layer]
+            names = (
+                [str(v) for v in pts[r.grid.name_field]]
+                if r.grid.name_field in pts.columns else [str(i) for i in range(len(pts))]
+            )
+            gdf, _labels = extract_sites(
+                grid,
+                score=values[f"{t}_score"],
+                inclusion=np.where(values[f"{t}_eligible"], values[f"{t}_inclusion"], 0.0),
+                energy_kwh_per_kw=values[f"{t}_energy"],
+                grid_distance_km=values["grid_distance"],
+                connection_distance_km=values["connection_distance"],
+                nearest_point=values["nearest_point"],
+                point_names=names,
+                prefecture_id=values["prefecture_id"],
+                prefecture_names=pref_names,
+                county_id=values["county_id"] if cnty else np.zeros(grid.shape, np.int32),
+                county_names=cnty[1] if cnty else [],
+                rules=SiteRules(**r.sites.model_dump()),
+                economics=r.economics,
+            )
+            sites[f"{t}_sites"] = gdf
+            incl = np.where(values[f"{t}_eligible"], values[f"{t}_inclusion"], 0.0)
+            areas = _zone_areas(incl, values["prefecture_id"], pref_names, grid.pixel_area_km2)
+            summaries.append(summarise(gdf, areas, t))
+        timings["sites_s"] = time.perf_counter() - t1
+
+        summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
+        export.write_table(stage / "summary.csv", summary)
+        for key, gdf in sites.items():
+            export.write_table(stage / f"{key}.csv", gdf)
+
+        # ---- vectors → GeoPackage
+        vectors: dict[str, Any] = {"prefectures": pref_gdf}
+        if cnty:
+            vectors["counties"] = cnty[2]
+        vectors.update(sites)
+        for layer_id, gdf in feats.items():
+            kinds = set(gdf.geom_type)
+            vectors["grid_lines" if kinds & {"LineString", "MultiLineString"} else "grid_points"] = gdf
+        for spec in catalog.by_role("constraint"):
+            vectors[f"constraint_{spec.id}"] = catalog.vector(spec.id, grid)
+        provenance = _provenance(catalog, recipes, pipe, grid, timings, t0)
+        legend = [tuple(b) for b in graphs[0].constraints.legend] if graphs else []
+        provenance["exclusion_legend"] = legend
+        export.write_geopackage(
+            stage / "sitekit.gpkg", vectors, crs=opts.export_crs, metadata=provenance
+        )
+
+        # ---- map + report
+        if opts.make_map:
+            t1 = time.perf_counter()
+            from sitekit import render, report, style
+
+            st = style.load_style(opts.map_style or REPO_ROOT / "maps" / "default.yaml")
+            map_rasters = {k: rasters[k] for k in (
+                "hillshade", "elevation", "pv_yield", "wind_cf", "pv_score", "wind_score",
+                "grid_distance") if k in rasters}
+            if graphs:
+                map_rasters["exclusion_reasons"] = rasters[
+                    f"{graphs[0].recipe.technology}_exclusion_reasons"]
+            render.render_map(stage / "map.html", grid=grid, rasters=map_rasters,
+                              vectors=vectors, style=st, provenance=provenance,
+                              online_tiles=opts.online_tiles)
+            report.render_report(stage / "report.html", summary=summary, sites=sites,
+                                 ps_pairs=vectors.get("ps_pairs"),
+                                 recipes={p.name: text for p, _, text in recipes},
+                                 provenance=provenance)
+            timings["map_s"] = time.perf_counter() - t1
+        timings["total_s"] = time.perf_counter() - t0
+        provenance["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+        from sitekit.atomic import write_text
+
+        write_text(stage / "run.json", json.dumps(provenance, indent=2, ensure_ascii=False,
+                                                  default=str))
+    say(f"sitekit: results in {opts.out.resolve()}")
+    return RunResult(opts.out, summary, sites, timings)
+
+
+def _provenance(catalog, recipes, pipe, grid, timings, t0) -> dict[str, Any]:
+    inputs = {}
+    for spec in catalog.spec.layers:
+        try:
+            path = catalog.file(spec)
+            inputs[spec.id] = {
+                "path": str(spec.path),
+                "sha256": file_sha256(path) if path.exists() else None,
+                "modelled": spec.modelled,
+                "illustrative": spec.illustrative,
+                "source": spec.source,
+                "licence": spec.licence,
+            }
+        except Exception as exc:  # noqa: BLE001 - provenance must not fail a run
+            inputs[spec.id] = {"error": str(exc)}
+    return {
+        "sitekit_run": True,
+        "catalog": str(catalog.path),
+        "catalog_sha256": catalog.digest(),
+        "grid": {
+            "crs_wkt": grid.crs.to_wkt(),
+            "crs_name": grid.crs.name,
+            "resolution_m": grid.resolution_m,
+            "shape": list(grid.shape),
+            "bounds": list(grid.bounds),
+            "chunks": grid.chunks,
+        },
+        "recipes": {
+            p.name: {"sha256": recipe_digest(text), "technology": r.technology, "yaml": text}
+            for p, r, text in recipes
+        },
+        "inputs": inputs,
+        "modelled": {
+            "terrain": "demo terrain — refined from a real 1/12° DEM; bring SRTM/Copernicus DEM "
+            "for siting decisions" if pipe.dem_is_modelled else "real",
+            "solar": "modelled (pvlib clear-sky × MERRA-2-calibrated cloudiness)"
+            if any(r.technology == "pv" and r.solar.model == "modelled" for _, r, _ in recipes)
+            else "measured climatology",
+            "wind": "modelled (terrain-exposure model)"
+            if any(r.technology == "wind" and r.wind.model == "modelled" for _, r, _ in recipes)
+            else "measured climatology",
+        },
+        "demo_terrain": pipe.dem_is_modelled,
+        "versions": versions(),
+    }
