@@ -1,0 +1,119 @@
+"""Site extraction: known best site ranks first, area bookkeeping, splitting, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sitekit.recipe import Economics
+from sitekit.sites import SiteRules, extract_sites, label_sites
+from sitekit.testing import small_grid
+
+ECON = Economics(
+    capex_cny_per_kw=3600,
+    fixed_om_cny_per_kw_yr=50,
+    wacc=0.06,
+    lifetime_yr=25,
+    connection_cny_per_km={110: 800000, 220: 1500000},
+    connection_bay_cny={110: 0, 220: 0},
+    voltage_by_capacity_mw={110: 100, 220: 100000},
+)
+
+
+def _landscape(n: int = 40):
+    """Three square blocks of eligible land with different yields and grid distances."""
+    grid = small_grid((n, n), 100.0, chunks=16)  # 0.01 km² pixels
+    score = np.zeros((n, n), np.float32)
+    energy = np.full((n, n), 1300.0, np.float32)
+    dist = np.full((n, n), 50.0, np.float32)
+    # block A: best yield, near the grid
+    score[2:12, 2:12] = 0.9
+    energy[2:12, 2:12] = 1800.0
+    dist[2:12, 2:12] = 2.0
+    # block B: good yield, far
+    score[20:30, 2:12] = 0.8
+    energy[20:30, 2:12] = 1700.0
+    dist[20:30, 2:12] = 40.0
+    # block C: mediocre
+    score[2:12, 25:35] = 0.7
+    energy[2:12, 25:35] = 1400.0
+    dist[2:12, 25:35] = 10.0
+    zone = np.ones((n, n), np.int32)
+    zone[:, n // 2 :] = 2
+    return grid, score, energy, dist, zone
+
+
+def _extract(grid, score, energy, dist, zone, inclusion=None, rules=None):
+    n = grid.shape[0]
+    return extract_sites(
+        grid,
+        score=score,
+        inclusion=np.ones_like(score) if inclusion is None else inclusion,
+        energy_kwh_per_kw=energy,
+        grid_distance_km=dist,
+        connection_distance_km=dist,
+        nearest_point=np.zeros((n, n), np.int64),
+        point_names=["Sub A"],
+        prefecture_id=zone,
+        prefecture_names=["West", "East"],
+        county_id=zone,
+        county_names=["W county", "E county"],
+        rules=rules or SiteRules(0.5, 0.2, 5.0, 40.0),
+        economics=ECON,
+    )
+
+
+def test_known_best_site_ranks_first() -> None:
+    sites, labels = _extract(*_landscape())
+    assert len(sites) == 3
+    best = sites.iloc[0]
+    assert best["rank"] == 1
+    assert best["area_km2"] == pytest.approx(1.0)  # 10×10 pixels of 0.01 km²
+    assert best["capacity_mw"] == pytest.approx(40.0)
+    assert best["energy_gwh"] == pytest.approx(40.0 * 1800 / 1000)
+    assert best["prefecture"] == "West" and best["grid_point_name"] == "Sub A"
+    # block C (east) is in the East prefecture
+    assert set(sites["prefecture"]) == {"West", "East"}
+    assert list(sites["rank"]) == [1, 2, 3]
+    assert sites["lcoe_cny_per_kwh"].is_monotonic_increasing
+    assert sites.crs is not None and labels.max() >= 3
+
+
+def test_area_bookkeeping_uses_inclusion_fraction() -> None:
+    grid, score, energy, dist, zone = _landscape()
+    incl = np.ones_like(score)
+    incl[2:12, 2:7] = 0.5  # half of block A's left half is excluded by a fraction-rule constraint
+    sites, _ = _extract(grid, score, energy, dist, zone, inclusion=incl)
+    a = sites.sort_values("capacity_factor", ascending=False).iloc[0]
+    assert a["area_km2"] == pytest.approx(0.01 * (50 * 0.5 + 50))
+
+
+def test_raising_yield_never_lowers_rank() -> None:
+    grid, score, energy, dist, zone = _landscape()
+    before, _ = _extract(grid, score, energy, dist, zone)
+    rank_c = before.set_index("prefecture").loc["East", "rank"]
+    energy2 = energy.copy()
+    energy2[2:12, 25:35] = 2500.0
+    after, _ = _extract(grid, score, energy2, dist, zone)
+    assert after.set_index("prefecture").loc["East", "rank"] <= rank_c
+
+
+def test_large_region_is_split_and_small_pieces_dropped() -> None:
+    cand = np.zeros((60, 60), bool)
+    cand[:, :] = True  # one 36 km² region at 0.01 km² pixels
+    labels, n = label_sites(cand, 0.01, max_area_km2=4.0)  # lattice of 20×20 px cells
+    assert n == 9
+    sizes = np.bincount(labels.ravel())[1:]
+    assert (sizes * 0.01 <= 4.0 + 1e-9).all()
+    # small regions are kept whole even when they straddle a lattice line
+    small = np.zeros((60, 60), bool)
+    small[18:23, 18:23] = True
+    labels, n = label_sites(small, 0.01, max_area_km2=4.0)
+    assert n == 1
+
+
+def test_deterministic() -> None:
+    a, _ = _extract(*_landscape())
+    b, _ = _extract(*_landscape())
+    assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
+    assert all(x.equals(y) for x, y in zip(a.geometry, b.geometry, strict=True))
