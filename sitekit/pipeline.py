@@ -167,7 +167,7 @@ class Pipeline:
         else:
             ref = wind.modelled_reference_speed(self.elevation)
         speed = wind.hub_height_speed(ref, cfg.speed_height_m, cfg.hub_height_m, cfg.shear_alpha)
-        rho = wind.air_density(self.elevation)
+        rho = wind.air_density(self.elevation + cfg.hub_height_m)
         curve = wind.load_power_curve(cfg.turbine)
         cf = wind.capacity_factor(speed, rho, curve, k=cfg.weibull_k) * (1 - cfg.losses_pct / 100)
         cf = cf.astype(np.float32)

@@ -124,7 +124,7 @@ class WindResource(_M):
     model: Literal["modelled", "speed_layer"] = "modelled"
     speed_layer: str | None = Field(None, description="catalogue raster id of mean speed [m/s]")
     speed_height_m: float = Field(100.0, gt=0, description="height of the speed layer [m]")
-    turbine: str = Field("E-126/4200", description="windpowerlib turbine type")
+    turbine: str = Field("E-141/4200", description="windpowerlib turbine type")
     hub_height_m: float = Field(120.0, gt=0)
     shear_alpha: float = Field(0.14, ge=0, le=0.6, description="power-law shear exponent")
     weibull_k: float = Field(2.0, gt=0.5, le=6.0)
