@@ -1,0 +1,293 @@
+"""Grid proximity: exact distances against scipy/shapely references, least-cost paths by hand."""
+
+from __future__ import annotations
+
+import math
+
+import dask
+import dask.array as da
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+
+from sitekit.errors import InputError, LayerError
+from sitekit.grid import Grid
+from sitekit.proximity import (
+    cost_surface,
+    distance_to_features,
+    least_cost_distance,
+    least_cost_path,
+    least_cost_paths,
+    nearest_feature_index,
+)
+from sitekit.testing import small_grid
+
+RES = 100.0
+
+
+@pytest.fixture
+def grid() -> Grid:
+    return small_grid((64, 64), RES, chunks=16)
+
+
+def gdf(geoms, crs) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(geometry=list(geoms), crs=crs)
+
+
+def pixel_points(grid: Grid) -> np.ndarray:
+    xx, yy = np.meshgrid(grid.x, grid.y)
+    return shapely.points(xx, yy)
+
+
+def exact_distance_m(grid: Grid, features: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force: shapely distance from every pixel centre to every feature."""
+    pts = pixel_points(grid)
+    d = np.stack([shapely.distance(pts, g) for g in features.geometry])
+    return d.min(axis=0), d.argmin(axis=0)
+
+
+def edt_reference_m(grid: Grid, features: gpd.GeoDataFrame) -> np.ndarray:
+    """scipy distance transform on the rasterised features (all touched), in metres."""
+    burnt = grid.rasterize(features, all_touched=True).values
+    return ndimage.distance_transform_edt(~burnt) * RES
+
+
+def substations(grid: Grid, n: int = 6, seed: int = 1) -> gpd.GeoDataFrame:
+    rng = np.random.default_rng(seed)
+    return gdf(shapely.points(rng.uniform(100, 6300, (n, 2))), grid.crs)
+
+
+def power_lines(grid: Grid) -> gpd.GeoDataFrame:
+    return gdf(
+        [
+            shapely.LineString([(300, 6100), (2500, 3800), (2600, 1500), (6100, 900)]),
+            shapely.MultiLineString([[(4000, 6300), (5900, 4200)], [(800, 200), (1500, 1900)]]),
+        ],
+        grid.crs,
+    )
+
+
+# -- distance --------------------------------------------------------------------------------
+def test_point_distance_matches_scipy_edt_and_is_exact(grid):
+    feats = substations(grid)
+    got_m = distance_to_features(grid, feats).values * 1000.0
+    assert np.abs(got_m - edt_reference_m(grid, feats)).max() <= RES
+    exact, _ = exact_distance_m(grid, feats)
+    np.testing.assert_allclose(got_m, exact, atol=1e-3)
+
+
+def test_line_distance_matches_scipy_edt_and_is_exact(grid):
+    feats = power_lines(grid)
+    dist = distance_to_features(grid, feats)
+    assert dist.attrs["units"] == "km" and dist.dtype == np.float32
+    got_m = dist.values * 1000.0
+    assert np.abs(got_m - edt_reference_m(grid, feats)).max() <= RES
+    exact, _ = exact_distance_m(grid, feats)
+    np.testing.assert_allclose(got_m, exact, atol=1e-3)
+
+
+def test_points_and_lines_together_with_nearest_index(grid):
+    feats = pd_concat(substations(grid, 3), power_lines(grid))
+    dist = distance_to_features(grid, feats)
+    idx = nearest_feature_index(grid, feats)
+    d_m, i_m = dask.compute(dist, idx)
+    exact, which = exact_distance_m(grid, feats)
+    np.testing.assert_allclose(d_m.values * 1000.0, exact, atol=1e-3)
+    assert idx.dtype == np.int32
+    second = np.sort(
+        np.stack([shapely.distance(pixel_points(grid), g) for g in feats.geometry]), axis=0
+    )[1]
+    clear = second - exact > 1e-3  # ignore exact ties
+    np.testing.assert_array_equal(i_m.values[clear], which[clear])
+    assert set(np.unique(i_m.values)) == set(range(len(feats)))
+
+
+def pd_concat(a: gpd.GeoDataFrame, b: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    return gdf(list(a.geometry) + list(b.geometry), a.crs)
+
+
+def test_nearest_index_by_hand(grid):
+    # two substations on a horizontal line: the perpendicular bisector is x = 3200 m
+    feats = gdf([shapely.Point(1200, 3000), shapely.Point(5200, 3000)], grid.crs)
+    idx = nearest_feature_index(grid, feats).values
+    assert (idx[:, :32] == 0).all() and (idx[:, 32:] == 1).all()
+    dist = distance_to_features(grid, feats).values
+    # pixel centre (1250, 3050): 50√2 m from the first substation
+    assert dist[33, 12] == pytest.approx(50 * math.sqrt(2) / 1000, rel=1e-6)
+
+
+def test_chunked_equals_unchunked(grid):
+    feats = pd_concat(substations(grid, 4, seed=7), power_lines(grid))
+    ref_d = distance_to_features(grid.with_chunks(64), feats, tile=64).values
+    ref_i = nearest_feature_index(grid.with_chunks(64), feats, tile=64).values
+    for chunks, tile in ((7, 3), (16, 32), (64, 5)):
+        g = grid.with_chunks(chunks)
+        d = distance_to_features(g, feats, tile=tile)
+        assert d.data.chunksize == (chunks, chunks)
+        np.testing.assert_array_equal(d.values, ref_d)
+        np.testing.assert_array_equal(nearest_feature_index(g, feats, tile=tile).values, ref_i)
+
+
+def test_distance_and_index_share_one_search(grid):
+    feats = substations(grid)
+    d, i = distance_to_features(grid, feats), nearest_feature_index(grid, feats)
+    keys_d = {k for k in dict(d.data.__dask_graph__()) if str(k).startswith("('nearest-")}
+    keys_i = {k for k in dict(i.data.__dask_graph__()) if str(k).startswith("('nearest-")}
+    assert keys_d and keys_d == keys_i
+
+
+def test_features_in_geographic_crs_are_reprojected(grid):
+    feats = power_lines(grid)
+    got = distance_to_features(grid, feats.to_crs("EPSG:4490")).values
+    np.testing.assert_allclose(got, distance_to_features(grid, feats).values, atol=1e-6)
+
+
+def test_distance_is_lazy(grid):
+    assert isinstance(distance_to_features(grid, substations(grid)).data, da.Array)
+
+
+def test_bad_feature_layers(grid):
+    with pytest.raises(LayerError, match="empty"):
+        distance_to_features(grid, gpd.GeoDataFrame(geometry=[], crs=grid.crs))
+    with pytest.raises(LayerError, match="polygons"):
+        distance_to_features(grid, gdf([shapely.box(0, 0, 10, 10)], grid.crs))
+
+
+coord = st.floats(-2000.0, 3600.0, allow_nan=False)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    pts=st.lists(st.tuples(coord, coord), min_size=0, max_size=4),
+    line=st.lists(st.tuples(coord, coord), min_size=2, max_size=5),
+)
+def test_distance_is_exact_for_random_features(pts, line):
+    grid = small_grid((16, 16), RES, chunks=5)
+    geoms = [shapely.Point(p) for p in pts]
+    ls = shapely.LineString(line)
+    if ls.length > 0:
+        geoms.append(ls)
+    if not geoms:
+        geoms = [shapely.Point(line[0])]
+    feats = gdf(geoms, grid.crs)
+    exact, _ = exact_distance_m(grid, feats)
+    got = distance_to_features(grid, feats, tile=4).values.astype(np.float64) * 1000.0
+    np.testing.assert_allclose(got, exact, rtol=1e-6, atol=1e-3)
+
+
+# -- cost surface ----------------------------------------------------------------------------
+def test_cost_surface(grid):
+    slope = np.zeros((64, 64), np.float32)
+    slope[:, 1] = 10.0
+    slope[:, 2] = 20.0
+    slope[:, 3] = np.nan
+    forbidden = np.zeros((64, 64), bool)
+    forbidden[0, :] = True
+    penalty = np.ones((64, 64), np.float32)
+    penalty[:, 4] = 3.0
+    cost = cost_surface(
+        grid.wrap(slope, "slope"), grid.wrap(forbidden, "f"), grid.wrap(penalty, "p")
+    )
+    c = cost.values
+    assert cost.dtype == np.float32 and cost.rio.crs == grid.crs
+    assert c[5, 0] == 1.0 and c[5, 1] == 2.0 and c[5, 2] == 5.0 and c[5, 4] == 3.0
+    assert np.isinf(c[5, 3]) and np.isinf(c[0]).all()
+    soft = cost_surface(grid.wrap(slope, "slope"), grid.wrap(forbidden, "f"), forbidden_cost=50.0)
+    assert (soft.values[0] == 50.0).all()
+
+
+# -- least-cost distance and paths ---------------------------------------------------------
+def flat_cost(grid: Grid, forbidden: np.ndarray | None = None):
+    slope = grid.wrap(da.zeros(grid.shape, chunks=grid.dask_chunks, dtype=np.float32), "slope")
+    f = None if forbidden is None else grid.wrap(forbidden, "forbidden")
+    return cost_surface(slope, f)
+
+
+def test_least_cost_distance_on_flat_ground(grid):
+    target = (50.0, 50.0)  # centre of the lower-left pixel (row 63, col 0)
+    acc = least_cost_distance(flat_cost(grid), [target], grid)
+    assert isinstance(acc.data, da.Array) and acc.data.chunksize == (16, 16)
+    a = acc.values
+    assert a[63, 0] == 0.0
+    assert a[63, 10] == pytest.approx(1.0)  # 10 px east: 1 km
+    assert a[53, 10] == pytest.approx(math.sqrt(2))  # 10 px diagonal
+    xx, yy = np.meshgrid(grid.x, grid.y)
+    euclid_km = np.hypot(xx - 50.0, yy - 50.0) / 1000.0
+    assert (a >= euclid_km - 1e-6).all()
+    assert (a <= euclid_km / math.cos(math.radians(22.5)) + 1e-6).all()
+
+
+def test_path_goes_around_a_forbidden_block(grid):
+    forbidden = np.zeros((64, 64), bool)
+    forbidden[10:54, 28:36] = True  # a wall in the middle, open at top and bottom
+    cost = flat_cost(grid, forbidden)
+    start, target = (1050.0, 3250.0), (5350.0, 3250.0)  # same row, wall in between
+    path = least_cost_path(cost, start, [target], grid)
+    straight = math.dist(start, target)
+    assert path.length_m > straight * 1.2
+    assert math.isfinite(path.cost_m) and path.cost_m == pytest.approx(path.length_m)
+    assert path.line.coords[0] == start and path.line.coords[-1] == target
+    assert path.target_index == 0
+    xs, ys = np.asarray(path.line.coords).T
+    cols, rows = ~grid.transform * (xs, ys)
+    assert not forbidden[np.floor(rows).astype(int), np.floor(cols).astype(int)].any()
+    # the least-cost distance raster agrees at the start pixel
+    acc = least_cost_distance(cost, [target], grid).values
+    assert acc[31, 10] == pytest.approx(path.cost_m / 1000.0, rel=1e-6)
+    assert np.isinf(acc[forbidden]).all()
+
+
+def test_enclosed_targets_give_inf_and_a_clear_error(grid):
+    forbidden = np.zeros((64, 64), bool)
+    forbidden[20:30, 20:30] = True
+    forbidden[22:28, 22:28] = False  # a ring around an open pocket
+    cost = flat_cost(grid, forbidden)
+    target = (2550.0, 3850.0)  # inside the pocket (row 25, col 25)
+    acc = least_cost_distance(cost, [target], grid).values
+    assert np.isfinite(acc[22:28, 22:28]).all()
+    assert np.isinf(acc[:20]).all() and np.isinf(acc[30:]).all()
+    with pytest.raises(InputError, match="no least-cost path"):
+        least_cost_path(cost, (500.0, 500.0), [target], grid)
+    (res,) = least_cost_paths(cost, [(500.0, 500.0)], [target], grid)
+    assert res.line is None and math.isinf(res.cost_m)
+    with pytest.raises(InputError, match="impassable"):
+        least_cost_distance(cost, [(2150.0, 3950.0)], grid).compute()  # on the ring itself
+
+
+def test_many_sites_to_line_targets(grid):
+    cost = flat_cost(grid)
+    targets = gdf(
+        [shapely.LineString([(0, 6350), (6400, 6350)]), shapely.Point(3250, 150)], grid.crs
+    )
+    sites = [(3250.0, 5050.0), (3250.0, 1050.0)]
+    up, down = least_cost_paths(cost, sites, targets, grid)
+    assert up.target_index == 0 and up.length_m == pytest.approx(1300.0)
+    assert up.line.coords[-1] == (3250.0, 6350.0)
+    assert down.target_index == 1 and down.length_m == pytest.approx(900.0)
+    # without a grid the cost raster's own georeferencing is used
+    alone = least_cost_path(cost, sites[1], targets)
+    assert alone.line.equals(down.line) and alone.cost_m == pytest.approx(down.cost_m)
+    with pytest.raises(InputError, match="outside the grid"):
+        least_cost_paths(cost, [(-500.0, 10.0)], targets, grid)
+    with pytest.raises(InputError, match="inside the grid"):
+        least_cost_distance(cost, [(1e6, 1e6)], grid)
+
+
+def test_coarsened_least_cost_distance_stays_close(grid):
+    forbidden = np.zeros((64, 64), bool)
+    forbidden[10:54, 30:34] = True
+    cost = flat_cost(grid, forbidden)
+    target = [(6000.0, 3000.0)]
+    full = least_cost_distance(cost, target, grid).values
+    coarse = least_cost_distance(cost, target, grid, max_pixels=600)  # factor 3
+    assert coarse.shape == full.shape and coarse.attrs["method"].endswith("factor 3")
+    c = coarse.values
+    ok = np.isfinite(full) & np.isfinite(c)
+    assert ok.mean() > 0.85
+    # a coarse pixel shifts each end by < 1.5 coarse pixels: |error| < 2 × 3 × 100 m × √2
+    assert np.abs(c[ok] - full[ok]).max() < 2 * 3 * RES * math.sqrt(2) / 1000.0
+    assert np.isinf(c[forbidden]).all()
