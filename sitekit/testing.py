@@ -106,8 +106,9 @@ def synthetic_results(
     import shapely
 
     ny, nx = shape
-    grid = small_grid(shape, resolution_m, (-nx * resolution_m / 2, -ny * resolution_m / 2),
-                      chunks=chunks)  # fmt: skip
+    grid = small_grid(
+        shape, resolution_m, (-nx * resolution_m / 2, -ny * resolution_m / 2), chunks=chunks
+    )
     xx, yy = _xy(grid)
     w, h = nx * resolution_m, ny * resolution_m
     u, v = (xx - xx.min()) / (xx.max() - xx.min()), (yy - yy.min()) / (yy.max() - yy.min())
@@ -121,8 +122,13 @@ def synthetic_results(
 
     rasters = {
         "elevation": elev,
-        "pv_yield": lazy((1200 + 400 * u).astype(np.float32), "pv_yield", "kWh/kWp/yr",
-                         modelled="yes", method="synthetic"),  # fmt: skip
+        "pv_yield": lazy(
+            (1200 + 400 * u).astype(np.float32),
+            "pv_yield",
+            "kWh/kWp/yr",
+            modelled="yes",
+            method="synthetic",
+        ),
         "wind_cf": lazy((0.5 * v).astype(np.float32), "wind_cf", "1"),
         "pv_score": lazy(u.astype(np.float32), "pv_score", "1"),
         "wind_score": lazy(v.astype(np.float32), "wind_score", "1"),
@@ -134,14 +140,22 @@ def synthetic_results(
     crs = grid.crs
     pref = gpd.GeoDataFrame(
         {"name_zh": ["甲州", "乙州"], "name_en": ["Jia", "Yi"]},
-        geometry=[shapely.box(x0, y0, xm, y1), shapely.box(xm, y0, x1, y1)], crs=crs,
-    )  # fmt: skip
+        geometry=[shapely.box(x0, y0, xm, y1), shapely.box(xm, y0, x1, y1)],
+        crs=crs,
+    )
     counties = gpd.GeoDataFrame(
-        {"name_zh": ["一县", "二县", "三县", "<script>alert(2)</script>"],
-         "name_en": ["One", "Two", "Three", "Four"]},
-        geometry=[shapely.box(x0, y0, xm, ym), shapely.box(x0, ym, xm, y1),
-                  shapely.box(xm, y0, x1, ym), shapely.box(xm, ym, x1, y1)], crs=crs,
-    )  # fmt: skip
+        {
+            "name_zh": ["一县", "二县", "三县", "<script>alert(2)</script>"],
+            "name_en": ["One", "Two", "Three", "Four"],
+        },
+        geometry=[
+            shapely.box(x0, y0, xm, ym),
+            shapely.box(x0, ym, xm, y1),
+            shapely.box(xm, y0, x1, ym),
+            shapely.box(xm, ym, x1, y1),
+        ],
+        crs=crs,
+    )
     s = 6 * resolution_m
 
     def square(cx: float, cy: float) -> Any:
@@ -151,59 +165,104 @@ def synthetic_results(
         n = len(centres)
         area = (2 * s / 1000) ** 2
         return gpd.GeoDataFrame(
-            {"site_id": names, "prefecture": ["Jia"] * n, "county": ["One"] * n,
-             "area_km2": [area] * n, "capacity_mw": [area * (40 if tech == "pv" else 8)] * n,
-             "energy_gwh": [area * (60 if tech == "pv" else 20)] * n,
-             "capacity_factor": [0.17 if tech == "pv" else 0.3] * n,
-             "mean_score": np.linspace(0.9, 0.6, n), "lcoe_cny_per_kwh": np.linspace(0.25, 0.4, n),
-             "grid_distance_km": np.linspace(3, 12, n), "grid_point_name": ["Station A"] * n,
-             "rank": np.arange(1, n + 1)},
-            geometry=[square(cx, cy) for cx, cy in centres], crs=crs,
-        )  # fmt: skip
+            {
+                "site_id": names,
+                "prefecture": ["Jia"] * n,
+                "county": ["One"] * n,
+                "area_km2": [area] * n,
+                "capacity_mw": [area * (40 if tech == "pv" else 8)] * n,
+                "energy_gwh": [area * (60 if tech == "pv" else 20)] * n,
+                "capacity_factor": [0.17 if tech == "pv" else 0.3] * n,
+                "mean_score": np.linspace(0.9, 0.6, n),
+                "lcoe_cny_per_kwh": np.linspace(0.25, 0.4, n),
+                "grid_distance_km": np.linspace(3, 12, n),
+                "grid_point_name": ["Station A"] * n,
+                "rank": np.arange(1, n + 1),
+            },
+            geometry=[square(cx, cy) for cx, cy in centres],
+            crs=crs,
+        )
 
-    pv = sites("pv", [(xm - w / 8, ym), (xm - w / 4, ym - h / 5), (xm + w / 4, ym + h / 5)],
-               ["<img src=x onerror=alert(1)>", "PV-0002", "PV-0003"])  # fmt: skip
-    wind = sites("wind", [(xm + w / 8, ym - h / 4), (xm + w / 3, ym - h / 4)],
-                 ["W-0001", "W-0002"])  # fmt: skip
+    pv = sites(
+        "pv",
+        [(xm - w / 8, ym), (xm - w / 4, ym - h / 5), (xm + w / 4, ym + h / 5)],
+        ["<img src=x onerror=alert(1)>", "PV-0002", "PV-0003"],
+    )
+    wind = sites("wind", [(xm + w / 8, ym - h / 4), (xm + w / 3, ym - h / 4)], ["W-0001", "W-0002"])
     up, low = (xm - w / 3, ym + h / 3), (xm - w / 5, ym + h / 3)
     reservoirs = gpd.GeoDataFrame(
         {"pair_id": ["P1", "P1"], "role": ["upper", "lower"], "volume_gl": [5.0, 6.0]},
-        geometry=[shapely.Point(up).buffer(2 * resolution_m),
-                  shapely.Point(low).buffer(2 * resolution_m)], crs=crs,
-    )  # fmt: skip
+        geometry=[
+            shapely.Point(up).buffer(2 * resolution_m),
+            shapely.Point(low).buffer(2 * resolution_m),
+        ],
+        crs=crs,
+    )
     pairs = gpd.GeoDataFrame(
-        {"pair_id": ["P1"], "head_m": [600.0], "separation_km": [3.3], "volume_gl": [5.0],
-         "energy_gwh": [6.5], "power_mw": [800.0], "storage_hours": [8.1], "cost_class": ["A"],
-         "uses_existing_reservoir": [False], "prefecture": ["Jia"]},
-        geometry=[shapely.LineString([up, low])], crs=crs,
-    )  # fmt: skip
+        {
+            "pair_id": ["P1"],
+            "head_m": [600.0],
+            "separation_km": [3.3],
+            "volume_gl": [5.0],
+            "energy_gwh": [6.5],
+            "power_mw": [800.0],
+            "storage_hours": [8.1],
+            "cost_class": ["A"],
+            "uses_existing_reservoir": [False],
+            "prefecture": ["Jia"],
+        },
+        geometry=[shapely.LineString([up, low])],
+        crs=crs,
+    )
     points = gpd.GeoDataFrame(
         {"name": ["Station A", "Station B"], "voltage_kv": [500, 220], "capacity_mw": [3300, 600]},
-        geometry=[shapely.Point(xm, ym - h / 3), shapely.Point(xm + w / 3, ym)], crs=crs,
-    )  # fmt: skip
+        geometry=[shapely.Point(xm, ym - h / 3), shapely.Point(xm + w / 3, ym)],
+        crs=crs,
+    )
     lines = gpd.GeoDataFrame(
         {"name": ["A–B"], "voltage_kv": [500]},
-        geometry=[shapely.LineString([(xm, ym - h / 3), (xm + w / 3, ym)])], crs=crs,
-    )  # fmt: skip
-    vectors = {"prefectures": pref, "counties": counties, "pv_sites": pv, "wind_sites": wind,
-               "ps_reservoirs": reservoirs, "ps_pairs": pairs, "grid_points": points,
-               "grid_lines": lines}  # fmt: skip
+        geometry=[shapely.LineString([(xm, ym - h / 3), (xm + w / 3, ym)])],
+        crs=crs,
+    )
+    vectors = {
+        "prefectures": pref,
+        "counties": counties,
+        "pv_sites": pv,
+        "wind_sites": wind,
+        "ps_reservoirs": reservoirs,
+        "ps_pairs": pairs,
+        "grid_points": points,
+        "grid_lines": lines,
+    }
     summary = pd.DataFrame(
-        {"prefecture": ["Jia", "Jia", "Yi", "Yi"], "technology": ["pv", "wind", "pv", "wind"],
-         "eligible_km2": [120.0, 80.0, 60.0, 40.0], "potential_mw": [4800.0, 640.0, 2400.0, 320.0],
-         "energy_gwh": [7200.0, 1600.0, 3600.0, 800.0], "n_sites": [3, 2, 1, 1]}
-    )  # fmt: skip
+        {
+            "prefecture": ["Jia", "Jia", "Yi", "Yi"],
+            "technology": ["pv", "wind", "pv", "wind"],
+            "eligible_km2": [120.0, 80.0, 60.0, 40.0],
+            "potential_mw": [4800.0, 640.0, 2400.0, 320.0],
+            "energy_gwh": [7200.0, 1600.0, 3600.0, 800.0],
+            "n_sites": [3, 2, 1, 1],
+        }
+    )
     provenance = {
         "title": "synthetic run",
         "demo_terrain": True,
         "modelled": {"pv_yield": True, "wind_cf": "modelled (reference wind speed)"},
-        "exclusion_legend": [(0, "ELEV", "High elevation", "高海拔"),
-                             (2, "SETTLE", "Settlement setback", "居民点退让")],  # fmt: skip
+        "exclusion_legend": [
+            (0, "ELEV", "High elevation", "高海拔"),
+            (2, "SETTLE", "Settlement setback", "居民点退让"),
+        ],
         "dem": "synthetic cone",
     }
     recipes = {"pv": "name: pv\nweights: {yield: 0.6, slope: 0.4}\n# <b>not bold</b>\n"}
-    return {"grid": grid, "rasters": rasters, "vectors": vectors, "summary": summary,
-            "provenance": provenance, "recipes": recipes}  # fmt: skip
+    return {
+        "grid": grid,
+        "rasters": rasters,
+        "vectors": vectors,
+        "summary": summary,
+        "provenance": provenance,
+        "recipes": recipes,
+    }
 
 
 def fractal_dem(
@@ -223,3 +282,47 @@ def fractal_dem(
     z = np.fft.ifft2(noise * k ** (-beta / 2.0)).real
     z = (z - z.min()) / (z.max() - z.min())
     return _wrap(grid, base_m + relief_m * z, "elevation")
+
+
+def notched_plateau(
+    grid: Grid,
+    plateau_m: float = 1500.0,
+    notch_depth_m: float = 20.0,
+    notch_length_px: int = 12,
+    valley_m: float = 1000.0,
+    tilt_m_per_px: float = 5.0,
+) -> xr.DataArray:
+    """A plateau (left half) cut by a one-pixel-wide notch that opens onto a cliff above a valley.
+
+    The plateau rises ``tilt_m_per_px`` per pixel westward from ``plateau_m`` at the cliff
+    edge; the notch runs along the middle row over the last ``notch_length_px`` plateau columns
+    with a flat floor ``notch_depth_m`` below ``plateau_m``; the valley (right half) is flat at
+    ``valley_m``. A dam of height h ≤ ``notch_depth_m`` across the notch mouth impounds exactly
+    ``notch_length_px · pixel area · h`` of water at level ``plateau_m − notch_depth_m + h``.
+    """
+    ny, nx = grid.shape
+    cols = np.arange(nx)
+    z = np.where(cols < nx // 2, plateau_m + tilt_m_per_px * (nx // 2 - 1 - cols), valley_m)
+    z = np.repeat(z[None, :].astype(np.float64), ny, axis=0)
+    z[ny // 2, nx // 2 - notch_length_px : nx // 2] = plateau_m - notch_depth_m
+    return _wrap(grid, z, "elevation")
+
+
+def mountain_terrain(
+    grid: Grid, relief_m: float = 1500.0, wavelength_m: float = 4000.0, seed: int = 0
+) -> xr.DataArray:
+    """Smooth deterministic mountains: a sum of random-phase sine ridges over a tilted base.
+
+    No pits and no flats (float64 before the float32 cast), so flow routing is unambiguous;
+    elevations span roughly ``relief_m`` above 1000 m.
+    """
+    rng = np.random.default_rng(seed)
+    xx, yy = _xy(grid)
+    z = np.zeros(grid.shape)
+    for _ in range(6):
+        k = 2 * np.pi / (wavelength_m * rng.uniform(0.6, 1.6))
+        a = rng.uniform(0, np.pi)
+        z += np.sin(k * (xx * np.cos(a) + yy * np.sin(a)) + rng.uniform(0, 2 * np.pi))
+    z = (z - z.min()) / (z.max() - z.min())
+    tilt = (xx - xx.min()) / max(1.0, float(xx.max() - xx.min()))
+    return _wrap(grid, 1000.0 + relief_m * (0.7 * z + 0.3 * tilt), "elevation")
