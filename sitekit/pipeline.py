@@ -132,13 +132,22 @@ class Pipeline:
             ghi = self.catalog.raster(cfg.ghi_layer, self.grid)
             lon, lat = self.grid.lonlat()
             out = solar.pv_yield_from_ghi(
-                ghi, lat, self.elevation, losses_pct=cfg.losses_pct, tracking=cfg.tracking
+                ghi,
+                lat,
+                lon,
+                self.elevation,
+                self.slope,
+                self.aspect,
+                losses_pct=cfg.losses_pct,
+                tracking=cfg.tracking,
             )
         else:
-            calib = None
-            if cfg.calibration_layer:
-                spec = self.catalog.layer(cfg.calibration_layer)
-                calib = self.catalog.file(spec)
+            if not cfg.calibration_layer:
+                raise RecipeError(
+                    f"{recipe.name_en}: modelled PV needs solar.calibration_layer (a monthly GHI "
+                    "table such as the embedded MERRA-2 one) or solar.model: ghi_layer"
+                )
+            calib = self.catalog.file(self.catalog.layer(cfg.calibration_layer))
             lon, lat = self.grid.lonlat()
             out = solar.modelled_pv_yield(
                 lat,
@@ -146,7 +155,7 @@ class Pipeline:
                 self.elevation,
                 self.slope,
                 self.aspect,
-                calibration_csv=calib,
+                clearness=calib,
                 tracking=cfg.tracking,
                 losses_pct=cfg.losses_pct,
             )

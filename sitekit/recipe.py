@@ -220,3 +220,58 @@ def recipe_digest(text: str) -> str:
 
 def as_dict(recipe: Recipe) -> dict[str, Any]:
     return recipe.model_dump(mode="json")
+
+
+# ----------------------------------------------------------------------------- pumped storage
+class PSSearch(_M):
+    """Search parameters (→ :class:`sitekit.pumped_storage.PumpedStorageParams`)."""
+
+    dam_height_m: float = Field(40.0, gt=0)
+    min_head_m: float = Field(300.0, gt=0)
+    max_head_m: float = Field(800.0, gt=0)
+    max_separation_km: float = Field(15.0, gt=0)
+    min_slope: float = Field(0.05, gt=0, description="head / separation (ANU 1:20)")
+    round_trip_efficiency: float = Field(0.8, gt=0, le=1)
+    storage_hours: list[float] = Field(default_factory=lambda: [6.0, 18.0, 50.0], min_length=1)
+    max_power_mw: float = Field(3600.0, gt=0)
+    min_volume_gl: float = Field(1.0, gt=0)
+    min_energy_gwh: float = Field(2.0, gt=0)
+    min_water_rock: float = Field(3.0, gt=0)
+    max_pairs: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _heads(self) -> PSSearch:
+        if not self.dam_height_m < self.min_head_m <= self.max_head_m:
+            raise ValueError("need dam_height_m < min_head_m <= max_head_m")
+        return self
+
+
+class ExistingReservoirs(_M):
+    layer: str = Field(description="catalogue id of power plants (points)")
+    fuel_field: str = "fuel"
+    fuel: str = "Hydro"
+    capacity_field: str = "capacity_mw"
+    min_capacity_mw: float = Field(300.0, ge=0)
+    name_field: str = "name"
+
+
+class PumpedStorageRecipe(_M):
+    technology: Literal["pumped_storage"]
+    name_zh: str
+    name_en: str
+    description: str | None = None
+    search: PSSearch = Field(default_factory=PSSearch)
+    existing_reservoirs: ExistingReservoirs | None = None
+    constraints: list[Constraint] = Field(default_factory=list)
+
+
+def load_ps_recipe(path: str | Path, overrides: list[str] | None = None):
+    """Load a pumped-storage recipe (same rules as :func:`load_recipe`)."""
+    path = Path(path)
+    data, lines = read_yaml(path)
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        if key.startswith("search.") and isinstance(data, dict):
+            set_dotted(data, key.strip(), value, where=f"--set ({path.name})")
+    recipe = load_yaml_model(path, PumpedStorageRecipe, data=data, lines=lines)
+    return recipe, yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
