@@ -103,6 +103,10 @@ class Grid:
     name: str = "grid"
     _cache: dict = field(default_factory=dict, repr=False)
 
+    def __reduce__(self) -> tuple:
+        # tasks capture the grid: ship its definition, never its cache of lazy arrays
+        return (Grid, (self.crs, self.transform, self.shape, self.chunks, self.study_area, self.name))
+
     # -- construction ------------------------------------------------------------------
     @classmethod
     def from_bounds(

@@ -206,7 +206,8 @@ class Pipeline:
         raise RecipeError(f"unknown derived layer '{name}'")
 
     # -- constraints / score ---------------------------------------------------------------
-    def constraint_objects(self, recipe: Recipe) -> list:
+    def constraint_objects(self, recipe: Any) -> list:
+        """Library constraint objects for a recipe's ``constraints`` list (PV, wind or PS)."""
         out = []
         for c in recipe.constraints:
             names = dict(code=c.id, name_en=c.name_en or c.id, name_zh=c.name_zh or c.id)

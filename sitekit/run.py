@@ -86,7 +86,7 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
             processes=True,
             memory_limit=opts.memory_limit,
             dashboard_address=None,
-            silence_logs=50,
+            silence_logs=40,  # errors only
         ) as cluster,
         Client(cluster) as client,
     ):
@@ -95,10 +95,11 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
 
 def compute(client: Any, arrays: dict[str, Any], quiet: bool, label: str) -> dict[str, np.ndarray]:
     """Compute named lazy arrays together (one graph, shared intermediates) with a progress bar."""
+    import xarray as xr
     from distributed import progress
 
     names = list(arrays)
-    datas = [getattr(a, "data", a) for a in arrays.values()]
+    datas = [a.data if isinstance(a, xr.DataArray) else a for a in arrays.values()]
     futures = client.compute(datas)
     if not quiet:
         print(f"  {label}")
@@ -186,6 +187,10 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             else:
                 for k, v in pipe.wind_layers(g.recipe).items():
                     arrays[k] = v
+        ps_recipe = None
+        if opts.pumped_storage:
+            ps_recipe, ps_text = _ps_graph(pipe, opts, arrays)
+            recipes.append((Path(opts.pumped_storage), ps_recipe, ps_text))
         t1 = time.perf_counter()
         values = compute(client, arrays, opts.quiet, "computing layers")
         timings["compute_s"] = time.perf_counter() - t1
@@ -271,6 +276,14 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         if cnty:
             vectors["counties"] = cnty[2]
         vectors.update(sites)
+        if "ps" in values:
+            ps_res, ps_pairs = values["ps"]
+            vectors["ps_reservoirs"] = ps_res
+            vectors["ps_pairs"] = ps_pairs
+            summaries.append(_ps_summary(ps_pairs, pref_names))
+            summary = pd.concat(summaries, ignore_index=True)
+            export.write_table(stage / "summary.csv", summary)
+            export.write_table(stage / "ps_pairs.csv", ps_pairs)
         for layer_id, gdf in feats.items():
             kinds = set(gdf.geom_type)
             vectors["grid_lines" if kinds & {"LineString", "MultiLineString"} else "grid_points"] = gdf
@@ -311,6 +324,63 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                                                   default=str))
     say(f"sitekit: results in {opts.out.resolve()}")
     return RunResult(opts.out, summary, sites, timings)
+
+
+def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple[Any, str]:
+    """Add the lazy pumped-storage search to ``arrays['ps']``; returns (recipe, YAML text)."""
+    from sitekit import constraints as C
+    from sitekit import pumped_storage as ps
+    from sitekit.recipe import load_ps_recipe
+
+    recipe, text = load_ps_recipe(opts.pumped_storage, list(opts.overrides))
+    cons = C.evaluate(pipe.constraint_objects(recipe), pipe.grid)
+    s = recipe.search
+    params = ps.PumpedStorageParams(
+        dam_height_m=s.dam_height_m,
+        min_head_m=s.min_head_m,
+        max_head_m=s.max_head_m,
+        max_separation_km=s.max_separation_km,
+        min_slope=s.min_slope,
+        round_trip_efficiency=s.round_trip_efficiency,
+        storage_hours=tuple(s.storage_hours),
+        max_power_mw=s.max_power_mw,
+        min_volume_gl=s.min_volume_gl,
+        min_energy_gwh=s.min_energy_gwh,
+        min_water_rock=s.min_water_rock,
+        max_pairs=s.max_pairs,
+    )
+    existing = None
+    if recipe.existing_reservoirs:
+        ex = recipe.existing_reservoirs
+        plants = pipe.catalog.vector(ex.layer, pipe.grid)
+        keep = (plants[ex.fuel_field].astype(str) == ex.fuel) & (
+            plants[ex.capacity_field].astype(float) >= ex.min_capacity_mw
+        )
+        existing = plants[keep].rename(columns={ex.name_field: "name"})[["name", "geometry"]]
+    _, _, pref = pipe.zones["prefecture"]
+    zone_field = "name_en" if "name_en" in pref.columns else pref.columns[0]
+    excluded = cons.excluded | (pipe.grid.study_fraction() <= 0)
+    arrays["ps"] = ps.find_pairs(
+        pipe.elevation, excluded, pipe.grid, params, existing=existing, zones=pref,
+        zone_field=zone_field,
+    )
+    arrays["ps_exclusion_reasons"] = cons.reasons
+    return recipe, text
+
+
+def _ps_summary(pairs: Any, prefectures: list[str]) -> pd.DataFrame:
+    rows = []
+    for zone in sorted(prefectures):
+        p = pairs[pairs["prefecture"] == zone] if len(pairs) else pairs
+        rows.append({
+            "prefecture": zone,
+            "technology": "pumped_storage",
+            "eligible_km2": float("nan"),
+            "potential_mw": round(float(p["power_mw"].sum()), 3) if len(p) else 0.0,
+            "energy_gwh": round(float(p["energy_gwh"].sum()), 3) if len(p) else 0.0,
+            "n_sites": len(p),
+        })
+    return pd.DataFrame(rows)
 
 
 def _provenance(catalog, recipes, pipe, grid, timings, t0) -> dict[str, Any]:

@@ -18,11 +18,16 @@ import xarray as xr
 
 
 # ----------------------------------------------------------------------------- membership
+def _clip(x, lo, hi):
+    """Clip that stays lazy for DataArrays/dask arrays (``np.clip`` would compute them)."""
+    return x.clip(lo, hi) if hasattr(x, "clip") else np.clip(x, lo, hi)
+
+
 def linear(x, low: float, high: float):
     """0 at ``low``, 1 at ``high``, linear between (``high < low`` gives a decreasing ramp)."""
     if high == low:
         raise ValueError("linear membership needs low != high")
-    return np.clip((x - low) / (high - low), 0.0, 1.0)
+    return _clip((x - low) / (high - low), 0.0, 1.0)
 
 
 def sigmoid(x, midpoint: float, width: float, decreasing: bool = False):
@@ -31,7 +36,7 @@ def sigmoid(x, midpoint: float, width: float, decreasing: bool = False):
         raise ValueError("sigmoid membership needs width > 0")
     z = (x - midpoint) / width
     z = -z if not decreasing else z
-    return 1.0 / (1.0 + np.exp(np.clip(z, -60, 60)))
+    return 1.0 / (1.0 + np.exp(_clip(z, -60, 60)))
 
 
 def gaussian(x, centre: float, sigma: float):
@@ -73,7 +78,7 @@ def weighted_overlay(layers: Sequence, weights: Sequence[float]):
     for lay, wi in zip(layers, w / w.sum(), strict=True):
         term = lay * wi
         total = term if total is None else total + term
-    return np.clip(total, 0.0, 1.0)
+    return _clip(total, 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------- economics

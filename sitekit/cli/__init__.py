@@ -61,9 +61,20 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     ctx.obj.update(debug=debug, quiet=quiet)
 
 
+def register() -> None:
+    """Import every verb module (each registers its commands on :data:`cli`)."""
+    import importlib
+
+    for mod in ("layers", "run", "outputs", "route"):
+        try:
+            importlib.import_module(f"sitekit.cli.{mod}")
+        except ModuleNotFoundError as exc:  # pragma: no cover - optional verb module missing
+            if exc.name != f"sitekit.cli.{mod}":
+                raise
+
+
 def main() -> None:
     """Console entry point."""
-    from sitekit.cli import layers as _layers  # noqa: F401  (registers verbs)
-    from sitekit.cli import run as _run  # noqa: F401
+    register()
 
     cli(prog_name="sitekit")

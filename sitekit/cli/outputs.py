@@ -1,0 +1,79 @@
+"""``sitekit map``, ``sitekit sites`` and ``sitekit export``: work on a finished run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sitekit.cli import cli
+
+run_dir_arg = click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+
+
+@cli.command("map")
+@run_dir_arg
+@click.option("--style", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Map style spec (default maps/default.yaml).")
+@click.option("--online-tiles", is_flag=True, help="Add an OpenStreetMap tile layer.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Output HTML (default RUN_DIR/map.html).")
+def map_(run_dir: Path, style: Path | None, online_tiles: bool, out: Path | None) -> None:
+    """Re-render RUN_DIR/map.html from a run's GeoPackage and rasters."""
+    from sitekit import render
+    from sitekit import style as st
+    from sitekit.results import load_run
+    from sitekit.run import REPO_ROOT
+
+    run = load_run(run_dir)
+    ms = st.load_style(style or REPO_ROOT / "maps" / "default.yaml")
+    rasters = dict(run.rasters)
+    if "exclusion_reasons" not in rasters:
+        rasters.pop("exclusion_reasons", None)
+    path = render.render_map(out or run_dir / "map.html", grid=run.grid, rasters=rasters,
+                             vectors=run.vectors, style=ms, provenance=run.provenance,
+                             online_tiles=online_tiles)
+    click.echo(f"sitekit: map in {path.resolve()}")
+
+
+@cli.command()
+@run_dir_arg
+@click.option("--technology", type=click.Choice(["pv", "wind"]), default="pv", show_default=True)
+@click.option("--top", type=int, default=20, show_default=True)
+def sites(run_dir: Path, technology: str, top: int) -> None:
+    """Print the top-ranked candidate sites of a run."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from sitekit.errors import InputError
+    from sitekit.results import load_run
+
+    run = load_run(run_dir)
+    key = f"{technology}_sites"
+    if key not in run.vectors:
+        raise InputError(f"{run_dir}: the run has no {key} layer")
+    df = run.vectors[key].sort_values("rank").head(top)
+    cols = ["rank", "site_id", "prefecture", "county", "capacity_mw", "energy_gwh",
+            "lcoe_cny_per_kwh", "grid_distance_km", "grid_point_name"]
+    table = Table(title=f"top {len(df)} {technology} sites — {run_dir}")
+    for c in cols:
+        table.add_column(c)
+    for _, r in df.iterrows():
+        table.add_row(*[f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols])
+    Console(width=180).print(table)
+
+
+@cli.command()
+@run_dir_arg
+@click.option("--format", "fmt", type=click.Choice(["gpkg", "cog", "csv", "xlsx"]), required=True)
+@click.option("--crs", default=None, help="Target CRS, e.g. EPSG:4490.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default RUN_DIR/export).")
+def export(run_dir: Path, fmt: str, crs: str | None, out: Path | None) -> None:
+    """Re-export a finished run as GeoPackage, COG, CSV or XLSX (optionally reprojected)."""
+    from sitekit import export as ex
+
+    paths = ex.reexport(run_dir, fmt, crs=crs, out=out)
+    for p in paths:
+        click.echo(str(p))
+    click.echo(f"sitekit: {len(paths)} file(s) written")

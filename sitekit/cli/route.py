@@ -1,0 +1,208 @@
+"""``sitekit route`` and ``sitekit hosting``: thin wrappers over :mod:`sitekit.routes` and
+:mod:`sitekit.hosting`, reading a previous run's output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sitekit.cli import cli
+from sitekit.cli.options import catalog_opt, data_root_opt, force_opt
+
+run_opt = click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder of a previous `sitekit demo`/`sitekit run` (rasters/, sitekit.gpkg).",
+)
+
+
+def _out_dir(out: Path | None, run_dir: Path, default: str, force: bool) -> Path:
+    from sitekit.errors import OutputError
+
+    out = out or run_dir / default
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise OutputError(f"output folder {out} exists; pass --force to overwrite its files")
+    return out
+
+
+def _catalog(path: Path, roots: tuple[Path, ...]):
+    from sitekit.catalog import Catalog
+
+    return Catalog(path, extra_roots=roots) if path.exists() else None
+
+
+def _lonlat(value: str, opt: str) -> tuple[float, float]:
+    from sitekit.errors import InputError
+
+    try:
+        lon, lat = (float(v) for v in value.split(","))
+    except ValueError:
+        raise InputError(
+            f"{opt} {value!r}: give LON,LAT in degrees, e.g. {opt} 101.5,28.9"
+        ) from None
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise InputError(f"{opt} {value!r}: not a longitude,latitude pair in degrees")
+    return lon, lat
+
+
+@cli.command("route")
+@click.argument("route_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@run_opt
+@catalog_opt
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder  [default: RUN/route]",
+)
+@force_opt
+@click.option(
+    "--corridor-km",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="Half-width of the corridor whose sites the line could collect [km].",
+)
+@click.option("--sample-m", type=float, default=None, help="Profile spacing [m] (default: grid).")
+@click.option("--from", "from_", metavar="LON,LAT", help="Suggest a least-cost route from here…")
+@click.option("--to", "to", metavar="LON,LAT", help="…to here (instead of ROUTE_FILE).")
+@click.option("--layer", default=None, help="Layer of a multi-layer route file.")
+@click.option("--route-crs", default=None, help="CRS of a route file that declares none.")
+@click.option("--no-map", is_flag=True, help="Skip route_map.html.")
+@data_root_opt
+@click.pass_context
+def route(ctx: click.Context, route_file: Path | None, run_dir: Path, catalog: Path,
+          out: Path | None, force: bool, corridor_km: float, sample_m: float | None,
+          from_: str | None, to: str | None, layer: str | None, route_crs: str | None,
+          no_map: bool, data_roots: tuple[Path, ...]) -> None:  # fmt: skip
+    """Evaluate ROUTE_FILE (GeoJSON, KML, GPKG, Shapefile; any CRS) against a run's layers, or
+    suggest a least-cost route with --from/--to; writes profile, crossings, sites, summary, map."""
+    from sitekit import proximity, routes
+    from sitekit.errors import InputError
+    from sitekit.grid import transformer
+
+    if (route_file is None) == (from_ is None or to is None):
+        raise InputError("give either a ROUTE_FILE or both --from LON,LAT and --to LON,LAT")
+    run = routes.open_run(run_dir, _catalog(catalog, data_roots))
+    out = _out_dir(out, run_dir, "route", force)
+    suggestion = None
+    if route_file is not None:
+        line = routes.read_route(route_file, grid=run.grid, layer=layer, crs=route_crs)
+        name = None
+    else:
+        tr = transformer(4326, run.grid.crs)
+        a, b = _lonlat(from_, "--from"), _lonlat(to, "--to")
+        suggestion = routes.suggest_route(
+            tr.transform(*a), tr.transform(*b), cost=proximity.cost_surface(run.slope),
+            grid=run.grid, redlines=run.redlines,
+        )  # fmt: skip
+        line, name = suggestion.line, f"least-cost route {from_} → {to}"
+    report = routes.evaluate_route(
+        line, grid=run.grid, elevation=run.elevation, slope=run.slope,
+        constraints=run.constraints, sites=run.sites, corridor_km=corridor_km, sample_m=sample_m,
+        name=name,
+    )  # fmt: skip
+    routes.write_route_report(report, out, suggestion=suggestion, make_map=not no_map)
+    if not ctx.obj.get("quiet"):
+        crossed = (
+            ", ".join(
+                f"{r.code} {r.length_km:.1f} km ×{r.n_crossings}"
+                for r in report.constraints.itertuples()
+                if r.n_crossings
+            )
+            or "none"
+        )
+        cap = report.capacity
+        mw = cap.loc[cap["rank_class"] == "all", "capacity_mw"].sum()
+        click.echo(f"route {report.length_km:.1f} km; constraints crossed: {crossed}; "
+                   f"{mw:,.0f} MW of sites within ±{corridor_km:g} km")  # fmt: skip
+    click.echo(f"sitekit: route report written to {out} (route_summary.md, route_map.html …)")
+
+
+@cli.command("hosting")
+@run_opt
+@catalog_opt
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder  [default: RUN/hosting]",
+)
+@force_opt
+@click.option(
+    "--straight-line",
+    is_flag=True,
+    help="Assign sites to the nearest point in a straight line (default: least cost).",
+)
+@click.option(
+    "--plants-layer",
+    default="power_plants",
+    show_default=True,
+    help="Catalogue layer of power plants for the hydro–wind–solar bases.",
+)
+@click.option(
+    "--radius-km",
+    type=float,
+    default=50.0,
+    show_default=True,
+    help="Sites within this distance of a large hydro plant join its base [km].",
+)
+@click.option(
+    "--min-hydro-mw",
+    type=float,
+    default=1000.0,
+    show_default=True,
+    help="Smallest hydro plant that anchors a base [MW].",
+)
+@click.option(
+    "--hydro-cf",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Hydro capacity factor for the spare-line estimate [0–1].",
+)
+@data_root_opt
+@click.pass_context
+def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, force: bool,
+            straight_line: bool, plants_layer: str, radius_km: float, min_hydro_mw: float,
+            hydro_cf: float, data_roots: tuple[Path, ...]) -> None:  # fmt: skip
+    """Capacity per connection point with supply curves, and hydro–wind–solar bases."""
+    from sitekit import hosting as hz
+    from sitekit import proximity, routes
+    from sitekit.errors import InputError
+
+    if not 0 <= hydro_cf < 1:
+        raise InputError(f"--hydro-cf {hydro_cf}: must be between 0 and 1")
+    cat = _catalog(catalog, data_roots)
+    run = routes.open_run(run_dir, cat)
+    out = _out_dir(out, run_dir, "hosting", force)
+    if run.points is None or not len(run.points):
+        raise InputError(f"run folder {run_dir}: sitekit.gpkg has no grid_points layer")
+    cost = None
+    if not straight_line:  # as the run's connection distance: redlines cost ×20, not forbidden
+        red = run.redlines
+        forbidden = run.grid.rasterize(red) if red is not None else None
+        cost = proximity.cost_surface(run.slope, forbidden, forbidden_cost=20.0)
+    per, curves = hz.hosting_capacity(run.sites, run.points, cost=cost, grid=run.grid)
+    hz.write_hosting(per, curves, run.points, out)
+    msg = f"{per['total_mw'].sum():,.0f} MW gathered at {int((per['total_mw'] > 0).sum())} points"
+    if cat is not None and plants_layer in cat:
+        from sitekit.io import read_vector
+
+        spec = cat.layer(plants_layer)  # not clipped: plants just outside anchor bases too
+        plants = read_vector(cat.file(spec), spec, cat.where(spec))
+        bases = hz.hydro_bases(run.sites, plants, radius_km=radius_km, min_hydro_mw=min_hydro_mw,
+                              line_share_assumption=hz.LineShareAssumption(hydro_cf),
+                              crs=run.grid.crs)  # fmt: skip
+        hz.write_hydro_bases(bases, out)
+        msg += f"; {len(bases)} hydro bases"
+    elif not ctx.obj.get("quiet"):
+        click.echo(f"no '{plants_layer}' layer in {catalog}: hydro bases skipped")
+    if not ctx.obj.get("quiet"):
+        click.echo(msg)
+    click.echo(f"sitekit: hosting results written to {out} (hosting.csv, supply_curves.png …)")
