@@ -347,12 +347,16 @@ class Grid:
                 return burned
             if not fraction:
                 return burned.astype(bool)
-            return (
-                burned.reshape(r1 - r0, s, c1 - c0, s).mean(axis=(1, 3), dtype=np.float64)
-            ).astype(np.float32)
+            counts = burned.reshape(r1 - r0, s, c1 - c0, s).sum(axis=(1, 3), dtype=np.uint16)
+            return (counts / np.float32(s * s)).astype(np.float32)
 
         dtype = np.int32 if values is not None else (np.float32 if fraction else bool)
-        data = self.map_blocks(_burn, dtype=dtype)
+        # a deterministic name: the same burn requested twice (PV and wind) is computed once
+        import hashlib
+
+        h = hashlib.sha1(b"".join(shapely.to_wkb(arr)) if len(arr) else b"")
+        h.update(repr((all_touched, fraction, s, ids.tolist() if values is not None else None)).encode())
+        data = self.map_blocks(_burn, dtype=dtype, name=f"burn-{h.hexdigest()[:16]}-{self.token}")
         return self.wrap(data, name, "id" if values is not None else ("1" if fraction else "bool"))
 
     def study_fraction(self) -> xr.DataArray:

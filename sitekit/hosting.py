@@ -1,0 +1,351 @@
+"""Capacity gathered per connection point (hosting, supply curves) and hydro–wind–solar bases.
+
+:func:`hosting_capacity` assigns every candidate site to one connection point — the cheapest by
+least-cost path over a cost surface (one MCP run for all sites, :func:`sitekit.proximity.
+least_cost_paths`) or else the nearest in a straight line — and sums MW and GWh/yr per point; its
+supply curve lists the point's sites by LCOE (the sites' LCOE already includes their grid
+connection, :mod:`sitekit.sites`) with the cumulative MW. :func:`hydro_bases` groups PV and wind
+sites around large hydro plants (水风光一体化基地) and estimates how much of the added capacity the
+plant's outgoing line could carry (:class:`LineShareAssumption`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+import xarray as xr
+
+from sitekit import proximity
+from sitekit.atomic import atomic_path
+from sitekit.errors import CRSError, InputError, LayerError, SitekitWarning
+from sitekit.grid import Grid
+
+
+def _all_sites(sites: dict[str, gpd.GeoDataFrame], crs: Any) -> gpd.GeoDataFrame:
+    frames = []
+    for tech, gdf in sites.items():
+        if gdf is None or len(gdf) == 0:
+            continue
+        if gdf.crs is None:
+            raise CRSError(f"{tech} sites have no CRS")
+        g = gdf.to_crs(crs) if pyproj.CRS(gdf.crs) != pyproj.CRS(crs) else gdf
+        if "capacity_mw" not in g.columns:
+            raise LayerError(f"{tech} sites have no 'capacity_mw' column")
+        cols = {"site_id": None, "rank": np.nan, "energy_gwh": 0.0,
+                "lcoe_cny_per_kwh": np.nan}  # fmt: skip
+        g = g.copy()
+        for c, default in cols.items():
+            if c not in g.columns:
+                g[c] = [f"{tech}-{i + 1}" for i in range(len(g))] if c == "site_id" else default
+        g["technology"] = tech
+        part = pd.DataFrame(g[["technology", *cols, "capacity_mw"]])
+        frames.append(gpd.GeoDataFrame(part, geometry=g.geometry.values, crs=crs))
+    if not frames:
+        return gpd.GeoDataFrame({"technology": [], "site_id": [], "capacity_mw": [],
+                                 "energy_gwh": [], "lcoe_cny_per_kwh": []}, geometry=[],
+                                crs=crs)  # fmt: skip
+    out = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=crs)
+    return out[out["capacity_mw"].notna()].reset_index(drop=True)
+
+
+def assign_sites(
+    sites: dict[str, gpd.GeoDataFrame], points: gpd.GeoDataFrame, *,
+    cost: xr.DataArray | None = None, grid: Grid,
+) -> gpd.GeoDataFrame:  # fmt: skip
+    """Every site (all technologies) with its connection point.
+
+    Returns the sites (grid CRS) with ``point_index`` (row position in ``points``),
+    ``connection_km`` (least-cost path length, or straight distance from the site polygon [km]),
+    ``connection_cost_km`` (accumulated cost [km of flat-equivalent line]; = connection_km for
+    straight lines) and ``connection_method``. Sites that no least-cost path reaches fall back to
+    the straight line (with a warning), so every site is counted once.
+    """
+    if points is None or len(points) == 0:
+        raise LayerError("no connection points given (grid_points layer is empty)")
+    pts = grid.to_grid_crs(points, "connection points")
+    allsites = _all_sites(sites, grid.crs)
+    geoms = np.asarray(allsites.geometry.values, dtype=object)
+    tree = shapely.STRtree(np.asarray(pts.geometry.values, dtype=object))
+    if len(geoms):
+        (_, nearest), dist = tree.query_nearest(geoms, return_distance=True, all_matches=False)
+    else:
+        nearest, dist = np.zeros(0, int), np.zeros(0)
+    out = allsites.copy()
+    out["point_index"] = nearest.astype(int)
+    out["connection_km"] = dist / 1000.0
+    out["connection_cost_km"] = dist / 1000.0
+    out["connection_method"] = "straight line"
+    if cost is not None and len(geoms):
+        start = shapely.point_on_surface(geoms)
+        xy = np.column_stack([shapely.get_x(start), shapely.get_y(start)])
+        paths = proximity.least_cost_paths(cost, xy, pts, grid)
+        ok = np.array([p.line is not None and p.target_index >= 0 for p in paths])
+        idx = np.nonzero(ok)[0]
+        out.loc[idx, "point_index"] = [paths[i].target_index for i in idx]
+        out.loc[idx, "connection_km"] = [paths[i].length_m / 1000.0 for i in idx]
+        out.loc[idx, "connection_cost_km"] = [paths[i].cost_m / 1000.0 for i in idx]
+        out.loc[idx, "connection_method"] = "least-cost path"
+        if (~ok).any():
+            warnings.warn(f"{int((~ok).sum())} site(s) have no least-cost path to any connection "
+                          "point (enclosed by impassable pixels); assigned to the nearest point in "
+                          "a straight line", SitekitWarning, stacklevel=2)  # fmt: skip
+    return out
+
+
+def hosting_capacity(
+    sites: dict[str, gpd.GeoDataFrame], points: gpd.GeoDataFrame, *,
+    cost: xr.DataArray | None = None, grid: Grid, name_field: str = "name",
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Candidate capacity gathered per connection point, and per-point supply curves.
+
+    Parameters
+    ----------
+    sites : ``{technology: sites GeoDataFrame}`` with ``capacity_mw`` [MW], ``energy_gwh``
+        [GWh/yr], ``lcoe_cny_per_kwh`` [CNY/kWh] (:data:`sitekit.sites.SITE_COLUMNS`).
+    points : connection points (any CRS).
+    cost : cost per metre on ``grid`` (:func:`sitekit.proximity.cost_surface`); None = straight
+        line to the nearest point.
+    name_field : column of ``points`` naming them.
+
+    Returns
+    -------
+    per_point : one row per point (all points, sorted by total MW): point_index, name, n_sites,
+        ``<tech>_mw``, ``<tech>_gwh`` per technology, total_mw, total_gwh, min_lcoe_cny_per_kwh,
+        mean_connection_km. Σ total_mw = Σ site capacity_mw.
+    supply_curves : per point, its sites by ascending LCOE (incl. connection): point_index, name,
+        order, technology, site_id, capacity_mw, energy_gwh, lcoe_cny_per_kwh, connection_km,
+        cumulative_mw, cumulative_gwh.
+    """
+    a = assign_sites(sites, points, cost=cost, grid=grid)
+    names = (points[name_field].astype(str).to_numpy() if name_field in points.columns
+             else np.asarray([f"point {i}" for i in range(len(points))]))  # fmt: skip
+    techs = sorted({t for t, g in sites.items() if g is not None and len(g)})
+    per = pd.DataFrame({"point_index": np.arange(len(points)), "name": names})
+    if "voltage_kv" in points.columns:
+        per["voltage_kv"] = points["voltage_kv"].to_numpy()
+    grp = a.groupby("point_index")
+    per["n_sites"] = per["point_index"].map(grp.size()).fillna(0).astype(int)
+    for t in techs:
+        gt = a[a["technology"] == t].groupby("point_index")
+        per[f"{t}_mw"] = per["point_index"].map(gt["capacity_mw"].sum()).fillna(0.0)
+        per[f"{t}_gwh"] = per["point_index"].map(gt["energy_gwh"].sum()).fillna(0.0)
+    per["total_mw"] = per["point_index"].map(grp["capacity_mw"].sum()).fillna(0.0)
+    per["total_gwh"] = per["point_index"].map(grp["energy_gwh"].sum()).fillna(0.0)
+    per["min_lcoe_cny_per_kwh"] = per["point_index"].map(grp["lcoe_cny_per_kwh"].min())
+    per["mean_connection_km"] = per["point_index"].map(grp["connection_km"].mean())
+    per = per.sort_values(["total_mw", "point_index"], ascending=[False, True], kind="stable")
+    curves = a.assign(name=names[a["point_index"].to_numpy()] if len(a) else [])
+    curves = pd.DataFrame(curves.drop(columns="geometry")).sort_values(
+        ["point_index", "lcoe_cny_per_kwh", "site_id"], na_position="last", kind="stable"
+    )
+    g = curves.groupby("point_index")
+    curves["order"] = g.cumcount() + 1
+    curves["cumulative_mw"] = g["capacity_mw"].cumsum()
+    curves["cumulative_gwh"] = g["energy_gwh"].cumsum()
+    cols = ["point_index", "name", "order", "technology", "site_id", "capacity_mw", "energy_gwh",
+            "lcoe_cny_per_kwh", "connection_km", "connection_cost_km", "connection_method",
+            "cumulative_mw", "cumulative_gwh"]  # fmt: skip
+    return per.reset_index(drop=True), curves[cols].reset_index(drop=True)
+
+
+def _write_csv(target: Path, df: pd.DataFrame) -> Path:
+    if isinstance(df, gpd.GeoDataFrame):
+        df = pd.DataFrame(df.drop(columns=df.geometry.name))
+    with atomic_path(target) as tmp:
+        df.to_csv(tmp, index=False, encoding="utf-8-sig", float_format="%.6g")
+    return target
+
+
+def _write_gpkg(target: Path, layers: dict[str, gpd.GeoDataFrame]) -> Path:
+    from sitekit.export import write_geopackage
+
+    return write_geopackage(target, layers)
+
+
+def write_hosting(
+    per_point: pd.DataFrame, curves: pd.DataFrame, points: gpd.GeoDataFrame,
+    out_dir: str | Path, *, top_n: int = 8,
+) -> gpd.GeoDataFrame:  # fmt: skip
+    """Write ``hosting.csv``, ``supply_curves.csv``, ``supply_curves.png`` (the ``top_n`` points
+    by MW) and ``hosting.gpkg`` (layer ``hosting_points``), atomically.
+
+    Returns the points (their CRS) with the per-point MW/GWh columns, for a GeoPackage or map.
+    """
+    from matplotlib.figure import Figure
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(out / "hosting.csv", per_point)
+    _write_csv(out / "supply_curves.csv", curves)
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    ax = fig.subplots()
+    top = per_point[per_point["total_mw"] > 0].head(top_n)
+    for _, p in top.iterrows():
+        c = curves[(curves["point_index"] == p["point_index"]) & curves["lcoe_cny_per_kwh"].notna()]
+        x = np.r_[0.0, c["cumulative_mw"].to_numpy()]
+        y = np.r_[c["lcoe_cny_per_kwh"].to_numpy()[:1], c["lcoe_cny_per_kwh"].to_numpy()]
+        label = p["name"] if str(p["name"]).isascii() else f"point {p['point_index']}"
+        ax.step(x, y, where="pre", label=f"{label} ({p['total_mw']:,.0f} MW)")
+    ax.set_xlabel("cumulative capacity [MW]")
+    ax.set_ylabel("LCOE incl. grid connection [CNY/kWh]")
+    ax.set_title(f"Supply curves of the {len(top)} connection points gathering the most capacity")
+    if len(top):
+        ax.legend(fontsize=8)
+    with atomic_path(out / "supply_curves.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    layer = points.reset_index(drop=True).copy()
+    extra = per_point.set_index("point_index").drop(columns=["name"], errors="ignore")
+    extra = extra.drop(columns=[c for c in extra.columns if c in layer.columns])
+    layer = layer.join(extra, how="left")
+    _write_gpkg(out / "hosting.gpkg", {"hosting_points": layer})
+    return layer
+
+
+# -- hydro–wind–solar bases ------------------------------------------------------------------
+@dataclass(frozen=True)
+class LineShareAssumption:
+    """How much of a hydro plant's outgoing line the added PV/wind could use.
+
+    The line is rated ``line_rating_factor`` × the hydro installed MW. On average hydro uses
+    ``hydro_capacity_factor`` of it, leaving ``spare_mw = rating × (1 − CF)``; the share of the
+    added nameplate MW that fits is ``line_share = min(1, spare_mw / added_mw)``. This is a
+    screening ratio, not a dispatch study: it assumes PV/wind output comes mostly when hydro runs
+    below rating (the dry season, Nov–May, when the cascades draw their reservoirs down) and
+    ignores wet-season curtailment.
+
+    Default CF 0.5: design generation of the large cascade plants is 4,100–5,000 full-load hours,
+    e.g. Xiluodu 13.86 GW / 57 TWh/yr = 0.47 (China Three Gorges Corp., Reuters 3 July 2014),
+    Wudongde 10.2 GW / 38.9 TWh/yr = 0.44 (Xinhua, 4 June 2019); Yalong plants run ≈0.55–0.6.
+    """
+
+    hydro_capacity_factor: float = 0.5
+    line_rating_factor: float = 1.0
+
+
+def _dedupe(plants: gpd.GeoDataFrame, km: float) -> gpd.GeoDataFrame:
+    """Keep the largest of plants within ``km`` of each other; record the merged names."""
+    p = plants.sort_values("capacity_mw", ascending=False, kind="stable").reset_index(drop=True)
+    geoms = np.asarray(p.geometry.values, dtype=object)
+    tree = shapely.STRtree(geoms)
+    taken = np.zeros(len(p), bool)
+    keep, merged = [], []
+    for i in range(len(p)):
+        if taken[i]:
+            continue
+        near = tree.query(geoms[i], predicate="dwithin", distance=km * 1000.0)
+        near = near[~taken[near] & (near != i)]
+        taken[near] = True
+        taken[i] = True
+        keep.append(i)
+        merged.append("; ".join(str(p["name"].iloc[j]) for j in sorted(near)))
+    out = p.iloc[keep].copy()
+    out["merged_plants"] = merged
+    return out.reset_index(drop=True)
+
+
+def hydro_bases(
+    sites: dict[str, gpd.GeoDataFrame],
+    plants: gpd.GeoDataFrame,
+    *,
+    radius_km: float = 50.0,
+    min_hydro_mw: float = 1000.0,
+    dedupe_km: float = 2.0,
+    line_share_assumption: LineShareAssumption = LineShareAssumption(),
+    crs: Any = None,
+) -> gpd.GeoDataFrame:
+    """Hydro–wind–solar complementary bases (水风光一体化基地) around large hydro plants.
+
+    Each hydro plant of ≥ ``min_hydro_mw`` [MW] (plants within ``dedupe_km`` of each other count
+    once: the largest is kept) is a base; every PV/wind site whose polygon centroid lies within
+    ``radius_km`` [km] of a base joins its nearest base only.
+
+    Parameters
+    ----------
+    sites : ``{"pv": …, "wind": …}`` sites with capacity_mw [MW] and energy_gwh [GWh/yr].
+    plants : power plants with ``name``, ``fuel`` (hydro rows contain "hydro"), ``capacity_mw``
+        and optionally ``river``.
+    crs : metric CRS for distances; default the sites' CRS.
+
+    Returns
+    -------
+    GeoDataFrame (plant points, metric CRS) sorted by added_mw: base_id, hydro_plant, river,
+    hydro_mw, pv_mw, wind_mw, added_mw, added_gwh [GWh/yr], n_sites, spare_mw [MW],
+    line_share [0–1, NaN without added capacity], merged_plants.
+    """
+    for col in ("name", "capacity_mw"):
+        if col not in plants.columns:
+            raise LayerError(f"power plant layer has no '{col}' column")
+    if plants.crs is None:
+        raise CRSError("power plant layer has no CRS")
+    if crs is None:
+        crs = next((g.crs for g in sites.values() if g is not None and g.crs is not None), None)
+    crs = pyproj.CRS(crs) if crs is not None else plants.estimate_utm_crs()
+    if crs.is_geographic:
+        raise CRSError(f"hydro bases need a metric CRS, got {crs.name}")
+    hydro = plants
+    if "fuel" in plants.columns:
+        hydro = plants[plants["fuel"].astype(str).str.contains("hydro", case=False)]
+    hydro = hydro[pd.to_numeric(hydro["capacity_mw"], errors="coerce") >= min_hydro_mw]
+    hydro = _dedupe(hydro.to_crs(crs), dedupe_km) if len(hydro) else hydro.to_crs(crs)
+    a = line_share_assumption
+    base = gpd.GeoDataFrame({
+        "base_id": [""] * len(hydro), "hydro_plant": hydro["name"].astype(str).to_numpy(),
+        "river": (hydro["river"].to_numpy() if "river" in hydro.columns else [None] * len(hydro)),
+        "hydro_mw": hydro["capacity_mw"].astype(float).to_numpy(),
+    }, geometry=np.asarray(hydro.geometry.values, dtype=object), crs=crs)  # fmt: skip
+    s = _all_sites(sites, crs)
+    cen = shapely.centroid(np.asarray(s.geometry.values, dtype=object))
+    owner = np.full(len(s), -1)
+    if len(base) and len(s):
+        tree = shapely.STRtree(np.asarray(base.geometry.values, dtype=object))
+        (si, bi) = tree.query_nearest(cen, max_distance=radius_km * 1000.0, all_matches=False)
+        owner[si] = bi
+    s["base"] = owner
+    s = s[s["base"] >= 0]
+    for t in ("pv", "wind"):
+        base[f"{t}_mw"] = base.index.map(s[s["technology"] == t].groupby("base")["capacity_mw"]
+                                         .sum()).fillna(0.0).astype(float)  # fmt: skip
+    base["added_mw"] = base.index.map(s.groupby("base")["capacity_mw"].sum()).fillna(0.0)
+    base["added_gwh"] = base.index.map(s.groupby("base")["energy_gwh"].sum()).fillna(0.0)
+    base["n_sites"] = base.index.map(s.groupby("base").size()).fillna(0).astype(int)
+    base["spare_mw"] = base["hydro_mw"] * a.line_rating_factor * (1 - a.hydro_capacity_factor)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.minimum(1.0, base["spare_mw"] / base["added_mw"])
+    base["line_share"] = share.where(base["added_mw"] > 0)
+    base["merged_plants"] = hydro["merged_plants"].to_numpy() if len(hydro) else []
+    base = base.sort_values(["added_mw", "hydro_mw"], ascending=False, kind="stable")
+    base["base_id"] = [f"HB{i:02d}" for i in range(1, len(base) + 1)]
+    cols = [
+        "base_id",
+        "hydro_plant",
+        "river",
+        "hydro_mw",
+        "pv_mw",
+        "wind_mw",
+        "added_mw",
+        "added_gwh",
+        "n_sites",
+        "spare_mw",
+        "line_share",
+        "merged_plants",
+        "geometry",
+    ]
+    return base[cols].reset_index(drop=True)
+
+
+def write_hydro_bases(bases: gpd.GeoDataFrame, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``hydro_bases.csv`` and ``hydro_bases.gpkg`` (layer ``hydro_bases``), atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if bases.crs is None:
+        raise InputError("hydro bases have no CRS")
+    return {"csv": _write_csv(out / "hydro_bases.csv", bases),
+            "gpkg": _write_gpkg(out / "hydro_bases.gpkg", {"hydro_bases": bases})}  # fmt: skip
