@@ -14,8 +14,9 @@ import geopandas as gpd
 import numpy as np
 import xarray as xr
 
-from sitekit import constraints as C
+from sitekit import constraints as cons_lib
 from sitekit import proximity, scoring, terrain
+from sitekit.cache import LayerCache
 from sitekit.catalog import Catalog
 from sitekit.errors import RecipeError
 from sitekit.grid import Grid
@@ -32,17 +33,22 @@ class TechGraph:
     inclusion: xr.DataArray  # 0–1 eligible fraction of each pixel
     lcoe: xr.DataArray  # CNY/kWh for the reference site size
     energy_kwh_per_kw: xr.DataArray  # kWh/kW/yr
-    constraints: C.ConstraintResult
+    constraints: cons_lib.ConstraintResult
     memberships: dict[str, xr.DataArray]
 
 
 class Pipeline:
     """Derived layers of one catalogue on one grid (lazy, memoised)."""
 
-    def __init__(self, catalog: Catalog, grid: Grid) -> None:
+    def __init__(self, catalog: Catalog, grid: Grid, cache: LayerCache | None = None) -> None:
         self.catalog = catalog
         self.grid = grid
+        self.cache = cache
         self._memo: dict[Any, Any] = {}
+
+    def _cached(self, name: str, params: Any, layer: xr.DataArray) -> xr.DataArray:
+        """Route an intermediate layer through the on-disk cache (when one is configured)."""
+        return self.cache.wrap(name, params, layer) if self.cache is not None else layer
 
     # -- inputs ----------------------------------------------------------------------------
     @cached_property
@@ -56,7 +62,8 @@ class Pipeline:
     @cached_property
     def elevation(self) -> xr.DataArray:
         dem = self.catalog.raster(self.dem_id, self.grid)
-        return dem.where(self.grid.study_fraction() > 0).rename("elevation")
+        inside = self._cached("study_fraction", {}, self.grid.study_fraction()) > 0
+        return self._cached("elevation", self.dem_id, dem.where(inside).rename("elevation"))
 
     @cached_property
     def dem_is_modelled(self) -> bool:
@@ -64,11 +71,11 @@ class Pipeline:
 
     @cached_property
     def slope(self) -> xr.DataArray:
-        return terrain.slope(self.elevation)
+        return self._cached("slope", {}, terrain.slope(self.elevation))
 
     @cached_property
     def aspect(self) -> xr.DataArray:
-        return terrain.aspect(self.elevation)
+        return self._cached("aspect", {}, terrain.aspect(self.elevation))
 
     @cached_property
     def hillshade(self) -> xr.DataArray:
@@ -97,14 +104,20 @@ class Pipeline:
     def grid_distance(self, recipe: Recipe) -> xr.DataArray:
         key = ("grid_distance", recipe.grid.layer)
         if key not in self._memo:
-            self._memo[key] = proximity.distance_to_features(self.grid, self.grid_features(recipe))
+            self._memo[key] = self._cached(
+                "grid_distance",
+                recipe.grid.layer,
+                proximity.distance_to_features(self.grid, self.grid_features(recipe)),
+            )
         return self._memo[key]
 
     def nearest_point(self, recipe: Recipe) -> xr.DataArray:
         key = ("nearest", recipe.grid.layer)
         if key not in self._memo:
-            self._memo[key] = proximity.nearest_feature_index(
-                self.grid, self.grid_features(recipe)
+            self._memo[key] = self._cached(
+                "nearest_point",
+                recipe.grid.layer,
+                proximity.nearest_feature_index(self.grid, self.grid_features(recipe)),
             )
         return self._memo[key]
 
@@ -113,8 +126,11 @@ class Pipeline:
         key = ("lcd", recipe.grid.layer)
         if key not in self._memo:
             cost = proximity.cost_surface(self.slope, forbidden, forbidden_cost=20.0)
-            self._memo[key] = proximity.least_cost_distance(
-                cost, self.grid_features(recipe), self.grid
+            params = (recipe.grid.layer, forbidden is not None and forbidden.name)
+            self._memo[key] = self._cached(
+                "connection_distance",
+                params,
+                proximity.least_cost_distance(cost, self.grid_features(recipe), self.grid),
             )
         return self._memo[key]
 
@@ -159,6 +175,7 @@ class Pipeline:
                 tracking=cfg.tracking,
                 losses_pct=cfg.losses_pct,
             )
+        out = self._cached("pv_yield", cfg.model_dump(), out)
         self._memo[key] = out
         return out
 
@@ -182,7 +199,12 @@ class Pipeline:
         cf = cf.astype(np.float32)
         cf.attrs.update(units="1", long_name=f"net capacity factor ({cfg.turbine})")
         cf.attrs["modelled"] = "yes" if cfg.model == "modelled" else "no"
-        out = {"wind_speed": speed, "air_density": rho, "wind_cf": cf.rename("wind_cf")}
+        p = cfg.model_dump()
+        out = {
+            "wind_speed": self._cached("wind_speed", p, speed),
+            "air_density": self._cached("air_density", p, rho),
+            "wind_cf": self._cached("wind_cf", p, cf.rename("wind_cf")),
+        }
         self._memo[key] = out
         return out
 
@@ -213,18 +235,18 @@ class Pipeline:
             names = dict(code=c.id, name_en=c.name_en or c.id, name_zh=c.name_zh or c.id)
             if c.kind == "polygon":
                 gdf = self.catalog.vector(c.layer, self.grid)
-                out.append(C.PolygonConstraint(**names, geoms=gdf, buffer_m=c.buffer_m, rule=c.rule))
+                out.append(cons_lib.PolygonConstraint(**names, geoms=gdf, buffer_m=c.buffer_m, rule=c.rule))
             elif c.kind == "setback":
                 gdf = self.catalog.vector(c.layer, self.grid)
                 out.append(
-                    C.FeatureSetback(**names, geoms=gdf, setback_m=c.setback_m, rule=c.rule)
+                    cons_lib.FeatureSetback(**names, geoms=gdf, setback_m=c.setback_m, rule=c.rule)
                 )
             elif c.kind == "threshold":
                 layer = self.derived(c.layer, recipe)
-                out.append(C.RasterThreshold(**names, layer=layer, op=c.op, value=c.value))
+                out.append(cons_lib.RasterThreshold(**names, layer=layer, op=c.op, value=c.value))
             elif c.kind == "aspect_on_slope":
                 out.append(
-                    C.AspectOnSlope(
+                    cons_lib.AspectOnSlope(
                         **names,
                         slope=self.slope,
                         aspect=self.aspect,
@@ -237,7 +259,7 @@ class Pipeline:
 
     def technology(self, recipe: Recipe) -> TechGraph:
         """The lazy score, eligibility, LCOE and energy rasters of a recipe."""
-        cons = C.evaluate(self.constraint_objects(recipe), self.grid)
+        cons = cons_lib.evaluate(self.constraint_objects(recipe), self.grid)
         memberships: dict[str, xr.DataArray] = {}
         for crit in recipe.criteria:
             x = self.derived(crit.layer, recipe)

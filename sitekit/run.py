@@ -55,6 +55,7 @@ class RunOptions:
     online_tiles: bool = False
     data_roots: tuple[Path, ...] = ()
     map_style: Path | None = None
+    cache_dir: Path | None = None  # None: no on-disk cache of intermediate layers
 
 
 @dataclass
@@ -100,7 +101,9 @@ def compute(client: Any, arrays: dict[str, Any], quiet: bool, label: str) -> dic
 
     names = list(arrays)
     datas = [a.data if isinstance(a, xr.DataArray) else a for a in arrays.values()]
-    futures = client.compute(datas)
+    # client.compute on a list mixing arrays and delayed objects does not keep the order:
+    # submit each collection; the scheduler shares the keys common to several graphs
+    futures = [client.compute(d) for d in datas]
     if not quiet:
         print(f"  {label}")
         progress(futures, notebook=False)
@@ -155,7 +158,16 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     catalog = Catalog(opts.catalog, extra_roots=opts.data_roots)
     grid = catalog.grid(opts.resolution_m, opts.crs, opts.chunks)
     say(f"sitekit: {grid.describe()}")
-    pipe = Pipeline(catalog, grid)
+    cache = None
+    if opts.cache_dir is not None:
+        from sitekit.cache import LayerCache, digest
+
+        inputs_key = digest(catalog.digest(), {
+            s.id: file_sha256(catalog.file(s)) for s in catalog.spec.layers
+            if catalog.file(s).is_file()
+        })
+        cache = LayerCache(opts.cache_dir, grid, inputs_key)
+    pipe = Pipeline(catalog, grid, cache)
     graphs: list[TechGraph] = [pipe.technology(r) for _, r, _ in recipes]
     timings["graph_s"] = time.perf_counter() - t0
 
@@ -284,7 +296,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             summary = pd.concat(summaries, ignore_index=True)
             export.write_table(stage / "summary.csv", summary)
             export.write_table(stage / "ps_pairs.csv", ps_pairs)
-        for layer_id, gdf in feats.items():
+        for gdf in feats.values():
             kinds = set(gdf.geom_type)
             vectors["grid_lines" if kinds & {"LineString", "MultiLineString"} else "grid_points"] = gdf
         for spec in catalog.by_role("constraint"):
@@ -316,6 +328,10 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                                  recipes={p.name: text for p, _, text in recipes},
                                  provenance=provenance)
             timings["map_s"] = time.perf_counter() - t1
+        if cache is not None:
+            cache.commit()
+            provenance["cache"] = {"dir": str(opts.cache_dir), "hits": cache.hits,
+                                   "misses": cache.misses}
         timings["total_s"] = time.perf_counter() - t0
         provenance["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         from sitekit.atomic import write_text
@@ -328,12 +344,12 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
 
 def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple[Any, str]:
     """Add the lazy pumped-storage search to ``arrays['ps']``; returns (recipe, YAML text)."""
-    from sitekit import constraints as C
+    from sitekit import constraints as cons_lib
     from sitekit import pumped_storage as ps
     from sitekit.recipe import load_ps_recipe
 
     recipe, text = load_ps_recipe(opts.pumped_storage, list(opts.overrides))
-    cons = C.evaluate(pipe.constraint_objects(recipe), pipe.grid)
+    cons = cons_lib.evaluate(pipe.constraint_objects(recipe), pipe.grid)
     s = recipe.search
     params = ps.PumpedStorageParams(
         dam_height_m=s.dam_height_m,

@@ -45,6 +45,7 @@ def _options(ctx: click.Context, **kw) -> object:
         make_map=not kw.get("no_map", False),
         online_tiles=kw.get("online_tiles", False),
         data_roots=tuple(kw.get("data_roots") or ()),
+        cache_dir=None if kw.get("no_cache") else kw.get("cache_dir"),
     )
 
 
@@ -55,6 +56,10 @@ def _common(f):
     ):
         f = opt(f)
     f = click.option("--no-map", is_flag=True, help="Skip map.html and report.html.")(f)
+    f = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=Path(".sitekit-cache"), show_default=True,
+                     help="Cache of intermediate layers (slope, yield, CF, distances).")(f)
+    f = click.option("--no-cache", is_flag=True, help="Recompute every layer.")(f)
     f = click.option("--online-tiles", is_flag=True,
                      help="Add an OpenStreetMap tile layer (needs internet to view).")(f)
     return f
