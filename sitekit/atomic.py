@@ -30,9 +30,8 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     tmp_path.unlink()  # writers (GDAL) want to create the file themselves
     try:
         yield tmp_path
-        if tmp_path.is_dir():
-            if target.exists():
-                shutil.rmtree(target)
+        if tmp_path.is_dir() and target.exists():
+            shutil.rmtree(target)
         os.replace(tmp_path, target)
     except BaseException:
         if tmp_path.is_dir():

@@ -12,11 +12,10 @@ import rasterio
 from click.testing import CliRunner
 from rasterio.transform import from_origin
 
+import sitekit.cli.layers  # noqa: F401,E402  (registers the verb)
 from sitekit.catalog import Catalog
 from sitekit.cli import cli, main  # noqa: F401
 from sitekit.errors import CRSError, LayerError, RecipeError
-
-import sitekit.cli.layers  # noqa: F401,E402  (registers the verb)
 
 
 def _edit(cat: Path, old: str, new: str) -> Path:

@@ -1,0 +1,141 @@
+"""End to end on the embedded four-prefecture data at a coarse grid: laziness, outputs,
+area bookkeeping, determinism across chunking / workers, and a run on an external scheduler."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dask
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import pytest
+import rasterio
+from click.testing import CliRunner
+from conftest import EMBEDDED, REPO
+
+from sitekit.catalog import Catalog
+from sitekit.cli import cli, register
+from sitekit.pipeline import Pipeline
+from sitekit.recipe import load_recipe
+
+register()
+RES = "5000"  # m: coarse enough for CI, every step still runs
+
+
+def test_building_the_graph_computes_nothing() -> None:
+    cat = Catalog(EMBEDDED)
+    grid = cat.grid(5000)
+    pipe = Pipeline(cat, grid)
+    started: list[int] = []
+
+    class Spy(dask.callbacks.Callback):
+        def _start(self, dsk):
+            started.append(len(dsk))
+
+    with Spy():
+        for name in ("pv.yaml", "wind.yaml"):
+            recipe, _ = load_recipe(REPO / "pipelines" / name)
+            g = pipe.technology(recipe)
+            assert isinstance(g.score.data, dask.array.Array)
+        pipe.connection_distance(recipe, g.constraints.masks.get("nobuild"))
+    assert started == []
+
+
+def _demo(out: Path, *extra: str) -> None:
+    cache = out.parent / "cache"
+    res = CliRunner().invoke(
+        cli,
+        ["--quiet", "demo", "--resolution", RES, "--out", str(out), "--force",
+         "--cache-dir", str(cache), *extra],
+        catch_exceptions=False,
+    )
+    assert res.exit_code == 0, res.output
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    _demo(out, "--workers", "1")
+    return out
+
+
+def test_demo_writes_every_output(demo_run: Path) -> None:
+    for name in ("elevation", "slope", "aspect", "pv_yield", "wind_cf", "exclusion_reasons",
+                 "grid_distance", "pv_score", "wind_score", "pv_lcoe", "wind_lcoe"):
+        with rasterio.open(demo_run / "rasters" / f"{name}.tif") as src:
+            assert src.crs is not None and src.count == 1
+    layers = {name for name, _ in pyogrio.list_layers(demo_run / "sitekit.gpkg")}
+    assert {"prefectures", "counties", "pv_sites", "wind_sites", "grid_points",
+            "ps_pairs", "ps_reservoirs"} <= layers
+    pv = gpd.read_file(demo_run / "sitekit.gpkg", layer="pv_sites")
+    for col in ("site_id", "prefecture", "county", "area_km2", "capacity_mw", "energy_gwh",
+                "capacity_factor", "mean_score", "lcoe_cny_per_kwh", "grid_distance_km",
+                "grid_point_name", "rank"):
+        assert col in pv.columns
+    assert len(pv) > 0 and pv["rank"].min() == 1
+    assert (demo_run / "map.html").stat().st_size > 100_000
+    assert (demo_run / "report.html").exists()
+    run = json.loads((demo_run / "run.json").read_text(encoding="utf-8"))
+    assert run["demo_terrain"] is True and "modelled" in run["modelled"]["solar"]
+    with rasterio.open(demo_run / "rasters" / "elevation.tif") as src:
+        assert "demo terrain" in json.dumps(src.tags())
+
+
+def test_area_bookkeeping_adds_up(demo_run: Path) -> None:
+    summary = pd.read_csv(demo_run / "summary.csv", encoding="utf-8-sig")
+    pref = gpd.read_file(demo_run / "sitekit.gpkg", layer="prefectures")
+    with rasterio.open(demo_run / "rasters" / "pv_eligible.tif") as src:
+        pixel_km2 = abs(src.transform.a * src.transform.e) / 1e6
+    pv = summary[summary["technology"] == "pv"]
+    assert set(pv["prefecture"]) == set(pref["name_en"])
+    # eligible area never exceeds a prefecture's area; the sum never exceeds the study area
+    areas = dict(zip(pref["name_en"], pref.to_crs(pref.crs).area / 1e6, strict=True))
+    for _, row in pv.iterrows():
+        assert 0 <= row["eligible_km2"] <= areas[row["prefecture"]] * 1.001 + pixel_km2
+    assert pv["eligible_km2"].sum() <= 300_483 * 1.001
+    sites = gpd.read_file(demo_run / "sitekit.gpkg", layer="pv_sites")
+    for zone, grp in sites.groupby("prefecture"):
+        row = pv[pv["prefecture"] == zone].iloc[0]
+        assert row["potential_mw"] == pytest.approx(grp["capacity_mw"].sum(), rel=1e-6)
+        assert row["n_sites"] == len(grp)
+
+
+def test_same_results_on_external_scheduler_other_chunks(demo_run: Path, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        out = tmp_path / "again"
+        _demo(out, "--scheduler", cluster.scheduler_address, "--chunks", "64", "--no-map")
+    assert (out / "summary.csv").read_bytes() == (demo_run / "summary.csv").read_bytes()
+    for tech in ("pv", "wind"):
+        a = (demo_run / f"{tech}_sites.csv").read_bytes()
+        b = (out / f"{tech}_sites.csv").read_bytes()
+        assert a == b
+    for name in ("pv_score", "wind_cf", "exclusion_reasons", "grid_distance", "slope"):
+        with rasterio.open(demo_run / "rasters" / f"{name}.tif") as s1, \
+                rasterio.open(out / "rasters" / f"{name}.tif") as s2:
+            np.testing.assert_array_equal(s1.read(1), s2.read(1))
+
+
+def test_existing_output_needs_force(demo_run: Path) -> None:
+    res = CliRunner().invoke(cli, ["demo", "--resolution", RES, "--out", str(demo_run)])
+    assert res.exit_code == 2
+    assert "exists; pass --force" in res.output
+
+
+def test_weights_only_rerun_reads_the_cache(demo_run: Path) -> None:
+    out = demo_run.parent / "reweighted"
+    _demo(out, "--workers", "1", "--no-map", "--set", "criteria.slope.weight=0.5")
+    cache = json.loads((out / "run.json").read_text(encoding="utf-8"))["cache"]
+    assert cache["misses"] == []
+    assert {"slope", "pv_yield", "wind_cf", "grid_distance", "connection_distance"} <= set(
+        cache["hits"]
+    )
+    # the scores changed, the cached layers did not
+    with rasterio.open(demo_run / "rasters" / "slope.tif") as a, \
+            rasterio.open(out / "rasters" / "slope.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
