@@ -44,6 +44,8 @@ PLAUSIBLE: dict[str, tuple[float, float, str]] = {
     "K": (180.0, 340.0, "temperature must be kelvin"),
     "degC": (-70.0, 60.0, "temperature must be °C"),
 }
+#: edge [px] of the fixed tiles rasters are warped in
+WARP_TILE_PX = 512
 _RESAMPLING = {
     "nearest": Resampling.nearest,
     "bilinear": Resampling.bilinear,
@@ -128,6 +130,16 @@ def check_plausible(values: np.ndarray, units: str, where: str) -> tuple[float, 
     return lo, hi
 
 
+def _approx_res_m(info: dict[str, Any]) -> float:
+    """Source pixel size [m] (degrees converted at the raster's mid-latitude)."""
+    rx, ry = info["res"]
+    if info["pyproj_crs"].is_geographic:
+        b = info["bounds"]
+        lat = math.radians((b.top + b.bottom) / 2)
+        return min(rx * 111_320 * math.cos(lat), ry * 110_574)
+    return min(rx, ry)
+
+
 def open_raster(
     path: Path, spec: LayerSpec, grid: Grid, where: str, resampling: str | None = None
 ) -> xr.DataArray:
@@ -149,6 +161,9 @@ def open_raster(
     band = spec.band
     dst_crs = grid.crs.to_wkt()
     path_s = str(path)
+    # source pixels per grid pixel (GDAL widens the kernel by this factor when downsampling)
+    src_res_m = _approx_res_m(info)
+    source_extra = int(min(512, 4 + 2 * math.ceil(grid.resolution_m / max(src_res_m, 1e-9))))
 
     def _read(window: tuple[int, int, int, int]) -> np.ndarray:
         r0, r1, c0, c1 = window
@@ -163,10 +178,19 @@ def open_raster(
             resampling=rs,
             dtype="float32",
             nodata=np.nan,
+            # results must not depend on the chunk window: an (almost) exact transformer, and
+            # enough extra source pixels for the widened kernel when downsampling
+            tolerance=1e-6,
+            warp_extras={"SOURCE_EXTRA": source_extra},
         ) as vrt:
             return vrt.read(band)
 
-    data = grid.map_blocks(_read, dtype=np.float32, name=f"read-{spec.id}-{grid.token}")
+    # warp in fixed tiles (GDAL's output depends slightly on the window when downsampling), then
+    # rechunk: the aligned layer is then identical whatever --chunks the user picks
+    tiles = grid.with_chunks(WARP_TILE_PX)
+    data = tiles.map_blocks(_read, dtype=np.float32, name=f"read-{spec.id}-{tiles.token}")
+    if tiles.dask_chunks != grid.dask_chunks:
+        data = data.rechunk(grid.dask_chunks)
     out = grid.wrap(data, spec.id, spec.units or "1", spec.title)
     out.attrs.update(
         modelled="yes" if spec.modelled else "no",

@@ -31,6 +31,8 @@ from sitekit.provenance import file_sha256, versions
 from sitekit.recipe import Recipe, load_recipe, recipe_digest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: pumped-storage search tile edge [px] (with a halo of the maximum separation around each)
+PS_TILE_PX = 2048
 
 
 @dataclass
@@ -376,9 +378,12 @@ def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple
     _, _, pref = pipe.zones["prefecture"]
     zone_field = "name_en" if "name_en" in pref.columns else pref.columns[0]
     excluded = cons.excluded | (pipe.grid.study_fraction() <= 0)
+    # the search tiles are part of the method, not the user's --chunks: fixed tiles make the
+    # selected pairs independent of chunking and worker count
+    tile = {"y": PS_TILE_PX, "x": PS_TILE_PX}
     arrays["ps"] = ps.find_pairs(
-        pipe.elevation, excluded, pipe.grid, params, existing=existing, zones=pref,
-        zone_field=zone_field,
+        pipe.elevation.chunk(tile), excluded.chunk(tile), pipe.grid, params, existing=existing,
+        zones=pref, zone_field=zone_field,
     )
     arrays["ps_exclusion_reasons"] = cons.reasons
     return recipe, text
