@@ -11,9 +11,8 @@ DEFAULT_CATALOG = "layers/sichuan-west/catalog.yaml"
 catalog_opt = click.option(
     "--catalog",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_CATALOG,
-    show_default=True,
-    help="Layer catalogue (YAML).",
+    default=None,
+    help=f"Layer catalogue (YAML); default: the embedded {DEFAULT_CATALOG}.",
 )
 out_opt = click.option(
     "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),

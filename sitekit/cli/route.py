@@ -30,9 +30,12 @@ def _out_dir(out: Path | None, run_dir: Path, default: str, force: bool) -> Path
     return out
 
 
-def _catalog(path: Path, roots: tuple[Path, ...]):
+def _catalog(path: Path | None, roots: tuple[Path, ...]):
     from sitekit.catalog import Catalog
+    from sitekit.cli.options import DEFAULT_CATALOG
+    from sitekit.run import REPO_ROOT
 
+    path = path or REPO_ROOT / DEFAULT_CATALOG
     return Catalog(path, extra_roots=roots) if path.exists() else None
 
 

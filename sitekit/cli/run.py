@@ -28,8 +28,10 @@ REPO = Path(__file__).resolve().parents[2]
 def _options(ctx: click.Context, **kw) -> object:
     from sitekit.run import RunOptions
 
+    from sitekit.cli.options import DEFAULT_CATALOG
+
     return RunOptions(
-        catalog=kw["catalog"],
+        catalog=kw["catalog"] or REPO / DEFAULT_CATALOG,
         out=kw["out"],
         resolution_m=kw["resolution"],
         export_crs=kw["crs"],
