@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +62,15 @@ class LayerCache:
                                  name=f"cached-{folder.name}")
         else:
             self.misses.append(name)
-            if folder.exists():
+            if folder.exists():  # an incomplete entry of a killed run
                 shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True, exist_ok=True)
             self.pending.append(folder)
 
             def _save(block: np.ndarray, block_info=None) -> np.ndarray:
                 (r0, _), (c0, _) = block_info[None]["array-location"]
+                folder.mkdir(parents=True, exist_ok=True)
                 target = folder / f"r{r0}_c{c0}.npy"
-                tmp = folder / f".r{r0}_c{c0}.{os.getpid()}.npy"
+                tmp = folder / f".r{r0}_c{c0}.{uuid.uuid4().hex}.npy"  # unique per task/thread
                 np.save(tmp, block)
                 os.replace(tmp, target)
                 return block
@@ -81,6 +82,6 @@ class LayerCache:
     def commit(self) -> None:
         """Mark every layer saved during this run as complete (call after a successful run)."""
         for folder in self.pending:
-            if folder.exists():
+            if folder.is_dir():
                 (folder / "complete").write_text("ok\n")
         self.pending.clear()

@@ -57,7 +57,7 @@ def check_catalog(catalog: Catalog, resolution_m: float = 2000.0) -> tuple[Grid,
                 rng = PLAUSIBLE.get(spec.units or "")
                 row.plausible = f"{rng[0]:g}…{rng[1]:g}" if rng else "—"
                 if row.coverage_pct < 1:
-                    row.problems.append("covers <1% of the study area")
+                    row.problems.append(f"{catalog.where(spec)}: covers <1% of the study area (nodata elsewhere)")
             else:
                 gdf = catalog.vector(spec.id, grid)
                 row.crs = catalog.source_crs.get(spec.id, "")

@@ -254,6 +254,8 @@ def read_vector(path: Path, spec: LayerSpec, where: str) -> gpd.GeoDataFrame:
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
     if gdf.empty:
         raise LayerError(f"{where}: layer has no features (or only empty geometries)")
+    if (gdf.geom_type == "GeometryCollection").any():  # judge the parts, not the container
+        gdf = gdf.explode(index_parts=False).reset_index(drop=True)
     kinds = {
         "polygon" if t in ("Polygon", "MultiPolygon") else
         "line" if t in ("LineString", "MultiLineString") else
@@ -270,7 +272,7 @@ def read_vector(path: Path, spec: LayerSpec, where: str) -> gpd.GeoDataFrame:
     if crs.is_geographic and (abs(b[1]) > 90 or abs(b[3]) > 90 or abs(b[0]) > 360):
         raise CRSError(
             f"{where}: layer declares geographic CRS {crs.name} but its coordinates "
-            f"{tuple(np.round(b, 1))} are not degrees; declare its real CRS"
+            f"{tuple(round(float(v), 1) for v in b)} are not degrees; declare its real CRS"
         )
     invalid = ~gdf.geometry.is_valid
     if invalid.any():
@@ -284,7 +286,12 @@ def read_vector(path: Path, spec: LayerSpec, where: str) -> gpd.GeoDataFrame:
         )
         if "polygon" in kinds:  # make_valid may emit lines/points from slivers: keep areas only
             gdf = gdf.explode(index_parts=False)
-            gdf = gdf[gdf.geom_type.isin(["Polygon", "MultiPolygon"])]
+            gdf = gdf[gdf.geom_type.isin(["Polygon", "MultiPolygon"]) & ~shapely.is_empty(gdf.geometry.values)]
+            gdf = gdf[shapely.area(gdf.geometry.values) > 0]  # units do not matter for > 0
+            if gdf.empty:
+                raise LayerError(
+                    f"{where}: only degenerate (zero-area) polygons; nothing is left after repair"
+                )
     return gdf.reset_index(drop=True)
 
 
@@ -296,6 +303,6 @@ def clip_to_grid(gdf: gpd.GeoDataFrame, grid: Grid, where: str) -> gpd.GeoDataFr
     if not hit.any():
         raise LayerError(
             f"{where}: no feature lies in the study area (layer bounds in the grid CRS "
-            f"{tuple(np.round(out.total_bounds))}); wrong CRS, or lat/lon swapped?"
+            f"{tuple(round(float(v)) for v in out.total_bounds)}); wrong CRS, or lat/lon swapped?"
         )
     return out[hit].reset_index(drop=True)

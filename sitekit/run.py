@@ -19,6 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: stale staging folders are not swept
+    fcntl = None  # type: ignore[assignment]
+
 import dask
 import numpy as np
 import pandas as pd
@@ -88,7 +93,7 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
             threads_per_worker=threads,
             processes=True,
             memory_limit=opts.memory_limit,
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
             silence_logs=40,  # errors only
         ) as cluster,
         Client(cluster) as client,
@@ -115,28 +120,102 @@ def compute(client: Any, arrays: dict[str, Any], quiet: bool, label: str) -> dic
 
 
 # ------------------------------------------------------------------------------ output dir
+#: lock file a live run holds (flock) inside its staging folder; the kernel drops the lock when
+#: the process dies, however it dies, so a lockable staging folder belongs to a killed run
+_STAGE_LOCK = ".sitekit-run.lock"
+
+
+def _lock(folder: Path) -> int | None:
+    """Create and exclusively lock ``folder/_STAGE_LOCK``; keep the returned fd open."""
+    if fcntl is None:
+        return None
+    fd = os.open(folder / _STAGE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _stale_stage(folder: Path) -> bool:
+    """True when ``folder`` has a lock file that no live process holds."""
+    try:
+        fd = os.open(folder / _STAGE_LOCK, os.O_RDWR)
+    except OSError:
+        return False  # no lock file (yet): not provably stale, leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False  # a live run holds it
+    finally:
+        os.close(fd)
+
+
+def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def sweep_stale_outputs(out: Path) -> list[Path]:
+    """Remove what killed runs left next to ``out``: their staging folders ``.<out>.*.part`` and
+    ``.<out>.old-<pid>`` (restored as ``out`` if a kill fell between the two renames)."""
+    out = Path(out)
+    removed: list[Path] = []
+    if fcntl is None or not out.parent.is_dir():
+        return removed
+    for old in sorted(out.parent.glob(f".{out.name}.old-*")):
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and _dead(int(pid)):
+            if not out.exists():
+                os.replace(old, out)  # the previous results, put back
+            else:
+                shutil.rmtree(old, ignore_errors=True)
+                removed.append(old)
+    for stage in sorted(out.parent.glob(f".{out.name}.*.part")):
+        if stage.is_dir() and _stale_stage(stage):
+            shutil.rmtree(stage, ignore_errors=True)
+            removed.append(stage)
+    return removed
+
+
 @contextlib.contextmanager
 def staged_output(out: Path, force: bool) -> Iterator[Path]:
-    """Yield a staging folder; on success it replaces ``out`` (which needs ``force`` if present)."""
+    """Yield a staging folder; on success it replaces ``out`` (which needs ``force`` if present).
+
+    The staging folders of killed runs (left next to ``out``) are removed first; the folder of a
+    run still going is recognised by its lock and left alone.
+    """
     out = Path(out)
+    sweep_stale_outputs(out)
     if out.exists() and not force:
         raise OutputError(f"output folder {out} exists; pass --force to replace it")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; results are as readable as any file
+    lock = _lock(stage)
     try:
         yield stage
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
+        (stage / _STAGE_LOCK).unlink(missing_ok=True)
         os.replace(stage, out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
 
 
 # ------------------------------------------------------------------------------ the job
@@ -153,10 +232,16 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     say = (lambda *a: None) if opts.quiet else print
+    if Path(opts.out).exists() and not opts.force:  # before any work or cache folder
+        raise OutputError(f"output folder {opts.out} exists; pass --force to replace it")
     recipes: list[tuple[Path, Recipe, str]] = []
     for p in recipe_paths:
         r, text = load_recipe(p, list(opts.overrides))
         recipes.append((Path(p), r, text))
+    if opts.pumped_storage:  # validate before starting anything heavy
+        from sitekit.recipe import load_ps_recipe
+
+        load_ps_recipe(opts.pumped_storage, list(opts.overrides))
     catalog = Catalog(opts.catalog, extra_roots=opts.data_roots)
     grid = catalog.grid(opts.resolution_m, opts.crs, opts.chunks)
     say(f"sitekit: {grid.describe()}")

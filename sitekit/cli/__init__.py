@@ -73,8 +73,26 @@ def register() -> None:
                 raise
 
 
+def _install_warning_format() -> None:
+    """Print sitekit's own warnings as one line: ``sitekit: warning: …``."""
+    import warnings
+
+    from sitekit.errors import SitekitWarning
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, SitekitWarning):
+            print(f"sitekit: warning: {message}", file=file or sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main() -> None:
     """Console entry point."""
+    _install_warning_format()
     register()
 
     cli(prog_name="sitekit")

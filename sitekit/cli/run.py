@@ -26,9 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _options(ctx: click.Context, **kw) -> object:
-    from sitekit.run import RunOptions
-
     from sitekit.cli.options import DEFAULT_CATALOG
+    from sitekit.run import RunOptions
 
     return RunOptions(
         catalog=kw["catalog"] or REPO / DEFAULT_CATALOG,
