@@ -19,7 +19,10 @@ from sitekit import solar, testing
 from sitekit.errors import InputError, LayerError
 from sitekit.grid import DEFAULT_CRS, transformer
 
-MERRA2_CSV = Path("/work/shared/data/resource/merra2_ghi_monthly_mean_3deg_subset.csv")
+MERRA2_CSV = (
+    Path(__file__).resolve().parents[1]
+    / "layers/sichuan-west/resource/merra2_ghi_monthly_mean_3deg_subset.csv"
+)
 _EMBEDDED = Path(__file__).parents[1] / "layers/sichuan-west/resource" / MERRA2_CSV.name
 if _EMBEDDED.exists():
     MERRA2_CSV = _EMBEDDED
