@@ -162,7 +162,7 @@ class Sites(_M):
     min_area_km2: float = Field(gt=0)
     max_area_km2: float = Field(gt=0)
     power_density_mw_per_km2: float = Field(gt=0)
-    max_sites: int = Field(500, gt=0)
+    max_sites: int = Field(500, gt=0, description="best sites kept per prefecture")
 
     @model_validator(mode="after")
     def _order(self) -> Sites:

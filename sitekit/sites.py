@@ -28,7 +28,7 @@ from sitekit.scoring import lcoe_cny_per_kwh
 SITE_COLUMNS = [
     "site_id", "prefecture", "county", "area_km2", "capacity_mw", "energy_gwh",
     "capacity_factor", "mean_score", "lcoe_cny_per_kwh", "grid_distance_km", "grid_point_name",
-    "rank",
+    "rank", "rank_in_prefecture",
 ]
 
 
@@ -40,7 +40,7 @@ class SiteRules:
     min_area_km2: float
     max_area_km2: float
     power_density_mw_per_km2: float
-    max_sites: int = 500
+    max_sites: int = 500  # per prefecture
 
 
 def label_sites(
@@ -211,8 +211,11 @@ def extract_sites(
     )
     df = df.sort_values(
         ["lcoe_cny_per_kwh", "mean_score", "label"], ascending=[True, False, True], kind="stable"
-    ).head(rules.max_sites)
+    )
+    # the best ``max_sites`` of every prefecture (a bureau screens its own area), ranked overall
+    df = df.groupby("prefecture", sort=False, group_keys=False).head(rules.max_sites)
     df["rank"] = np.arange(1, len(df) + 1)
+    df["rank_in_prefecture"] = df.groupby("prefecture", sort=False).cumcount() + 1
     keep_labels = df["label"].to_numpy()
     geoms = _polygons(labels, keep_labels, grid)
     df["geometry"] = [geoms[k] for k in keep_labels]

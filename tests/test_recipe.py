@@ -62,7 +62,7 @@ def test_negative_weight_and_zero_sum(tmp_path: Path) -> None:
 
 
 def test_impossible_threshold(tmp_path: Path) -> None:
-    p = _copy(tmp_path, "  score_threshold: 0.6", "  score_threshold: 1.6")
+    p = _copy(tmp_path, "  score_threshold: 0.75", "  score_threshold: 1.6")
     with pytest.raises(RecipeError, match="sites.score_threshold"):
         load_recipe(p)
 
