@@ -70,6 +70,7 @@ def raster_info(path: Path, spec: LayerSpec, where: str) -> dict[str, Any]:
                 "shape": (src.height, src.width),
                 "bounds": src.bounds,
                 "res": src.res,
+                "transform": src.transform,
                 "tags": src.tags(),
             }
     except rasterio.errors.RasterioIOError as exc:
@@ -130,6 +131,34 @@ def check_plausible(values: np.ndarray, units: str, where: str) -> tuple[float, 
     return lo, hi
 
 
+def _check_study_coverage(
+    ov: np.ndarray, info: dict[str, Any], grid: Grid, area: Any, where: str, n: int = 4000
+) -> None:
+    """Raise when (almost) no part of the study area has data: sample ~``n`` points in it."""
+    x0, y0, x1, y1 = area.bounds
+    step = math.sqrt((x1 - x0) * (y1 - y0) / n)
+    xs, ys = np.meshgrid(np.arange(x0, x1, step) + step / 2, np.arange(y0, y1, step) + step / 2)
+    inside = shapely.contains_xy(area, xs, ys)
+    if not inside.any():
+        return
+    from sitekit.grid import transformer
+
+    lon, lat = transformer(grid.crs, info["pyproj_crs"]).transform(xs[inside], ys[inside])
+    h, w = info["shape"]
+    fy, fx = h / ov.shape[0], w / ov.shape[1]
+    cols, rows = ~info["transform"] @ (np.asarray(lon), np.asarray(lat))
+    r = np.floor(rows / fy).astype(int)
+    c = np.floor(cols / fx).astype(int)
+    ok = (r >= 0) & (r < ov.shape[0]) & (c >= 0) & (c < ov.shape[1])
+    valid = np.zeros(r.shape, bool)
+    valid[ok] = np.isfinite(ov[r[ok], c[ok]])
+    if valid.mean() < 0.01:
+        raise LayerError(
+            f"{where}: raster has data on {100 * valid.mean():.1f}% of the study area (nodata "
+            "or outside elsewhere); check its extent and nodata value"
+        )
+
+
 def _approx_res_m(info: dict[str, Any]) -> float:
     """Source pixel size [m] (degrees converted at the raster's mid-latitude)."""
     rx, ry = info["res"]
@@ -155,6 +184,7 @@ def open_raster(
         )
     ov = _overview(path, spec, info, where)
     check_plausible(ov, spec.units or "", where)
+    _check_study_coverage(ov, info, grid, area, where)
     rs = _RESAMPLING[resampling or spec.resampling or "bilinear"]
     src_crs = info["crs"]
     src_nodata = info["nodata"]

@@ -369,6 +369,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         export.write_table(stage / "summary.csv", summary)
         for key, gdf in sites.items():
             export.write_table(stage / f"{key}.csv", gdf)
+            export.write_table(stage / f"{key}.xlsx", gdf)
 
         # ---- vectors → GeoPackage
         vectors: dict[str, Any] = {"prefectures": pref_gdf}

@@ -79,6 +79,15 @@ def demo(ctx: click.Context, **kw) -> None:
         kw["pumped_storage"] = None
     opts = _options(ctx, **kw)
     run_job([pipes / "pv.yaml", pipes / "wind.yaml"], opts)
+    # grid planners' part: the illustrative example corridor, hosting capacity, hydro bases
+    from sitekit.cli.route import hosting as hosting_cmd
+    from sitekit.cli.route import route as route_cmd
+
+    example = REPO / "layers" / "sichuan-west" / "routes" / "example_route.geojson"
+    if example.exists() and kw["catalog"] is None:
+        ctx.invoke(route_cmd, route_file=example, run_dir=opts.out, force=True,
+                   no_map=kw.get("no_map", False))
+    ctx.invoke(hosting_cmd, run_dir=opts.out, catalog=kw["catalog"], force=True)
 
 
 @cli.command()
