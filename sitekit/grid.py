@@ -58,6 +58,11 @@ KNOWN_CRS = {
 }
 DEFAULT_CHUNK = 1024
 
+# rasterio's in-memory rasterize dataset warns that it has no geotransform although it has one.
+# Filtered once here: catch_warnings() inside dask threads is not thread-safe (it swaps the
+# process-wide filters and showwarning, which broke warning capture elsewhere).
+warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
+
 
 def parse_crs(value: Any, where: str = "") -> pyproj.CRS:
     """Parse ``EPSG:4490``, ``4490``, WKT, PROJ strings or a CRS object into a pyproj CRS."""
@@ -334,15 +339,13 @@ class Grid:
                 burned = np.zeros(shape, dt)
             else:
                 wt = self.window_transform(r0, c0) @ Affine.scale(1 / s)
-                with warnings.catch_warnings():  # rasterio's MEM dataset warns spuriously
-                    warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                    burned = rasterio.features.rasterize(
-                        zip(arr[hit], ids[hit].tolist(), strict=True),
-                        out_shape=shape,
-                        transform=wt,
-                        all_touched=all_touched,
-                        dtype=dt,
-                    )
+                burned = rasterio.features.rasterize(
+                    zip(arr[hit], ids[hit].tolist(), strict=True),
+                    out_shape=shape,
+                    transform=wt,
+                    all_touched=all_touched,
+                    dtype=dt,
+                )
             if values is not None:
                 return burned
             if not fraction:
