@@ -1,0 +1,343 @@
+"""The benchmark workload with the sitekit library on a ``distributed.LocalCluster``, out of core.
+
+Graph (all lazy, chunked on a :class:`sitekit.grid.Grid` built with ``Grid.from_bounds``):
+
+* DEM: ``sitekit.io.open_raster`` (a GDAL WarpedVRT window per dask block; ``--reader io``) or a
+  plain windowed ``rasterio`` read per block through ``Grid.map_blocks`` (``--reader window``);
+* ``sitekit.terrain.slope`` (Horn, ``map_overlap``);
+* ``sitekit.constraints.evaluate`` with ``PolygonConstraint(buffer_m=500)`` and two
+  ``RasterThreshold`` (slope > 25°, elevation > 5000 m);
+* ``sitekit.proximity.distance_to_features`` (exact distance to points + lines);
+* ``sitekit.scoring.membership`` (linear) and ``weighted_overlay``.
+
+Output is written block by block, never materialised whole: the score and mask blocks of every
+chunk are computed by the cluster as one graph (shared intermediates); the client receives each
+finished block (``as_completed``), writes its window into the tiled DEFLATE GeoTIFFs (GDAL
+compresses on ``NUM_THREADS=ALL_CPUS``) and releases it. The per-task compute time of every
+graph layer is collected from the scheduler's task stream to show which step takes the time.
+
+Usage: ``workload_sitekit.py DATA_DIR OUT_DIR [--workers 2] [--threads 1] [--chunks 1024]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+
+def build(data: Path, opts: argparse.Namespace) -> tuple:
+    """The grid, the lazy (2, rows, cols) score + mask array, the manifest and the step arrays."""
+    import dask.array as da
+    import geopandas as gpd
+    import pandas as pd
+    import rasterio
+
+    from sitekit import constraints, proximity, scoring, terrain
+    from sitekit.catalog import LayerSpec
+    from sitekit.grid import Grid, parse_crs
+    from sitekit.io import open_raster
+
+    man = json.loads((data / "manifest.json").read_text())
+    grid = Grid.from_bounds(
+        tuple(man["bounds"]), man["res_m"], parse_crs(man["crs_wkt"]), chunks=opts.chunks,
+        name="benchmark",
+    )  # fmt: skip
+    if grid.shape != (man["side_px"], man["side_px"]):
+        raise SystemExit(f"grid {grid.shape} does not match the DEM ({man['side_px']}²)")
+    dem_path = data / man["dem"]
+    if opts.reader == "io":
+        spec = LayerSpec(
+            id="dem",
+            kind="raster",
+            path=str(dem_path),
+            role="terrain",
+            units="m",
+            resampling="nearest",
+        )
+        dem = open_raster(dem_path, spec, grid, "benchmark DEM")
+    else:
+        path_s, nod = str(dem_path), float(man["nodata"])
+
+        def _read(window: tuple[int, int, int, int]) -> np.ndarray:
+            r0, r1, c0, c1 = window
+            with rasterio.open(path_s) as src:
+                z = src.read(1, window=((r0, r1), (c0, c1)))
+            z[z == nod] = np.nan
+            return z
+
+        dem = grid.wrap(
+            grid.map_blocks(_read, dtype=np.float32, name="read-dem-" + grid.token), "dem", "m"
+        )
+    slope = terrain.slope(dem)
+    polys = gpd.read_file(data / man["constraints"], layer=man["constraints_layer"])
+    feats = pd.concat(
+        [gpd.read_file(data / man["grid"], layer=lay) for lay in man["grid_layers"]],
+        ignore_index=True,
+    )
+    res = constraints.evaluate(
+        [
+            constraints.PolygonConstraint(
+                "redline", "ecological redline", "生态保护红线", polys, buffer_m=common.BUFFER_M
+            ),
+            constraints.RasterThreshold(
+                "steep", "slope > 25°", "坡度大于25°", slope, ">", common.SLOPE_MAX_DEG
+            ),
+            constraints.RasterThreshold(
+                "high", "elevation > 5000 m", "海拔高于5000米", dem, ">", common.ELEV_MAX_M
+            ),
+        ],
+        grid,
+    )
+    dist = proximity.distance_to_features(grid, feats)
+    valid = ~da.isnan(slope.data) & ~da.isnan(dem.data)
+    # 0 = excluded, 1 = eligible, 2 = nodata (slope or DEM)
+    status = da.where(valid, (~res.excluded.data).astype(np.uint8), np.uint8(2))
+    status = grid.wrap(status, "status", "1")
+    cache = None
+    if opts.cache:  # sitekit.cache (the engine's on-disk cache of intermediate layers)
+        from sitekit.cache import LayerCache, digest
+
+        files = [data / man[k] for k in ("dem", "constraints", "grid")]
+        cache = LayerCache(
+            opts.cache,
+            grid,
+            digest([(f.name, f.stat().st_size) for f in files], man["version"], man["seed"]),
+        )
+        slope = cache.wrap("slope", {"method": "horn"}, slope)
+        dist = cache.wrap("grid_distance", {"exact": True}, dist)
+        status = cache.wrap(
+            "status",
+            {
+                "slope_max": common.SLOPE_MAX_DEG,
+                "buffer_m": common.BUFFER_M,
+                "elev_max": common.ELEV_MAX_M,
+            },
+            status,
+        )
+    if opts.scoring_on == "dataarray":  # what a user would write: sitekit.scoring then computes
+        m_slope, m_dist = slope, dist
+    else:  # dask arrays keep sitekit.scoring lazy (np.clip on a dask array stays lazy)
+        m_slope, m_dist = slope.data, dist.data
+    m_slope = scoring.membership(m_slope, "linear", low=common.SLOPE_MAX_DEG, high=0.0)
+    m_dist = scoring.membership(m_dist, "linear", low=common.DIST_MAX_KM, high=0.0)
+    score = scoring.weighted_overlay([m_slope, m_dist], opts.weights)
+    score = getattr(score, "data", score)
+    if not isinstance(score, da.Array):
+        score = da.from_array(np.asarray(score), chunks=grid.dask_chunks)
+    eligible = status.data == 1
+    score = da.where(status.data == 2, np.nan, da.where(eligible, score, 0.0))
+    score = score.astype(np.float32)
+    mask = eligible.astype(np.uint8)
+    both = da.map_blocks(
+        lambda s, m: np.stack([s, m.astype(np.float32)]),
+        score, mask, new_axis=0, chunks=((2,), *score.chunks), dtype=np.float32,
+    )  # fmt: skip
+    parts = {
+        "read DEM": dem.data,
+        "slope (incl. read)": slope.data,
+        "polygon constraint (buffer + rasterise)": res.masks["redline"].data,
+        "all constraints (incl. read, slope)": res.excluded.data,
+        "distance to grid features": dist.data,
+        "score + mask (everything, not written)": both,
+    }
+    return grid, both, man, parts, cache
+
+
+def _task_times(stream: list[dict]) -> dict[str, float]:
+    """Summed compute seconds per graph-layer name (key prefix) from a distributed task stream."""
+    from dask.utils import key_split
+
+    acc: dict[str, float] = defaultdict(float)
+    for t in stream:
+        for ss in t.get("startstops", ()):
+            if ss["action"] == "compute":
+                acc[key_split(t["key"])] += ss["stop"] - ss["start"]
+    return dict(sorted(((k, round(v, 2)) for k, v in acc.items()), key=lambda kv: -kv[1]))
+
+
+#: glibc malloc settings for the workers. distributed's nanny sets MALLOC_TRIM_THRESHOLD_=65536,
+#: which also pins glibc's mmap threshold at 128 KiB: every numpy temporary above that is mmap'ed and
+#: page-faulted afresh. sitekit's kernels make many 1–10 MB temporaries (proximity's per-tile
+#: distance matrices, Horn's float64 windows), so that default costs up to 3× CPU (mostly sys time).
+#: Raising the mmap threshold keeps them on the heap (see README, "Findings").
+MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": 64 * 2**20}
+
+
+def _worker_cpu() -> tuple[float, float]:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
+def _profile(client: object, parts: dict) -> dict:
+    """Compute each step alone (its sum) and record wall and summed worker CPU seconds."""
+    out = {}
+    first = next(iter(parts.values()))
+    client.compute(first[:1, :1].sum()).result()  # warm-up: imports and deserialisation on workers
+    for name, arr in parts.items():
+        before = client.run(_worker_cpu)
+        t0 = time.perf_counter()
+        client.compute(arr.astype(np.float64).sum()).result()
+        wall = time.perf_counter() - t0
+        after = client.run(_worker_cpu)
+        user = sum(after[w][0] - before[w][0] for w in after)
+        sys_ = sum(after[w][1] - before[w][1] for w in after)
+        out[name] = {
+            "wall_s": round(wall, 2),
+            "cpu_s": round(user + sys_, 2),
+            "sys_s": round(sys_, 2),
+        }
+    return out
+
+
+def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
+    import dask
+    import rasterio
+    from distributed import Client, LocalCluster, as_completed, get_task_stream
+    from rasterio.windows import Window
+
+    os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    if opts.malloc == "tuned":
+        environ.update(MALLOC_TUNED)
+    cfg = {"distributed.worker.daemon": False, "distributed.nanny.pre-spawn-environ": environ}
+    if opts.no_fuse:
+        cfg["optimization.fuse.active"] = False
+    with (
+        dask.config.set(cfg),
+        LocalCluster(
+            n_workers=opts.workers, threads_per_worker=opts.threads, processes=True,
+            dashboard_address=":0", silence_logs=50,
+        ) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        t["cluster_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        grid, both, man, parts, cache = build(data, opts)
+        t["graph_s"] = time.perf_counter() - t1
+        if cache is not None:
+            t["cache_hits"], t["cache_misses"] = list(cache.hits), list(cache.misses)
+        if opts.profile:
+            t["profile"] = _profile(client, parts)
+            return t
+        blocks = both.to_delayed()[0]  # (nby, nbx) array of delayed blocks
+        t1 = time.perf_counter()
+        out.mkdir(parents=True, exist_ok=True)
+        prof = dict(
+            common.OUT_PROFILE,
+            count=1,
+            crs=grid.crs.to_wkt(),
+            transform=grid.transform,
+            width=grid.shape[1],
+            height=grid.shape[0],
+        )
+        row0 = np.cumsum((0, *both.chunks[1]))
+        col0 = np.cumsum((0, *both.chunks[2]))
+        with (
+            get_task_stream(client) as ts,
+            rasterio.open(out / "score.tif", "w", dtype="float32", nodata=np.nan, **prof) as s,
+            rasterio.open(out / "mask.tif", "w", dtype="uint8", **prof) as m,
+        ):
+            keys = [(i, j) for i in range(blocks.shape[0]) for j in range(blocks.shape[1])]
+            futures = client.compute([blocks[i, j] for i, j in keys])
+            where = {f.key: k for f, k in zip(futures, keys, strict=True)}
+            done = as_completed(futures)
+            del futures  # as_completed drops each future once yielded: its block is released
+            t_write = 0.0
+            for fut in done:
+                i, j = where[fut.key]
+                arr = fut.result()
+                del fut
+                tw = time.perf_counter()
+                win = Window(int(col0[j]), int(row0[i]), arr.shape[2], arr.shape[1])
+                s.write(arr[0], 1, window=win)
+                m.write(arr[1].astype(np.uint8), 1, window=win)
+                t_write += time.perf_counter() - tw
+            tc = time.perf_counter()
+        t["close_s"] = time.perf_counter() - tc
+        t["client_write_s"] = t_write
+        t["compute_write_s"] = time.perf_counter() - t1
+        t["task_compute_s"] = _task_times(ts.data)
+        if cache is not None:
+            cache.commit()
+    t["total_s"] = time.perf_counter() - t0
+    return t
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--workers", type=int, default=2, help="worker processes")
+    ap.add_argument("--threads", type=int, default=1, help="threads per worker")
+    ap.add_argument("--chunks", type=int, default=1024, help="dask chunk edge [px]")
+    ap.add_argument(
+        "--reader",
+        choices=("io", "window"),
+        default="io",
+        help="DEM blocks via sitekit.io.open_raster (io) or plain windowed reads",
+    )
+    ap.add_argument(
+        "--scoring-on",
+        choices=("dask", "dataarray"),
+        default="dask",
+        help="pass dask arrays (lazy) or DataArrays (computes eagerly) to scoring",
+    )
+    ap.add_argument(
+        "--malloc",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="worker glibc malloc env: tuned mmap threshold or distributed's default",
+    )
+    ap.add_argument(
+        "--no-fuse",
+        action="store_true",
+        help="disable dask's task fusion (for a per-step breakdown; slower)",
+    )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="compute each step alone on the cluster (CPU and wall per step), no output",
+    )
+    ap.add_argument("--cache", type=Path, help="sitekit.cache folder for slope, distance, mask")
+    ap.add_argument(
+        "--weights",
+        default=f"{common.W_SLOPE},{common.W_DIST}",
+        help="slope,distance weights (change them for a weights-only re-run)",
+    )
+    a = ap.parse_args(argv)
+    a.weights = [float(v) for v in a.weights.split(",")]
+    steps = run(a.data, a.out, a)
+    common.emit(
+        {
+            "tool": "sitekit",
+            "workers": a.workers,
+            "threads": a.threads,
+            "chunks": a.chunks,
+            "reader": a.reader,
+            "scoring_on": a.scoring_on,
+            "malloc": a.malloc,
+            "fuse": not a.no_fuse,
+            "cache": str(a.cache) if a.cache else None,
+            "weights": a.weights,
+            "steps": steps,
+        }
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
