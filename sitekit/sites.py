@@ -94,8 +94,8 @@ def _mean_by(labels: np.ndarray, values: np.ndarray, weights: np.ndarray, n: int
 
 
 def _majority(labels: np.ndarray, zone: np.ndarray, n: int) -> np.ndarray:
-    """Most frequent zone id per label (0 where none)."""
-    m = labels > 0
+    """Most frequent non-zero zone id per label (0 where the label has no zoned pixel)."""
+    m = (labels > 0) & (zone > 0)  # boundary pixels whose centre is outside every zone don't vote
     if not m.any():
         return np.zeros(n + 1, np.int64)
     pairs = labels[m].astype(np.int64) * (int(zone.max()) + 1) + zone[m]
