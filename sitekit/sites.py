@@ -209,6 +209,8 @@ def extract_sites(
             "grid_point_name": [point_names[i] if i >= 0 else "" for i in near[idx]],
         }
     )
+    if prefecture_names:  # boundary slivers whose pixel centres lie outside every prefecture
+        df = df[df["prefecture"] != ""]
     df = df.sort_values(
         ["lcoe_cny_per_kwh", "mean_score", "label"], ascending=[True, False, True], kind="stable"
     )
