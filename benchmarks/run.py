@@ -13,7 +13,7 @@ What is measured, per run:
   start-up, reading, computing and writing included); the table shows the median of the repeats;
 * CPU [s]: user + sys of the process and its waited-for children (``/usr/bin/time -v``);
 * peak RSS [GiB]: the largest sum of RSS over the whole process tree (the tool, its
-  ``LocalCluster`` nanny and worker processes, GDAL's subprocesses), polled every 0.2 s with
+  ``LocalCluster`` worker processes, GDAL's subprocesses), polled every 0.2 s with
   psutil; also the largest PSS sum (shared pages split between processes, so libraries loaded by
   every worker count once) and ``/usr/bin/time``'s "Maximum resident set size" (the largest
   *single* process). The table shows the largest value over the repeats.
@@ -611,7 +611,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mem-limit-gib", type=float, default=20.0)
     ap.add_argument("--time-limit-min", type=float, default=25.0)
     ap.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rewrite --results from WORKDIR/results.json (no runs)",
+    )
     a = ap.parse_args(argv)
+    if a.report_only:
+        doc = _load_doc(a.workdir.resolve() / "results.json")
+        write_results(a.results, doc)
+        print(f"wrote {a.results}")
+        return 0
     sizes = [int(v) for v in a.sizes.split(",") if v]
     tools = [t for t in a.tools.split(",") if t]
     for t in tools:
@@ -742,6 +752,20 @@ def auto_notes(doc: dict) -> list[str]:
                 f"CPU-s, the whole graph {full['cpu_s']:.1f} ({dist['cpu_s'] / full['cpu_s']:.0%})."
             )
     return notes
+
+
+def _load_doc(path: Path) -> dict:
+    """results.json with its size keys back to int (JSON turned them into strings)."""
+    doc = json.loads(path.read_text())
+
+    def ints(d: dict) -> dict:
+        return {int(k): v for k, v in d.items()}
+
+    doc["results"] = {t: ints(by) for t, by in doc["results"].items()}
+    doc["runs"] = {t: ints(by) for t, by in doc["runs"].items()}
+    doc["agreement"] = ints(doc["agreement"])
+    doc["profile"] = ints(doc.get("profile") or {})
+    return doc
 
 
 def _has_layer_cache() -> bool:
