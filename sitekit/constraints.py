@@ -31,12 +31,11 @@ import dask.array as da
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import rasterio.features
 import shapely
 import xarray as xr
 
 from sitekit.errors import InputError, LayerError, SitekitWarning
-from sitekit.grid import Grid
+from sitekit.grid import Grid, rasterize
 
 Rule = Literal["centre", "all_touched", "fraction"]
 RULES = ("centre", "all_touched", "fraction")
@@ -393,7 +392,7 @@ def _zone_ids(grid: Grid, geoms: np.ndarray) -> da.Array:
         )
         if not len(hit):
             return np.zeros((r1 - r0, c1 - c0), np.int32)
-        return rasterio.features.rasterize(
+        return rasterize(
             ((geoms[i], int(i) + 1) for i in hit),
             out_shape=(r1 - r0, c1 - c0),
             transform=grid.window_transform(r0, c0),

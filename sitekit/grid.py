@@ -14,6 +14,7 @@ are reprojected onto it; pyproj declares those GK CRSs northing-first, so every 
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,25 @@ DEFAULT_CHUNK = 1024
 # Filtered once here: catch_warnings() inside dask threads is not thread-safe (it swaps the
 # process-wide filters and showwarning, which broke warning capture elsewhere).
 warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
+
+#: rasterio's rasterize and shapes enter ``warnings.catch_warnings()`` and add an "ignore all"
+#: filter. ``catch_warnings`` saves and restores the process-wide filter list (not thread-safe
+#: before Python 3.14): two dask threads interleaving enter/exit leave "ignore all" installed for
+#: good, and every later warning (SitekitWarning included) is silently dropped. Reproduced with
+#: the threaded scheduler in tests/test_hosting.py. Calls from tasks go through this lock.
+_WARNINGS_LOCK = threading.Lock()
+
+
+def rasterize(shapes: Any, **kwargs: Any) -> np.ndarray:
+    """:func:`rasterio.features.rasterize` made safe to call from dask threads (see above)."""
+    with _WARNINGS_LOCK:
+        return rasterio.features.rasterize(shapes, **kwargs)
+
+
+def shapes(source: np.ndarray, **kwargs: Any) -> list[tuple[dict, float]]:
+    """:func:`rasterio.features.shapes`, consumed into a list under the same lock."""
+    with _WARNINGS_LOCK:
+        return list(rasterio.features.shapes(source, **kwargs))
 
 
 def parse_crs(value: Any, where: str = "") -> pyproj.CRS:
@@ -339,7 +359,7 @@ class Grid:
                 burned = np.zeros(shape, dt)
             else:
                 wt = self.window_transform(r0, c0) @ Affine.scale(1 / s)
-                burned = rasterio.features.rasterize(
+                burned = rasterize(
                     zip(arr[hit], ids[hit].tolist(), strict=True),
                     out_shape=shape,
                     transform=wt,

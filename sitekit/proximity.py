@@ -21,14 +21,13 @@ import dask
 import dask.array as da
 import geopandas as gpd
 import numpy as np
-import rasterio.features
 import shapely
 import xarray as xr
 from affine import Affine
 from dask.base import tokenize
 
 from sitekit.errors import InputError, LayerError
-from sitekit.grid import Grid, parse_crs
+from sitekit.grid import Grid, parse_crs, rasterize
 
 #: Least-cost analysis runs on at most this many pixels; larger grids are coarsened first.
 DEFAULT_MAX_PIXELS = 16_000_000
@@ -293,7 +292,7 @@ def _target_labels(targets: Any, grid: Grid) -> tuple[da.Array, bool]:
     def _burn(window: tuple[int, int, int, int]) -> np.ndarray:
         r0, r1, c0, c1 = window
         pairs = [(geoms[i], i + 1) for i in range(len(geoms) - 1, -1, -1) if geoms[i] is not None]
-        return rasterio.features.rasterize(
+        return rasterize(
             pairs,
             out_shape=(r1 - r0, c1 - c0),
             transform=grid.window_transform(r0, c0),

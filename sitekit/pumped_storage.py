@@ -55,7 +55,6 @@ import dask.array as da
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import rasterio.features
 import shapely
 from affine import Affine
 from scipy import ndimage
@@ -63,7 +62,7 @@ from scipy.spatial import cKDTree
 
 from sitekit import pumped_storage_cost as psc
 from sitekit.errors import InputError
-from sitekit.grid import Grid
+from sitekit.grid import Grid, rasterize, shapes
 
 _D8 = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 PAIR_COLUMNS = [
@@ -594,7 +593,7 @@ def _existing_pixels(existing: gpd.GeoDataFrame | None, grid: Grid, p: PumpedSto
             c1f, r0 = inv * (geom.bounds[2], geom.bounds[3])
             r0, c0 = math.floor(r0), math.floor(c0)
             shape = (max(1, math.ceil(r1f) - r0), max(1, math.ceil(c1f) - c0))
-            burn = rasterio.features.rasterize(
+            burn = rasterize(
                 [geom], out_shape=shape, transform=grid.window_transform(r0, c0), all_touched=True
             )
             rr, cc = np.nonzero(burn)
@@ -621,7 +620,7 @@ def _polygons(pix_list: list[np.ndarray], grid: Grid) -> list:
     lab = np.zeros((int(rr.max()) - r0 + 1, int(cc.max()) - c0 + 1), np.int32)
     lab[rr - r0, cc - c0] = np.repeat(np.arange(1, len(pix_list) + 1), [p.size for p in pix_list])
     parts: dict[int, list] = {}
-    for g, v in rasterio.features.shapes(
+    for g, v in shapes(
         lab, mask=lab > 0, connectivity=4, transform=grid.window_transform(r0, c0)
     ):
         parts.setdefault(int(v), []).append(shapely.geometry.shape(g))

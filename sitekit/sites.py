@@ -18,11 +18,10 @@ from dataclasses import dataclass
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import rasterio.features
 import shapely
 from scipy import ndimage
 
-from sitekit.grid import Grid
+from sitekit.grid import Grid, shapes
 from sitekit.scoring import lcoe_cny_per_kwh
 
 SITE_COLUMNS = [
@@ -236,7 +235,7 @@ def _polygons(labels: np.ndarray, wanted: np.ndarray, grid: Grid) -> dict[int, o
     """Vectorise the wanted labels (pixel outlines, dissolved per label)."""
     mask = np.isin(labels, wanted)
     parts: dict[int, list] = {}
-    for geom, val in rasterio.features.shapes(
+    for geom, val in shapes(
         labels.astype(np.int32), mask=mask, transform=grid.transform, connectivity=8
     ):
         parts.setdefault(int(val), []).append(shapely.geometry.shape(geom))

@@ -100,3 +100,20 @@ def test_wrap_is_lazy() -> None:
     with dask.config.set(scheduler="sync"):
         arr.data.compute()
     assert len(calls) == 4
+
+
+def test_threaded_rasterize_leaves_the_warning_filters_alone() -> None:
+    """rasterio's rasterize enters ``catch_warnings`` (not thread-safe): unguarded, dask threads
+    interleaving it left an "ignore all" filter behind and later SitekitWarnings vanished."""
+    import warnings
+
+    grid = small_grid((256, 256), 100.0, (0.0, 0.0), chunks=16)  # 256 chunks
+    polys = gpd.GeoDataFrame(
+        geometry=[shapely.box(x, 100, x + 900, 25_000) for x in range(0, 25_000, 1000)],
+        crs=grid.crs,
+    )
+    before = list(warnings.filters)
+    for _ in range(3):
+        burned = grid.rasterize(polys, all_touched=True)
+        dask.compute(burned, scheduler="threads", num_workers=8)
+    assert list(warnings.filters) == before
