@@ -74,6 +74,14 @@ class RunResult:
 
 
 # ------------------------------------------------------------------------------ dask client
+#: glibc malloc settings for LocalCluster workers. distributed's nanny sets
+#: ``MALLOC_TRIM_THRESHOLD_=65536``, which also pins glibc's mmap threshold at 128 KiB: every numpy
+#: temporary above that is mmap'ed and page-faulted afresh. The raster kernels make many 1–30 MB
+#: temporaries, so that default cost up to 3× CPU (mostly system time) in ``benchmarks/``
+#: (README, "Findings"). A 64 MiB mmap threshold keeps them on the heap; memory is still returned
+#: by the trim threshold. External clusters keep their own settings.
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
+
 @contextlib.contextmanager
 def dask_client(opts: RunOptions) -> Iterator[Any]:
     """A distributed Client: to ``opts.scheduler`` if given, else a fresh LocalCluster."""
@@ -86,8 +94,10 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
     cores = os.cpu_count() or 1
     workers = opts.workers or min(2, cores)
     threads = opts.threads_per_worker or max(1, cores // workers)
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC}
     with (
-        dask.config.set({"distributed.worker.daemon": False}),
+        dask.config.set({"distributed.worker.daemon": False,
+                         "distributed.nanny.pre-spawn-environ": environ}),  # fmt: skip
         LocalCluster(
             n_workers=workers,
             threads_per_worker=threads,

@@ -139,3 +139,52 @@ def test_weights_only_rerun_reads_the_cache(demo_run: Path) -> None:
     with rasterio.open(demo_run / "rasters" / "slope.tif") as a, \
             rasterio.open(out / "rasters" / "slope.tif") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
+
+
+def test_a_worker_killed_mid_run_is_retried_and_outputs_are_intact(
+    demo_run: Path, tmp_path: Path
+) -> None:
+    """SIGKILL one of two worker processes once 40 tasks have finished: the nanny restarts it, the
+    scheduler recomputes what it held, and every output equals the undisturbed run's."""
+    import os
+    import signal
+
+    from distributed import Client, LocalCluster
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class KillOnce(SchedulerPlugin):
+        def __init__(self, pid: int, after: int) -> None:
+            self.pid, self.after, self.done, self.killed_at, self.done_after = pid, after, 0, 0, 0
+
+        def transition(self, key, start, finish, *args, **kwargs) -> None:  # noqa: ANN001
+            if finish != "memory":
+                return
+            self.done += 1
+            if self.killed_at:
+                self.done_after += 1
+            elif self.done >= self.after:
+                self.killed_at = self.done
+                os.kill(self.pid, signal.SIGKILL)
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        with Client(cluster) as client:
+            pids = client.run(os.getpid)
+        victim = KillOnce(pid=next(iter(pids.values())), after=40)
+        cluster.scheduler.add_plugin(victim, name="kill-once")
+        out = tmp_path / "killed"
+        _demo(out, "--scheduler", cluster.scheduler_address, "--no-map")
+        with Client(cluster) as client:
+            survivors = client.run(os.getpid)
+    assert victim.killed_at == 40 and victim.done_after > 0, "the kill did not land mid-run"
+    assert set(pids.values()) != set(survivors.values())  # the nanny started a new worker
+    assert (out / "summary.csv").read_bytes() == (demo_run / "summary.csv").read_bytes()
+    for tech in ("pv", "wind"):
+        assert (out / f"{tech}_sites.csv").read_bytes() == (
+            demo_run / f"{tech}_sites.csv"
+        ).read_bytes()
+    for name in ("pv_score", "wind_score", "exclusion_reasons", "grid_distance", "slope"):
+        with rasterio.open(demo_run / "rasters" / f"{name}.tif") as s1, \
+                rasterio.open(out / "rasters" / f"{name}.tif") as s2:  # fmt: skip
+            np.testing.assert_array_equal(s1.read(1), s2.read(1))
+    assert not list(out.parent.glob(".killed*")), "a staging folder was left behind"
