@@ -673,7 +673,8 @@ def _stack_rows(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def _frac_index(v: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lower index and weight of ``v`` on a regular ``axis`` (clamped at its ends)."""
     f = np.clip((v - axis[0]) / (axis[1] - axis[0]), 0.0, axis.size - 1.0)
-    i0 = np.clip(np.floor(f).astype(np.int64), 0, axis.size - 2)
+    # NaN (nodata) pixels: index 0, the weight stays NaN so the result stays NaN (no cast warning)
+    i0 = np.clip(np.floor(np.nan_to_num(f)).astype(np.int64), 0, axis.size - 2)
     return i0, f - i0
 
 
