@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -195,6 +196,11 @@ def open_raster(
     src_res_m = _approx_res_m(info)
     source_extra = int(min(512, 4 + 2 * math.ceil(grid.resolution_m / max(src_res_m, 1e-9))))
 
+    offset = _aligned_offset(info, grid)
+    if offset is not None:  # the file is on the grid already: windowed reads, no warping
+        reader = _aligned_reader(path_s, band, src_nodata, info["shape"], offset)
+        return _wrap_read(reader, grid, grid, spec, info, path)
+
     def _read(window: tuple[int, int, int, int]) -> np.ndarray:
         r0, r1, c0, c1 = window
         with rasterio.open(path_s) as src, WarpedVRT(
@@ -217,8 +223,67 @@ def open_raster(
 
     # warp in fixed tiles (GDAL's output depends slightly on the window when downsampling), then
     # rechunk: the aligned layer is then identical whatever --chunks the user picks
-    tiles = grid.with_chunks(WARP_TILE_PX)
-    data = tiles.map_blocks(_read, dtype=np.float32, name=f"read-{spec.id}-{tiles.token}")
+    return _wrap_read(_read, grid.with_chunks(WARP_TILE_PX), grid, spec, info, path, rs)
+
+
+def _aligned_offset(info: dict[str, Any], grid: Grid) -> tuple[int, int] | None:
+    """(row, col) of the grid's origin in the file when the file lies exactly on the grid (same
+    CRS, pixel size and pixel edges, no rotation), else None."""
+    t, g = info["transform"], grid.transform
+    if t.b != 0 or t.d != 0 or g.b != 0 or g.d != 0:
+        return None
+    if not info["pyproj_crs"].equals(grid.crs, ignore_axis_order=True):
+        return None
+    if abs(t.a - g.a) > 1e-9 * abs(g.a) or abs(t.e - g.e) > 1e-9 * abs(g.e):
+        return None
+    col, row = (g.c - t.c) / t.a, (g.f - t.f) / t.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return round(row), round(col)
+
+
+def _aligned_reader(
+    path: str, band: int, nodata: float | None, shape: tuple[int, int], offset: tuple[int, int]
+) -> Callable[[tuple[int, int, int, int]], np.ndarray]:
+    """Block reader for a file on the grid: the window's overlap with the file, NaN elsewhere.
+    Every resampling method returns the source values when source and grid pixels coincide."""
+    dr, dc = offset
+    h, w = shape
+
+    def _read(window: tuple[int, int, int, int]) -> np.ndarray:
+        r0, r1, c0, c1 = window
+        out = np.full((r1 - r0, c1 - c0), np.nan, np.float32)
+        sr0, sr1 = max(r0 + dr, 0), min(r1 + dr, h)
+        sc0, sc1 = max(c0 + dc, 0), min(c1 + dc, w)
+        if sr0 >= sr1 or sc0 >= sc1:
+            return out
+        with rasterio.open(path) as src:
+            z = src.read(band, window=((sr0, sr1), (sc0, sc1)))
+        part = z.astype(np.float32)
+        if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+            part[z == nodata] = np.nan
+        out[sr0 - dr - r0 : sr1 - dr - r0, sc0 - dc - c0 : sc1 - dc - c0] = part
+        return out
+
+    return _read
+
+
+def _wrap_read(
+    read: Callable[[tuple[int, int, int, int]], np.ndarray],
+    tiles: Grid,
+    grid: Grid,
+    spec: LayerSpec,
+    info: dict[str, Any],
+    path: Path,
+    resampling: Any = None,
+) -> xr.DataArray:
+    """Read ``tiles``-sized blocks, rechunk to the grid, wrap with the layer's metadata."""
+    from dask.base import tokenize
+
+    st = Path(path).stat()
+    kind = "aligned" if tiles is grid else "warp"
+    token = tokenize(tiles.token, str(path), st.st_size, st.st_mtime_ns, spec.band, resampling)
+    data = tiles.map_blocks(read, dtype=np.float32, name=f"read-{kind}-{spec.id}-{token}")
     if tiles.dask_chunks != grid.dask_chunks:
         data = data.rechunk(grid.dask_chunks)
     out = grid.wrap(data, spec.id, spec.units or "1", spec.title)

@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import dask.array as da
+import numba
 import numpy as np
 import pyproj
 import rioxarray  # noqa: F401  (registers the .rio accessor)
@@ -119,7 +120,9 @@ def _as_dask(dem: xr.DataArray, ydim: str, xdim: str) -> da.Array:
     data = dem.transpose(ydim, xdim).data
     if not isinstance(data, da.Array):
         data = da.from_array(np.asarray(data), chunks=data.shape)
-    return data.astype(np.float64)
+    # float32 stays float32 through map_overlap's halo exchange (half the bytes); blocks are
+    # converted to float64 inside the kernels
+    return data if data.dtype in (np.float32, np.float64) else data.astype(np.float64)
 
 
 def _extend_1d(v: np.ndarray) -> np.ndarray:
@@ -149,13 +152,28 @@ def _window3(z: np.ndarray) -> tuple[np.ndarray, ...]:
     )  # fmt: skip
 
 
-def _horn_gradient(z: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Horn (1981) dz/dx and dz/dy of the interior of a block (dx, dy: per-cell spacing)."""
-    a, b, c, d, _e, f, g, h, i = _window3(z)
-    dx_top, dx_mid, dx_bot = dx[:-2, 1:-1], dx[1:-1, 1:-1], dx[2:, 1:-1]
-    p = ((c - a) / dx_top + 2.0 * (f - d) / dx_mid + (i - g) / dx_bot) / 8.0
-    q = ((g + 2.0 * h + i) - (a + 2.0 * b + c)) / (8.0 * dy[1:-1, 1:-1])
+@numba.njit(cache=True, nogil=True)
+def _horn_pq(z: np.ndarray, dxr: np.ndarray, dyr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Horn (1981) dz/dx, dz/dy of the interior of ``z`` in one pass (float64; ``dxr``/``dyr``:
+    spacing [m] of each row of ``z``). Same operations in the same order as the numpy form
+    (no fastmath), so the numbers are identical, without its dozen full-size temporaries."""
+    ny, nx = z.shape[0] - 2, z.shape[1] - 2
+    p = np.empty((ny, nx))
+    q = np.empty((ny, nx))
+    for r in range(ny):
+        dx_top, dx_mid, dx_bot, dy_mid = dxr[r], dxr[r + 1], dxr[r + 2], dyr[r + 1]
+        for c in range(nx):
+            a, b, cc = z[r, c], z[r, c + 1], z[r, c + 2]
+            d, f = z[r + 1, c], z[r + 1, c + 2]
+            g, h, i = z[r + 2, c], z[r + 2, c + 1], z[r + 2, c + 2]
+            p[r, c] = ((cc - a) / dx_top + 2.0 * (f - d) / dx_mid + (i - g) / dx_bot) / 8.0
+            q[r, c] = ((g + 2.0 * h + i) - (a + 2.0 * b + cc)) / (8.0 * dy_mid)
     return p, q
+
+
+def _horn_gradient(z: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Horn (1981) dz/dx and dz/dy of the interior of a block (dx, dy: spacing per row [m])."""
+    return _horn_pq(np.ascontiguousarray(z, dtype=np.float64), dx, dy)
 
 
 def _apply3(
@@ -183,14 +201,12 @@ def _apply3(
     def _block(zb: np.ndarray, block_info: dict | None = None) -> np.ndarray:
         (ci, cj), (ni, nj) = block_info[0]["chunk-location"], block_info[0]["num-chunks"]
         top, bottom, left, right = ci == 0, ci == ni - 1, cj == 0, cj == nj - 1
-        ext = _extend_block(zb, top, bottom, left, right)
+        ext = _extend_block(zb.astype(np.float64), top, bottom, left, right)
         r0, r1 = row_starts[ci], row_starts[ci + 1]
         c0, c1 = col_starts[cj], col_starts[cj + 1]
         # ext now covers rows r0-1 … r1 and columns c0-1 … c1 (extended index r0 … r1+1)
-        dxb = np.broadcast_to(dx_ext[r0 : r1 + 2, None], ext.shape)
-        dyb = np.broadcast_to(dy_ext[r0 : r1 + 2, None], ext.shape)
         with np.errstate(invalid="ignore", divide="ignore"):
-            p, q = _horn_gradient(ext, dxb, dyb)
+            p, q = _horn_gradient(ext, dx_ext[r0 : r1 + 2], dy_ext[r0 : r1 + 2])
             win = _window3(ext)
             res = kernel(p, q, win)
         res[np.isnan(win[4])] = np.nan  # Horn's stencil skips the centre: a hole stays a hole
@@ -243,9 +259,19 @@ def slope(dem: xr.DataArray) -> xr.DataArray:
     """
 
     def _k(p: np.ndarray, q: np.ndarray, _w: tuple) -> np.ndarray:
-        return np.degrees(np.arctan(np.hypot(p, q))).astype(np.float32)
+        return _slope_deg(p, q)
 
     return _apply3(dem, _k, "slope", "degree", "terrain slope", "Horn (1981) 3x3")
+
+
+@numba.njit(cache=True, nogil=True)
+def _slope_deg(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``degrees(arctan(hypot(p, q)))`` as float32 in one pass (no float64 temporaries)."""
+    out = np.empty(p.shape, np.float32)
+    for r in range(p.shape[0]):
+        for c in range(p.shape[1]):
+            out[r, c] = np.degrees(np.arctan(np.hypot(p[r, c], q[r, c])))
+    return out
 
 
 def aspect(dem: xr.DataArray) -> xr.DataArray:
@@ -386,6 +412,7 @@ def tpi(dem: xr.DataArray, radius_px: int = 1) -> xr.DataArray:
     ]
 
     def _block(zb: np.ndarray) -> np.ndarray:
+        zb = zb.astype(np.float64)
         out = np.full(zb.shape, np.nan, np.float32)
         ny, nx = zb.shape
         if ny <= 2 * r or nx <= 2 * r:

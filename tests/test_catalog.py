@@ -160,3 +160,45 @@ def test_layers_check_cli_ok_and_error(tiny_catalog: Path) -> None:
     res = runner.invoke(cli, ["layers", "check", str(tiny_catalog), "--resolution", "1000"])
     assert res.exit_code == 2
     assert "implausible" in res.output
+
+
+def _dem_on(grid, path: Path, shift_px: tuple[float, float] = (0, 0), pad: int = 3) -> np.ndarray:
+    """A DEM file on ``grid``'s pixels (plus ``pad`` px around), optionally shifted [px]."""
+    rng = np.random.default_rng(7)
+    h, w = grid.shape[0] + 2 * pad, grid.shape[1] + 2 * pad
+    z = rng.uniform(500, 4000, (h, w)).astype(np.float32)
+    z[0, 0] = -9999.0  # nodata
+    t = grid.transform
+    tr = from_origin(t.c - (pad - shift_px[1]) * t.a, t.f + (pad - shift_px[0]) * abs(t.e),
+                     t.a, abs(t.e))  # fmt: skip
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="float32",
+                       crs=grid.crs.to_wkt(), transform=tr, nodata=-9999.0) as dst:  # fmt: skip
+        dst.write(z, 1)
+    return z
+
+
+def test_raster_on_the_grid_is_read_without_warping(tmp_path: Path) -> None:
+    from sitekit import io
+    from sitekit.catalog import LayerSpec
+    from sitekit.testing import small_grid
+
+    grid = small_grid((40, 50), 1000.0, (0.0, 0.0), chunks=16)
+    spec = LayerSpec(id="dem", kind="raster", path="dem.tif", role="terrain", units="m",
+                     resampling="bilinear")  # fmt: skip
+    z = _dem_on(grid, tmp_path / "dem.tif")
+    aligned = io.open_raster(tmp_path / "dem.tif", spec, grid, "dem")
+    assert "read-aligned" in aligned.data.name or any(
+        "read-aligned" in str(k) for k in aligned.data.__dask_graph__()
+    )
+    np.testing.assert_array_equal(aligned.values, z[3:-3, 3:-3])
+    # the same file half a pixel off the grid goes through the warper (and differs)
+    _dem_on(grid, tmp_path / "off.tif", shift_px=(0.5, 0.5))
+    spec_off = spec.model_copy(update={"path": "off.tif"})
+    warped = io.open_raster(tmp_path / "off.tif", spec_off, grid, "dem")
+    assert not any("read-aligned" in str(k) for k in warped.data.__dask_graph__())
+    # a grid reaching past the file: NaN outside it; the file's nodata pixel is NaN too
+    part = small_grid((66, 50), 1000.0, (-3000.0, -23_000.0), chunks=16)  # top = file's top
+    partial = io.open_raster(tmp_path / "dem.tif", spec, part, "dem").values
+    assert np.isnan(partial[46:]).all() and np.isfinite(partial[:46].ravel()[1:]).all()
+    assert np.isnan(partial[0, 0])
+    np.testing.assert_array_equal(partial[:46].ravel()[1:], z[:, :50].ravel()[1:])
