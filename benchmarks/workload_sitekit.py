@@ -2,8 +2,9 @@
 
 Graph (all lazy, chunked on a :class:`sitekit.grid.Grid` built with ``Grid.from_bounds``):
 
-* DEM: ``sitekit.io.open_raster`` (a GDAL WarpedVRT window per dask block; ``--reader io``) or a
-  plain windowed ``rasterio`` read per block through ``Grid.map_blocks`` (``--reader window``);
+* DEM: ``sitekit.io.open_raster`` (``--reader io``: the synthetic DEM lies on the grid, so it takes
+  the aligned path, a windowed read per block, no WarpedVRT) or a plain windowed ``rasterio`` read
+  per block through ``Grid.map_blocks`` (``--reader window``);
 * ``sitekit.terrain.slope`` (Horn, ``map_overlap``);
 * ``sitekit.constraints.evaluate`` with ``PolygonConstraint(buffer_m=500)`` and two
   ``RasterThreshold`` (slope > 25°, elevation > 5000 m);
@@ -248,6 +249,9 @@ def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
         col0 = np.cumsum((0, *both.chunks[2]))
         with (
             get_task_stream(client) as ts,
+            # GDAL's block cache defaults to 5 % of RAM and fills with dirty output tiles written
+            # out of order (README, finding 5): bound it
+            rasterio.Env(GDAL_CACHEMAX=256),
             rasterio.open(out / "score.tif", "w", dtype="float32", nodata=np.nan, **prof) as s,
             rasterio.open(out / "mask.tif", "w", dtype="uint8", **prof) as m,
         ):

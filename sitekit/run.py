@@ -111,22 +111,33 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
         yield client
 
 
-def compute(client: Any, arrays: dict[str, Any], quiet: bool, label: str) -> dict[str, np.ndarray]:
-    """Compute named lazy arrays together (one graph, shared intermediates) with a progress bar."""
-    import xarray as xr
-    from distributed import progress
+def persist(
+    client: Any, arrays: dict[str, Any], quiet: bool, label: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Compute named lazy layers into the cluster's memory (one graph, shared intermediates).
 
-    names = list(arrays)
-    datas = [a.data if isinstance(a, xr.DataArray) else a for a in arrays.values()]
-    # client.compute on a list mixing arrays and delayed objects does not keep the order:
-    # submit each collection; the scheduler shares the keys common to several graphs
-    futures = [client.compute(d) for d in datas]
+    Returns ``(layers, others)``: the dask arrays, now backed by finished futures on the workers
+    (distributed spills them to disk above its memory limits), and every non-array collection
+    (e.g. the pumped-storage pairs) computed and gathered. Nothing is gathered whole: rasters
+    are then written strip by strip and only what site extraction needs comes to the client.
+    """
+    import dask.array as da
+    import xarray as xr
+    from distributed import futures_of, progress, wait
+
+    datas = {k: (a.data if isinstance(a, xr.DataArray) else a) for k, a in arrays.items()}
+    lazy = {k: d for k, d in datas.items() if isinstance(d, da.Array)}
+    other = {k: d for k, d in datas.items() if k not in lazy}
+    done = dict(zip(lazy, client.persist(list(lazy.values())), strict=True))
+    # client.compute on a list mixing collections does not keep the order: one per collection
+    futures = {k: client.compute(d) for k, d in other.items()}
+    watch = [f for d in done.values() for f in futures_of(d)] + list(futures.values())
     if not quiet:
         print(f"  {label}")
-        progress(futures, notebook=False)
+        progress(watch, notebook=False)
         print()
-    values = client.gather(futures)
-    return dict(zip(names, values, strict=True))
+    wait(watch)
+    return done, {k: f.result() for k, f in futures.items()}
 
 
 # ------------------------------------------------------------------------------ output dir
@@ -236,6 +247,8 @@ def _zone_areas(incl: np.ndarray, zone_ids: np.ndarray, names: list[str], pa: fl
 
 def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     """Run recipes (PV/wind, plus pumped storage if ``opts.pumped_storage``) into ``opts.out``."""
+    import xarray as xr
+
     from sitekit import export
     from sitekit.sites import SiteRules, extract_sites, summarise
 
@@ -300,9 +313,17 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         if opts.pumped_storage:
             ps_recipe, ps_text = _ps_graph(pipe, opts, arrays)
             recipes.append((Path(opts.pumped_storage), ps_recipe, ps_text))
+        attrs = {k: dict(a.attrs) for k, a in arrays.items() if isinstance(a, xr.DataArray)}
         t1 = time.perf_counter()
-        values = compute(client, arrays, opts.quiet, "computing layers")
+        layers, others = persist(client, arrays, opts.quiet, "computing layers")
         timings["compute_s"] = time.perf_counter() - t1
+        gathered: dict[str, np.ndarray] = {}
+
+        def whole(key: str) -> np.ndarray:
+            """One layer gathered to the client (kept while the sites are extracted)."""
+            if key not in gathered:
+                gathered[key] = np.asarray(layers[key].compute())
+            return gathered[key]
 
         # ---- rasters
         t1 = time.perf_counter()
@@ -320,12 +341,13 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                                f"{t}_exclusion_reasons": f"{t}_exclusion_reasons"})
         rasters: dict[str, Any] = {}
         for key, fname in raster_out.items():
-            if key not in values:
+            if key not in layers:
                 continue
-            template = arrays[key]
-            da_np = grid.wrap(np.asarray(values[key]), fname, template.attrs.get("units", "1"),
-                              template.attrs.get("long_name", fname))
-            da_np.attrs.update({k: str(v) for k, v in template.attrs.items()
+            template = attrs[key]
+            # persisted on the workers: write_cog fetches it strip by strip
+            da_np = grid.wrap(layers[key], fname, template.get("units", "1"),
+                              template.get("long_name", fname))
+            da_np.attrs.update({k: str(v) for k, v in template.items()
                                 if k in ("modelled", "method", "file_modelled")})
             if pipe.dem_is_modelled and key in ("elevation", "slope", "aspect", "hillshade"):
                 da_np.attrs["modelled"] = "demo terrain"
@@ -353,28 +375,33 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 [str(v) for v in pts[r.grid.name_field]]
                 if r.grid.name_field in pts.columns else [str(i) for i in range(len(pts))]
             )
+            incl = np.where(whole(f"{t}_eligible"), whole(f"{t}_inclusion"), 0.0)
             gdf, _labels = extract_sites(
                 grid,
-                score=values[f"{t}_score"],
-                inclusion=np.where(values[f"{t}_eligible"], values[f"{t}_inclusion"], 0.0),
-                energy_kwh_per_kw=values[f"{t}_energy"],
-                grid_distance_km=values["grid_distance"],
-                connection_distance_km=values["connection_distance"],
-                nearest_point=values["nearest_point"],
+                score=whole(f"{t}_score"),
+                inclusion=incl,
+                energy_kwh_per_kw=whole(f"{t}_energy"),
+                grid_distance_km=whole("grid_distance"),
+                connection_distance_km=whole("connection_distance"),
+                nearest_point=whole("nearest_point"),
                 point_names=names,
-                prefecture_id=values["prefecture_id"],
+                prefecture_id=whole("prefecture_id"),
                 prefecture_names=pref_names,
-                county_id=values["county_id"] if cnty else np.zeros(grid.shape, np.int32),
+                county_id=whole("county_id") if cnty else np.zeros(grid.shape, np.int32),
                 county_names=cnty[1] if cnty else [],
                 rules=SiteRules(**r.sites.model_dump()),
                 economics=r.economics,
             )
             sites[f"{t}_sites"] = gdf
-            incl = np.where(values[f"{t}_eligible"], values[f"{t}_inclusion"], 0.0)
-            areas = _zone_areas(incl, values["prefecture_id"], pref_names, grid.pixel_area_km2)
+            areas = _zone_areas(incl, whole("prefecture_id"), pref_names, grid.pixel_area_km2)
             summaries.append(summarise(gdf, areas, t))
+            for k in ("score", "eligible", "inclusion", "energy"):  # only the shared ones stay
+                gathered.pop(f"{t}_{k}", None)
+            del incl, _labels
         timings["sites_s"] = time.perf_counter() - t1
 
+        if "ps" in others:
+            summaries.append(_ps_summary(others["ps"][1], pref_names))
         summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
         export.write_table(stage / "summary.csv", summary)
         for key, gdf in sites.items():
@@ -386,13 +413,11 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         if cnty:
             vectors["counties"] = cnty[2]
         vectors.update(sites)
-        if "ps" in values:
-            ps_res, ps_pairs = values["ps"]
+        gathered.clear()  # the site layers are not needed any more
+        if "ps" in others:
+            ps_res, ps_pairs = others["ps"]
             vectors["ps_reservoirs"] = ps_res
             vectors["ps_pairs"] = ps_pairs
-            summaries.append(_ps_summary(ps_pairs, pref_names))
-            summary = pd.concat(summaries, ignore_index=True)
-            export.write_table(stage / "summary.csv", summary)
             export.write_table(stage / "ps_pairs.csv", ps_pairs)
         for gdf in feats.values():
             kinds = set(gdf.geom_type)
