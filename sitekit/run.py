@@ -104,7 +104,7 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
             processes=True,
             memory_limit=opts.memory_limit,
             dashboard_address="127.0.0.1:0",
-            silence_logs=40,  # errors only
+            silence_logs=50,  # critical only: workers log heartbeat errors while shutting down
         ) as cluster,
         Client(cluster) as client,
     ):
