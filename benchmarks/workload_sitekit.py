@@ -166,12 +166,6 @@ def _task_times(stream: list[dict]) -> dict[str, float]:
     return dict(sorted(((k, round(v, 2)) for k, v in acc.items()), key=lambda kv: -kv[1]))
 
 
-#: glibc malloc settings for the workers. distributed's nanny sets MALLOC_TRIM_THRESHOLD_=65536,
-#: which also pins glibc's mmap threshold at 128 KiB: every numpy temporary above that is mmap'ed and
-#: page-faulted afresh. sitekit's kernels make many 1–10 MB temporaries (proximity's per-tile
-#: distance matrices, Horn's float64 windows), so that default costs up to 3× CPU (mostly sys time).
-#: Raising the mmap threshold keeps them on the heap (see README, "Findings").
-MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": 64 * 2**20}
 
 
 def _worker_cpu() -> tuple[float, float]:
@@ -213,7 +207,9 @@ def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
     if opts.malloc == "tuned":
-        environ.update(MALLOC_TUNED)
+        from sitekit.run import WORKER_MALLOC  # the engine's setting (README, finding 3)
+
+        environ.update(WORKER_MALLOC)
     cfg = {"distributed.worker.daemon": False, "distributed.nanny.pre-spawn-environ": environ}
     if opts.no_fuse:
         cfg["optimization.fuse.active"] = False

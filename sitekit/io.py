@@ -102,6 +102,11 @@ def raster_info(path: Path, spec: LayerSpec, where: str) -> dict[str, Any]:
     return info
 
 
+def _masks(nodata: float | None) -> bool:
+    """True when ``nodata`` is a value to turn into NaN (not None, not already NaN)."""
+    return nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata))
+
+
 def _overview(path: Path, spec: LayerSpec, info: dict, where: str, size: int = 512) -> np.ndarray:
     """A decimated float read of the whole raster (≤ ``size`` px on the long side)."""
     h, w = info["shape"]
@@ -112,7 +117,7 @@ def _overview(path: Path, spec: LayerSpec, info: dict, where: str, size: int = 5
     except rasterio.errors.RasterioIOError as exc:
         raise LayerError(f"{where}: raster data is unreadable ({exc}); is it truncated?") from None
     nod = info["nodata"]
-    if nod is not None and not (isinstance(nod, float) and math.isnan(nod)):
+    if _masks(nod):
         arr[arr == nod] = np.nan
     return arr
 
@@ -260,7 +265,7 @@ def _aligned_reader(
         with rasterio.open(path) as src:
             z = src.read(band, window=((sr0, sr1), (sc0, sc1)))
         part = z.astype(np.float32)
-        if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+        if _masks(nodata):
             part[z == nodata] = np.nan
         out[sr0 - dr - r0 : sr1 - dr - r0, sc0 - dc - c0 : sc1 - dc - c0] = part
         return out
