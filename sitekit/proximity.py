@@ -4,10 +4,11 @@
 point or line, chunk by chunk: each chunk is cut into tiles of ``tile`` × ``tile`` pixels; the nearest
 feature segment to the tile centre (shapely ``STRtree.query_nearest``) bounds the distance of every
 pixel in the tile by ``d_centre + half-diagonal``, so only segments within that bound of the tile
-(``STRtree.query(predicate="dwithin")``) can be nearest. A numba kernel then computes the exact
-point–segment distances, scanning each tile's candidates by their distance to the tile centre and
-stopping at the triangle-inequality bound (``d ≥ d_centre − |p − centre|``): ~0.1 CPU-s/Mpx on the
-benchmark's 4,250 grid segments, 5× the former numpy version. No approximation (no densifying), no
+(``STRtree.query(predicate="dwithin")``) can be nearest. A numba kernel then narrows the candidates
+by branch and bound on boxes of 128, 32 and 8 px (a segment whose minimum distance to a box exceeds
+another's maximum cannot be nearest to any pixel in it) and measures each 8 × 8 px box's pixels to
+its few survivors in a vectorised loop: ~0.03 CPU-s/Mpx on the benchmark's 4,250 grid segments
+(0.14 with the former per-pixel scan, 0.7 with numpy). No approximation (no densifying), no
 full-grid raster.
 
 :func:`cost_surface`, :func:`least_cost_distance` and :func:`least_cost_path` give slope- and
@@ -35,6 +36,10 @@ from sitekit.grid import Grid, parse_crs, rasterize
 
 #: Least-cost analysis runs on at most this many pixels; larger grids are coarsened first.
 DEFAULT_MAX_PIXELS = 16_000_000
+#: Edge [px] of the sub-tiles each search tile is cut into for the branch-and-bound (speed only).
+SUBTILE = 8
+#: Feature ids travel as float32 next to the distance: exact below 2**24 features.
+MAX_FEATURES = 2**24
 
 
 # -- exact distance ------------------------------------------------------------------------
@@ -85,6 +90,11 @@ def _segments(features: gpd.GeoDataFrame, grid: Grid) -> _Segments:
         f_list.append(owner[lines][idx[:-1][same]])
     if not a_list or sum(len(a) for a in a_list) == 0:
         raise LayerError("grid features layer is empty: it needs at least one point or line")
+    if len(geoms) > MAX_FEATURES:
+        raise LayerError(
+            f"grid features layer has {len(geoms):,} features; at most {MAX_FEATURES:,} are "
+            "supported (dissolve lines or split the layer)"
+        )
     return _Segments(np.concatenate(a_list), np.concatenate(b_list), np.concatenate(f_list))
 
 
@@ -103,52 +113,148 @@ def _seg_d2(px: float, py: float, ax: float, ay: float, bx: float, by: float) ->
 
 
 @numba.njit(cache=True, nogil=True)
+def _box_seg_d2(
+    x0: float, y0: float, x1: float, y1: float, ax: float, ay: float, bx: float, by: float
+) -> tuple[float, float]:
+    """(min, max) squared distance [m²] between the box [x0, x1] × [y0, y1] and segment a–b.
+
+    The maximum is at a box corner (the distance to a segment is convex). The minimum is 0 when
+    the segment meets the box (Liang–Barsky clipping), else it is attained at a vertex of one of
+    the two convex sets: an end of the segment against the box, or a box corner against the segment.
+    """
+    c00 = _seg_d2(x0, y0, ax, ay, bx, by)
+    c01 = _seg_d2(x0, y1, ax, ay, bx, by)
+    c10 = _seg_d2(x1, y0, ax, ay, bx, by)
+    c11 = _seg_d2(x1, y1, ax, ay, bx, by)
+    hi = max(max(c00, c01), max(c10, c11))
+    # Liang–Barsky: does a + t·(b − a), t ∈ [0, 1], meet the box?
+    dx, dy = bx - ax, by - ay
+    t0, t1 = 0.0, 1.0
+    meets = True
+    for pk, qk in ((-dx, ax - x0), (dx, x1 - ax), (-dy, ay - y0), (dy, y1 - ay)):
+        if pk == 0.0:
+            if qk < 0.0:
+                meets = False
+        else:
+            r = qk / pk
+            if pk < 0.0:
+                t0 = max(t0, r)
+            else:
+                t1 = min(t1, r)
+    if meets and t0 <= t1:
+        return 0.0, hi
+    ex = max(max(x0 - ax, 0.0), ax - x1)
+    ey = max(max(y0 - ay, 0.0), ay - y1)
+    fx = max(max(x0 - bx, 0.0), bx - x1)
+    fy = max(max(y0 - by, 0.0), by - y1)
+    lo = min(min(ex * ex + ey * ey, fx * fx + fy * fy), min(min(c00, c01), min(c10, c11)))
+    return lo, hi
+
+
+@numba.njit(cache=True, nogil=True)
+def _prune(
+    xa: float, ya: float, xb: float, yb: float, cand: np.ndarray, a: np.ndarray, b: np.ndarray,
+    lo: np.ndarray, keep: np.ndarray,
+) -> int:  # fmt: skip
+    """Write to ``keep`` (in their order) the segments of ``cand`` that can be nearest to some
+    point of the box spanned by (xa, ya)–(xb, yb): those whose minimum squared distance to the
+    box is not above the smallest maximum of any of them (with a relative slack of 1e-9 against
+    rounding). Returns how many."""
+    x0, x1, y0, y1 = min(xa, xb), max(xa, xb), min(ya, yb), max(ya, yb)
+    upper = np.inf
+    for j in range(cand.shape[0]):
+        s = cand[j]
+        lo[j], d_hi = _box_seg_d2(x0, y0, x1, y1, a[s, 0], a[s, 1], b[s, 0], b[s, 1])
+        upper = min(upper, d_hi)
+    limit = upper * (1.0 + 1e-9) + 1e-6
+    n = 0
+    for j in range(cand.shape[0]):
+        if lo[j] <= limit:
+            keep[n] = cand[j]
+            n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
 def _tiles_nearest(
     xs: np.ndarray, ys: np.ndarray, rr: np.ndarray, re: np.ndarray, cc: np.ndarray,
     ce: np.ndarray, starts: np.ndarray, cand: np.ndarray, a: np.ndarray, b: np.ndarray,
-    fid: np.ndarray, out: np.ndarray,
+    fid: np.ndarray, sub: int, out: np.ndarray,
 ) -> None:  # fmt: skip
-    """Nearest candidate segment of every pixel centre, tile by tile (exact, float64).
+    """Nearest segment of every pixel centre, tile by tile (exact, float64 metres).
 
-    Each tile's candidates are sorted by their distance ``d_c`` to the tile centre; for a pixel
-    at ``r_p`` from the centre, ``d ≥ d_c − r_p`` (triangle inequality), so the scan stops at the
-    first candidate whose bound is not below the best distance found. ``out[0]`` gets the
-    distance [m], ``out[1]`` the feature id.
+    ``cand[starts[i]:starts[i + 1]]`` (ascending) are tile ``i``'s candidates, a superset of the
+    segments nearest to any of its pixels. Branch and bound on three levels: the tile, its
+    sub-tiles of ``4·sub`` px and theirs of ``sub`` px keep only the candidates whose minimum
+    distance to the box (over pixel centres) is not above the smallest maximum distance of any
+    candidate. Every pixel of the last level is then measured to each survivor (a loop the
+    compiler vectorises); survivors stay in ascending index order and only a strictly smaller
+    distance replaces the best, so ties go to the lowest index and the result does not depend
+    on the tiling. ``out[0]`` gets the distance [km], ``out[1]`` the feature id.
     """
+    nc = cand.shape[0]
+    lo = np.empty(nc)
+    k0, k1, k2 = np.empty(nc, np.int64), np.empty(nc, np.int64), np.empty(nc, np.int64)
+    # per segment: origin, direction, 1/|d|² (0 for a point: t = 0)
+    ox, oy = a[:, 0].copy(), a[:, 1].copy()
+    dx, dy = b[:, 0] - ox, b[:, 1] - oy
+    len2 = dx * dx + dy * dy
+    inv = np.where(len2 > 0.0, 1.0 / np.where(len2 > 0.0, len2, 1.0), 0.0)
+    mid = 4 * sub
+    npx = sub * sub
+    qx, qy = np.empty(npx), np.empty(npx)
+    best, best_s = np.empty(npx), np.empty(npx, np.int64)
     for i in range(len(rr)):
-        k0, k1 = starts[i], starts[i + 1]
-        n = k1 - k0
-        cx = 0.5 * (xs[cc[i]] + xs[ce[i] - 1])
-        cy = 0.5 * (ys[rr[i]] + ys[re[i] - 1])
-        dc = np.empty(n)
-        for j in range(n):
-            s = cand[k0 + j]
-            dc[j] = np.sqrt(_seg_d2(cx, cy, a[s, 0], a[s, 1], b[s, 0], b[s, 1]))
-        order = np.argsort(dc)
-        for r in range(rr[i], re[i]):
-            py = ys[r]
-            for c in range(cc[i], ce[i]):
-                px = xs[c]
-                rp = np.sqrt((px - cx) ** 2 + (py - cy) ** 2)
-                best2, best_s = np.inf, -1
-                for j in order:
-                    lb = dc[j] - rp
-                    if lb > 0.0 and lb * lb >= best2:
-                        break
-                    s = cand[k0 + j]
-                    d2 = _seg_d2(px, py, a[s, 0], a[s, 1], b[s, 0], b[s, 1])
-                    if d2 < best2 or (d2 == best2 and s < best_s):  # ties: lowest index
-                        best2, best_s = d2, s
-                out[0, r, c] = np.sqrt(best2)
-                out[1, r, c] = fid[best_s]
+        n0 = _prune(xs[cc[i]], ys[rr[i]], xs[ce[i] - 1], ys[re[i] - 1],
+                    cand[starts[i]:starts[i + 1]], a, b, lo, k0)  # fmt: skip
+        for mr in range(rr[i], re[i], mid):
+            mr1 = min(mr + mid, re[i])
+            for mc in range(cc[i], ce[i], mid):
+                mc1 = min(mc + mid, ce[i])
+                n1 = _prune(xs[mc], ys[mr], xs[mc1 - 1], ys[mr1 - 1], k0[:n0], a, b, lo, k1)
+                for sr in range(mr, mr1, sub):
+                    sr1 = min(sr + sub, mr1)
+                    for sc in range(mc, mc1, sub):
+                        sc1 = min(sc + sub, mc1)
+                        n2 = _prune(xs[sc], ys[sr], xs[sc1 - 1], ys[sr1 - 1], k1[:n1], a, b,
+                                    lo, k2)  # fmt: skip
+                        w = sc1 - sc
+                        m = (sr1 - sr) * w
+                        for r in range(sr, sr1):
+                            for c in range(sc, sc1):
+                                k = (r - sr) * w + c - sc
+                                qx[k], qy[k] = xs[c], ys[r]
+                                best[k], best_s[k] = np.inf, -1
+                        for j in range(n2):
+                            s = k2[j]
+                            sx, sy, ux, uy, iv = ox[s], oy[s], dx[s], dy[s], inv[s]
+                            for k in range(m):
+                                t = ((qx[k] - sx) * ux + (qy[k] - sy) * uy) * iv
+                                t = min(max(t, 0.0), 1.0)
+                                ex = qx[k] - (sx + t * ux)
+                                ey = qy[k] - (sy + t * uy)
+                                d2 = ex * ex + ey * ey
+                                if d2 < best[k]:
+                                    best[k] = d2
+                                    best_s[k] = s
+                        for r in range(sr, sr1):
+                            for c in range(sc, sc1):
+                                k = (r - sr) * w + c - sc
+                                out[0, r, c] = np.sqrt(best[k]) / 1000.0
+                                out[1, r, c] = fid[best_s[k]]
 
 
 def _nearest_block(
-    block: np.ndarray, segs: _Segments, t: Affine, tile: int, block_info: dict | None = None
+    block: np.ndarray,
+    segs: _Segments,
+    t: Affine,
+    tile: int,
+    sub: int = SUBTILE,
+    block_info: dict | None = None,
 ) -> np.ndarray:
     (r0, r1), (c0, c1) = block_info[0]["array-location"]
     ny, nx = r1 - r0, c1 - c0
-    out = np.empty((2, ny, nx), np.float64)
+    out = np.empty((2, ny, nx), np.float32)
     res_x, res_y = abs(t.a), abs(t.e)
     xs = t.c + t.a * (np.arange(c0, c1) + 0.5)
     ys = t.f + t.e * (np.arange(r0, r1) + 0.5)
@@ -168,11 +274,11 @@ def _nearest_block(
     bound = d_c + half_diag + 1e-6 * max(res_x, res_y)
     boxes = shapely.box(bx0, by0, bx1, by1)
     pairs = segs.tree.query(boxes, predicate="dwithin", distance=bound)
-    order = np.argsort(pairs[0], kind="stable")
+    order = np.lexsort((pairs[1], pairs[0]))  # by tile, then ascending segment index
     tiles_of, cand = pairs[0][order], pairs[1][order]
     starts = np.searchsorted(tiles_of, np.arange(len(boxes) + 1))
     _tiles_nearest(xs, ys, rr, re, cc, ce, starts, cand.astype(np.int64), segs.a, segs.b,
-                   segs.fid.astype(np.float64), out)  # fmt: skip
+                   segs.fid.astype(np.float64), sub, out)  # fmt: skip
     return out
 
 
@@ -188,12 +294,14 @@ def _nearest(grid: Grid, features: gpd.GeoDataFrame, tile: int) -> da.Array:
         tile,
         new_axis=0,
         chunks=((2,), *template.chunks),
-        dtype=np.float64,
+        dtype=np.float32,
         name="nearest-" + token,
     )
 
 
-def distance_to_features(grid: Grid, features: gpd.GeoDataFrame, *, tile: int = 32) -> xr.DataArray:
+def distance_to_features(
+    grid: Grid, features: gpd.GeoDataFrame, *, tile: int = 128
+) -> xr.DataArray:
     """Exact Euclidean distance [km] from each pixel centre to the nearest point or line.
 
     Parameters
@@ -217,7 +325,7 @@ def distance_to_features(grid: Grid, features: gpd.GeoDataFrame, *, tile: int = 
         Empty features, polygons, or no CRS.
     """
     near = _nearest(grid, features, tile)
-    dist = (near[0] / 1000.0).astype(np.float32)
+    dist = near[0]  # already float32 km (rounded once from float64 metres)
     return grid.wrap(
         dist,
         "grid_distance_km",
@@ -228,7 +336,7 @@ def distance_to_features(grid: Grid, features: gpd.GeoDataFrame, *, tile: int = 
 
 
 def nearest_feature_index(
-    grid: Grid, features: gpd.GeoDataFrame, *, tile: int = 32
+    grid: Grid, features: gpd.GeoDataFrame, *, tile: int = 128
 ) -> xr.DataArray:
     """Row position (0-based, ``features.iloc``) of the nearest feature to each pixel centre.
 

@@ -179,6 +179,31 @@ def test_distance_is_exact_for_random_features(pts, line):
     np.testing.assert_allclose(got, exact, rtol=1e-6, atol=1e-3)
 
 
+mm = st.integers(-2_000_000, 3_600_000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    box=st.tuples(mm, mm, st.integers(1, 800_000), st.integers(1, 800_000)),
+    seg=st.tuples(mm, mm, mm, mm),
+)
+def test_box_segment_bounds_match_shapely(box, seg):
+    # the branch and bound's two numbers: min and max squared distance between a box and a segment
+    from sitekit.proximity import _box_seg_d2
+
+    x0, y0, w, h = (v / 1000.0 for v in box)  # millimetres: no subnormals for shapely
+    ax, ay, bx, by = (v / 1000.0 for v in seg)
+    lo, hi = _box_seg_d2(x0, y0, x0 + w, y0 + h, ax, ay, bx, by)
+    geom_box = shapely.box(x0, y0, x0 + w, y0 + h)
+    s = shapely.LineString([(ax, ay), (bx, by)]) if (ax, ay) != (bx, by) else shapely.Point(ax, ay)
+    assert math.sqrt(lo) == pytest.approx(shapely.distance(geom_box, s), abs=1e-6)
+    corners = shapely.points([(x0, y0), (x0 + w, y0), (x0, y0 + h), (x0 + w, y0 + h)])
+    assert math.sqrt(hi) == pytest.approx(shapely.distance(corners, s).max(), abs=1e-6)
+    inside = shapely.points(np.random.default_rng(0).uniform((x0, y0), (x0 + w, y0 + h), (64, 2)))
+    d = shapely.distance(inside, s)
+    assert (d >= math.sqrt(lo) - 1e-6).all() and (d <= math.sqrt(hi) + 1e-6).all()
+
+
 # -- cost surface ----------------------------------------------------------------------------
 def test_cost_surface(grid):
     slope = np.zeros((64, 64), np.float32)
