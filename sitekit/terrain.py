@@ -178,16 +178,20 @@ def _horn_gradient(z: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> tuple[np.nd
 
 def _apply3(
     dem: xr.DataArray,
-    kernel: Callable[..., np.ndarray],
+    kernel: Callable[..., np.ndarray] | None,
     name: str,
     units: str,
     long_name: str,
     method: str,
+    fused: Callable[..., None] | None = None,
 ) -> xr.DataArray:
     """Run ``kernel(p, q, window)`` over ``dem`` with a 1-pixel halo; wrap the result.
 
     Interior chunk borders get their halo from ``map_overlap``; at the raster's outer edges the
     block is extended with the linearly extrapolated ring, so every chunking sees the same numbers.
+    ``fused(z, dx, dy, out, i0, j0)`` instead writes the result of the halo'd block ``z`` (float32
+    or float64, read as float64) straight into ``out`` from row ``i0``, column ``j0`` (one pass,
+    no full-size temporaries).
     """
     ydim, xdim = _xy_dims(dem)
     dx_row, dy_row = cell_size_m(dem)
@@ -201,9 +205,16 @@ def _apply3(
     def _block(zb: np.ndarray, block_info: dict | None = None) -> np.ndarray:
         (ci, cj), (ni, nj) = block_info[0]["chunk-location"], block_info[0]["num-chunks"]
         top, bottom, left, right = ci == 0, ci == ni - 1, cj == 0, cj == nj - 1
-        ext = _extend_block(zb.astype(np.float64), top, bottom, left, right)
         r0, r1 = row_starts[ci], row_starts[ci + 1]
         c0, c1 = col_starts[cj], col_starts[cj + 1]
+        i0, j0 = (0 if top else 1), (0 if left else 1)
+        if fused is not None:
+            out = np.empty(zb.shape, np.float32)
+            if top or bottom or left or right:  # only edge blocks are copied
+                zb = _extend_block(zb.astype(np.float64), top, bottom, left, right)
+            fused(zb, dx_ext[r0 : r1 + 2], dy_ext[r0 : r1 + 2], out, i0, j0)
+            return out
+        ext = _extend_block(zb.astype(np.float64), top, bottom, left, right)
         # ext now covers rows r0-1 … r1 and columns c0-1 … c1 (extended index r0 … r1+1)
         with np.errstate(invalid="ignore", divide="ignore"):
             p, q = _horn_gradient(ext, dx_ext[r0 : r1 + 2], dy_ext[r0 : r1 + 2])
@@ -211,7 +222,6 @@ def _apply3(
             res = kernel(p, q, win)
         res[np.isnan(win[4])] = np.nan  # Horn's stencil skips the centre: a hole stays a hole
         out = np.full(zb.shape, np.nan, np.float32)
-        i0, j0 = (0 if top else 1), (0 if left else 1)
         out[i0 : i0 + r1 - r0, j0 : j0 + c1 - c0] = res
         return out
 
@@ -258,20 +268,33 @@ def slope(dem: xr.DataArray) -> xr.DataArray:
     Horn, B.K.P. (1981): Hill shading and the reflectance map. Proc. IEEE 69(1), 14–47.
     """
 
-    def _k(p: np.ndarray, q: np.ndarray, _w: tuple) -> np.ndarray:
-        return _slope_deg(p, q)
-
-    return _apply3(dem, _k, "slope", "degree", "terrain slope", "Horn (1981) 3x3")
+    return _apply3(
+        dem, None, "slope", "degree", "terrain slope", "Horn (1981) 3x3", fused=_horn_slope
+    )
 
 
 @numba.njit(cache=True, nogil=True)
-def _slope_deg(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """``degrees(arctan(hypot(p, q)))`` as float32 in one pass (no float64 temporaries)."""
-    out = np.empty(p.shape, np.float32)
-    for r in range(p.shape[0]):
-        for c in range(p.shape[1]):
-            out[r, c] = np.degrees(np.arctan(np.hypot(p[r, c], q[r, c])))
-    return out
+def _horn_slope(
+    z: np.ndarray, dxr: np.ndarray, dyr: np.ndarray, out: np.ndarray, i0: int, j0: int
+) -> None:
+    """Horn (1981) slope [degree] of the interior of ``z`` into ``out[i0:, j0:]`` (float32).
+
+    The gradient is the one of :func:`_horn_pq` (float64, same operations in the same order);
+    slope = ``degrees(arctan(sqrt(p² + q²)))``. A NaN centre gives NaN (Horn's stencil skips it).
+    """
+    ny, nx = z.shape[0] - 2, z.shape[1] - 2
+    for r in range(ny):
+        dx_top, dx_mid, dx_bot, dy_mid = dxr[r], dxr[r + 1], dxr[r + 2], dyr[r + 1]
+        for c in range(nx):
+            # float32 input is widened exactly
+            a, b, cc = np.float64(z[r, c]), np.float64(z[r, c + 1]), np.float64(z[r, c + 2])
+            d, e = np.float64(z[r + 1, c]), np.float64(z[r + 1, c + 1])
+            f, g = np.float64(z[r + 1, c + 2]), np.float64(z[r + 2, c])
+            h, i = np.float64(z[r + 2, c + 1]), np.float64(z[r + 2, c + 2])
+            p = ((cc - a) / dx_top + 2.0 * (f - d) / dx_mid + (i - g) / dx_bot) / 8.0
+            q = ((g + 2.0 * h + i) - (a + 2.0 * b + cc)) / (8.0 * dy_mid)
+            v = np.degrees(np.arctan(np.sqrt(p * p + q * q)))
+            out[i0 + r, j0 + c] = np.nan if np.isnan(e) else v
 
 
 def aspect(dem: xr.DataArray) -> xr.DataArray:
