@@ -216,7 +216,8 @@ def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
     with (
         dask.config.set(cfg),
         LocalCluster(
-            n_workers=opts.workers, threads_per_worker=opts.threads, processes=True,
+            n_workers=opts.workers, threads_per_worker=opts.threads,
+            processes=os.environ.get("BENCH_PROCESSES", "1") == "1",
             dashboard_address=":0", silence_logs=50,
         ) as cluster,
         Client(cluster) as client,

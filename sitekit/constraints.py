@@ -308,6 +308,7 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
     frac_geoms: list[np.ndarray] = []
     frac_cov: list[xr.DataArray] = []
     hard: da.Array | None = None
+    any_mask: da.Array | None = None  # union of all masks = (reasons != 0), on bools
     reasons = da.zeros(grid.shape, chunks=grid.dask_chunks, dtype=np.uint32)
     for bit, c in enumerate(constraints):
         attrs = {"name_zh": c.name_zh, "bit": bit}
@@ -336,6 +337,7 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
             frac, f"{c.code}_fraction", "1", f"excluded fraction: {c.name_en}", **attrs
         )
         reasons = reasons | da.where(mask, np.uint32(1 << bit), np.uint32(0))
+        any_mask = mask if any_mask is None else any_mask | mask
         legend.append(ReasonBit(bit, c.code, c.name_en, c.name_zh))
 
     keep = da.ones(grid.shape, chunks=grid.dask_chunks, dtype=np.float32)
@@ -359,7 +361,10 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
         masks=masks,
         fractions=fractions,
         reasons=reasons_da,
-        excluded=grid.wrap(reasons != 0, "excluded", "bool", "excluded by any hard constraint"),
+        excluded=grid.wrap(
+            any_mask if any_mask is not None else reasons != 0,
+            "excluded", "bool", "excluded by any hard constraint",
+        ),  # fmt: skip
         inclusion_fraction=grid.wrap(
             incl, "inclusion_fraction", "1", "eligible fraction of each pixel"
         ),

@@ -53,6 +53,7 @@ class RunOptions:
     scheduler: str | None = None
     workers: int | None = None
     threads_per_worker: int | None = None
+    processes: bool = True  # local workers as processes (True) or in-process thread pools
     memory_limit: str = "auto"
     force: bool = False
     quiet: bool = False
@@ -101,7 +102,7 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
         LocalCluster(
             n_workers=workers,
             threads_per_worker=threads,
-            processes=True,
+            processes=opts.processes,
             memory_limit=opts.memory_limit,
             dashboard_address="127.0.0.1:0",
             silence_logs=50,  # critical only: workers log heartbeat errors while shutting down

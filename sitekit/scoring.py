@@ -76,7 +76,7 @@ def weighted_overlay(layers: Sequence, weights: Sequence[float]):
         raise ValueError("weights must be ≥ 0 and sum to > 0")
     total = None
     for lay, wi in zip(layers, w / w.sum(), strict=True):
-        term = lay * wi
+        term = lay * float(wi)  # a Python float keeps float32 layers float32 (NumPy 2 promotion)
         total = term if total is None else total + term
     return _clip(total, 0.0, 1.0)
 

@@ -33,6 +33,11 @@ workers_opt = click.option("--workers", type=int, default=None, help="Local Dask
 threads_opt = click.option(
     "--threads-per-worker", type=int, default=None, help="Threads per local worker."
 )
+processes_opt = click.option(
+    "--processes/--no-processes", default=True, show_default=True,
+    help="Local workers as separate processes, or as thread pools inside this process (no "
+    "pickling or copying of blocks; for kernels that release the GIL).",
+)
 memory_opt = click.option(
     "--memory-limit", default="auto", show_default=True, help="Memory limit per local worker."
 )

@@ -15,6 +15,7 @@ from sitekit.cli.options import (
     force_opt,
     memory_opt,
     out_opt,
+    processes_opt,
     resolution_opt,
     scheduler_opt,
     set_opt,
@@ -38,6 +39,7 @@ def _options(ctx: click.Context, **kw) -> object:
         scheduler=kw["scheduler"],
         workers=kw["workers"],
         threads_per_worker=kw["threads_per_worker"],
+        processes=kw["processes"],
         memory_limit=kw["memory_limit"],
         force=kw["force"],
         quiet=ctx.obj.get("quiet", False),
@@ -53,7 +55,7 @@ def _options(ctx: click.Context, **kw) -> object:
 def _common(f):
     for opt in reversed(
         [catalog_opt, out_opt, force_opt, resolution_opt, crs_opt, chunks_opt, scheduler_opt,
-         workers_opt, threads_opt, memory_opt, set_opt, data_root_opt]
+         workers_opt, threads_opt, processes_opt, memory_opt, set_opt, data_root_opt]
     ):
         f = opt(f)
     f = click.option("--no-map", is_flag=True, help="Skip map.html and report.html.")(f)
