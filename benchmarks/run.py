@@ -48,6 +48,7 @@ TOOLS = ("sitekit", "gdal", "numpy", "io")
 #: extra sitekit runs: 1 worker (scaling), cold run filling sitekit.cache, weights-only re-run
 EXTRA = {
     "sitekit-1w": "sitekit, 1 worker",
+    "sitekit-proc": "sitekit, worker processes",
     "sitekit-cold": "sitekit + cache, cold",
     "sitekit-warm": "sitekit, weights-only re-run, warm cache",
 }
@@ -192,6 +193,7 @@ def tool_cmd(
             a.reader,
             "--malloc",
             a.malloc,
+            *(("--processes",) if a.processes else ()),
             *extra,
         ]
     elif tool == "gdal":
@@ -387,7 +389,9 @@ def write_results(path: Path, doc: dict) -> None:
         f"- date: {m['date']}; git commit {m['commit']}",
         f"- machine: {m['nproc']} cores ({m['cpu']}), {m['ram_gib']:.1f} GiB RAM; Python "
         f"{m['python']}; {m['versions']}; GDAL CLI: {m['gdal_cli']}",
-        f"- sitekit: LocalCluster {a['workers']} worker process(es) × {a['threads']} thread(s), "
+        f"- sitekit: LocalCluster {a['workers']} worker "
+        f"{'process(es)' if a.get('processes', True) else 'thread pool(s) in-process'} × "
+        f"{a['threads']} thread(s), "
         f"chunks {a['chunks']} px, DEM reader `{a['reader']}`, worker malloc `{a['malloc']}`",
         f"- repeats: {a['repeats']} (median wall shown; min–max in brackets); memory is the max "
         "over the repeats",
@@ -587,6 +591,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=HERE / "work")
     ap.add_argument("--workers", type=int, default=2, help="sitekit LocalCluster processes")
     ap.add_argument("--threads", type=int, default=1, help="threads per sitekit worker")
+    ap.add_argument(
+        "--processes",
+        action="store_true",
+        help="sitekit workers as processes (default: thread pools in the workload's process; "
+        "the scaling size also gets a run with worker processes either way)",
+    )
     ap.add_argument("--chunks", type=int, default=1024, help="sitekit chunk edge [px]")
     ap.add_argument("--reader", choices=("io", "window"), default="io")
     ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned")
@@ -655,6 +665,11 @@ def main(argv: list[str] | None = None) -> int:
                 runs.setdefault("sitekit-1w", {}).setdefault(s, []).append(
                     run_tool("sitekit", s, rep, a, work, workers=1, tag="sitekit-1w")
                 )
+                if not a.processes:
+                    runs.setdefault("sitekit-proc", {}).setdefault(s, []).append(
+                        run_tool("sitekit", s, rep, a, work, tag="sitekit-proc",
+                                 extra=("--processes",))
+                    )  # fmt: skip
             if s == cache_size:
                 cdir = work / "cache"
                 shutil.rmtree(cdir, ignore_errors=True)

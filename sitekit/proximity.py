@@ -203,7 +203,7 @@ def _tiles_nearest(
     mid = 4 * sub
     npx = sub * sub
     qx, qy = np.empty(npx), np.empty(npx)
-    best, best_s = np.empty(npx), np.empty(npx, np.int64)
+    best, best_s = np.empty(npx), np.empty(npx)
     for i in range(len(rr)):
         n0 = _prune(xs[cc[i]], ys[rr[i]], xs[ce[i] - 1], ys[re[i] - 1],
                     cand[starts[i]:starts[i + 1]], a, b, lo, k0)  # fmt: skip
@@ -224,24 +224,25 @@ def _tiles_nearest(
                             for c in range(sc, sc1):
                                 k = (r - sr) * w + c - sc
                                 qx[k], qy[k] = xs[c], ys[r]
-                                best[k], best_s[k] = np.inf, -1
+                                best[k], best_s[k] = np.inf, -1.0
                         for j in range(n2):
                             s = k2[j]
                             sx, sy, ux, uy, iv = ox[s], oy[s], dx[s], dy[s], inv[s]
+                            fs = np.float64(s)  # one dtype in the loop: it vectorises
                             for k in range(m):
                                 t = ((qx[k] - sx) * ux + (qy[k] - sy) * uy) * iv
                                 t = min(max(t, 0.0), 1.0)
                                 ex = qx[k] - (sx + t * ux)
                                 ey = qy[k] - (sy + t * uy)
                                 d2 = ex * ex + ey * ey
-                                if d2 < best[k]:
-                                    best[k] = d2
-                                    best_s[k] = s
+                                closer = d2 < best[k]
+                                best_s[k] = fs if closer else best_s[k]
+                                best[k] = d2 if closer else best[k]
                         for r in range(sr, sr1):
                             for c in range(sc, sc1):
                                 k = (r - sr) * w + c - sc
                                 out[0, r, c] = np.sqrt(best[k]) / 1000.0
-                                out[1, r, c] = fid[best_s[k]]
+                                out[1, r, c] = fid[int(best_s[k])]
 
 
 def _nearest_block(
