@@ -33,7 +33,9 @@ system-deps:
 	fi; \
 	command -v chromium >/dev/null && command -v gdaldem >/dev/null
 
+# byte-compile sitekit once (PYTHONDONTWRITEBYTECODE=1 environments would recompile it on every run)
 demo: install
+	$(PY) -m compileall -q sitekit >/dev/null
 	$(VENV)/bin/sitekit demo --out $(OUT) --force
 
 test: install system-deps
@@ -44,6 +46,7 @@ lint: install
 	$(VENV)/bin/ruff format --check sitekit tests benchmarks layers
 
 bench: install system-deps
+	$(PY) -m compileall -q sitekit benchmarks >/dev/null
 	$(PY) benchmarks/run.py
 
 clean:

@@ -214,7 +214,11 @@ def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
         from sitekit.run import WORKER_MALLOC  # the engine's setting (README, finding 3)
 
         environ.update(WORKER_MALLOC)
-    cfg = {"distributed.worker.daemon": False, "distributed.nanny.pre-spawn-environ": environ}
+    cfg = {
+        "distributed.worker.daemon": False,
+        "distributed.nanny.pre-spawn-environ": environ,
+        "distributed.worker.profile.enabled": False,  # as sitekit.run: no 10 ms stack sampling
+    }
     if opts.no_fuse:
         cfg["optimization.fuse.active"] = False
     with (

@@ -98,7 +98,10 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC}
     with (
         dask.config.set({"distributed.worker.daemon": False,
-                         "distributed.nanny.pre-spawn-environ": environ}),  # fmt: skip
+                         "distributed.nanny.pre-spawn-environ": environ,
+                         # the dashboard's sampling profiler walks every worker thread's stack
+                         # each 10 ms: measurable CPU on a 2-core machine, and unused here
+                         "distributed.worker.profile.enabled": False}),  # fmt: skip
         LocalCluster(
             n_workers=workers,
             threads_per_worker=threads,

@@ -121,6 +121,18 @@ def test_same_results_on_external_scheduler_other_chunks(demo_run: Path, tmp_pat
             np.testing.assert_array_equal(s1.read(1), s2.read(1))
 
 
+def test_in_process_workers_give_the_same_results(demo_run: Path, tmp_path: Path) -> None:
+    # --no-processes: the local workers are thread pools in this process (no pickling)
+    out = tmp_path / "threads"
+    _demo(out, "--no-processes", "--workers", "2", "--threads-per-worker", "1", "--no-map",
+          "--no-cache")  # fmt: skip
+    assert (out / "summary.csv").read_bytes() == (demo_run / "summary.csv").read_bytes()
+    for name in ("pv_score", "wind_cf", "grid_distance"):
+        with rasterio.open(demo_run / "rasters" / f"{name}.tif") as s1, \
+                rasterio.open(out / "rasters" / f"{name}.tif") as s2:
+            np.testing.assert_array_equal(s1.read(1), s2.read(1))
+
+
 def test_existing_output_needs_force(demo_run: Path) -> None:
     res = CliRunner().invoke(cli, ["demo", "--resolution", RES, "--out", str(demo_run)])
     assert res.exit_code == 2
