@@ -589,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--workdir", type=Path, default=HERE / "work")
-    ap.add_argument("--workers", type=int, default=2, help="sitekit LocalCluster processes")
+    ap.add_argument("--workers", type=int, default=2, help="sitekit LocalCluster workers")
     ap.add_argument("--threads", type=int, default=1, help="threads per sitekit worker")
     ap.add_argument(
         "--processes",

@@ -170,8 +170,6 @@ def _task_times(stream: list[dict]) -> dict[str, float]:
     return dict(sorted(((k, round(v, 2)) for k, v in acc.items()), key=lambda kv: -kv[1]))
 
 
-
-
 def _worker_cpu() -> tuple[float, float]:
     import resource
 
@@ -209,16 +207,9 @@ def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
     os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
     t: dict[str, float] = {}
     t0 = time.perf_counter()
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
-    if opts.malloc == "tuned":
-        from sitekit.run import WORKER_MALLOC  # the engine's setting (README, finding 3)
+    from sitekit.run import local_cluster_config  # the engine's settings (README, finding 3)
 
-        environ.update(WORKER_MALLOC)
-    cfg = {
-        "distributed.worker.daemon": False,
-        "distributed.nanny.pre-spawn-environ": environ,
-        "distributed.worker.profile.enabled": False,  # as sitekit.run: no 10 ms stack sampling
-    }
+    cfg = local_cluster_config(malloc=opts.malloc == "tuned")
     if opts.no_fuse:
         cfg["optimization.fuse.active"] = False
     with (
@@ -289,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", type=Path)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--workers", type=int, default=2, help="worker processes")
+    ap.add_argument("--workers", type=int, default=2, help="workers (thread pools or processes)")
     ap.add_argument("--threads", type=int, default=1, help="threads per worker")
     ap.add_argument(
         "--processes",

@@ -187,10 +187,9 @@ def _tiles_nearest(
     segments nearest to any of its pixels. Branch and bound on three levels: the tile, its
     sub-tiles of ``4·sub`` px and theirs of ``sub`` px keep only the candidates whose minimum
     distance to the box (over pixel centres) is not above the smallest maximum distance of any
-    candidate. Every pixel of the last level is then measured to each survivor (a branch-free
-    loop, ``t = clamp(((p − a)·d) / |d|², 0, 1)``); survivors stay in ascending index order and only a strictly smaller
-    distance replaces the best, so ties go to the lowest index and the result does not depend
-    on the tiling. ``out[0]`` gets the distance [km], ``out[1]`` the feature id.
+    candidate. Every pixel of the last level is then measured to each survivor in a branch-free
+    loop; survivors stay in ascending index order and only a strictly smaller distance replaces
+    the best, so ties go to the lowest index and the result does not depend on the tiling. ``out[0]`` gets the distance [km], ``out[1]`` the feature id.
     """
     nc = cand.shape[0]
     lo = np.empty(nc)
@@ -228,7 +227,7 @@ def _tiles_nearest(
                         for j in range(n2):
                             s = k2[j]
                             sx, sy, ux, uy, iv = ox[s], oy[s], dx[s], dy[s], inv[s]
-                            fs = np.float64(s)  # one dtype in the loop: it vectorises
+                            fs = np.float64(s)  # float like best_s: the update is a select
                             for k in range(m):
                                 t = ((qx[k] - sx) * ux + (qy[k] - sy) * uy) * iv
                                 t = min(max(t, 0.0), 1.0)
@@ -250,7 +249,6 @@ def _nearest_block(
     segs: _Segments,
     t: Affine,
     tile: int,
-    sub: int = SUBTILE,
     block_info: dict | None = None,
 ) -> np.ndarray:
     (r0, r1), (c0, c1) = block_info[0]["array-location"]
@@ -279,7 +277,7 @@ def _nearest_block(
     tiles_of, cand = pairs[0][order], pairs[1][order]
     starts = np.searchsorted(tiles_of, np.arange(len(boxes) + 1))
     _tiles_nearest(xs, ys, rr, re, cc, ce, starts, cand.astype(np.int64), segs.a, segs.b,
-                   segs.fid.astype(np.float64), sub, out)  # fmt: skip
+                   segs.fid.astype(np.float64), SUBTILE, out)  # fmt: skip
     return out
 
 

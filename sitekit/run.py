@@ -83,6 +83,24 @@ class RunResult:
 #: by the trim threshold. External clusters keep their own settings.
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
 
+def local_cluster_config(malloc: bool = True) -> dict[str, Any]:
+    """Dask config for sitekit's LocalCluster (also used by ``benchmarks/``).
+
+    Workers are not daemons (they may start processes), get :data:`WORKER_MALLOC` in their
+    environment when ``malloc`` is set, and run without distributed's sampling profiler, which
+    walks every worker thread's stack each 10 ms: ~3 CPU-s per 67 Mpx benchmark run on 2 cores,
+    for a dashboard view sitekit does not use.
+    """
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    if malloc:
+        environ.update(WORKER_MALLOC)
+    return {
+        "distributed.worker.daemon": False,
+        "distributed.nanny.pre-spawn-environ": environ,
+        "distributed.worker.profile.enabled": False,
+    }
+
+
 @contextlib.contextmanager
 def dask_client(opts: RunOptions) -> Iterator[Any]:
     """A distributed Client: to ``opts.scheduler`` if given, else a fresh LocalCluster."""
@@ -95,13 +113,8 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
     cores = os.cpu_count() or 1
     workers = opts.workers or min(2, cores)
     threads = opts.threads_per_worker or max(1, cores // workers)
-    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC}
     with (
-        dask.config.set({"distributed.worker.daemon": False,
-                         "distributed.nanny.pre-spawn-environ": environ,
-                         # the dashboard's sampling profiler walks every worker thread's stack
-                         # each 10 ms: measurable CPU on a 2-core machine, and unused here
-                         "distributed.worker.profile.enabled": False}),  # fmt: skip
+        dask.config.set(local_cluster_config()),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=threads,

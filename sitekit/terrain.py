@@ -152,6 +152,20 @@ def _window3(z: np.ndarray) -> tuple[np.ndarray, ...]:
     )  # fmt: skip
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _horn_at(
+    z: np.ndarray, r: int, c: int, dx_top: float, dx_mid: float, dx_bot: float, dy_mid: float
+) -> tuple[float, float]:
+    """Horn (1981) dz/dx, dz/dy (float64) of the cell whose 3×3 window starts at ``z[r, c]``
+    (float32 input is widened exactly)."""
+    a, b, cc = np.float64(z[r, c]), np.float64(z[r, c + 1]), np.float64(z[r, c + 2])
+    d, f = np.float64(z[r + 1, c]), np.float64(z[r + 1, c + 2])
+    g, h, i = np.float64(z[r + 2, c]), np.float64(z[r + 2, c + 1]), np.float64(z[r + 2, c + 2])
+    p = ((cc - a) / dx_top + 2.0 * (f - d) / dx_mid + (i - g) / dx_bot) / 8.0
+    q = ((g + 2.0 * h + i) - (a + 2.0 * b + cc)) / (8.0 * dy_mid)
+    return p, q
+
+
 @numba.njit(cache=True, nogil=True)
 def _horn_pq(z: np.ndarray, dxr: np.ndarray, dyr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Horn (1981) dz/dx, dz/dy of the interior of ``z`` in one pass (float64; ``dxr``/``dyr``:
@@ -163,11 +177,7 @@ def _horn_pq(z: np.ndarray, dxr: np.ndarray, dyr: np.ndarray) -> tuple[np.ndarra
     for r in range(ny):
         dx_top, dx_mid, dx_bot, dy_mid = dxr[r], dxr[r + 1], dxr[r + 2], dyr[r + 1]
         for c in range(nx):
-            a, b, cc = z[r, c], z[r, c + 1], z[r, c + 2]
-            d, f = z[r + 1, c], z[r + 1, c + 2]
-            g, h, i = z[r + 2, c], z[r + 2, c + 1], z[r + 2, c + 2]
-            p[r, c] = ((cc - a) / dx_top + 2.0 * (f - d) / dx_mid + (i - g) / dx_bot) / 8.0
-            q[r, c] = ((g + 2.0 * h + i) - (a + 2.0 * b + cc)) / (8.0 * dy_mid)
+            p[r, c], q[r, c] = _horn_at(z, r, c, dx_top, dx_mid, dx_bot, dy_mid)
     return p, q
 
 
@@ -279,22 +289,16 @@ def _horn_slope(
 ) -> None:
     """Horn (1981) slope [degree] of the interior of ``z`` into ``out[i0:, j0:]`` (float32).
 
-    The gradient is the one of :func:`_horn_pq` (float64, same operations in the same order);
+    The gradient is :func:`_horn_at`, shared with :func:`_horn_pq`;
     slope = ``degrees(arctan(sqrt(p² + q²)))``. A NaN centre gives NaN (Horn's stencil skips it).
     """
     ny, nx = z.shape[0] - 2, z.shape[1] - 2
     for r in range(ny):
         dx_top, dx_mid, dx_bot, dy_mid = dxr[r], dxr[r + 1], dxr[r + 2], dyr[r + 1]
         for c in range(nx):
-            # float32 input is widened exactly
-            a, b, cc = np.float64(z[r, c]), np.float64(z[r, c + 1]), np.float64(z[r, c + 2])
-            d, e = np.float64(z[r + 1, c]), np.float64(z[r + 1, c + 1])
-            f, g = np.float64(z[r + 1, c + 2]), np.float64(z[r + 2, c])
-            h, i = np.float64(z[r + 2, c + 1]), np.float64(z[r + 2, c + 2])
-            p = ((cc - a) / dx_top + 2.0 * (f - d) / dx_mid + (i - g) / dx_bot) / 8.0
-            q = ((g + 2.0 * h + i) - (a + 2.0 * b + cc)) / (8.0 * dy_mid)
+            p, q = _horn_at(z, r, c, dx_top, dx_mid, dx_bot, dy_mid)
             v = np.degrees(np.arctan(np.sqrt(p * p + q * q)))
-            out[i0 + r, j0 + c] = np.nan if np.isnan(e) else v
+            out[i0 + r, j0 + c] = np.nan if np.isnan(z[r + 1, c + 1]) else v
 
 
 def aspect(dem: xr.DataArray) -> xr.DataArray:
