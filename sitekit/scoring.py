@@ -11,8 +11,10 @@ factor CRF = r(1+r)^n / ((1+r)^n − 1).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numba
 import numpy as np
 import xarray as xr
 
@@ -79,6 +81,152 @@ def weighted_overlay(layers: Sequence, weights: Sequence[float]):
         term = lay * float(wi)  # a Python float keeps float32 layers float32 (NumPy 2 promotion)
         total = term if total is None else total + term
     return _clip(total, 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- fused score
+_KIND_ID = {"linear": 0, "sigmoid": 1, "gaussian": 2, "step": 3}
+
+
+def _kernel_params(kind: str, params: Mapping[str, Any]) -> tuple[float, float, float]:
+    """(a, b, c) of one membership for :func:`_score_block`, validated as the functions do."""
+    if kind == "linear":
+        low, high = float(params["low"]), float(params["high"])
+        if high == low:
+            raise ValueError("linear membership needs low != high")
+        return low, high - low, 0.0
+    if kind == "sigmoid":
+        width = float(params["width"])
+        if width <= 0:
+            raise ValueError("sigmoid membership needs width > 0")
+        return float(params["midpoint"]), width, 1.0 if params.get("decreasing") else -1.0
+    if kind == "gaussian":
+        sigma = float(params["sigma"])
+        if sigma <= 0:
+            raise ValueError("gaussian membership needs sigma > 0")
+        return float(params["centre"]), sigma, 0.0
+    if kind == "step":
+        return float(params["threshold"]), 0.0, 1.0 if params.get("above", True) else 0.0
+    raise ValueError(f"unknown membership '{kind}' (one of {', '.join(MEMBERSHIPS)})")
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _clip01(v):  # pragma: no cover - numba
+    """v clipped to [0, 1]; NaN stays NaN (as ``np.clip``)."""
+    return np.float32(0.0) if v < 0 else (np.float32(1.0) if v > 1 else v)
+
+
+@numba.njit(cache=True, nogil=True)
+def _score_block(xs, kinds, p, w, el, ok, out):  # pragma: no cover - numba
+    """One pass over a block, row by row: out = clip(Σ wₖ·mₖ(xₖ), 0, 1) in float32; NaN where
+    an input is NaN or ``ok`` is 0, else 0 where ``el`` is 0 (``el``, ``ok`` of shape (0, 0): no
+    gates).
+    The membership kind is chosen once per row and criterion, so the inner loops vectorise."""
+    ny, nx = out.shape
+    gated = el.shape[0] > 0
+    row = np.empty(nx, np.float32)
+    m = np.empty(nx, np.float32)
+    for i in range(ny):
+        for k in range(kinds.shape[0]):
+            x, kind = xs[k][i], kinds[k]
+            a, b, c, wk = p[k, 0], p[k, 1], p[k, 2], w[k]
+            if kind == 0:  # linear: clip((x − low)/(high − low), 0, 1)
+                for j in range(nx):
+                    m[j] = _clip01((x[j] - a) / b)
+            elif kind == 1:  # sigmoid: 1/(1 + exp(clip(∓(x − mid)/width, −60, 60)))
+                for j in range(nx):
+                    z = (x[j] - a) / b * c
+                    z = np.float32(-60.0) if z < -60 else (np.float32(60.0) if z > 60 else z)
+                    m[j] = np.float32(1.0) / (np.float32(1.0) + np.exp(z))
+            elif kind == 2:  # gaussian: exp(−½((x − centre)/σ)²)
+                for j in range(nx):
+                    z = (x[j] - a) / b
+                    m[j] = np.exp(np.float32(-0.5) * z * z)
+            else:  # step: 1 where x ≥ threshold (above) or x < threshold; NaN stays NaN
+                for j in range(nx):
+                    hit = (x[j] >= a) == (c > 0)
+                    m[j] = x[j] if x[j] != x[j] else (np.float32(1.0) if hit else np.float32(0.0))
+            if k == 0:
+                for j in range(nx):
+                    row[j] = m[j] * wk
+            else:
+                for j in range(nx):
+                    row[j] = row[j] + m[j] * wk
+        if gated:  # selects, not branches: the gates are often random at pixel scale
+            for j in range(nx):
+                v = _clip01(row[j]) if el[i, j] else np.float32(0.0)
+                out[i, j] = v if ok[i, j] else np.float32(np.nan)
+        else:
+            for j in range(nx):
+                out[i, j] = _clip01(row[j])
+
+
+def weighted_score(
+    criteria: Sequence[tuple[Any, str, Mapping[str, Any]]],
+    weights: Sequence[float],
+    *,
+    eligible: Any = None,
+    valid: Any = None,
+) -> Any:
+    """Memberships, weighted overlay and exclusion in one pass per block (float32).
+
+    The same suitability as :func:`membership` + :func:`weighted_overlay` + masking —
+    Σ wᵢ·mᵢ(xᵢ) / Σ wᵢ clipped to [0, 1] (Malczewski 2004) — without a temporary array per
+    operation: 3.8 ms per Mpx on one core against 25.6 ms for the composed NumPy operations
+    (two linear criteria and both gates on a 2048² block of random values; 1.6 ms without gates).
+
+    Parameters
+    ----------
+    criteria : ``(x, kind, params)`` per criterion: a 2-D array (NumPy, dask or DataArray, all of
+        the same shape and chunks), a membership kind of :data:`MEMBERSHIPS` and its parameters
+        (the keyword arguments of that function).
+    weights : one weight ≥ 0 per criterion (normalised to sum 1).
+    eligible : optional bool array; the score is 0 where it is False.
+    valid : optional bool array; the score is NaN where it is False (nodata), before ``eligible``.
+
+    Returns the score [0–1] (NaN where ``valid`` is False or a criterion value is NaN), lazy when
+    any input is a dask array or DataArray; a DataArray when the first criterion is one.
+    """
+    import dask.array as da
+
+    if len(criteria) == 0 or len(criteria) != len(weights):
+        raise ValueError("need one weight per criterion")
+    w = np.asarray(weights, dtype=float)
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError("weights must be ≥ 0 and sum to > 0")
+    kinds = np.array([_KIND_ID.get(k, -1) for _, k, _ in criteria], np.int64)
+    p = np.array([_kernel_params(k, prm) for _, k, prm in criteria], np.float32).reshape(-1, 3)
+    wn = np.array([float(v) for v in w / w.sum()], np.float32)
+    first = criteria[0][0]
+    arrays = [getattr(x, "data", x) for x, _, _ in criteria]
+    gate = [getattr(a, "data", a) for a in (eligible, valid)]
+
+    none = np.zeros((0, 0), np.uint8)
+
+    def _block(*blocks: np.ndarray) -> np.ndarray:
+        xs = tuple(np.ascontiguousarray(b, dtype=np.float32) for b in blocks[: len(arrays)])
+        el = ok = none
+        if len(blocks) > len(arrays):  # gates: both given (a missing one is all 1)
+            rest = iter(blocks[len(arrays) :])
+            el, ok = (
+                np.ones(xs[0].shape, np.uint8)
+                if g is None
+                else np.ascontiguousarray(next(rest), dtype=bool).view(np.uint8)
+                for g in gate
+            )
+        out = np.empty(xs[0].shape, np.float32)
+        _score_block(xs, kinds, p, wn, el, ok, out)
+        return out
+
+    inputs = arrays + [g for g in gate if g is not None]
+    lazy = next((a for a in inputs if isinstance(a, da.Array)), None)
+    if lazy is not None:
+        inputs = [a if isinstance(a, da.Array) else da.from_array(a, lazy.chunks) for a in inputs]
+        res = da.map_blocks(_block, *inputs, dtype=np.float32)
+    else:
+        res = _block(*(np.asarray(a) for a in inputs))
+    if isinstance(first, xr.DataArray):
+        return first.copy(data=res).rename("score")
+    return res
 
 
 # ----------------------------------------------------------------------------- economics

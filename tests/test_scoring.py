@@ -70,3 +70,77 @@ def test_degradation_raises_lcoe() -> None:
     assert scoring.lcoe_cny_per_kwh(1500.0, 3600, 50, 0.06, 25, 0.005) == pytest.approx(
         scoring.lcoe_cny_per_kwh(1500.0, 3600, 50, 0.06, 25) / g
     )
+
+
+def _composed(xs, kinds, params, weights, eligible, valid):
+    """membership + weighted_overlay + masking, as a user composes them (the reference)."""
+    ms = [scoring.membership(x, k, **p) for x, k, p in zip(xs, kinds, params, strict=True)]
+    s = scoring.weighted_overlay(ms, weights)
+    return np.where(~valid, np.nan, np.where(eligible, s, 0.0)).astype(np.float32)
+
+
+_PARAMS = {
+    "linear": {"low": 25.0, "high": 0.0},
+    "sigmoid": {"midpoint": 10.0, "width": 3.0, "decreasing": True},
+    "gaussian": {"centre": 12.0, "sigma": 5.0},
+    "step": {"threshold": 8.0, "above": False},
+}
+
+
+@pytest.mark.parametrize("kind", list(_PARAMS))
+def test_weighted_score_equals_the_composed_operations(kind: str) -> None:
+    rng = np.random.default_rng(7)
+    a = (rng.random((40, 50)) * 40).astype(np.float32)
+    b = (rng.random((40, 50)) * 80).astype(np.float32)
+    a[3, 4] = np.nan  # a NaN criterion value gives NaN (where valid and eligible)
+    eligible, valid = rng.random((40, 50)) > 0.3, rng.random((40, 50)) > 0.1
+    eligible[3, 4] = valid[3, 4] = True
+    kinds = [kind, "linear"]
+    params = [_PARAMS[kind], {"low": 50.0, "high": 0.0}]
+    crit = list(zip([a, b], kinds, params, strict=True))
+    got = scoring.weighted_score(crit, [0.6, 0.4], eligible=eligible, valid=valid)
+    ref = _composed([a, b], kinds, params, [0.6, 0.4], eligible, valid)
+    # NaN in, NaN out for every kind (NumPy's step gives 0 for NaN; its DataArray path gives NaN)
+    ref[np.isnan(a) & eligible & valid] = np.nan
+    assert got.dtype == np.float32
+    assert np.isnan(got[3, 4]) and np.array_equal(np.isnan(got), np.isnan(ref) | ~valid)
+    assert (got[~eligible & valid] == 0).all()
+    if kind == "linear":  # the same float32 operations in the same order: bit-identical
+        assert np.array_equal(got, ref, equal_nan=True)
+    else:  # NumPy's step is float64 and its exp (SIMD) is not numba's (libm): last place
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+
+
+def test_weighted_score_lazy_and_dataarray() -> None:
+    import dask.array as da
+    import xarray as xr
+
+    rng = np.random.default_rng(3)
+    a = (rng.random((64, 48)) * 40).astype(np.float32)
+    b = (rng.random((64, 48)) * 80).astype(np.float32)
+    elig = rng.random((64, 48)) > 0.5
+    crit = [(a, "linear", {"low": 25.0, "high": 0.0}), (b, "linear", {"low": 50.0, "high": 0.0})]
+    eager = scoring.weighted_score(crit, [1, 3], eligible=elig)
+    lazy_crit = [(da.from_array(x, chunks=(16, 24)), k, p) for x, k, p in crit]
+    lazy = scoring.weighted_score(lazy_crit, [1, 3], eligible=elig)  # numpy gate, dask criteria
+    assert isinstance(lazy, da.Array) and lazy.chunks == ((16,) * 4, (24,) * 2)
+    assert np.array_equal(lazy.compute(), eager)
+    xa = xr.DataArray(a, dims=("y", "x"), name="slope")
+    out = scoring.weighted_score([(xa, *crit[0][1:]), crit[1]], [1, 3], eligible=elig)
+    assert isinstance(out, xr.DataArray) and out.name == "score"
+    assert np.array_equal(out.values, eager)
+    ungated = scoring.weighted_score(crit, [1, 3])
+    assert np.nanmin(ungated) >= 0 and np.nanmax(ungated) <= 1
+    assert np.array_equal(ungated[elig], eager[elig])
+
+
+def test_weighted_score_rejects_bad_input() -> None:
+    a = np.zeros((4, 4), np.float32)
+    with pytest.raises(ValueError, match="one weight per criterion"):
+        scoring.weighted_score([(a, "linear", {"low": 0.0, "high": 1.0})], [1, 2])
+    with pytest.raises(ValueError, match="weights must be"):
+        scoring.weighted_score([(a, "linear", {"low": 0.0, "high": 1.0})], [0])
+    with pytest.raises(ValueError, match="unknown membership 'cubic'"):
+        scoring.weighted_score([(a, "cubic", {})], [1])
+    with pytest.raises(ValueError, match="low != high"):
+        scoring.weighted_score([(a, "linear", {"low": 1.0, "high": 1.0})], [1])
