@@ -9,7 +9,9 @@ Graph (all lazy, chunked on a :class:`sitekit.grid.Grid` built with ``Grid.from_
 * ``sitekit.constraints.evaluate`` with ``PolygonConstraint(buffer_m=500)`` and two
   ``RasterThreshold`` (slope > 25°, elevation > 5000 m);
 * ``sitekit.proximity.distance_to_features`` (exact distance to points + lines);
-* ``sitekit.scoring.membership`` (linear) and ``weighted_overlay``.
+* ``sitekit.scoring.weighted_score`` (linear memberships, weighted overlay and the exclusion in
+  one pass per block; ``--scoring composed``: ``membership`` + ``weighted_overlay`` + masking as
+  separate dask operations).
 
 Workers are thread pools inside the benchmark process by default (``--processes``: separate
 processes, as ``sitekit run`` uses): the kernels (numba ``nogil``, GDAL, NumPy) release the GIL,
@@ -129,19 +131,23 @@ def build(data: Path, opts: argparse.Namespace) -> tuple:
             },
             status,
         )
-    if opts.scoring_on == "dataarray":  # what a user would write: sitekit.scoring then computes
-        m_slope, m_dist = slope, dist
-    else:  # dask arrays keep sitekit.scoring lazy (np.clip on a dask array stays lazy)
-        m_slope, m_dist = slope.data, dist.data
-    m_slope = scoring.membership(m_slope, "linear", low=common.SLOPE_MAX_DEG, high=0.0)
-    m_dist = scoring.membership(m_dist, "linear", low=common.DIST_MAX_KM, high=0.0)
-    score = scoring.weighted_overlay([m_slope, m_dist], opts.weights)
-    score = getattr(score, "data", score)
-    if not isinstance(score, da.Array):
-        score = da.from_array(np.asarray(score), chunks=grid.dask_chunks)
     eligible = status.data == 1
-    score = da.where(status.data == 2, np.nan, da.where(eligible, score, 0.0))
-    score = score.astype(np.float32)
+    if opts.scoring == "fused":  # sitekit.scoring.weighted_score: one pass per block
+        score = scoring.weighted_score(
+            [
+                (slope.data, "linear", {"low": common.SLOPE_MAX_DEG, "high": 0.0}),
+                (dist.data, "linear", {"low": common.DIST_MAX_KM, "high": 0.0}),
+            ],
+            opts.weights,
+            eligible=eligible,
+            valid=status.data != 2,
+        )
+    else:  # membership + weighted_overlay + masking, one dask operation each
+        m_slope = scoring.membership(slope.data, "linear", low=common.SLOPE_MAX_DEG, high=0.0)
+        m_dist = scoring.membership(dist.data, "linear", low=common.DIST_MAX_KM, high=0.0)
+        score = scoring.weighted_overlay([m_slope, m_dist], opts.weights)
+        score = da.where(status.data == 2, np.nan, da.where(eligible, score, 0.0))
+        score = score.astype(np.float32)
     mask = eligible.astype(np.uint8)
     both = da.map_blocks(
         lambda s, m: np.stack([s, m.astype(np.float32)]),
@@ -296,10 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         help="DEM blocks via sitekit.io.open_raster (io) or plain windowed reads",
     )
     ap.add_argument(
-        "--scoring-on",
-        choices=("dask", "dataarray"),
-        default="dask",
-        help="pass dask arrays (lazy) or DataArrays (computes eagerly) to scoring",
+        "--scoring",
+        choices=("fused", "composed"),
+        default="fused",
+        help="scoring.weighted_score (one pass per block) or membership + weighted_overlay + "
+        "masking as separate dask operations",
     )
     ap.add_argument(
         "--malloc",
@@ -334,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             "processes": a.processes,
             "chunks": a.chunks,
             "reader": a.reader,
-            "scoring_on": a.scoring_on,
+            "scoring": a.scoring,
             "malloc": a.malloc,
             "fuse": not a.no_fuse,
             "cache": str(a.cache) if a.cache else None,
