@@ -48,6 +48,7 @@ TOOLS = ("sitekit", "gdal", "numpy", "io")
 #: extra sitekit runs: 1 worker (scaling), cold run filling sitekit.cache, weights-only re-run
 EXTRA = {
     "sitekit-1w": "sitekit, 1 worker",
+    "sitekit-1c": "sitekit, 1 worker pinned to 1 core (taskset)",
     "sitekit-proc": "sitekit, worker processes",
     "sitekit-cold": "sitekit + cache, cold",
     "sitekit-warm": "sitekit, weights-only re-run, warm cache",
@@ -174,6 +175,7 @@ def tool_cmd(
     a: argparse.Namespace,
     workers: int | None = None,
     extra: tuple[str, ...] = (),
+    pin: bool = False,
 ) -> tuple[list[str], dict]:
     env = dict(os.environ)
     py = sys.executable
@@ -196,6 +198,8 @@ def tool_cmd(
             *(("--processes",) if a.processes else ()),
             *extra,
         ]
+        if pin:  # every thread (workers, GDAL's compression and decoding) on CPU 0
+            cmd = ["taskset", "-c", "0", *cmd]
     elif tool == "gdal":
         b = man["bounds"]
         cmd = [
@@ -227,13 +231,14 @@ def run_tool(
     workers: int | None = None,
     tag: str | None = None,
     extra: tuple[str, ...] = (),
+    pin: bool = False,
 ) -> dict:
     man = synth.load_manifest(work, size)
     data = synth.data_dir(work, size)
     name = tag or tool
     out = work / "out" / f"{name}-{size}"
     shutil.rmtree(out, ignore_errors=True)
-    cmd, env = tool_cmd(tool, man, data, out, a, workers, extra)
+    cmd, env = tool_cmd(tool, man, data, out, a, workers, extra, pin)
     print(f"  {name:>10} {size:>4} Mpx run {rep + 1}/{a.repeats} …", end="", flush=True)
     r = measure(
         cmd,
@@ -458,6 +463,10 @@ def write_results(path: Path, doc: dict) -> None:
         "sitekit 1-worker wall / 2-worker wall",
         lambda s: ratio(wall("sitekit-1w", s), wall("sitekit", s)),
     )
+    row(
+        "sitekit 1-worker-on-1-core wall / 2-worker wall",
+        lambda s: ratio(wall("sitekit-1c", s), wall("sitekit", s)),
+    )
     row("sitekit peak RSS [GiB]", lambda s: rss("sitekit", s))
     L.append("")
     big = max(sizes)
@@ -479,9 +488,12 @@ def write_results(path: Path, doc: dict) -> None:
             f"{_pf(None if v is None else v <= 2.0)} |"
         )
     v = tg.get("workers_ratio")
+    ws = tg.get("workers_size") or 67
+    pinned = ratio(wall("sitekit-1c", ws), wall("sitekit", ws))
+    note = f" (1 worker pinned to 1 core: {pinned:.2f}×)" if pinned else ""
     L.append(
-        f"| 2 workers ≥ 1.6× faster than 1 worker at {tg.get('workers_size', 67)} Mpx | "
-        f"{_fmt(v, '{:.2f}×')} | {_pf(None if v is None else v >= 1.6)} |"
+        f"| 2 workers ≥ 1.6× faster than 1 worker at {ws} Mpx | "
+        f"{_fmt(v, '{:.2f}×')}{note} | {_pf(None if v is None else v >= 1.6)} |"
     )
     if 268 in sizes:
         v = rss("sitekit", 268)
@@ -665,6 +677,10 @@ def main(argv: list[str] | None = None) -> int:
                 runs.setdefault("sitekit-1w", {}).setdefault(s, []).append(
                     run_tool("sitekit", s, rep, a, work, workers=1, tag="sitekit-1w")
                 )
+                if shutil.which("taskset"):  # 1 worker with GDAL's threads on the same core
+                    runs.setdefault("sitekit-1c", {}).setdefault(s, []).append(
+                        run_tool("sitekit", s, rep, a, work, workers=1, tag="sitekit-1c", pin=True)
+                    )
                 if not a.processes:
                     runs.setdefault("sitekit-proc", {}).setdefault(s, []).append(
                         run_tool("sitekit", s, rep, a, work, tag="sitekit-proc",
