@@ -117,3 +117,18 @@ def test_threaded_rasterize_leaves_the_warning_filters_alone() -> None:
         burned = grid.rasterize(polys, all_touched=True)
         dask.compute(burned, scheduler="threads", num_workers=8)
     assert list(warnings.filters) == before
+
+
+@pytest.mark.parametrize("s", [1, 3, 8, 16])
+def test_cover_fraction_equals_the_reshaped_sum(s: int) -> None:
+    """The numba cell count is bit-identical to NumPy's reshape-sum (the former code)."""
+    from sitekit.grid import _cover_fraction
+
+    rng = np.random.default_rng(s)
+    burned = (rng.random((13 * s, 7 * s)) > 0.4).astype(np.uint8)
+    burned[:s, :s] = 1  # one fully covered and one empty cell
+    burned[s : 2 * s, :s] = 0
+    ref = burned.reshape(13, s, 7, s).sum(axis=(1, 3), dtype=np.uint16) / np.float32(s * s)
+    got = _cover_fraction(burned, s)
+    assert got.dtype == np.float32 and got[0, 0] == 1 and got[1, 0] == 0
+    assert np.array_equal(got, ref.astype(np.float32))
