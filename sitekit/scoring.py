@@ -221,7 +221,8 @@ def weighted_score(
     lazy = next((a for a in inputs if isinstance(a, da.Array)), None)
     if lazy is not None:
         inputs = [a if isinstance(a, da.Array) else da.from_array(a, lazy.chunks) for a in inputs]
-        res = da.map_blocks(_block, *inputs, dtype=np.float32)
+        meta = np.empty((0, 0), np.float32)  # no trial call: it would initialise numba here
+        res = da.map_blocks(_block, *inputs, dtype=np.float32, meta=meta)
     else:
         res = _block(*(np.asarray(a) for a in inputs))
     if isinstance(first, xr.DataArray):
