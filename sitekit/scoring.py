@@ -69,15 +69,20 @@ def membership(x, kind: str, **params):
     return out
 
 
-def weighted_overlay(layers: Sequence, weights: Sequence[float]):
-    """Σ wᵢ·mᵢ / Σ wᵢ for memberships mᵢ ∈ [0, 1]; NaN where any input is NaN. Result ∈ [0, 1]."""
+def _normalised(weights: Sequence[float], n: int, noun: str) -> np.ndarray:
+    """Weights divided by their sum (float64); one ≥ 0 weight per ``noun``, summing to > 0."""
     w = np.asarray(weights, dtype=float)
-    if len(layers) != len(w) or len(w) == 0:
-        raise ValueError("need one weight per layer")
+    if len(w) != n or n == 0:
+        raise ValueError(f"need one weight per {noun}")
     if (w < 0).any() or w.sum() <= 0:
         raise ValueError("weights must be ≥ 0 and sum to > 0")
+    return w / w.sum()
+
+
+def weighted_overlay(layers: Sequence, weights: Sequence[float]):
+    """Σ wᵢ·mᵢ / Σ wᵢ for memberships mᵢ ∈ [0, 1]; NaN where any input is NaN. Result ∈ [0, 1]."""
     total = None
-    for lay, wi in zip(layers, w / w.sum(), strict=True):
+    for lay, wi in zip(layers, _normalised(weights, len(layers), "layer"), strict=True):
         term = lay * float(wi)  # a Python float keeps float32 layers float32 (NumPy 2 promotion)
         total = term if total is None else total + term
     return _clip(total, 0.0, 1.0)
@@ -88,25 +93,17 @@ _KIND_ID = {"linear": 0, "sigmoid": 1, "gaussian": 2, "step": 3}
 
 
 def _kernel_params(kind: str, params: Mapping[str, Any]) -> tuple[float, float, float]:
-    """(a, b, c) of one membership for :func:`_score_block`, validated as the functions do."""
+    """(a, b, c) of one membership for :func:`_score_block`. The membership function itself
+    checks kind and parameters first (one scalar call), so both paths raise the same errors."""
+    membership(np.float32(0.0), kind, **params)
     if kind == "linear":
-        low, high = float(params["low"]), float(params["high"])
-        if high == low:
-            raise ValueError("linear membership needs low != high")
-        return low, high - low, 0.0
+        return float(params["low"]), float(params["high"]) - float(params["low"]), 0.0
     if kind == "sigmoid":
-        width = float(params["width"])
-        if width <= 0:
-            raise ValueError("sigmoid membership needs width > 0")
-        return float(params["midpoint"]), width, 1.0 if params.get("decreasing") else -1.0
+        c = 1.0 if params.get("decreasing") else -1.0
+        return float(params["midpoint"]), float(params["width"]), c
     if kind == "gaussian":
-        sigma = float(params["sigma"])
-        if sigma <= 0:
-            raise ValueError("gaussian membership needs sigma > 0")
-        return float(params["centre"]), sigma, 0.0
-    if kind == "step":
-        return float(params["threshold"]), 0.0, 1.0 if params.get("above", True) else 0.0
-    raise ValueError(f"unknown membership '{kind}' (one of {', '.join(MEMBERSHIPS)})")
+        return float(params["centre"]), float(params["sigma"]), 0.0
+    return float(params["threshold"]), 0.0, 1.0 if params.get("above", True) else 0.0
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -188,14 +185,10 @@ def weighted_score(
     """
     import dask.array as da
 
-    if len(criteria) == 0 or len(criteria) != len(weights):
-        raise ValueError("need one weight per criterion")
-    w = np.asarray(weights, dtype=float)
-    if (w < 0).any() or w.sum() <= 0:
-        raise ValueError("weights must be ≥ 0 and sum to > 0")
-    kinds = np.array([_KIND_ID.get(k, -1) for _, k, _ in criteria], np.int64)
+    w = _normalised(weights, len(criteria), "criterion")
     p = np.array([_kernel_params(k, prm) for _, k, prm in criteria], np.float32).reshape(-1, 3)
-    wn = np.array([float(v) for v in w / w.sum()], np.float32)
+    kinds = np.array([_KIND_ID[k] for _, k, _ in criteria], np.int64)
+    wn = np.array([float(v) for v in w], np.float32)
     first = criteria[0][0]
     arrays = [getattr(x, "data", x) for x, _, _ in criteria]
     gate = [getattr(a, "data", a) for a in (eligible, valid)]
