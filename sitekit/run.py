@@ -257,13 +257,23 @@ def staged_output(out: Path, force: bool) -> Iterator[Path]:
 
 
 # ------------------------------------------------------------------------------ the job
-def _zone_areas(incl: np.ndarray, zone_ids: np.ndarray, names: list[str], pa: float) -> dict:
-    sums = np.bincount(zone_ids.ravel(), np.nan_to_num(incl).ravel(), len(names) + 1)
+def _zone_areas(incl: Any, zone_ids: Any, names: list[str], pa: float) -> dict:
+    """Eligible km² per zone, summed one strip of rows at a time (layers may be dask arrays)."""
+    from sitekit.sites import _add_by, _read, _row_edges
+
+    sums = np.zeros(len(names) + 1)
+    edges = _row_edges([incl, zone_ids], incl.shape[0])
+    for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
+        inc, zone = _read([incl, zone_ids], r0, r1)
+        if zone.size and not 0 <= zone.min() <= zone.max() <= len(names):  # _add_by: no bounds
+            raise ValueError(f"zone ids outside 0..{len(names)}")
+        _add_by(zone, np.nan_to_num(inc).astype(np.float64), sums)
     return {n: float(sums[i + 1] * pa) for i, n in enumerate(names)}
 
 
 def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     """Run recipes (PV/wind, plus pumped storage if ``opts.pumped_storage``) into ``opts.out``."""
+    import dask.array as da
     import xarray as xr
 
     from sitekit import export
@@ -334,14 +344,6 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         t1 = time.perf_counter()
         layers, others = persist(client, arrays, opts.quiet, "computing layers")
         timings["compute_s"] = time.perf_counter() - t1
-        gathered: dict[str, np.ndarray] = {}
-
-        def whole(key: str) -> np.ndarray:
-            """One layer gathered to the client (kept while the sites are extracted)."""
-            if key not in gathered:
-                gathered[key] = np.asarray(layers[key].compute())
-            return gathered[key]
-
         # ---- rasters
         t1 = time.perf_counter()
         rdir = stage / "rasters"
@@ -392,28 +394,27 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 [str(v) for v in pts[r.grid.name_field]]
                 if r.grid.name_field in pts.columns else [str(i) for i in range(len(pts))]
             )
-            incl = np.where(whole(f"{t}_eligible"), whole(f"{t}_inclusion"), 0.0)
+            # persisted layers: site extraction reads them one strip of rows at a time
+            incl = da.where(layers[f"{t}_eligible"], layers[f"{t}_inclusion"], 0.0)
             gdf, _labels = extract_sites(
                 grid,
-                score=whole(f"{t}_score"),
+                score=layers[f"{t}_score"],
                 inclusion=incl,
-                energy_kwh_per_kw=whole(f"{t}_energy"),
-                grid_distance_km=whole("grid_distance"),
-                connection_distance_km=whole("connection_distance"),
-                nearest_point=whole("nearest_point"),
+                energy_kwh_per_kw=layers[f"{t}_energy"],
+                grid_distance_km=layers["grid_distance"],
+                connection_distance_km=layers["connection_distance"],
+                nearest_point=layers["nearest_point"],
                 point_names=names,
-                prefecture_id=whole("prefecture_id"),
+                prefecture_id=layers["prefecture_id"],
                 prefecture_names=pref_names,
-                county_id=whole("county_id") if cnty else np.zeros(grid.shape, np.int32),
+                county_id=layers["county_id"] if cnty else da.zeros_like(layers["prefecture_id"]),
                 county_names=cnty[1] if cnty else [],
                 rules=SiteRules(**r.sites.model_dump()),
                 economics=r.economics,
             )
             sites[f"{t}_sites"] = gdf
-            areas = _zone_areas(incl, whole("prefecture_id"), pref_names, grid.pixel_area_km2)
+            areas = _zone_areas(incl, layers["prefecture_id"], pref_names, grid.pixel_area_km2)
             summaries.append(summarise(gdf, areas, t))
-            for k in ("score", "eligible", "inclusion", "energy"):  # only the shared ones stay
-                gathered.pop(f"{t}_{k}", None)
             del incl, _labels
         timings["sites_s"] = time.perf_counter() - t1
 
@@ -430,7 +431,6 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         if cnty:
             vectors["counties"] = cnty[2]
         vectors.update(sites)
-        gathered.clear()  # the site layers are not needed any more
         if "ps" in others:
             ps_res, ps_pairs = others["ps"]
             vectors["ps_reservoirs"] = ps_res

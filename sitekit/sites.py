@@ -13,12 +13,16 @@ bay). Sites are ranked by LCOE (ties: higher score first, then site id), which i
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
+import numba
 import numpy as np
 import pandas as pd
 import shapely
+from affine import Affine
 from scipy import ndimage
 
 from sitekit.grid import Grid, shapes
@@ -42,26 +46,71 @@ class SiteRules:
     max_sites: int = 500  # per prefecture
 
 
+#: rows per strip when a layer is a NumPy array (dask layers are read one row of chunks at a time)
+STRIP_ROWS = 1024
+
+
+@numba.njit(cache=True, nogil=True)
+def _count(labels: np.ndarray, n: int) -> np.ndarray:  # pragma: no cover - numba
+    """Pixels per label 0..n (``np.bincount`` without its 8 B/px intp copy)."""
+    out = np.zeros(n + 1, np.int64)
+    for v in labels.ravel():
+        out[v] += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _cut_big(pieces: np.ndarray, big: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    """Zero the pixels of big regions in place; return their mask."""
+    flat = pieces.ravel()
+    split = np.zeros(flat.size, np.bool_)
+    for i in range(flat.size):
+        if big[flat[i]]:
+            split[i] = True
+            flat[i] = 0
+    return split.reshape(pieces.shape)
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_pixel(labels: np.ndarray, n: int) -> np.ndarray:  # pragma: no cover - numba
+    """Row-major index of each label's first pixel (``labels.size`` where it has none)."""
+    flat = labels.ravel()
+    first = np.full(n + 1, flat.size, np.int64)
+    for i in range(flat.size):
+        v = flat[i]
+        if first[v] == flat.size:
+            first[v] = i
+    return first
+
+
+@numba.njit(cache=True, nogil=True)
+def _remap(labels: np.ndarray, remap: np.ndarray) -> None:  # pragma: no cover - numba
+    """``labels[:] = remap[labels]`` in place."""
+    flat = labels.ravel()
+    for i in range(flat.size):
+        flat[i] = remap[flat[i]]
+
+
 def label_sites(
     candidate: np.ndarray, pixel_area_km2: float, max_area_km2: float
 ) -> tuple[np.ndarray, int]:
     """Label connected candidate regions, split on a lattice of ``max_area_km2`` cells.
 
     Returns (labels int32 with 0 = background, number of labels). Labels are ordered by the
-    first pixel of each piece in row-major order (deterministic).
+    first pixel of each piece in row-major order (deterministic). Memory: the int32 labels plus
+    a 1 B/px mask of the regions that are split (no int64 per-pixel temporaries).
     """
     structure = np.ones((3, 3), bool)
-    regions, n = ndimage.label(candidate, structure=structure)
+    pieces = np.empty(candidate.shape, np.int32)
+    n = int(ndimage.label(candidate, structure=structure, output=pieces))
     if n == 0:
-        return regions.astype(np.int32), 0
-    size_km2 = np.bincount(regions.ravel(), minlength=n + 1) * pixel_area_km2
-    big = size_km2 > max_area_km2
+        return pieces, 0
+    big = _count(pieces, n) * pixel_area_km2 > max_area_km2
     big[0] = False
-    pieces = np.where(big[regions], 0, regions).astype(np.int32)
     count = n
     if big.any():  # split only the large regions, on a lattice of max_area_km2 cells
         cell = max(1, int(math.floor(math.sqrt(max_area_km2 / pixel_area_km2))))
-        split = big[regions]
+        split = _cut_big(pieces, big)
         ny, nx = candidate.shape
         for r0 in range(0, ny, cell):
             for c0 in range(0, nx, cell):
@@ -72,41 +121,131 @@ def label_sites(
                 view = pieces[r0 : r0 + cell, c0 : c0 + cell]
                 view[lab > 0] = lab[lab > 0] + count
                 count += m
+        del split
     # renumber by first pixel position for determinism
-    flat = pieces.ravel()
-    first = np.full(count + 1, flat.size, np.int64)
-    np.minimum.at(first, flat, np.arange(flat.size))
+    first = _first_pixel(pieces, count)
     order = np.argsort(first[1:], kind="stable") + 1
     remap = np.zeros(count + 1, np.int32)
     remap[order] = np.arange(1, count + 1, dtype=np.int32)
-    present = int((first[1:] < flat.size).sum())  # ids of split regions left no pixels
-    return remap[pieces], present
+    present = int((first[1:] < pieces.size).sum())  # ids of split regions left no pixels
+    _remap(pieces, remap)
+    return pieces, present
 
 
-def _mean_by(labels: np.ndarray, values: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
-    v = np.where(np.isfinite(values), values, 0.0)
-    w = np.where(np.isfinite(values), weights, 0.0)
-    num = np.bincount(labels.ravel(), (v * w).ravel(), n + 1)
-    den = np.bincount(labels.ravel(), w.ravel(), n + 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return num / den
+def _row_edges(arrays: Sequence[Any], ny: int) -> list[int]:
+    """Strip edges: one row of chunks of the first dask layer, else :data:`STRIP_ROWS` rows."""
+    for a in arrays:
+        chunks = getattr(a, "chunks", None)
+        if chunks and isinstance(chunks[0], tuple):
+            return [0, *np.cumsum(chunks[0]).tolist()]
+    return [*range(0, ny, STRIP_ROWS), ny]
 
 
-def _majority(labels: np.ndarray, zone: np.ndarray, n: int) -> np.ndarray:
-    """Most frequent non-zero zone id per label (0 where the label has no zoned pixel)."""
-    m = (labels > 0) & (zone > 0)  # boundary pixels whose centre is outside every zone don't vote
-    if not m.any():
-        return np.zeros(n + 1, np.int64)
-    pairs = labels[m].astype(np.int64) * (int(zone.max()) + 1) + zone[m]
-    uniq, counts = np.unique(pairs, return_counts=True)
-    lab = uniq // (int(zone.max()) + 1)
-    zid = uniq % (int(zone.max()) + 1)
-    out = np.zeros(n + 1, np.int64)
-    best = np.zeros(n + 1, np.int64)
-    for la, z, c in zip(lab, zid, counts, strict=True):
-        if c > best[la]:
-            best[la], out[la] = c, z
-    return out
+def _read(arrays: Sequence[Any], r0: int, r1: int) -> list[np.ndarray]:
+    """Rows r0:r1 of each layer as NumPy (dask layers computed together, NumPy ones as views)."""
+    import dask
+
+    lazy = [i for i, a in enumerate(arrays) if hasattr(a, "compute")]
+    out: list[Any] = [a[r0:r1] for a in arrays]
+    if lazy:
+        done = dask.compute(*[out[i] for i in lazy])
+        for i, v in zip(lazy, done, strict=True):
+            out[i] = v
+    return [np.asarray(v) for v in out]
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_by(labels: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """``out += np.bincount(labels, weights)`` summed in the same (row-major) order."""
+    lab = labels.ravel()
+    w = weights.ravel()
+    for i in range(lab.size):
+        out[lab[i]] += w[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_by(  # pragma: no cover - numba
+    labels: np.ndarray, d: np.ndarray, point: np.ndarray, best: np.ndarray, near: np.ndarray,
+    seen: np.ndarray,
+) -> None:
+    """Per label, ``point`` at the pixel of least ``d`` (first in row-major order on ties; NaN
+    last, as a stable lexsort orders them)."""
+    lab, dd, pp = labels.ravel(), d.ravel(), point.ravel()
+    for i in range(lab.size):
+        v = lab[i]
+        if v == 0:
+            continue
+        x = dd[i]
+        if not seen[v]:
+            better = True
+        elif np.isnan(best[v]):
+            better = not np.isnan(x)
+        else:
+            better = x < best[v]
+        if better:
+            seen[v] = True
+            best[v] = x
+            near[v] = pp[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _bbox_by(labels: np.ndarray, r0: int, box: np.ndarray) -> None:  # pragma: no cover - numba
+    """Grow each label's (row min, row max, col min, col max) box by rows r0.. of ``labels``."""
+    ny, nx = labels.shape
+    for r in range(ny):
+        for c in range(nx):
+            v = labels[r, c]
+            if v == 0:
+                continue
+            box[v, 0] = min(box[v, 0], r0 + r)
+            box[v, 1] = max(box[v, 1], r0 + r)
+            box[v, 2] = min(box[v, 2], c)
+            box[v, 3] = max(box[v, 3], c)
+
+
+class _Stats:
+    """Per-label sums over strips, bit-identical to whole-array ``np.bincount`` reductions."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        z = lambda: np.zeros(n + 1, np.float64)  # noqa: E731
+        self.area, self.score_num, self.score_den, self.energy_num, self.energy_den = (
+            z(), z(), z(), z(), z())
+        self.gdist_num, self.gdist_den, self.cdist_num, self.cdist_den = z(), z(), z(), z()
+        self.best = np.full(n + 1, np.inf)
+        self.near = np.full(n + 1, -1, np.int64)
+        self.seen = np.zeros(n + 1, np.bool_)
+        big = np.iinfo(np.int64).max
+        self.box = np.array([[big, -1, big, -1]] * (n + 1), np.int64)
+        self.zone_pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+
+    def mean(self, lab: np.ndarray, values: np.ndarray, weights: np.ndarray, num, den) -> None:
+        ok = np.isfinite(values)
+        v = np.where(ok, values, 0.0)
+        w = np.where(ok, weights, 0.0)
+        _add_by(lab, (v * w).astype(np.float64), num)
+        _add_by(lab, w.astype(np.float64), den)
+
+    def zones(self, key: str, lab: np.ndarray, zone: np.ndarray) -> None:
+        """Pixel counts per (label, zone) pair, for the majority zone of each label."""
+        m = (lab > 0) & (zone > 0)  # boundary pixels whose centre is outside every zone don't vote
+        pairs = (lab[m].astype(np.int64) << 31) | zone[m].astype(np.int64)  # both < 2**31
+        self.zone_pairs.setdefault(key, []).append(np.unique(pairs, return_counts=True))
+
+    def majority(self, key: str) -> np.ndarray:
+        """Most frequent non-zero zone id per label (lowest id on ties; 0: no zoned pixel)."""
+        out = np.zeros(self.n + 1, np.int64)
+        parts = self.zone_pairs.get(key, [])
+        if not parts:
+            return out
+        uniq, inv = np.unique(np.concatenate([p for p, _ in parts]), return_inverse=True)
+        total = np.bincount(inv.ravel(), np.concatenate([c for _, c in parts]), len(uniq))
+        lab, zid = uniq >> 31, uniq & (2**31 - 1)
+        order = np.lexsort((zid, -total, lab))  # per label: most pixels, then the lowest id
+        lab, zid = lab[order], zid[order]
+        first = np.r_[True, lab[1:] != lab[:-1]]
+        out[lab[first]] = zid[first]
+        return out
 
 
 def connection_cost_cny_per_kw(
@@ -152,31 +291,50 @@ def extract_sites(
     prefecture_id / county_id : 1-based zone ids (0 = none) into the name lists.
 
     Returns (sites GeoDataFrame in the grid CRS with :data:`SITE_COLUMNS`, label raster).
+
+    Layers may be NumPy or (persisted) dask arrays: they are read one strip of rows at a time,
+    so the client holds the candidate mask (1 B/px) and the labels (4 B/px), never the layers.
     """
     pa = grid.pixel_area_km2
-    cand = (inclusion >= 0.5) & np.isfinite(score) & (score >= rules.score_threshold)
+    ny = grid.shape[0]
+    layers = [score, inclusion, energy_kwh_per_kw, grid_distance_km, connection_distance_km,
+              nearest_point, prefecture_id, county_id]
+    edges = _row_edges(layers, ny)
+    cand = np.empty(grid.shape, bool)
+    for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
+        s, inc = _read([score, inclusion], r0, r1)
+        cand[r0:r1] = (inc >= 0.5) & np.isfinite(s) & (s >= rules.score_threshold)
     labels, n = label_sites(cand, pa, rules.max_area_km2)
     empty = gpd.GeoDataFrame({c: [] for c in SITE_COLUMNS}, geometry=[], crs=grid.crs)
     if n == 0:
         return empty, labels
-    incl = np.where(cand, inclusion, 0.0)
-    area = np.bincount(labels.ravel(), incl.ravel(), n + 1)
-    keep = area >= rules.min_area_km2 / pa
+    st = _Stats(n)
+    for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
+        s, inc, en, gd, cd, npt, pref_s, cnty_s = _read(layers, r0, r1)
+        lab = labels[r0:r1]
+        incl = np.where(cand[r0:r1], inc, 0.0)
+        _add_by(lab, incl.astype(np.float64), st.area)
+        ones = np.ones_like(incl)
+        st.mean(lab, s, incl, st.score_num, st.score_den)
+        st.mean(lab, en, incl, st.energy_num, st.energy_den)
+        st.mean(lab, gd, ones, st.gdist_num, st.gdist_den)
+        st.mean(lab, cd, ones, st.cdist_num, st.cdist_den)
+        # nearest connection point: the one nearest to the site's closest pixel
+        _nearest_by(lab, gd, npt.astype(np.int64, copy=False), st.best, st.near, st.seen)
+        _bbox_by(lab, r0, st.box)
+        st.zones("prefecture", lab, pref_s)
+        st.zones("county", lab, cnty_s)
+    keep = st.area >= rules.min_area_km2 / pa
     keep[0] = False
-    ones = np.ones_like(incl)
-    mean_score = _mean_by(labels, score, incl, n)
-    energy = _mean_by(labels, energy_kwh_per_kw, incl, n)
-    gdist = _mean_by(labels, grid_distance_km, ones, n)
-    cdist = _mean_by(labels, connection_distance_km, ones, n)
-    # nearest connection point: the one nearest to the site's closest pixel
-    near = np.full(n + 1, -1, np.int64)
-    flat_lab = labels.ravel()
-    d = np.where(labels > 0, grid_distance_km, np.inf).ravel()
-    order = np.lexsort((d, flat_lab))
-    first = np.unique(flat_lab[order], return_index=True)
-    near[first[0]] = nearest_point.ravel()[order[first[1]]]
-    pref = _majority(labels, prefecture_id.astype(np.int64), n)
-    cnty = _majority(labels, county_id.astype(np.int64), n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_score = st.score_num / st.score_den
+        energy = st.energy_num / st.energy_den
+        gdist = st.gdist_num / st.gdist_den
+        cdist = st.cdist_num / st.cdist_den
+    near = st.near
+    area = st.area
+    pref = st.majority("prefecture")
+    cnty = st.majority("county")
 
     idx = np.nonzero(keep)[0]
     area_km2 = area[idx] * pa
@@ -218,7 +376,7 @@ def extract_sites(
     df["rank"] = np.arange(1, len(df) + 1)
     df["rank_in_prefecture"] = df.groupby("prefecture", sort=False).cumcount() + 1
     keep_labels = df["label"].to_numpy()
-    geoms = _polygons(labels, keep_labels, grid)
+    geoms = _polygons(labels, keep_labels, st.box, grid)
     df["geometry"] = [geoms[k] for k in keep_labels]
     out = gpd.GeoDataFrame(df, geometry="geometry", crs=grid.crs)
     out.insert(0, "site_id", [f"S{int(k):05d}" for k in out["label"]])
@@ -231,15 +389,21 @@ def extract_sites(
     return out, labels
 
 
-def _polygons(labels: np.ndarray, wanted: np.ndarray, grid: Grid) -> dict[int, object]:
-    """Vectorise the wanted labels (pixel outlines, dissolved per label)."""
-    mask = np.isin(labels, wanted)
-    parts: dict[int, list] = {}
-    for geom, val in shapes(
-        labels.astype(np.int32), mask=mask, transform=grid.transform, connectivity=8
-    ):
-        parts.setdefault(int(val), []).append(shapely.geometry.shape(geom))
-    return {k: shapely.union_all(v) for k, v in parts.items()}
+def _polygons(
+    labels: np.ndarray, wanted: np.ndarray, box: np.ndarray, grid: Grid
+) -> dict[int, object]:
+    """Vectorise the wanted labels (pixel outlines, dissolved per label), each in its own box."""
+    out: dict[int, object] = {}
+    for k in wanted:
+        r0, r1, c0, c1 = (int(v) for v in box[k])
+        win = labels[r0 : r1 + 1, c0 : c1 + 1]
+        transform = grid.transform * Affine.translation(c0, r0)
+        parts = [
+            shapely.geometry.shape(geom)
+            for geom, _ in shapes(win, mask=win == k, transform=transform, connectivity=8)
+        ]
+        out[int(k)] = shapely.union_all(parts)
+    return out
 
 
 def summarise(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sitekit.recipe import Economics
@@ -117,3 +118,74 @@ def test_deterministic() -> None:
     b, _ = _extract(*_landscape())
     assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
     assert all(x.equals(y) for x, y in zip(a.geometry, b.geometry, strict=True))
+
+
+def _rough(n: int = 64, seed: int = 7):
+    """A noisy landscape: many regions of every size, zones that cut through them, NaN holes."""
+    rng = np.random.default_rng(seed)
+    grid = small_grid((n, n), 100.0, chunks=16)
+    score = rng.random((n, n)).astype(np.float32)
+    score[rng.random((n, n)) < 0.02] = np.nan
+    energy = (1200 + 600 * rng.random((n, n))).astype(np.float32)
+    dist = (50 * rng.random((n, n))).astype(np.float32)
+    incl = np.where(rng.random((n, n)) < 0.3, 0.6, 1.0).astype(np.float32)
+    zone = np.ones((n, n), np.int32)
+    zone[:, n // 3 :] = 2
+    zone[n // 2 :, :] = 3
+    zone[:2] = 0  # outside every zone
+    return grid, score, energy, dist, zone, incl
+
+
+def _extract_rough(grid, score, energy, dist, zone, incl, near):
+    return extract_sites(
+        grid, score=score, inclusion=incl, energy_kwh_per_kw=energy, grid_distance_km=dist,
+        connection_distance_km=dist * 1.3, nearest_point=near, point_names=["P0", "P1", "P2"],
+        prefecture_id=zone, prefecture_names=["A", "B", "C"], county_id=zone,
+        county_names=["a", "b", "c"], rules=SiteRules(0.35, 0.02, 0.5, 40.0), economics=ECON,
+    )
+
+
+def test_strips_and_dask_layers_give_the_whole_array_result(monkeypatch) -> None:
+    """Reading the layers in strips (NumPy or dask) is bit-identical to one whole strip."""
+    import dask.array as da
+
+    import sitekit.sites as sites_mod
+
+    grid, score, energy, dist, zone, incl = _rough()
+    near = (np.arange(score.size).reshape(score.shape) % 3).astype(np.int32)
+    args = (grid, score, energy, dist, zone, incl, near)
+    monkeypatch.setattr(sites_mod, "STRIP_ROWS", 10_000)
+    whole, lab_whole = _extract_rough(*args)
+    assert len(whole) > 10 and whole["site_id"].is_unique
+    monkeypatch.setattr(sites_mod, "STRIP_ROWS", 7)  # strips cut through sites
+    strips, lab_strips = _extract_rough(*args)
+    lazy, lab_lazy = _extract_rough(grid, *(da.from_array(a, chunks=(13, 64)) for a in args[1:]))
+    for other, lab in ((strips, lab_strips), (lazy, lab_lazy)):
+        np.testing.assert_array_equal(lab, lab_whole)
+        pd.testing.assert_frame_equal(other.drop(columns="geometry"),
+                                      whole.drop(columns="geometry"))
+        assert all(a.equals(b) for a, b in zip(other.geometry, whole.geometry, strict=True))
+
+
+def test_site_statistics_by_hand() -> None:
+    """Per-site means, majority zone and nearest point against a direct per-label computation."""
+    grid, score, energy, dist, zone, incl = _rough()
+    near = (np.arange(score.size).reshape(score.shape) % 3).astype(np.int32)
+    sites, labels = _extract_rough(grid, score, energy, dist, zone, incl, near)
+    pa = grid.pixel_area_km2
+    names = {1: "A", 2: "B", 3: "C"}
+    for _, row in sites.iterrows():
+        m = labels == int(row["site_id"][1:])
+        w = np.where(m, incl, 0.0)
+        assert row["area_km2"] == pytest.approx(w.sum() * pa, abs=1e-3)
+        ok = m & np.isfinite(score)
+        assert row["mean_score"] == pytest.approx(
+            (score[ok] * incl[ok]).sum() / incl[ok].sum(), abs=1e-4)
+        assert row["grid_distance_km"] == pytest.approx(dist[m].mean(), abs=1e-3)
+        votes = np.bincount(zone[m & (zone > 0)], minlength=4)
+        assert row["prefecture"] == names[int(np.argmax(votes))]  # lowest id on ties
+        d = np.where(m, dist, np.inf).ravel()
+        assert row["grid_point_name"] == f"P{near.ravel()[np.argmin(d)]}"
+    # the geometry covers exactly the site's pixels
+    s = sites.iloc[0]
+    assert s.geometry.area / 1e6 == pytest.approx((labels == int(s["site_id"][1:])).sum() * pa)
