@@ -33,7 +33,6 @@ import json
 import os
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -164,18 +163,6 @@ def build(data: Path, opts: argparse.Namespace) -> tuple:
     return grid, both, man, parts, cache
 
 
-def _task_times(stream: list[dict]) -> dict[str, float]:
-    """Summed compute seconds per graph-layer name (key prefix) from a distributed task stream."""
-    from dask.utils import key_split
-
-    acc: dict[str, float] = defaultdict(float)
-    for t in stream:
-        for ss in t.get("startstops", ()):
-            if ss["action"] == "compute":
-                acc[key_split(t["key"])] += ss["stop"] - ss["start"]
-    return dict(sorted(((k, round(v, 2)) for k, v in acc.items()), key=lambda kv: -kv[1]))
-
-
 def _worker_cpu() -> tuple[float, float]:
     import resource
 
@@ -213,7 +200,8 @@ def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
     os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
     t: dict[str, float] = {}
     t0 = time.perf_counter()
-    from sitekit.run import local_cluster_config  # the engine's settings (README, finding 3)
+    # the engine's settings (README, finding 3) and its task-time summary
+    from sitekit.run import local_cluster_config, task_seconds
 
     cfg = local_cluster_config(malloc=opts.malloc == "tuned")
     if opts.no_fuse:
@@ -277,7 +265,7 @@ def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
         t["close_s"] = time.perf_counter() - tc
         t["client_write_s"] = t_write
         t["compute_write_s"] = time.perf_counter() - t1
-        t["task_compute_s"] = _task_times(ts.data)
+        t["task_compute_s"] = task_seconds(ts.data)
         if cache is not None:
             cache.commit()
     t["total_s"] = time.perf_counter() - t0

@@ -128,33 +128,52 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
         yield client
 
 
+def task_seconds(stream: list[dict], top: int | None = None) -> dict[str, float]:
+    """Summed compute seconds per task-name prefix (dask's ``key_split``) of a distributed task
+    stream, largest first (the ``top`` largest if given): where a run's worker time went."""
+    from collections import defaultdict
+
+    from dask.utils import key_split
+
+    acc: dict[str, float] = defaultdict(float)
+    for t in stream:
+        for ss in t.get("startstops", ()):
+            if ss["action"] == "compute":
+                acc[key_split(t["key"])] += ss["stop"] - ss["start"]
+    ranked = sorted(((k, round(v, 2)) for k, v in acc.items()), key=lambda kv: -kv[1])
+    return dict(ranked[:top] if top else ranked)
+
+
 def persist(
     client: Any, arrays: dict[str, Any], quiet: bool, label: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
     """Compute named lazy layers into the cluster's memory (one graph, shared intermediates).
 
-    Returns ``(layers, others)``: the dask arrays, now backed by finished futures on the workers
-    (distributed spills them to disk above its memory limits), and every non-array collection
-    (e.g. the pumped-storage pairs) computed and gathered. Nothing is gathered whole: rasters
-    are then written strip by strip and only what site extraction needs comes to the client.
+    Returns ``(layers, others, task_s)``: the dask arrays, now backed by finished futures on the
+    workers (distributed spills them to disk above its memory limits), every non-array
+    collection (e.g. the pumped-storage pairs) computed and gathered, and the worker seconds
+    per task name (:func:`task_seconds`, the 15 largest). Nothing is gathered whole: rasters
+    are then written strip by strip and site extraction reads its layers strip by strip.
     """
     import dask.array as da
     import xarray as xr
-    from distributed import futures_of, progress, wait
+    from distributed import futures_of, get_task_stream, progress, wait
 
     datas = {k: (a.data if isinstance(a, xr.DataArray) else a) for k, a in arrays.items()}
     lazy = {k: d for k, d in datas.items() if isinstance(d, da.Array)}
     other = {k: d for k, d in datas.items() if k not in lazy}
-    done = dict(zip(lazy, client.persist(list(lazy.values())), strict=True))
-    # client.compute on a list mixing collections does not keep the order: one per collection
-    futures = {k: client.compute(d) for k, d in other.items()}
-    watch = [f for d in done.values() for f in futures_of(d)] + list(futures.values())
-    if not quiet:
-        print(f"  {label}")
-        progress(watch, notebook=False)
-        print()
-    wait(watch)
-    return done, {k: f.result() for k, f in futures.items()}
+    with get_task_stream(client) as stream:
+        done = dict(zip(lazy, client.persist(list(lazy.values())), strict=True))
+        # client.compute on a list mixing collections does not keep the order: one per collection
+        futures = {k: client.compute(d) for k, d in other.items()}
+        watch = [f for d in done.values() for f in futures_of(d)] + list(futures.values())
+        if not quiet:
+            print(f"  {label}")
+            progress(watch, notebook=False)
+            print()
+        wait(watch)
+    task_s = task_seconds(stream.data, top=15)
+    return done, {k: f.result() for k, f in futures.items()}, task_s
 
 
 # ------------------------------------------------------------------------------ output dir
@@ -342,7 +361,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             recipes.append((Path(opts.pumped_storage), ps_recipe, ps_text))
         attrs = {k: dict(a.attrs) for k, a in arrays.items() if isinstance(a, xr.DataArray)}
         t1 = time.perf_counter()
-        layers, others = persist(client, arrays, opts.quiet, "computing layers")
+        layers, others, task_s = persist(client, arrays, opts.quiet, "computing layers")
         timings["compute_s"] = time.perf_counter() - t1
         # ---- rasters
         t1 = time.perf_counter()
@@ -474,6 +493,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                                    "misses": cache.misses}
         timings["total_s"] = time.perf_counter() - t0
         provenance["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+        provenance["task_seconds"] = task_s  # worker time per task name, while computing layers
         from sitekit.atomic import write_text
 
         write_text(stage / "run.json", json.dumps(provenance, indent=2, ensure_ascii=False,

@@ -80,6 +80,9 @@ def test_demo_writes_every_output(demo_run: Path) -> None:
     assert (demo_run / "report.html").exists()
     run = json.loads((demo_run / "run.json").read_text(encoding="utf-8"))
     assert run["demo_terrain"] is True and "modelled" in run["modelled"]["solar"]
+    # where the workers' time went: seconds per task name, largest first
+    task_s = list(run["task_seconds"].values())
+    assert 0 < len(task_s) <= 15 and task_s == sorted(task_s, reverse=True) and task_s[0] > 0
     with rasterio.open(demo_run / "rasters" / "elevation.tif") as src:
         assert "demo terrain" in json.dumps(src.tags())
 
@@ -200,3 +203,20 @@ def test_a_worker_killed_mid_run_is_retried_and_outputs_are_intact(
                 rasterio.open(out / "rasters" / f"{name}.tif") as s2:  # fmt: skip
             np.testing.assert_array_equal(s1.read(1), s2.read(1))
     assert not list(out.parent.glob(".killed*")), "a staging folder was left behind"
+
+
+def test_task_seconds_sums_compute_time_per_task_name() -> None:
+    from sitekit.run import task_seconds
+
+    def rec(key, *spans):
+        return {"key": key, "startstops": [
+            {"action": a, "start": s, "stop": e} for a, s, e in spans]}
+
+    stream = [
+        rec(("slope-abc123", 0, 0), ("compute", 0.0, 1.5)),
+        rec(("slope-abc123", 0, 1), ("transfer", 0.0, 9.0), ("compute", 2.0, 3.0)),
+        rec("distance-ffee01", ("compute", 0.0, 4.0)),
+        rec(("score-77", 1, 1), ("compute", 1.0, 1.25)),
+    ]
+    assert task_seconds(stream) == {"distance": 4.0, "slope": 2.5, "score": 0.25}
+    assert task_seconds(stream, top=1) == {"distance": 4.0}
