@@ -22,7 +22,8 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=(suffix if suffix is not None else target.suffix) + ".part",
+        prefix=f".{target.name}.",
+        suffix=(suffix if suffix is not None else target.suffix) + ".part",
         dir=target.parent,
     )
     os.close(fd)
@@ -39,7 +40,9 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
         else:
             with contextlib.suppress(FileNotFoundError):
                 tmp_path.unlink()
-        for extra in tmp_path.parent.glob(tmp_path.name + "*"):  # GDAL sidecars (-wal, -shm, .aux.xml)
+        for extra in tmp_path.parent.glob(
+            tmp_path.name + "*"
+        ):  # GDAL sidecars (-wal, -shm, .aux.xml)
             with contextlib.suppress(OSError):
                 extra.unlink()
         raise

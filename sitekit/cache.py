@@ -58,8 +58,7 @@ class LayerCache:
                 (r0, _), (c0, _) = block_info[None]["array-location"]
                 return np.load(folder / f"r{r0}_c{c0}.npy")
 
-            data = da.map_blocks(_load, dtype=dtype, chunks=chunks,
-                                 name=f"cached-{folder.name}")
+            data = da.map_blocks(_load, dtype=dtype, chunks=chunks, name=f"cached-{folder.name}")
         else:
             self.misses.append(name)
             if folder.exists():  # an incomplete entry of a killed run

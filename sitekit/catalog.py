@@ -17,8 +17,18 @@ from sitekit.grid import DEFAULT_CHUNK, DEFAULT_CRS, Grid
 from sitekit.specs import load_yaml_model
 
 Role = Literal[
-    "boundary", "admin", "terrain", "solar", "wind", "constraint", "grid", "settlement", "hydro",
-    "route", "calibration", "other",
+    "boundary",
+    "admin",
+    "terrain",
+    "solar",
+    "wind",
+    "constraint",
+    "grid",
+    "settlement",
+    "hydro",
+    "route",
+    "calibration",
+    "other",
 ]
 
 

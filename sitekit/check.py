@@ -57,7 +57,9 @@ def check_catalog(catalog: Catalog, resolution_m: float = 2000.0) -> tuple[Grid,
                 rng = PLAUSIBLE.get(spec.units or "")
                 row.plausible = f"{rng[0]:g}…{rng[1]:g}" if rng else "—"
                 if row.coverage_pct < 1:
-                    row.problems.append(f"{catalog.where(spec)}: covers <1% of the study area (nodata elsewhere)")
+                    row.problems.append(
+                        f"{catalog.where(spec)}: covers <1% of the study area (nodata elsewhere)"
+                    )
             else:
                 gdf = catalog.vector(spec.id, grid)
                 row.crs = catalog.source_crs.get(spec.id, "")
@@ -73,4 +75,3 @@ def check_catalog(catalog: Catalog, resolution_m: float = 2000.0) -> tuple[Grid,
             row.problems.append(str(exc))
         rows.append(row)
     return grid, rows
-

@@ -363,7 +363,9 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
         reasons=reasons_da,
         excluded=grid.wrap(
             any_mask if any_mask is not None else reasons != 0,
-            "excluded", "bool", "excluded by any hard constraint",
+            "excluded",
+            "bool",
+            "excluded by any hard constraint",
         ),  # fmt: skip
         inclusion_fraction=grid.wrap(
             incl, "inclusion_fraction", "1", "eligible fraction of each pixel"

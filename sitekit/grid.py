@@ -155,7 +155,10 @@ class Grid:
 
     def __reduce__(self) -> tuple:
         # tasks capture the grid: ship its definition, never its cache of lazy arrays
-        return (Grid, (self.crs, self.transform, self.shape, self.chunks, self.study_area, self.name))
+        return (
+            Grid,
+            (self.crs, self.transform, self.shape, self.chunks, self.study_area, self.name),
+        )
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -402,7 +405,9 @@ class Grid:
         import hashlib
 
         h = hashlib.sha1(b"".join(shapely.to_wkb(arr)) if len(arr) else b"")
-        h.update(repr((all_touched, fraction, s, ids.tolist() if values is not None else None)).encode())
+        h.update(
+            repr((all_touched, fraction, s, ids.tolist() if values is not None else None)).encode()
+        )
         data = self.map_blocks(_burn, dtype=dtype, name=f"burn-{h.hexdigest()[:16]}-{self.token}")
         return self.wrap(data, name, "id" if values is not None else ("1" if fraction else "bool"))
 

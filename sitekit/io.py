@@ -238,22 +238,25 @@ def open_raster(
 
     def _read(window: tuple[int, int, int, int]) -> np.ndarray:
         r0, r1, c0, c1 = window
-        with rasterio.open(path_s) as src, WarpedVRT(
-            src,
-            src_crs=src_crs,
-            src_nodata=src_nodata,
-            crs=dst_crs,
-            transform=grid.window_transform(r0, c0),
-            width=c1 - c0,
-            height=r1 - r0,
-            resampling=rs,
-            dtype="float32",
-            nodata=np.nan,
-            # results must not depend on the chunk window: an (almost) exact transformer, and
-            # enough extra source pixels for the widened kernel when downsampling
-            tolerance=1e-6,
-            warp_extras={"SOURCE_EXTRA": source_extra},
-        ) as vrt:
+        with (
+            rasterio.open(path_s) as src,
+            WarpedVRT(
+                src,
+                src_crs=src_crs,
+                src_nodata=src_nodata,
+                crs=dst_crs,
+                transform=grid.window_transform(r0, c0),
+                width=c1 - c0,
+                height=r1 - r0,
+                resampling=rs,
+                dtype="float32",
+                nodata=np.nan,
+                # results must not depend on the chunk window: an (almost) exact transformer, and
+                # enough extra source pixels for the widened kernel when downsampling
+                tolerance=1e-6,
+                warp_extras={"SOURCE_EXTRA": source_extra},
+            ) as vrt,
+        ):
             return vrt.read(band)
 
     # warp in fixed tiles (GDAL's output depends slightly on the window when downsampling), then
@@ -370,7 +373,9 @@ def read_vector(path: Path, spec: LayerSpec, where: str) -> gpd.GeoDataFrame:
         try:
             gdf = gpd.read_file(path, layer=spec.layer, engine="pyogrio")
         except UnicodeDecodeError as exc:
-            raise LayerError(f"{where}: attribute names/values are not valid text ({exc})") from None
+            raise LayerError(
+                f"{where}: attribute names/values are not valid text ({exc})"
+            ) from None
         except Exception as exc:  # pyogrio raises DataSourceError/DataLayerError/…
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise LayerError(f"{where}: cannot read vector layer: {msg}") from None
@@ -387,9 +392,13 @@ def read_vector(path: Path, spec: LayerSpec, where: str) -> gpd.GeoDataFrame:
     if (gdf.geom_type == "GeometryCollection").any():  # judge the parts, not the container
         gdf = gdf.explode(index_parts=False).reset_index(drop=True)
     kinds = {
-        "polygon" if t in ("Polygon", "MultiPolygon") else
-        "line" if t in ("LineString", "MultiLineString") else
-        "point" if t in ("Point", "MultiPoint") else str(t)
+        "polygon"
+        if t in ("Polygon", "MultiPolygon")
+        else "line"
+        if t in ("LineString", "MultiLineString")
+        else "point"
+        if t in ("Point", "MultiPoint")
+        else str(t)
         for t in gdf.geom_type.unique()
     }
     if len(kinds) > 1:
@@ -416,7 +425,10 @@ def read_vector(path: Path, spec: LayerSpec, where: str) -> gpd.GeoDataFrame:
         )
         if "polygon" in kinds:  # make_valid may emit lines/points from slivers: keep areas only
             gdf = gdf.explode(index_parts=False)
-            gdf = gdf[gdf.geom_type.isin(["Polygon", "MultiPolygon"]) & ~shapely.is_empty(gdf.geometry.values)]
+            gdf = gdf[
+                gdf.geom_type.isin(["Polygon", "MultiPolygon"])
+                & ~shapely.is_empty(gdf.geometry.values)
+            ]
             gdf = gdf[shapely.area(gdf.geometry.values) > 0]  # units do not matter for > 0
             if gdf.empty:
                 raise LayerError(

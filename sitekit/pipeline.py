@@ -188,7 +188,9 @@ class Pipeline:
             return self._memo[key]
         if cfg.model == "speed_layer":
             if not cfg.speed_layer:
-                raise RecipeError(f"{recipe.name_en}: wind.model speed_layer needs wind.speed_layer")
+                raise RecipeError(
+                    f"{recipe.name_en}: wind.model speed_layer needs wind.speed_layer"
+                )
             ref = self.catalog.raster(cfg.speed_layer, self.grid)
         else:
             ref = wind.modelled_reference_speed(self.elevation)
@@ -235,7 +237,9 @@ class Pipeline:
             names = dict(code=c.id, name_en=c.name_en or c.id, name_zh=c.name_zh or c.id)
             if c.kind == "polygon":
                 gdf = self.catalog.vector(c.layer, self.grid)
-                out.append(cons_lib.PolygonConstraint(**names, geoms=gdf, buffer_m=c.buffer_m, rule=c.rule))
+                out.append(
+                    cons_lib.PolygonConstraint(**names, geoms=gdf, buffer_m=c.buffer_m, rule=c.rule)
+                )
             elif c.kind == "setback":
                 gdf = self.catalog.vector(c.layer, self.grid)
                 out.append(

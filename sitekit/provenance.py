@@ -8,9 +8,25 @@ from importlib import metadata
 from pathlib import Path
 
 PACKAGES = (
-    "sitekit", "numpy", "scipy", "pandas", "xarray", "dask", "distributed", "rasterio",
-    "geopandas", "shapely", "pyproj", "pyogrio", "rioxarray", "odc-geo", "pvlib",
-    "windpowerlib", "scikit-image", "folium", "pydantic",
+    "sitekit",
+    "numpy",
+    "scipy",
+    "pandas",
+    "xarray",
+    "dask",
+    "distributed",
+    "rasterio",
+    "geopandas",
+    "shapely",
+    "pyproj",
+    "pyogrio",
+    "rioxarray",
+    "odc-geo",
+    "pvlib",
+    "windpowerlib",
+    "scikit-image",
+    "folium",
+    "pydantic",
 )
 
 

@@ -620,9 +620,7 @@ def _polygons(pix_list: list[np.ndarray], grid: Grid) -> list:
     lab = np.zeros((int(rr.max()) - r0 + 1, int(cc.max()) - c0 + 1), np.int32)
     lab[rr - r0, cc - c0] = np.repeat(np.arange(1, len(pix_list) + 1), [p.size for p in pix_list])
     parts: dict[int, list] = {}
-    for g, v in shapes(
-        lab, mask=lab > 0, connectivity=4, transform=grid.window_transform(r0, c0)
-    ):
+    for g, v in shapes(lab, mask=lab > 0, connectivity=4, transform=grid.window_transform(r0, c0)):
         parts.setdefault(int(v), []).append(shapely.geometry.shape(g))
     return [
         parts[i][0] if len(parts[i]) == 1 else shapely.unary_union(parts[i])

@@ -19,8 +19,16 @@ from sitekit.specs import load_yaml_model, read_yaml, set_dotted
 
 #: derived layers a criterion or threshold constraint may use
 DERIVED = (
-    "elevation", "slope", "aspect", "tpi", "pv_yield", "pv_cf", "wind_speed", "wind_cf",
-    "air_density", "grid_distance",
+    "elevation",
+    "slope",
+    "aspect",
+    "tpi",
+    "pv_yield",
+    "pv_cf",
+    "wind_speed",
+    "wind_cf",
+    "air_density",
+    "grid_distance",
 )
 
 

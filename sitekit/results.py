@@ -50,10 +50,17 @@ def load_run(folder: str | Path, chunks: int = 1024) -> RunData:
         nod = arr.rio.nodata
         if nod is not None and arr.dtype.kind == "f":
             arr = arr.where(arr != nod)
-        arr.attrs = {k: v for k, v in tags.items() if k in ("units", "long_name", "modelled", "method")}
+        arr.attrs = {
+            k: v for k, v in tags.items() if k in ("units", "long_name", "modelled", "method")
+        }
         extra = {k: v for k, v in arr.attrs.items() if k not in ("units", "long_name")}
-        rasters[tif.stem] = grid.wrap(arr.data, tif.stem, arr.attrs.get("units", "1"),
-                                      arr.attrs.get("long_name", tif.stem), **extra)
+        rasters[tif.stem] = grid.wrap(
+            arr.data,
+            tif.stem,
+            arr.attrs.get("units", "1"),
+            arr.attrs.get("long_name", tif.stem),
+            **extra,
+        )
     vectors = {
         name: gpd.read_file(gpkg, layer=name, engine="pyogrio")
         for name, _ in pyogrio.list_layers(gpkg)

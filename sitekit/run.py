@@ -83,6 +83,7 @@ class RunResult:
 #: by the trim threshold. External clusters keep their own settings.
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
 
+
 def local_cluster_config(malloc: bool = True) -> dict[str, Any]:
     """Dask config for sitekit's LocalCluster (also used by ``benchmarks/``).
 
@@ -318,10 +319,14 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     if opts.cache_dir is not None:
         from sitekit.cache import LayerCache, digest
 
-        inputs_key = digest(catalog.digest(), {
-            s.id: file_sha256(catalog.file(s)) for s in catalog.spec.layers
-            if catalog.file(s).is_file()
-        })
+        inputs_key = digest(
+            catalog.digest(),
+            {
+                s.id: file_sha256(catalog.file(s))
+                for s in catalog.spec.layers
+                if catalog.file(s).is_file()
+            },
+        )
         cache = LayerCache(opts.cache_dir, grid, inputs_key)
     pipe = Pipeline(catalog, grid, cache)
     graphs: list[TechGraph] = [pipe.technology(r) for _, r, _ in recipes]
@@ -367,26 +372,42 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         t1 = time.perf_counter()
         rdir = stage / "rasters"
         raster_out = {
-            "elevation": "elevation", "slope": "slope", "aspect": "aspect",
-            "pv_yield": "pv_yield", "wind_cf": "wind_cf", "wind_speed": "wind_speed",
-            "grid_distance": "grid_distance", "connection_distance": "connection_distance",
+            "elevation": "elevation",
+            "slope": "slope",
+            "aspect": "aspect",
+            "pv_yield": "pv_yield",
+            "wind_cf": "wind_cf",
+            "wind_speed": "wind_speed",
+            "grid_distance": "grid_distance",
+            "connection_distance": "connection_distance",
             "hillshade": "hillshade",
         }
         for g in graphs:
             t = g.recipe.technology
-            raster_out.update({f"{t}_score": f"{t}_score", f"{t}_lcoe": f"{t}_lcoe",
-                               f"{t}_eligible": f"{t}_eligible",
-                               f"{t}_exclusion_reasons": f"{t}_exclusion_reasons"})
+            raster_out.update(
+                {
+                    f"{t}_score": f"{t}_score",
+                    f"{t}_lcoe": f"{t}_lcoe",
+                    f"{t}_eligible": f"{t}_eligible",
+                    f"{t}_exclusion_reasons": f"{t}_exclusion_reasons",
+                }
+            )
         rasters: dict[str, Any] = {}
         for key, fname in raster_out.items():
             if key not in layers:
                 continue
             template = attrs[key]
             # persisted on the workers: write_cog fetches it strip by strip
-            da_np = grid.wrap(layers[key], fname, template.get("units", "1"),
-                              template.get("long_name", fname))
-            da_np.attrs.update({k: str(v) for k, v in template.items()
-                                if k in ("modelled", "method", "file_modelled")})
+            da_np = grid.wrap(
+                layers[key], fname, template.get("units", "1"), template.get("long_name", fname)
+            )
+            da_np.attrs.update(
+                {
+                    k: str(v)
+                    for k, v in template.items()
+                    if k in ("modelled", "method", "file_modelled")
+                }
+            )
             if pipe.dem_is_modelled and key in ("elevation", "slope", "aspect", "hillshade"):
                 da_np.attrs["modelled"] = "demo terrain"
             rasters[key] = da_np
@@ -411,7 +432,8 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             pts = feats[r.grid.layer]
             names = (
                 [str(v) for v in pts[r.grid.name_field]]
-                if r.grid.name_field in pts.columns else [str(i) for i in range(len(pts))]
+                if r.grid.name_field in pts.columns
+                else [str(i) for i in range(len(pts))]
             )
             # persisted layers: site extraction reads them one strip of rows at a time
             incl = da.where(layers[f"{t}_eligible"], layers[f"{t}_inclusion"], 0.0)
@@ -457,7 +479,9 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             export.write_table(stage / "ps_pairs.csv", ps_pairs)
         for gdf in feats.values():
             kinds = set(gdf.geom_type)
-            vectors["grid_lines" if kinds & {"LineString", "MultiLineString"} else "grid_points"] = gdf
+            vectors[
+                "grid_lines" if kinds & {"LineString", "MultiLineString"} else "grid_points"
+            ] = gdf
         for spec in catalog.by_role("constraint"):
             vectors[f"constraint_{spec.id}"] = catalog.vector(spec.id, grid)
         provenance = _provenance(catalog, recipes, pipe, grid, timings, t0)
@@ -473,31 +497,56 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             from sitekit import render, report, style
 
             st = style.load_style(opts.map_style or REPO_ROOT / "maps" / "default.yaml")
-            map_rasters = {k: rasters[k] for k in (
-                "hillshade", "elevation", "pv_yield", "wind_cf", "pv_score", "wind_score",
-                "grid_distance") if k in rasters}
+            map_rasters = {
+                k: rasters[k]
+                for k in (
+                    "hillshade",
+                    "elevation",
+                    "pv_yield",
+                    "wind_cf",
+                    "pv_score",
+                    "wind_score",
+                    "grid_distance",
+                )
+                if k in rasters
+            }
             if graphs:
                 map_rasters["exclusion_reasons"] = rasters[
-                    f"{graphs[0].recipe.technology}_exclusion_reasons"]
-            render.render_map(stage / "map.html", grid=grid, rasters=map_rasters,
-                              vectors=vectors, style=st, provenance=provenance,
-                              online_tiles=opts.online_tiles)
-            report.render_report(stage / "report.html", summary=summary, sites=sites,
-                                 ps_pairs=vectors.get("ps_pairs"),
-                                 recipes={p.name: text for p, _, text in recipes},
-                                 provenance=provenance)
+                    f"{graphs[0].recipe.technology}_exclusion_reasons"
+                ]
+            render.render_map(
+                stage / "map.html",
+                grid=grid,
+                rasters=map_rasters,
+                vectors=vectors,
+                style=st,
+                provenance=provenance,
+                online_tiles=opts.online_tiles,
+            )
+            report.render_report(
+                stage / "report.html",
+                summary=summary,
+                sites=sites,
+                ps_pairs=vectors.get("ps_pairs"),
+                recipes={p.name: text for p, _, text in recipes},
+                provenance=provenance,
+            )
             timings["map_s"] = time.perf_counter() - t1
         if cache is not None:
             cache.commit()
-            provenance["cache"] = {"dir": str(opts.cache_dir), "hits": cache.hits,
-                                   "misses": cache.misses}
+            provenance["cache"] = {
+                "dir": str(opts.cache_dir),
+                "hits": cache.hits,
+                "misses": cache.misses,
+            }
         timings["total_s"] = time.perf_counter() - t0
         provenance["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         provenance["task_seconds"] = task_s  # worker time per task name, while computing layers
         from sitekit.atomic import write_text
 
-        write_text(stage / "run.json", json.dumps(provenance, indent=2, ensure_ascii=False,
-                                                  default=str))
+        write_text(
+            stage / "run.json", json.dumps(provenance, indent=2, ensure_ascii=False, default=str)
+        )
     say(f"sitekit: results in {opts.out.resolve()}")
     return RunResult(opts.out, summary, sites, timings)
 
@@ -540,8 +589,13 @@ def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple
     # selected pairs independent of chunking and worker count
     tile = {"y": PS_TILE_PX, "x": PS_TILE_PX}
     arrays["ps"] = ps.find_pairs(
-        pipe.elevation.chunk(tile), excluded.chunk(tile), pipe.grid, params, existing=existing,
-        zones=pref, zone_field=zone_field,
+        pipe.elevation.chunk(tile),
+        excluded.chunk(tile),
+        pipe.grid,
+        params,
+        existing=existing,
+        zones=pref,
+        zone_field=zone_field,
     )
     arrays["ps_exclusion_reasons"] = cons.reasons
     return recipe, text
@@ -551,14 +605,16 @@ def _ps_summary(pairs: Any, prefectures: list[str]) -> pd.DataFrame:
     rows = []
     for zone in sorted(prefectures):
         p = pairs[pairs["prefecture"] == zone] if len(pairs) else pairs
-        rows.append({
-            "prefecture": zone,
-            "technology": "pumped_storage",
-            "eligible_km2": float("nan"),
-            "potential_mw": round(float(p["power_mw"].sum()), 3) if len(p) else 0.0,
-            "energy_gwh": round(float(p["energy_gwh"].sum()), 3) if len(p) else 0.0,
-            "n_sites": len(p),
-        })
+        rows.append(
+            {
+                "prefecture": zone,
+                "technology": "pumped_storage",
+                "eligible_km2": float("nan"),
+                "potential_mw": round(float(p["power_mw"].sum()), 3) if len(p) else 0.0,
+                "energy_gwh": round(float(p["energy_gwh"].sum()), 3) if len(p) else 0.0,
+                "n_sites": len(p),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -596,7 +652,9 @@ def _provenance(catalog, recipes, pipe, grid, timings, t0) -> dict[str, Any]:
         "inputs": inputs,
         "modelled": {
             "terrain": "demo terrain — refined from a real 1/12° DEM; bring SRTM/Copernicus DEM "
-            "for siting decisions" if pipe.dem_is_modelled else "real",
+            "for siting decisions"
+            if pipe.dem_is_modelled
+            else "real",
             "solar": "modelled (pvlib clear-sky × MERRA-2-calibrated cloudiness)"
             if any(r.technology == "pv" and r.solar.model == "modelled" for _, r, _ in recipes)
             else "measured climatology",

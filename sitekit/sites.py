@@ -29,9 +29,19 @@ from sitekit.grid import Grid, shapes
 from sitekit.scoring import lcoe_cny_per_kwh
 
 SITE_COLUMNS = [
-    "site_id", "prefecture", "county", "area_km2", "capacity_mw", "energy_gwh",
-    "capacity_factor", "mean_score", "lcoe_cny_per_kwh", "grid_distance_km", "grid_point_name",
-    "rank", "rank_in_prefecture",
+    "site_id",
+    "prefecture",
+    "county",
+    "area_km2",
+    "capacity_mw",
+    "energy_gwh",
+    "capacity_factor",
+    "mean_score",
+    "lcoe_cny_per_kwh",
+    "grid_distance_km",
+    "grid_point_name",
+    "rank",
+    "rank_in_prefecture",
 ]
 
 
@@ -165,7 +175,11 @@ def _add_by(labels: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:  
 
 @numba.njit(cache=True, nogil=True)
 def _nearest_by(  # pragma: no cover - numba
-    labels: np.ndarray, d: np.ndarray, point: np.ndarray, best: np.ndarray, near: np.ndarray,
+    labels: np.ndarray,
+    d: np.ndarray,
+    point: np.ndarray,
+    best: np.ndarray,
+    near: np.ndarray,
     seen: np.ndarray,
 ) -> None:
     """Per label, ``point`` at the pixel of least ``d`` (first in row-major order on ties; NaN
@@ -210,7 +224,12 @@ class _Stats:
         self.n = n
         z = lambda: np.zeros(n + 1, np.float64)  # noqa: E731
         self.area, self.score_num, self.score_den, self.energy_num, self.energy_den = (
-            z(), z(), z(), z(), z())
+            z(),
+            z(),
+            z(),
+            z(),
+            z(),
+        )
         self.gdist_num, self.gdist_den, self.cdist_num, self.cdist_den = z(), z(), z(), z()
         self.best = np.full(n + 1, np.inf)
         self.near = np.full(n + 1, -1, np.int64)
@@ -297,8 +316,16 @@ def extract_sites(
     """
     pa = grid.pixel_area_km2
     ny = grid.shape[0]
-    layers = [score, inclusion, energy_kwh_per_kw, grid_distance_km, connection_distance_km,
-              nearest_point, prefecture_id, county_id]
+    layers = [
+        score,
+        inclusion,
+        energy_kwh_per_kw,
+        grid_distance_km,
+        connection_distance_km,
+        nearest_point,
+        prefecture_id,
+        county_id,
+    ]
     edges = _row_edges(layers, ny)
     cand = np.empty(grid.shape, bool)
     for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
@@ -381,7 +408,13 @@ def extract_sites(
     out = gpd.GeoDataFrame(df, geometry="geometry", crs=grid.crs)
     out.insert(0, "site_id", [f"S{int(k):05d}" for k in out["label"]])
     out = out.drop(columns="label").reset_index(drop=True)
-    for col in ("area_km2", "capacity_mw", "energy_gwh", "grid_distance_km", "connection_distance_km"):
+    for col in (
+        "area_km2",
+        "capacity_mw",
+        "energy_gwh",
+        "grid_distance_km",
+        "connection_distance_km",
+    ):
         out[col] = out[col].round(3)
     out["capacity_factor"] = out["capacity_factor"].round(4)
     out["mean_score"] = out["mean_score"].round(4)

@@ -116,8 +116,10 @@ def format_validation_error(
             parent = _model_at(model, loc[:-1])
             valid = sorted(parent.model_fields) if parent else []
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else (
-                f" (valid keys: {', '.join(valid)})" if valid else ""
+            hint = (
+                f" (did you mean '{close[0]}'?)"
+                if close
+                else (f" (valid keys: {', '.join(valid)})" if valid else "")
             )
             where = _fmt_loc(loc[:-1])
             msgs.append(f"{path}:{line}: unknown key '{loc[-1]}' in {where}{hint}")
@@ -157,7 +159,9 @@ def set_dotted(data: dict, key: str, raw_value: str, where: str = "--set") -> No
         last = i == len(parts) - 1
         if isinstance(cur, list):
             if not part.lstrip("-").isdigit() or not -len(cur) <= int(part) < len(cur):
-                raise RecipeError(f"{where} {key}: '{part}' is not an index of a list of {len(cur)}")
+                raise RecipeError(
+                    f"{where} {key}: '{part}' is not an index of a list of {len(cur)}"
+                )
             if last:
                 cur[int(part)] = value
             else:
@@ -174,7 +178,8 @@ def set_dotted(data: dict, key: str, raw_value: str, where: str = "--set") -> No
                 cur = cur[part]
                 if isinstance(cur, list) and i + 1 < len(parts) and not parts[i + 1].isdigit():
                     named = [
-                        x for x in cur
+                        x
+                        for x in cur
                         if isinstance(x, dict) and parts[i + 1] in (x.get("id"), x.get("name"))
                     ]
                     if named:

@@ -38,9 +38,7 @@ def _wrap(grid: Grid, z: np.ndarray, name: str, units: str = "m") -> xr.DataArra
     return grid.wrap(da.from_array(z.astype(np.float32), chunks=grid.dask_chunks), name, units)
 
 
-def plane(
-    grid: Grid, slope_deg: float, aspect_deg: float, z0_m: float = 1000.0
-) -> xr.DataArray:
+def plane(grid: Grid, slope_deg: float, aspect_deg: float, z0_m: float = 1000.0) -> xr.DataArray:
     """A tilted plane of ``slope_deg`` [°] whose downhill direction is ``aspect_deg`` [° from N]."""
     xx, yy = _xy(grid)
     g = np.tan(np.radians(slope_deg))

@@ -55,8 +55,16 @@ def write_tiny_catalog(folder: Path) -> Path:
     lon = 100.9 + res * (np.arange(nx) + 0.5)
     z = 2000.0 + 1000.0 * (lon - 100.9)[None, :].repeat(ny, 0)
     with rasterio.open(
-        folder / "dem.tif", "w", driver="GTiff", width=nx, height=ny, count=1, dtype="float32",
-        crs="EPSG:4326", transform=from_origin(100.9, 30.6, res, res), nodata=-9999.0,
+        folder / "dem.tif",
+        "w",
+        driver="GTiff",
+        width=nx,
+        height=ny,
+        count=1,
+        dtype="float32",
+        crs="EPSG:4326",
+        transform=from_origin(100.9, 30.6, res, res),
+        nodata=-9999.0,
     ) as dst:
         dst.write(z.astype("float32"), 1)
     (folder / "towns.csv").write_text("name,lon,lat\nA,101.1,30.1\nB,101.4,30.4\n")

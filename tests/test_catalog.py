@@ -52,7 +52,9 @@ def test_unknown_key_names_line_and_suggests(tiny_catalog: Path) -> None:
     with pytest.raises(RecipeError) as exc:
         Catalog(tiny_catalog)
     msg = str(exc.value)
-    assert "catalog.yaml:16" in msg and "unknown key 'unit'" in msg and "did you mean 'units'" in msg
+    assert (
+        "catalog.yaml:16" in msg and "unknown key 'unit'" in msg and "did you mean 'units'" in msg
+    )
 
 
 def test_invalid_yaml_names_line(tiny_catalog: Path) -> None:
@@ -81,10 +83,20 @@ def test_path_escaping_catalogue_refused(tiny_catalog: Path) -> None:
         cat.raster("dem", cat.grid(500))
 
 
-def _write_raster(path: Path, arr: np.ndarray, crs="EPSG:4326", nodata=-9999.0, origin=(100.9, 30.6)):
+def _write_raster(
+    path: Path, arr: np.ndarray, crs="EPSG:4326", nodata=-9999.0, origin=(100.9, 30.6)
+):
     with rasterio.open(
-        path, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0], count=1,
-        dtype="float32", crs=crs, transform=from_origin(*origin, 0.01, 0.01), nodata=nodata,
+        path,
+        "w",
+        driver="GTiff",
+        width=arr.shape[1],
+        height=arr.shape[0],
+        count=1,
+        dtype="float32",
+        crs=crs,
+        transform=from_origin(*origin, 0.01, 0.01),
+        nodata=nodata,
     ) as dst:
         dst.write(arr.astype("float32"), 1)
 

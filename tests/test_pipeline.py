@@ -48,8 +48,18 @@ def _demo(out: Path, *extra: str) -> None:
     cache = out.parent / "cache"
     res = CliRunner().invoke(
         cli,
-        ["--quiet", "demo", "--resolution", RES, "--out", str(out), "--force",
-         "--cache-dir", str(cache), *extra],
+        [
+            "--quiet",
+            "demo",
+            "--resolution",
+            RES,
+            "--out",
+            str(out),
+            "--force",
+            "--cache-dir",
+            str(cache),
+            *extra,
+        ],
         catch_exceptions=False,
     )
     assert res.exit_code == 0, res.output
@@ -63,17 +73,46 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_demo_writes_every_output(demo_run: Path) -> None:
-    for name in ("elevation", "slope", "aspect", "pv_yield", "wind_cf", "exclusion_reasons",
-                 "grid_distance", "pv_score", "wind_score", "pv_lcoe", "wind_lcoe"):
+    for name in (
+        "elevation",
+        "slope",
+        "aspect",
+        "pv_yield",
+        "wind_cf",
+        "exclusion_reasons",
+        "grid_distance",
+        "pv_score",
+        "wind_score",
+        "pv_lcoe",
+        "wind_lcoe",
+    ):
         with rasterio.open(demo_run / "rasters" / f"{name}.tif") as src:
             assert src.crs is not None and src.count == 1
     layers = {name for name, _ in pyogrio.list_layers(demo_run / "sitekit.gpkg")}
-    assert {"prefectures", "counties", "pv_sites", "wind_sites", "grid_points",
-            "ps_pairs", "ps_reservoirs"} <= layers
+    assert {
+        "prefectures",
+        "counties",
+        "pv_sites",
+        "wind_sites",
+        "grid_points",
+        "ps_pairs",
+        "ps_reservoirs",
+    } <= layers
     pv = gpd.read_file(demo_run / "sitekit.gpkg", layer="pv_sites")
-    for col in ("site_id", "prefecture", "county", "area_km2", "capacity_mw", "energy_gwh",
-                "capacity_factor", "mean_score", "lcoe_cny_per_kwh", "grid_distance_km",
-                "grid_point_name", "rank"):
+    for col in (
+        "site_id",
+        "prefecture",
+        "county",
+        "area_km2",
+        "capacity_mw",
+        "energy_gwh",
+        "capacity_factor",
+        "mean_score",
+        "lcoe_cny_per_kwh",
+        "grid_distance_km",
+        "grid_point_name",
+        "rank",
+    ):
         assert col in pv.columns
     assert len(pv) > 0 and pv["rank"].min() == 1
     assert (demo_run / "map.html").stat().st_size > 100_000
@@ -109,8 +148,9 @@ def test_area_bookkeeping_adds_up(demo_run: Path) -> None:
 def test_same_results_on_external_scheduler_other_chunks(demo_run: Path, tmp_path: Path) -> None:
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
         out = tmp_path / "again"
         _demo(out, "--scheduler", cluster.scheduler_address, "--chunks", "64", "--no-map")
     assert (out / "summary.csv").read_bytes() == (demo_run / "summary.csv").read_bytes()
@@ -119,8 +159,10 @@ def test_same_results_on_external_scheduler_other_chunks(demo_run: Path, tmp_pat
         b = (out / f"{tech}_sites.csv").read_bytes()
         assert a == b
     for name in ("pv_score", "wind_cf", "exclusion_reasons", "grid_distance", "slope"):
-        with rasterio.open(demo_run / "rasters" / f"{name}.tif") as s1, \
-                rasterio.open(out / "rasters" / f"{name}.tif") as s2:
+        with (
+            rasterio.open(demo_run / "rasters" / f"{name}.tif") as s1,
+            rasterio.open(out / "rasters" / f"{name}.tif") as s2,
+        ):
             np.testing.assert_array_equal(s1.read(1), s2.read(1))
 
 
@@ -131,8 +173,10 @@ def test_in_process_workers_give_the_same_results(demo_run: Path, tmp_path: Path
           "--no-cache")  # fmt: skip
     assert (out / "summary.csv").read_bytes() == (demo_run / "summary.csv").read_bytes()
     for name in ("pv_score", "wind_cf", "grid_distance"):
-        with rasterio.open(demo_run / "rasters" / f"{name}.tif") as s1, \
-                rasterio.open(out / "rasters" / f"{name}.tif") as s2:
+        with (
+            rasterio.open(demo_run / "rasters" / f"{name}.tif") as s1,
+            rasterio.open(out / "rasters" / f"{name}.tif") as s2,
+        ):
             np.testing.assert_array_equal(s1.read(1), s2.read(1))
 
 
@@ -151,8 +195,10 @@ def test_weights_only_rerun_reads_the_cache(demo_run: Path) -> None:
         cache["hits"]
     )
     # the scores changed, the cached layers did not
-    with rasterio.open(demo_run / "rasters" / "slope.tif") as a, \
-            rasterio.open(out / "rasters" / "slope.tif") as b:
+    with (
+        rasterio.open(demo_run / "rasters" / "slope.tif") as a,
+        rasterio.open(out / "rasters" / "slope.tif") as b,
+    ):
         np.testing.assert_array_equal(a.read(1), b.read(1))
 
 
@@ -209,8 +255,10 @@ def test_task_seconds_sums_compute_time_per_task_name() -> None:
     from sitekit.run import task_seconds
 
     def rec(key, *spans):
-        return {"key": key, "startstops": [
-            {"action": a, "start": s, "stop": e} for a, s, e in spans]}
+        return {
+            "key": key,
+            "startstops": [{"action": a, "start": s, "stop": e} for a, s, e in spans],
+        }
 
     stream = [
         rec(("slope-abc123", 0, 0), ("compute", 0.0, 1.5)),

@@ -138,10 +138,20 @@ def _rough(n: int = 64, seed: int = 7):
 
 def _extract_rough(grid, score, energy, dist, zone, incl, near):
     return extract_sites(
-        grid, score=score, inclusion=incl, energy_kwh_per_kw=energy, grid_distance_km=dist,
-        connection_distance_km=dist * 1.3, nearest_point=near, point_names=["P0", "P1", "P2"],
-        prefecture_id=zone, prefecture_names=["A", "B", "C"], county_id=zone,
-        county_names=["a", "b", "c"], rules=SiteRules(0.35, 0.02, 0.5, 40.0), economics=ECON,
+        grid,
+        score=score,
+        inclusion=incl,
+        energy_kwh_per_kw=energy,
+        grid_distance_km=dist,
+        connection_distance_km=dist * 1.3,
+        nearest_point=near,
+        point_names=["P0", "P1", "P2"],
+        prefecture_id=zone,
+        prefecture_names=["A", "B", "C"],
+        county_id=zone,
+        county_names=["a", "b", "c"],
+        rules=SiteRules(0.35, 0.02, 0.5, 40.0),
+        economics=ECON,
     )
 
 
@@ -162,8 +172,9 @@ def test_strips_and_dask_layers_give_the_whole_array_result(monkeypatch) -> None
     lazy, lab_lazy = _extract_rough(grid, *(da.from_array(a, chunks=(13, 64)) for a in args[1:]))
     for other, lab in ((strips, lab_strips), (lazy, lab_lazy)):
         np.testing.assert_array_equal(lab, lab_whole)
-        pd.testing.assert_frame_equal(other.drop(columns="geometry"),
-                                      whole.drop(columns="geometry"))
+        pd.testing.assert_frame_equal(
+            other.drop(columns="geometry"), whole.drop(columns="geometry")
+        )
         assert all(a.equals(b) for a, b in zip(other.geometry, whole.geometry, strict=True))
 
 
@@ -180,7 +191,8 @@ def test_site_statistics_by_hand() -> None:
         assert row["area_km2"] == pytest.approx(w.sum() * pa, abs=1e-3)
         ok = m & np.isfinite(score)
         assert row["mean_score"] == pytest.approx(
-            (score[ok] * incl[ok]).sum() / incl[ok].sum(), abs=1e-4)
+            (score[ok] * incl[ok]).sum() / incl[ok].sum(), abs=1e-4
+        )
         assert row["grid_distance_km"] == pytest.approx(dist[m].mean(), abs=1e-3)
         votes = np.bincount(zone[m & (zone > 0)], minlength=4)
         assert row["prefecture"] == names[int(np.argmax(votes))]  # lowest id on ties

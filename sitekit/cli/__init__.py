@@ -51,7 +51,11 @@ def _show_versions(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or chatter.")
 @click.option(
-    "--show-versions", is_flag=True, expose_value=False, is_eager=True, callback=_show_versions,
+    "--show-versions",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_versions,
     help="Print library versions (for bug reports) and exit.",
 )
 @click.pass_context

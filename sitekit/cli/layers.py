@@ -18,8 +18,9 @@ def layers() -> None:
 
 @layers.command("check")
 @click.argument("catalog", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--resolution", type=float, default=2000.0, show_default=True,
-              help="Check-grid resolution [m].")
+@click.option(
+    "--resolution", type=float, default=2000.0, show_default=True, help="Check-grid resolution [m]."
+)
 @data_root_opt
 def check(catalog: Path, resolution: float, data_roots: tuple[Path, ...]) -> None:
     """Open every layer of CATALOG and print a table; exit 2 on any problem."""
@@ -33,13 +34,31 @@ def check(catalog: Path, resolution: float, data_roots: tuple[Path, ...]) -> Non
     cat = Catalog(catalog, extra_roots=data_roots)
     grid, rows = check_catalog(cat, resolution)
     table = Table(title=f"{cat.spec.title_zh or ''} {cat.spec.title_en or cat.spec.name}".strip())
-    for col in ("layer", "name 中文 / English", "kind", "CRS", "resolution / features",
-                "coverage %", "values", "plausible", "problems"):
+    for col in (
+        "layer",
+        "name 中文 / English",
+        "kind",
+        "CRS",
+        "resolution / features",
+        "coverage %",
+        "values",
+        "plausible",
+        "problems",
+    ):
         table.add_column(col, overflow="fold")
     for r in rows:
         cov = "" if math.isnan(r.coverage_pct) else f"{r.coverage_pct:.1f}"
-        table.add_row(r.id, r.title, r.kind, r.crs, r.detail, cov, r.value_range, r.plausible,
-                      "; ".join(r.problems) or "ok")
+        table.add_row(
+            r.id,
+            r.title,
+            r.kind,
+            r.crs,
+            r.detail,
+            cov,
+            r.value_range,
+            r.plausible,
+            "; ".join(r.problems) or "ok",
+        )
     Console(width=200).print(table)
     click.echo(f"study area: {grid.study_area.area / 1e6:,.0f} km² — {grid.describe()}")
     bad = [r for r in rows if not r.ok]

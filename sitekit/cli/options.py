@@ -15,8 +15,12 @@ catalog_opt = click.option(
     help=f"Layer catalogue (YAML); default: the embedded {DEFAULT_CATALOG}.",
 )
 out_opt = click.option(
-    "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
-    show_default=True, help="Output folder.",
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("out"),
+    show_default=True,
+    help="Output folder.",
 )
 force_opt = click.option("--force", is_flag=True, help="Overwrite an existing output folder.")
 resolution_opt = click.option(
@@ -26,7 +30,9 @@ crs_opt = click.option(
     "--crs", default=None, help="CRS of exported vectors, e.g. EPSG:4490 (default: grid CRS)."
 )
 scheduler_opt = click.option(
-    "--scheduler", default=None, metavar="ADDRESS",
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
     help="Dask distributed scheduler address (tcp://host:port); default: a local cluster.",
 )
 workers_opt = click.option("--workers", type=int, default=None, help="Local Dask workers.")
@@ -34,7 +40,9 @@ threads_opt = click.option(
     "--threads-per-worker", type=int, default=None, help="Threads per local worker."
 )
 processes_opt = click.option(
-    "--processes/--no-processes", default=True, show_default=True,
+    "--processes/--no-processes",
+    default=True,
+    show_default=True,
     help="Local workers as separate processes, or as thread pools inside this process (no "
     "pickling or copying of blocks; for kernels that release the GIL).",
 )
@@ -42,14 +50,19 @@ memory_opt = click.option(
     "--memory-limit", default="auto", show_default=True, help="Memory limit per local worker."
 )
 set_opt = click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Override a recipe value, e.g. --set sites.score_threshold=0.6 (repeatable).",
 )
 chunks_opt = click.option(
     "--chunks", type=int, default=1024, show_default=True, help="Dask chunk edge [px]."
 )
 data_root_opt = click.option(
-    "--data-root", "data_roots", multiple=True,
+    "--data-root",
+    "data_roots",
+    multiple=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Allow catalogue paths below this folder too (repeatable).",
 )

@@ -13,11 +13,19 @@ run_dir_arg = click.argument("run_dir", type=click.Path(file_okay=False, path_ty
 
 @cli.command("map")
 @run_dir_arg
-@click.option("--style", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Map style spec (default maps/default.yaml).")
+@click.option(
+    "--style",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Map style spec (default maps/default.yaml).",
+)
 @click.option("--online-tiles", is_flag=True, help="Add an OpenStreetMap tile layer.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Output HTML (default RUN_DIR/map.html).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Output HTML (default RUN_DIR/map.html).",
+)
 def map_(run_dir: Path, style: Path | None, online_tiles: bool, out: Path | None) -> None:
     """Re-render RUN_DIR/map.html from a run's GeoPackage and rasters."""
     from sitekit import render
@@ -30,9 +38,15 @@ def map_(run_dir: Path, style: Path | None, online_tiles: bool, out: Path | None
     rasters = dict(run.rasters)
     if "exclusion_reasons" not in rasters:
         rasters.pop("exclusion_reasons", None)
-    path = render.render_map(out or run_dir / "map.html", grid=run.grid, rasters=rasters,
-                             vectors=run.vectors, style=ms, provenance=run.provenance,
-                             online_tiles=online_tiles)
+    path = render.render_map(
+        out or run_dir / "map.html",
+        grid=run.grid,
+        rasters=rasters,
+        vectors=run.vectors,
+        style=ms,
+        provenance=run.provenance,
+        online_tiles=online_tiles,
+    )
     click.echo(f"sitekit: map in {path.resolve()}")
 
 
@@ -53,8 +67,17 @@ def sites(run_dir: Path, technology: str, top: int) -> None:
     if key not in run.vectors:
         raise InputError(f"{run_dir}: the run has no {key} layer")
     df = run.vectors[key].sort_values("rank").head(top)
-    cols = ["rank", "site_id", "prefecture", "county", "capacity_mw", "energy_gwh",
-            "lcoe_cny_per_kwh", "grid_distance_km", "grid_point_name"]
+    cols = [
+        "rank",
+        "site_id",
+        "prefecture",
+        "county",
+        "capacity_mw",
+        "energy_gwh",
+        "lcoe_cny_per_kwh",
+        "grid_distance_km",
+        "grid_point_name",
+    ]
     table = Table(title=f"top {len(df)} {technology} sites — {run_dir}")
     for c in cols:
         table.add_column(c)
@@ -67,8 +90,12 @@ def sites(run_dir: Path, technology: str, top: int) -> None:
 @run_dir_arg
 @click.option("--format", "fmt", type=click.Choice(["gpkg", "cog", "csv", "xlsx"]), required=True)
 @click.option("--crs", default=None, help="Target CRS, e.g. EPSG:4490.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (default RUN_DIR/export).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (default RUN_DIR/export).",
+)
 def export(run_dir: Path, fmt: str, crs: str | None, out: Path | None) -> None:
     """Re-export a finished run as GeoPackage, COG, CSV or XLSX (optionally reprojected)."""
     from sitekit import export as ex

@@ -54,17 +54,37 @@ def _options(ctx: click.Context, **kw) -> object:
 
 def _common(f):
     for opt in reversed(
-        [catalog_opt, out_opt, force_opt, resolution_opt, crs_opt, chunks_opt, scheduler_opt,
-         workers_opt, threads_opt, processes_opt, memory_opt, set_opt, data_root_opt]
+        [
+            catalog_opt,
+            out_opt,
+            force_opt,
+            resolution_opt,
+            crs_opt,
+            chunks_opt,
+            scheduler_opt,
+            workers_opt,
+            threads_opt,
+            processes_opt,
+            memory_opt,
+            set_opt,
+            data_root_opt,
+        ]
     ):
         f = opt(f)
     f = click.option("--no-map", is_flag=True, help="Skip map.html and report.html.")(f)
-    f = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-                     default=Path(".sitekit-cache"), show_default=True,
-                     help="Cache of intermediate layers (slope, yield, CF, distances).")(f)
+    f = click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path(".sitekit-cache"),
+        show_default=True,
+        help="Cache of intermediate layers (slope, yield, CF, distances).",
+    )(f)
     f = click.option("--no-cache", is_flag=True, help="Recompute every layer.")(f)
-    f = click.option("--online-tiles", is_flag=True,
-                     help="Add an OpenStreetMap tile layer (needs internet to view).")(f)
+    f = click.option(
+        "--online-tiles",
+        is_flag=True,
+        help="Add an OpenStreetMap tile layer (needs internet to view).",
+    )(f)
     return f
 
 
@@ -87,14 +107,18 @@ def demo(ctx: click.Context, **kw) -> None:
 
     example = REPO / "layers" / "sichuan-west" / "routes" / "example_route.geojson"
     if example.exists() and kw["catalog"] is None:
-        ctx.invoke(route_cmd, route_file=example, run_dir=opts.out, force=True,
-                   no_map=kw.get("no_map", False))
+        ctx.invoke(
+            route_cmd,
+            route_file=example,
+            run_dir=opts.out,
+            force=True,
+            no_map=kw.get("no_map", False),
+        )
     ctx.invoke(hosting_cmd, run_dir=opts.out, catalog=kw["catalog"], force=True)
 
 
 @cli.command()
-@click.argument("recipes", nargs=-1, required=True,
-                type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @_common
 @click.pass_context
 def run(ctx: click.Context, recipes: tuple[Path, ...], **kw) -> None:
