@@ -220,17 +220,13 @@ def _bbox_by(labels: np.ndarray, r0: int, box: np.ndarray) -> None:  # pragma: n
 class _Stats:
     """Per-label sums over strips, bit-identical to whole-array ``np.bincount`` reductions."""
 
+    MEANS = ("score", "energy", "gdist", "cdist")
+
     def __init__(self, n: int) -> None:
         self.n = n
-        z = lambda: np.zeros(n + 1, np.float64)  # noqa: E731
-        self.area, self.score_num, self.score_den, self.energy_num, self.energy_den = (
-            z(),
-            z(),
-            z(),
-            z(),
-            z(),
-        )
-        self.gdist_num, self.gdist_den, self.cdist_num, self.cdist_den = z(), z(), z(), z()
+        self.area = np.zeros(n + 1)
+        self.num = {k: np.zeros(n + 1) for k in self.MEANS}
+        self.den = {k: np.zeros(n + 1) for k in self.MEANS}
         self.best = np.full(n + 1, np.inf)
         self.near = np.full(n + 1, -1, np.int64)
         self.seen = np.zeros(n + 1, np.bool_)
@@ -238,12 +234,18 @@ class _Stats:
         self.box = np.array([[big, -1, big, -1]] * (n + 1), np.int64)
         self.zone_pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
 
-    def mean(self, lab: np.ndarray, values: np.ndarray, weights: np.ndarray, num, den) -> None:
+    def add_mean(self, key: str, lab: np.ndarray, values: np.ndarray, weights: np.ndarray) -> None:
+        """Accumulate the weighted mean of ``values`` per label (non-finite values weigh 0)."""
         ok = np.isfinite(values)
         v = np.where(ok, values, 0.0)
         w = np.where(ok, weights, 0.0)
-        _add_by(lab, (v * w).astype(np.float64), num)
-        _add_by(lab, w.astype(np.float64), den)
+        _add_by(lab, (v * w).astype(np.float64), self.num[key])
+        _add_by(lab, w.astype(np.float64), self.den[key])
+
+    def mean(self, key: str) -> np.ndarray:
+        """Weighted mean per label (NaN where a label has no weight)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.num[key] / self.den[key]
 
     def zones(self, key: str, lab: np.ndarray, zone: np.ndarray) -> None:
         """Pixel counts per (label, zone) pair, for the majority zone of each label."""
@@ -342,24 +344,21 @@ def extract_sites(
         incl = np.where(cand[r0:r1], inc, 0.0)
         _add_by(lab, incl.astype(np.float64), st.area)
         ones = np.ones_like(incl)
-        st.mean(lab, s, incl, st.score_num, st.score_den)
-        st.mean(lab, en, incl, st.energy_num, st.energy_den)
-        st.mean(lab, gd, ones, st.gdist_num, st.gdist_den)
-        st.mean(lab, cd, ones, st.cdist_num, st.cdist_den)
+        st.add_mean("score", lab, s, incl)
+        st.add_mean("energy", lab, en, incl)
+        st.add_mean("gdist", lab, gd, ones)
+        st.add_mean("cdist", lab, cd, ones)
         # nearest connection point: the one nearest to the site's closest pixel
-        _nearest_by(lab, gd, npt.astype(np.int64, copy=False), st.best, st.near, st.seen)
+        _nearest_by(lab, gd, npt, st.best, st.near, st.seen)
         _bbox_by(lab, r0, st.box)
         st.zones("prefecture", lab, pref_s)
         st.zones("county", lab, cnty_s)
-    keep = st.area >= rules.min_area_km2 / pa
-    keep[0] = False
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_score = st.score_num / st.score_den
-        energy = st.energy_num / st.energy_den
-        gdist = st.gdist_num / st.gdist_den
-        cdist = st.cdist_num / st.cdist_den
-    near = st.near
     area = st.area
+    keep = area >= rules.min_area_km2 / pa
+    keep[0] = False
+    mean_score, energy = st.mean("score"), st.mean("energy")
+    gdist, cdist = st.mean("gdist"), st.mean("cdist")
+    near = st.near
     pref = st.majority("prefecture")
     cnty = st.majority("county")
 
