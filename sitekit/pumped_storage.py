@@ -182,7 +182,8 @@ def _settle_flats(pending, settled, zf, recv, shape) -> np.ndarray:
     waiting = np.zeros((ny + 2) * w, bool)
     waiting[to_pad] = True
     offs = [dr * w + dc for dr, dc in _D8]
-    stamp = np.full((ny + 2) * w, -1, np.int32 if (ny + 2) * w < 2**31 else np.int64)
+    # stamps are positions in the next ring (≤ 8 entries per pixel before deduplication)
+    stamp = np.full((ny + 2) * w, -1, np.int32 if 8 * (ny + 2) * w < 2**31 else np.int64)
     cand = to_pad
     while cand.size:
         choice = np.full(cand.size, -1, np.int64)
@@ -302,7 +303,8 @@ def _priority_flood(z: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
         for c in range(nx):
             v = z[r, c]
             out[r, c] = v
-            if not np.isfinite(v):
+            if not np.isfinite(v):  # NaN and ±inf are holes: NaN in the output
+                out[r, c] = np.nan
                 closed[r, c] = True
                 continue
             seed = r == 0 or c == 0 or r == ny - 1 or c == nx - 1

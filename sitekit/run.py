@@ -153,7 +153,9 @@ def persist(
     Returns ``(layers, others, task_s)``: the dask arrays, now backed by finished futures on the
     workers (distributed spills them to disk above its memory limits), every non-array
     collection (e.g. the pumped-storage pairs) computed and gathered, and the worker seconds
-    per task name (:func:`task_seconds`, the 15 largest). Nothing is gathered whole: rasters
+    per task name (:func:`task_seconds`, the 15 largest; the scheduler keeps the last
+    ``distributed.scheduler.dashboard.tasks.task-stream-length`` tasks, 100,000 by default, so a
+    larger graph's totals cover its last tasks only). Nothing is gathered whole: rasters
     are then written strip by strip and site extraction reads its layers strip by strip.
     """
     import dask.array as da

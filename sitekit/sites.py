@@ -249,17 +249,22 @@ class _Stats:
 
     def zones(self, key: str, lab: np.ndarray, zone: np.ndarray) -> None:
         """Pixel counts per (label, zone) pair, for the majority zone of each label."""
+        zone = zone.astype(np.int64, copy=False)
+        if zone.size and zone.max() >= 2**31:
+            raise ValueError(f"{key} ids must be below 2**31")
         m = (lab > 0) & (zone > 0)  # boundary pixels whose centre is outside every zone don't vote
-        pairs = (lab[m].astype(np.int64) << 31) | zone[m].astype(np.int64)  # both < 2**31
+        pairs = (lab[m].astype(np.int64) << 31) | zone[m]  # labels are int32: both below 2**31
         self.zone_pairs.setdefault(key, []).append(np.unique(pairs, return_counts=True))
 
     def majority(self, key: str) -> np.ndarray:
         """Most frequent non-zero zone id per label (lowest id on ties; 0: no zoned pixel)."""
         out = np.zeros(self.n + 1, np.int64)
         parts = self.zone_pairs.get(key, [])
-        if not parts:
+        if not parts:  # no strip was read
             return out
         uniq, inv = np.unique(np.concatenate([p for p, _ in parts]), return_inverse=True)
+        if not uniq.size:  # no labelled pixel lies in any zone
+            return out
         total = np.bincount(inv.ravel(), np.concatenate([c for _, c in parts]), len(uniq))
         lab, zid = uniq >> 31, uniq & (2**31 - 1)
         order = np.lexsort((zid, -total, lab))  # per label: most pixels, then the lowest id

@@ -201,3 +201,26 @@ def test_site_statistics_by_hand() -> None:
     # the geometry covers exactly the site's pixels
     s = sites.iloc[0]
     assert s.geometry.area / 1e6 == pytest.approx((labels == int(s["site_id"][1:])).sum() * pa)
+
+
+def test_no_county_layer_and_unzoned_sites() -> None:
+    """Without a county layer (all-zero ids) sites get an empty county; outside every
+    prefecture they are dropped as boundary slivers, and no error is raised."""
+    grid, score, energy, dist, zone = _landscape()
+    n = grid.shape[0]
+    common = dict(
+        grid=grid, score=score, inclusion=np.ones_like(score), energy_kwh_per_kw=energy,
+        grid_distance_km=dist, connection_distance_km=dist,
+        nearest_point=np.zeros((n, n), np.int64), point_names=["Sub A"],
+        rules=SiteRules(0.5, 0.2, 5.0, 40.0), economics=ECON,
+    )  # fmt: skip
+    sites, _ = extract_sites(
+        **common, prefecture_id=zone, prefecture_names=["West", "East"],
+        county_id=np.zeros((n, n), np.int32), county_names=[],
+    )  # fmt: skip
+    assert len(sites) == 3 and (sites["county"] == "").all()
+    none, _ = extract_sites(
+        **common, prefecture_id=np.zeros((n, n), np.int32), prefecture_names=["West"],
+        county_id=np.zeros((n, n), np.int32), county_names=[],
+    )  # fmt: skip
+    assert len(none) == 0
