@@ -3,8 +3,9 @@
 A raster adaptation of the ANU global pumped-hydro atlas search (Lu et al. 2018; Stocks et al.
 2021; open code ``ANU-RE100/PHES_Searching``, ``src/screening.cpp`` and ``src/pairing.cpp``):
 
-1. **Hydrology** (:func:`hydrology`). Depressions are filled (morphological reconstruction), D8
-   steepest descent gives each pixel a receiver, flats drain breadth-first to their nearest outlet.
+1. **Hydrology** (:func:`hydrology`). Depressions are filled (Priority-Flood, Barnes et al. 2014:
+   the surface of Soille's morphological reconstruction), D8 steepest descent gives each pixel a
+   receiver, flats drain breadth-first to their nearest outlet.
    Dam sites (pour points), as in the atlas: stream pixels (catchment ≥ ``min_catchment_km2``)
    whose flow crosses a multiple of ``contour_interval_m`` to the next pixel.
 2. **Reservoirs** (:func:`reservoir_candidates`). For a dam site at filled elevation z₀ and a dam
