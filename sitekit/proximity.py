@@ -531,8 +531,15 @@ def least_cost_distance(
     def _run(c: np.ndarray, lab: np.ndarray) -> np.ndarray:
         return (_mcp(c, lab, grid.resolution_m * f)[1] / 1000.0).astype(np.float32)
 
-    acc = da.from_delayed(
-        dask.delayed(_run)(c_coarse, l_coarse), shape=c_coarse.shape, dtype=np.float32
+    # one task on the whole (coarsened) grid, kept in the array graph: handing the arrays to
+    # dask.delayed instead made dask build a renamed copy of their whole upstream graph (DEM
+    # read, slope, constraints), which a joint persist then computed twice
+    acc = da.map_blocks(
+        _run,
+        c_coarse.rechunk(-1),
+        l_coarse.rechunk(-1),
+        dtype=np.float32,
+        meta=np.empty((0, 0), np.float32),
     )
     if f > 1:
         step = max(1, grid.chunks // f)
