@@ -150,6 +150,9 @@ def persist(
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
     """Compute named lazy layers into the cluster's memory (one graph, shared intermediates).
 
+    A value may also be a callable ``build(layers) -> collection``: it is called with the
+    persisted layers and its collection computed too (the pumped-storage search).
+
     Returns ``(layers, others, task_s)``: the dask arrays, now backed by finished futures on the
     workers (distributed spills them to disk above its memory limits), every non-array
     collection (e.g. the pumped-storage pairs) computed and gathered, and the worker seconds
@@ -164,9 +167,13 @@ def persist(
 
     datas = {k: (a.data if isinstance(a, xr.DataArray) else a) for k, a in arrays.items()}
     lazy = {k: d for k, d in datas.items() if isinstance(d, da.Array)}
-    other = {k: d for k, d in datas.items() if k not in lazy}
+    builds = {k: d for k, d in datas.items() if k not in lazy and callable(d)}
+    other = {k: d for k, d in datas.items() if k not in lazy and k not in builds}
     with get_task_stream(client) as stream:
         done = dict(zip(lazy, client.persist(list(lazy.values())), strict=True))
+        # builders get the persisted layers, so their graphs read futures instead of copying
+        # the layers' upstream graphs
+        other.update({k: build(done) for k, build in builds.items()})
         # client.compute on a list mixing collections does not keep the order: one per collection
         futures = {k: client.compute(d) for k, d in other.items()}
         watch = [f for d in done.values() for f in futures_of(d)] + list(futures.values())
@@ -589,16 +596,23 @@ def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple
     excluded = cons.excluded | (pipe.grid.study_fraction() <= 0)
     # the search tiles are part of the method, not the user's --chunks: fixed tiles make the
     # selected pairs independent of chunking and worker count
-    tile = {"y": PS_TILE_PX, "x": PS_TILE_PX}
-    arrays["ps"] = ps.find_pairs(
-        pipe.elevation.chunk(tile),
-        excluded.chunk(tile),
-        pipe.grid,
-        params,
-        existing=existing,
-        zones=pref,
-        zone_field=zone_field,
-    )
+    tile = (PS_TILE_PX, PS_TILE_PX)
+    arrays["_ps_excluded"] = excluded  # persisted with the layers, not written
+
+    def _search(layers: dict[str, Any]) -> Any:
+        # built on the persisted layers: a search graph over the lazy ones made dask copy their
+        # whole upstream graph (DEM read, constraints) once per argument, 5 copies at 250 m
+        return ps.find_pairs(
+            layers["elevation"].rechunk(tile),
+            layers["_ps_excluded"].rechunk(tile),
+            pipe.grid,
+            params,
+            existing=existing,
+            zones=pref,
+            zone_field=zone_field,
+        )
+
+    arrays["ps"] = _search
     arrays["ps_exclusion_reasons"] = cons.reasons
     return recipe, text
 
