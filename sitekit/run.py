@@ -167,7 +167,12 @@ def persist(
 
     datas = {k: (a.data if isinstance(a, xr.DataArray) else a) for k, a in arrays.items()}
     lazy = {k: d for k, d in datas.items() if isinstance(d, da.Array)}
-    builds = {k: d for k, d in datas.items() if k not in lazy and callable(d)}
+    # a builder is a plain callable (a Delayed is callable too, but it is a collection)
+    builds = {
+        k: d
+        for k, d in datas.items()
+        if k not in lazy and callable(d) and not dask.is_dask_collection(d)
+    }
     other = {k: d for k, d in datas.items() if k not in lazy and k not in builds}
     with get_task_stream(client) as stream:
         done = dict(zip(lazy, client.persist(list(lazy.values())), strict=True))

@@ -268,3 +268,40 @@ def test_task_seconds_sums_compute_time_per_task_name() -> None:
     ]
     assert task_seconds(stream) == {"distance": 4.0, "slope": 2.5, "score": 0.25}
     assert task_seconds(stream, top=1) == {"distance": 4.0}
+
+
+#: blocks read by _count_read (an in-process worker runs it: the list is shared)
+_READS: list[int] = []
+
+
+def _count_read(b: np.ndarray) -> np.ndarray:
+    _READS.append(1)  # list.append is atomic under the GIL
+    return b + 1.0
+
+
+def test_persist_builders_read_the_persisted_layers() -> None:
+    """A builder (the pumped-storage search) gets the persisted layers: its graph reads their
+    futures, so the layers' upstream blocks are computed once (a delayed graph over the lazy
+    layers made dask copy them; the 250 m demo read its DEM 7 times)."""
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    from sitekit.run import persist
+
+    _READS.clear()
+    base = da.zeros((64, 64), chunks=16, dtype=np.float32)
+    dem = base.map_blocks(_count_read, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+    arrays = {
+        "elevation": dem,
+        "slope": dem * 2.0,
+        "ps": lambda layers: dask.delayed(np.sum)(layers["elevation"][10:40, 5:50].rechunk(8)),
+    }
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None)
+        as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        layers, others, task_s = persist(client, arrays, quiet=True, label="test")
+        assert float(others["ps"]) == 30 * 45
+        assert set(layers) == {"elevation", "slope"} and task_s
+    assert len(_READS) == dem.npartitions

@@ -316,3 +316,25 @@ def test_coarsened_least_cost_distance_stays_close(grid):
     # a coarse pixel shifts each end by < 1.5 coarse pixels: |error| < 2 × 3 × 100 m × √2
     assert np.abs(c[ok] - full[ok]).max() < 2 * 3 * RES * math.sqrt(2) / 1000.0
     assert np.isinf(c[forbidden]).all()
+
+
+def test_least_cost_distance_shares_its_upstream_graph(grid):
+    """Computed with the cost it came from, each upstream block (here a stand-in for the DEM
+    read) is computed once: the global task must stay in the array graph (dask copied the
+    upstream graph of arrays handed to dask.delayed, and the demo read its DEM twice)."""
+    import threading
+
+    calls = []
+    lock = threading.Lock()
+
+    def read_block(b: np.ndarray) -> np.ndarray:
+        with lock:
+            calls.append(1)
+        return b + 1.0
+
+    base = da.zeros(grid.shape, chunks=grid.dask_chunks, dtype=np.float32)
+    slope = base.map_blocks(read_block, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+    cost = cost_surface(grid.wrap(slope, "slope"))
+    acc = least_cost_distance(cost, [(50.0, 50.0)], grid)
+    dask.compute(cost.data, acc.data, scheduler="threads")
+    assert len(calls) == slope.npartitions
