@@ -22,7 +22,6 @@ import numba
 import numpy as np
 import pandas as pd
 import shapely
-from affine import Affine
 from scipy import ndimage
 
 from sitekit.grid import Grid, shapes
@@ -434,7 +433,7 @@ def _polygons(
     for k in wanted:
         r0, r1, c0, c1 = (int(v) for v in box[k])
         win = labels[r0 : r1 + 1, c0 : c1 + 1]
-        transform = grid.transform * Affine.translation(c0, r0)
+        transform = grid.window_transform(r0, c0)
         parts = [
             shapely.geometry.shape(geom)
             for geom, _ in shapes(win, mask=win == k, transform=transform, connectivity=8)
