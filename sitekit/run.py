@@ -25,7 +25,6 @@ except ImportError:  # Windows: stale staging folders are not swept
     fcntl = None  # type: ignore[assignment]
 
 import dask
-import numpy as np
 import pandas as pd
 
 from sitekit.catalog import Catalog
@@ -291,27 +290,13 @@ def staged_output(out: Path, force: bool) -> Iterator[Path]:
 
 
 # ------------------------------------------------------------------------------ the job
-def _zone_areas(incl: Any, zone_ids: Any, names: list[str], pa: float) -> dict:
-    """Eligible km² per zone, summed one strip of rows at a time (layers may be dask arrays)."""
-    from sitekit.sites import _add_by, _read, _row_edges
-
-    sums = np.zeros(len(names) + 1)
-    edges = _row_edges([incl, zone_ids], incl.shape[0])
-    for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
-        inc, zone = _read([incl, zone_ids], r0, r1)
-        if zone.size and not 0 <= zone.min() <= zone.max() <= len(names):  # _add_by: no bounds
-            raise ValueError(f"zone ids outside 0..{len(names)}")
-        _add_by(zone, np.nan_to_num(inc).astype(np.float64), sums)
-    return {n: float(sums[i + 1] * pa) for i, n in enumerate(names)}
-
-
 def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     """Run recipes (PV/wind, plus pumped storage if ``opts.pumped_storage``) into ``opts.out``."""
     import dask.array as da
     import xarray as xr
 
     from sitekit import export
-    from sitekit.sites import SiteRules, extract_sites, summarise
+    from sitekit.sites import SiteRules, extract_sites, summarise, zone_areas
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -468,7 +453,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 economics=r.economics,
             )
             sites[f"{t}_sites"] = gdf
-            areas = _zone_areas(incl, layers["prefecture_id"], pref_names, grid.pixel_area_km2)
+            areas = zone_areas(incl, layers["prefecture_id"], pref_names, grid.pixel_area_km2)
             summaries.append(summarise(gdf, areas, t))
             del incl, _labels
         timings["sites_s"] = time.perf_counter() - t1

@@ -442,6 +442,19 @@ def _polygons(
     return out
 
 
+def zone_areas(inclusion: Any, zone_ids: Any, names: list[str], pixel_area_km2: float) -> dict:
+    """Eligible km² per zone name: Σ inclusion fraction × pixel area over each zone's pixels
+    (1-based ids into ``names``), summed one strip of rows at a time (NumPy or dask layers)."""
+    sums = np.zeros(len(names) + 1)
+    edges = _row_edges([inclusion, zone_ids], inclusion.shape[0])
+    for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
+        inc, zone = _read([inclusion, zone_ids], r0, r1)
+        if zone.size and not 0 <= zone.min() <= zone.max() <= len(names):  # _add_by: no bounds
+            raise ValueError(f"zone ids outside 0..{len(names)}")
+        _add_by(zone, np.nan_to_num(inc).astype(np.float64), sums)
+    return {n: float(sums[i + 1] * pixel_area_km2) for i, n in enumerate(names)}
+
+
 def summarise(
     sites: gpd.GeoDataFrame,
     eligible_km2_by_zone: dict[str, float],

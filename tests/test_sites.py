@@ -224,3 +224,26 @@ def test_no_county_layer_and_unzoned_sites() -> None:
         county_id=np.zeros((n, n), np.int32), county_names=[],
     )  # fmt: skip
     assert len(none) == 0
+
+
+def test_zone_areas_by_hand_in_strips(monkeypatch) -> None:
+    """Eligible km² per zone: Σ inclusion × pixel area, NaN counted as 0, same in any strips."""
+    import dask.array as da
+
+    import sitekit.sites as sites_mod
+    from sitekit.sites import zone_areas
+
+    zone = np.zeros((10, 6), np.int32)
+    zone[:, :3], zone[:, 3:] = 1, 2
+    zone[0] = 0  # outside both zones
+    incl = np.full((10, 6), 0.5, np.float32)
+    incl[5, 0] = np.nan
+    want = {"A": (9 * 3 - 1) * 0.5 * 0.25, "B": 9 * 3 * 0.5 * 0.25}
+    monkeypatch.setattr(sites_mod, "STRIP_ROWS", 3)
+    assert zone_areas(incl, zone, ["A", "B"], 0.25) == pytest.approx(want)
+    lazy = zone_areas(
+        da.from_array(incl, chunks=4), da.from_array(zone, chunks=4), ["A", "B"], 0.25
+    )
+    assert lazy == pytest.approx(want)
+    with pytest.raises(ValueError, match="zone ids outside"):
+        zone_areas(incl, zone + 1, ["A", "B"], 0.25)
