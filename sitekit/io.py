@@ -70,7 +70,7 @@ def raster_info(path: Path, spec: LayerSpec, where: str) -> dict[str, Any]:
                 "crs": src.crs,
                 "nodata": src.nodatavals[spec.band - 1] if spec.band <= src.count else None,
                 "count": src.count,
-                "dtype": src.dtypes[0],
+                "dtype": src.dtypes[min(spec.band, src.count) - 1],
                 "shape": (src.height, src.width),
                 "bounds": src.bounds,
                 "res": src.res,
@@ -152,6 +152,90 @@ def _overview(path: Path, spec: LayerSpec, info: dict, where: str, size: int = 5
     return arr
 
 
+#: most tiles the quick validation sample decodes (64 tiles of 512² ≈ 17 Mpx)
+SAMPLE_TILES = 64
+
+
+def _sampled_overview(
+    path: Path, spec: LayerSpec, info: dict, where: str, window: tuple[int, int, int, int],
+    size: int = 512, max_tiles: int = SAMPLE_TILES,
+) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+    """The :func:`_overview` grid filled from a regular lattice of at most ``max_tiles`` of the
+    file's tiles inside ``window`` (rows r0, r1, cols c0, c1: the study area's footprint), or
+    None when that would not decode fewer tiles than the full overview (internal overviews,
+    strips, few tiles).
+
+    Returns (overview, sampled): cells outside the sampled tiles are NaN with ``sampled`` False.
+    Without overviews :func:`_overview` decodes every tile of the file: a second full decode of
+    a DEM the pipeline reads anyway (3.5 CPU-s of the 268 Mpx benchmark's ~49). The lattice
+    keeps the same cell spacing inside the tiles it reads.
+    """
+    h, w = info["shape"]
+    with rasterio.open(path) as src:
+        if src.overviews(spec.band):
+            return None
+        bh, bw = src.block_shapes[spec.band - 1]
+    if bw >= w or bh < 16:  # stripped file: the decimated read skips whole strips already
+        return None
+    r0, r1, c0, c1 = window
+    ti = np.arange(r0 // bh, (r1 - 1) // bh + 1)
+    tj = np.arange(c0 // bw, (c1 - 1) // bw + 1)
+    n_all = math.ceil(h / bh) * math.ceil(w / bw)
+    step = max(1, math.ceil(math.sqrt(ti.size * tj.size / max_tiles)))
+    ti, tj = ti[step // 2 :: step], tj[step // 2 :: step]
+    if ti.size * tj.size * 2 > n_all:  # not worth it: at least half the file's tiles
+        return None
+    f = max(1, math.ceil(max(h, w) / size))
+    oh, ow = max(1, h // f), max(1, w // f)
+    fy, fx = h / oh, w / ow
+    cell_r = np.floor((np.arange(oh) + 0.5) * fy).astype(np.int64)  # source row of each cell
+    cell_c = np.floor((np.arange(ow) + 0.5) * fx).astype(np.int64)
+    ov = np.full((oh, ow), np.nan)
+    sampled = np.zeros((oh, ow), bool)
+    tiles = [(int(a), int(b)) for a in ti for b in tj]
+    path_s = str(path)
+
+    def _fill(part: list[tuple[int, int]]) -> None:
+        with rasterio.open(path_s) as src:
+            for a, b in part:
+                ra, rb = a * bh, min((a + 1) * bh, h)
+                ca, cb = b * bw, min((b + 1) * bw, w)
+                ii = np.flatnonzero((cell_r >= ra) & (cell_r < rb))
+                jj = np.flatnonzero((cell_c >= ca) & (cell_c < cb))
+                if ii.size == 0 or jj.size == 0:
+                    continue
+                z = src.read(spec.band, window=((ra, rb), (ca, cb)))
+                ov[np.ix_(ii, jj)] = z[np.ix_(cell_r[ii] - ra, cell_c[jj] - ca)]
+                sampled[np.ix_(ii, jj)] = True
+
+    n = max(1, min(os.cpu_count() or 1, 8, len(tiles)))
+    try:
+        with (
+            rasterio.Env(GDAL_CACHEMAX=int(max(64 << 20, 2 * n * bh * bw * 8))),
+            ThreadPoolExecutor(n) as pool,
+        ):
+            list(pool.map(_fill, [tiles[k::n] for k in range(n)]))
+    except rasterio.errors.RasterioIOError as exc:
+        raise LayerError(f"{where}: raster data is unreadable ({exc}); is it truncated?") from None
+    nod = info["nodata"]
+    if _masks(nod):
+        ov[ov == nod] = np.nan
+    return ov, sampled
+
+
+def _footprint(info: dict[str, Any], grid: Grid, area: Any) -> tuple[int, int, int, int]:
+    """(r0, r1, c0, c1): the file's pixel window holding the study area's bounding box."""
+    b = transform_bounds(grid.crs.to_wkt(), info["crs"], *area.bounds, densify_pts=21)
+    h, w = info["shape"]
+    inv = ~info["transform"]
+    cs, rs = zip(*(inv * (x, y) for x in (b[0], b[2]) for y in (b[1], b[3])), strict=True)
+    r0, r1 = max(0, math.floor(min(rs))), min(h, math.ceil(max(rs)))
+    c0, c1 = max(0, math.floor(min(cs))), min(w, math.ceil(max(cs)))
+    if r0 >= r1 or c0 >= c1:
+        return 0, h, 0, w
+    return r0, r1, c0, c1
+
+
 def check_plausible(values: np.ndarray, units: str, where: str) -> tuple[float, float]:
     """(min, max) of ``values``; raise if they are impossible for ``units``."""
     finite = values[np.isfinite(values)]
@@ -168,9 +252,18 @@ def check_plausible(values: np.ndarray, units: str, where: str) -> tuple[float, 
 
 
 def _check_study_coverage(
-    ov: np.ndarray, info: dict[str, Any], grid: Grid, area: Any, where: str, n: int = 4000
+    ov: np.ndarray,
+    info: dict[str, Any],
+    grid: Grid,
+    area: Any,
+    where: str,
+    n: int = 4000,
+    sampled: np.ndarray | None = None,
 ) -> None:
-    """Raise when (almost) no part of the study area has data: sample ~``n`` points in it."""
+    """Raise when (almost) no part of the study area has data: sample ~``n`` points in it.
+
+    With ``sampled`` (cells of a tile-sampled overview), only points on sampled cells count,
+    and fewer than 30 of them raise too (the caller then checks the full overview)."""
     x0, y0, x1, y1 = area.bounds
     step = math.sqrt((x1 - x0) * (y1 - y0) / n)
     xs, ys = np.meshgrid(np.arange(x0, x1, step) + step / 2, np.arange(y0, y1, step) + step / 2)
@@ -188,6 +281,12 @@ def _check_study_coverage(
     ok = (r >= 0) & (r < ov.shape[0]) & (c >= 0) & (c < ov.shape[1])
     valid = np.zeros(r.shape, bool)
     valid[ok] = np.isfinite(ov[r[ok], c[ok]])
+    if sampled is not None:
+        seen = np.zeros(r.shape, bool)
+        seen[ok] = sampled[r[ok], c[ok]]
+        if seen.sum() < 30:
+            raise LayerError(f"{where}: too few sampled points in the study area")
+        valid = valid[seen]
     if valid.mean() < 0.01:
         raise LayerError(
             f"{where}: raster has data on {100 * valid.mean():.1f}% of the study area (nodata "
@@ -218,9 +317,22 @@ def open_raster(
             f"{where}: raster does not overlap the study area (its bounds in the grid CRS are "
             f"{tuple(round(v) for v in gb)}); wrong CRS declared, or lat/lon swapped?"
         )
-    ov = _overview(path, spec, info, where)
-    check_plausible(ov, spec.units or "", where)
-    _check_study_coverage(ov, info, grid, area, where)
+    # a lattice of tiles first; the full overview decides when there is no sample, or when the
+    # sample sees no data or too little of the study area (so those errors are never the
+    # sample's). Implausible values in the sample are in the file: that error stands.
+    quick = _sampled_overview(path, spec, info, where, _footprint(info, grid, area))
+    checked = False
+    if quick is not None and np.isfinite(quick[0]).any():
+        check_plausible(quick[0], spec.units or "", where)
+        try:
+            _check_study_coverage(quick[0], info, grid, area, where, sampled=quick[1])
+            checked = True
+        except LayerError:
+            pass
+    if not checked:
+        ov = _overview(path, spec, info, where)
+        check_plausible(ov, spec.units or "", where)
+        _check_study_coverage(ov, info, grid, area, where)
     rs = _RESAMPLING[resampling or spec.resampling or "bilinear"]
     src_crs = info["crs"]
     src_nodata = info["nodata"]
@@ -233,7 +345,7 @@ def open_raster(
 
     offset = _aligned_offset(info, grid)
     if offset is not None:  # the file is on the grid already: windowed reads, no warping
-        reader = _aligned_reader(path_s, band, src_nodata, info["shape"], offset)
+        reader = _aligned_reader(path_s, band, src_nodata, info["shape"], offset, info["dtype"])
         return _wrap_read(reader, grid, grid, spec, info, path)
 
     def _read(window: tuple[int, int, int, int]) -> np.ndarray:
@@ -280,19 +392,41 @@ def _aligned_offset(info: dict[str, Any], grid: Grid) -> tuple[int, int] | None:
     return round(row), round(col)
 
 
+#: source dtypes whose every value float32 holds exactly (read straight into the float32 block)
+_EXACT_IN_FLOAT32 = frozenset({"float32", "int16", "uint16", "int8", "uint8"})
+
+
 def _aligned_reader(
-    path: str, band: int, nodata: float | None, shape: tuple[int, int], offset: tuple[int, int]
+    path: str,
+    band: int,
+    nodata: float | None,
+    shape: tuple[int, int],
+    offset: tuple[int, int],
+    dtype: str = "",
 ) -> Callable[[tuple[int, int, int, int]], np.ndarray]:
     """Block reader for a file on the grid: the window's overlap with the file, NaN elsewhere.
-    Every resampling method returns the source values when source and grid pixels coincide."""
+    Every resampling method returns the source values when source and grid pixels coincide.
+
+    A window inside the file whose values float32 holds exactly is decoded by GDAL straight into
+    the float32 block (``read(out=...)``) and masked in place: no source-typed copy, no cast, no
+    NaN prefill (0.98 instead of 1.50 s for the 16 blocks of 2048² of a 67 Mpx DEM, one thread).
+    The values are the same as the general path's."""
     dr, dc = offset
     h, w = shape
+    direct = dtype in _EXACT_IN_FLOAT32
 
     def _read(window: tuple[int, int, int, int]) -> np.ndarray:
         r0, r1, c0, c1 = window
-        out = np.full((r1 - r0, c1 - c0), np.nan, np.float32)
         sr0, sr1 = max(r0 + dr, 0), min(r1 + dr, h)
         sc0, sc1 = max(c0 + dc, 0), min(c1 + dc, w)
+        if direct and (sr0, sr1, sc0, sc1) == (r0 + dr, r1 + dr, c0 + dc, c1 + dc):
+            out = np.empty((r1 - r0, c1 - c0), np.float32)
+            with rasterio.open(path) as src:
+                src.read(band, window=((sr0, sr1), (sc0, sc1)), out=out)
+            if _masks(nodata):
+                out[out == nodata] = np.nan
+            return out
+        out = np.full((r1 - r0, c1 - c0), np.nan, np.float32)
         if sr0 >= sr1 or sc0 >= sc1:
             return out
         with rasterio.open(path) as src:

@@ -214,3 +214,127 @@ def test_raster_on_the_grid_is_read_without_warping(tmp_path: Path) -> None:
     assert np.isnan(partial[46:]).all() and np.isfinite(partial[:46].ravel()[1:]).all()
     assert np.isnan(partial[0, 0])
     np.testing.assert_array_equal(partial[:46].ravel()[1:], z[:, :50].ravel()[1:])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nodata"),
+    [("float32", -9999.0), ("int16", -32768.0), ("uint16", 0.0), ("int32", -1.0)],
+)
+def test_aligned_reader_direct_path_equals_general_path(
+    tmp_path: Path, dtype: str, nodata: float
+) -> None:
+    """Windows inside the file are decoded straight into float32 (exact types only); the values
+    (nodata → NaN included) equal the general path's, and edge windows still pad with NaN."""
+    from sitekit.io import _aligned_reader
+
+    rng = np.random.default_rng(7)
+    info = np.iinfo(dtype) if dtype != "float32" else None
+    lo, hi = (info.min, info.max) if info else (-500.0, 9000.0)
+    z = rng.uniform(max(lo, -30000), min(hi, 60000), (37, 45)).astype(dtype)
+    z[rng.random(z.shape) < 0.1] = nodata
+    path = tmp_path / f"{dtype}.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=45, height=37, count=1, dtype=dtype,
+                       tiled=True, blockxsize=16, blockysize=16, nodata=nodata) as dst:  # fmt: skip
+        dst.write(z, 1)
+    args = (str(path), 1, nodata, z.shape, (2, 3))
+    direct, general = _aligned_reader(*args, dtype), _aligned_reader(*args, "")
+    for window in [(0, 20, 0, 30), (5, 34, 1, 42), (30, 40, 35, 50), (-4, 3, -5, 2)]:
+        a, b = direct(window), general(window)
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    ref = np.where(z == nodata, np.nan, z.astype(np.float32))
+    np.testing.assert_array_equal(direct((0, 20, 0, 30)), ref[2:22, 3:33])
+
+
+def _tiled_dem(path: Path, grid, z: np.ndarray) -> None:
+    """``z`` on ``grid``'s pixels as a tiled (16²) float32 file, nodata −9999."""
+    t = grid.transform
+    with rasterio.open(path, "w", driver="GTiff", width=z.shape[1], height=z.shape[0], count=1,
+                       dtype="float32", crs=grid.crs.to_wkt(), tiled=True, blockxsize=16,
+                       blockysize=16, transform=t, nodata=-9999.0) as dst:  # fmt: skip
+        dst.write(z.astype(np.float32), 1)
+
+
+def test_sampled_overview_reads_a_tile_lattice_inside_the_study_area(tmp_path: Path) -> None:
+    """The quick validation decodes ≤ SAMPLE_TILES tiles, all inside the study area's footprint,
+    and agrees with the full overview on every cell it samples."""
+    import shapely
+
+    from sitekit import io
+    from sitekit.catalog import LayerSpec
+    from sitekit.testing import small_grid
+
+    grid = small_grid((512, 512), 100.0, (0.0, 0.0), chunks=128)  # 32 × 32 tiles of 16 px
+    z = np.random.default_rng(3).uniform(200, 5000, (512, 512))
+    z[::7, ::5] = -9999.0
+    _tiled_dem(tmp_path / "dem.tif", grid, z)
+    spec = LayerSpec(id="dem", kind="raster", path="dem.tif", role="terrain", units="m")
+    info = io.raster_info(tmp_path / "dem.tif", spec, "dem")
+    area = shapely.box(10_000.0, 20_000.0, 30_000.0, 45_000.0)  # cols 100–300, rows 62–312
+    win = io._footprint(info, grid, area)
+    assert win == (62, 312, 100, 300)
+    ov, sampled = io._sampled_overview(tmp_path / "dem.tif", spec, info, "dem", win, size=256)
+    full = io._overview(tmp_path / "dem.tif", spec, info, "dem", size=256)
+    assert ov.shape == full.shape == sampled.shape == (256, 256)
+    np.testing.assert_array_equal(ov[sampled], full[sampled])
+    assert np.isnan(ov[~sampled]).all()
+    rows, cols = np.nonzero(sampled)  # cells of 2 px
+    tiles = {(r * 2 // 16, c * 2 // 16) for r, c in zip(rows, cols, strict=True)}
+    assert 0 < len(tiles) <= io.SAMPLE_TILES
+    assert all(62 // 16 <= a <= 311 // 16 and 100 // 16 <= b <= 299 // 16 for a, b in tiles)
+    # the whole file as study area: still a lattice, not every tile
+    win_all = io._footprint(info, grid, shapely.box(*grid.bounds))
+    assert win_all == (0, 512, 0, 512)
+    _, s_all = io._sampled_overview(tmp_path / "dem.tif", spec, info, "dem", win_all, size=256)
+    n = len({(r * 2 // 16, c * 2 // 16) for r, c in zip(*np.nonzero(s_all), strict=True)})
+    assert n <= io.SAMPLE_TILES < 32 * 32
+    # a sample of most of the file's tiles: none (the full overview is as cheap)
+    path = tmp_path / "dem.tif"
+    assert io._sampled_overview(path, spec, info, "dem", win_all, max_tiles=1024) is None
+    # but a small study area's footprint is read alone even when every tile of it is needed
+    _, s_win = io._sampled_overview(path, spec, info, "dem", win, max_tiles=1024)
+    assert s_win.sum() == 272 * 208  # tiles over rows 62–312, cols 100–300: rows 48–320, 96–304
+
+
+def test_open_raster_falls_back_to_the_full_overview_when_the_sample_sees_no_data(
+    tmp_path: Path,
+) -> None:
+    """Data only between the sampled tiles: the sample sees none, the full overview finds the
+    data, and the raster is accepted; implausible values the sample sees are an error; a raster
+    with no data in the study area is still refused."""
+    from sitekit import io
+    from sitekit.catalog import LayerSpec
+    from sitekit.errors import LayerError
+    from sitekit.testing import small_grid
+
+    grid = small_grid((512, 512), 100.0, (0.0, 0.0), chunks=128)
+    spec = LayerSpec(id="dem", kind="raster", path="dem.tif", role="terrain", units="m")
+    info0 = {"shape": (512, 512)}
+    z = np.full((512, 512), 1500.0)
+    _tiled_dem(tmp_path / "dem.tif", grid, z)
+    info = io.raster_info(tmp_path / "dem.tif", spec, "dem")
+    assert info["shape"] == info0["shape"]
+    _, sampled = io._sampled_overview(tmp_path / "dem.tif", spec, info, "dem", (0, 512, 0, 512))
+    # data on 10 % of the rows, none of them sampled
+    rows_sampled = np.flatnonzero(sampled.any(axis=1)) * (512 // sampled.shape[0])
+    hole = np.ones(512, bool)
+    for r in rows_sampled:
+        hole[(r // 16) * 16 : (r // 16 + 1) * 16] = False
+    data_rows = np.flatnonzero(hole)[:52]
+    z = np.full((512, 512), -9999.0)
+    z[data_rows] = 1500.0
+    _tiled_dem(tmp_path / "dem.tif", grid, z)
+    quick = io._sampled_overview(tmp_path / "dem.tif", spec, info, "dem", (0, 512, 0, 512))
+    assert not np.isfinite(quick[0]).any()
+    out = io.open_raster(tmp_path / "dem.tif", spec, grid, "dem")  # accepted via the full one
+    assert np.isfinite(out.values).mean() == pytest.approx(52 / 512)
+    # implausible values inside a sampled tile
+    z = np.full((512, 512), 1500.0)
+    z[rows_sampled[0]] = 60_000.0
+    _tiled_dem(tmp_path / "dem.tif", grid, z)
+    with pytest.raises(LayerError, match="implausible"):
+        io.open_raster(tmp_path / "dem.tif", spec, grid, "dem")
+    # no data at all
+    _tiled_dem(tmp_path / "dem.tif", grid, np.full((512, 512), -9999.0))
+    with pytest.raises(LayerError, match="only nodata"):
+        io.open_raster(tmp_path / "dem.tif", spec, grid, "dem")
