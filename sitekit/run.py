@@ -27,6 +27,7 @@ except ImportError:  # Windows: stale staging folders are not swept
 import dask
 import pandas as pd
 
+from sitekit import gctools
 from sitekit.catalog import Catalog
 from sitekit.errors import OutputError
 from sitekit.grid import DEFAULT_CHUNK, DEFAULT_CRS
@@ -364,6 +365,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             ps_recipe, ps_text = _ps_graph(pipe, opts, arrays)
             recipes.append((Path(opts.pumped_storage), ps_recipe, ps_text))
         attrs = {k: dict(a.attrs) for k, a in arrays.items() if isinstance(a, xr.DataArray)}
+        gctools.freeze()  # imports, catalogue and graphs live on: keep collections off them
         t1 = time.perf_counter()
         layers, others, task_s = persist(client, arrays, opts.quiet, "computing layers")
         timings["compute_s"] = time.perf_counter() - t1

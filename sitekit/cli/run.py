@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from sitekit import gctools
 from sitekit.cli import cli
 from sitekit.cli.options import (
     catalog_opt,
@@ -93,7 +94,8 @@ def _common(f):
 @click.pass_context
 def demo(ctx: click.Context, **kw) -> None:
     """The whole job on the embedded four-prefecture data: PV, wind, pumped storage, map, GeoPackage."""
-    from sitekit.run import run_job
+    with gctools.paused():  # the heavy imports (dask, numba, geopandas, ...)
+        from sitekit.run import run_job
 
     pipes = REPO / "pipelines"
     kw.setdefault("pumped_storage", pipes / "pumped_storage.yaml")
@@ -123,7 +125,8 @@ def demo(ctx: click.Context, **kw) -> None:
 @click.pass_context
 def run(ctx: click.Context, recipes: tuple[Path, ...], **kw) -> None:
     """Run scoring RECIPES (pipelines/pv.yaml, wind.yaml, pumped_storage.yaml) on a catalogue."""
-    from sitekit.run import run_job
+    with gctools.paused():  # the heavy imports (dask, numba, geopandas, ...)
+        from sitekit.run import run_job
 
     ps = [p for p in recipes if _is_ps(p)]
     kw["pumped_storage"] = ps[0] if ps else None

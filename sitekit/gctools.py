@@ -1,0 +1,42 @@
+"""Keep CPython's cyclic garbage collector off the long-lived objects of imports.
+
+sitekit's stack (dask, distributed, numba, pandas, geopandas, xarray, pyproj) creates a few
+hundred thousand long-lived objects on import. Each full collection walks all of them, and the
+interpreter runs one more over everything at exit. Measured on the 2-core machine
+(``import sitekit.run`` and the benchmark's other imports, then exit): 2.5–2.8 s with the
+defaults, 1.9–2.1 s with :func:`freeze` before exit, 1.6–1.9 s with imports under
+:func:`paused` as well. ``gc.freeze`` moves every object alive now into a permanent generation
+that collections skip (Python docs, ``gc.freeze``; the approach of Instagram's Django fleet,
+engineering blog "Dismissing Python Garbage Collection at Instagram", 2017). Objects created
+later are collected as usual, so a long run still frees its cyclic garbage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """Run the block (heavy imports) without cyclic collections, then :func:`freeze` its objects.
+
+    Reference counting still frees non-cyclic garbage inside the block; the collector is
+    re-enabled afterwards only if it was enabled before."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was:
+            gc.enable()
+
+
+def freeze() -> None:
+    """Exempt every object alive now from later collections, the one at exit included.
+
+    Call it after imports and graph building (before a long compute) and before the process
+    exits; frozen objects are never collected, so call it only on objects meant to live on."""
+    gc.freeze()
