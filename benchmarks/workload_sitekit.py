@@ -205,12 +205,14 @@ def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
         from rasterio.windows import Window
 
         # the engine's settings (README, finding 3) and its task-time summary
-        from sitekit.run import local_cluster_config, task_seconds
+        from sitekit.run import local_cluster_config, task_seconds, tune_malloc
     t["imports_s"] = time.perf_counter() - t0
     t_cluster = time.perf_counter()
     os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
 
     cfg = local_cluster_config(malloc=opts.malloc == "tuned")
+    if opts.malloc == "tuned" and not opts.processes:
+        t["malloc_tuned"] = tune_malloc()  # in-process workers: this process, as sitekit run does
     if opts.no_fuse:
         cfg["optimization.fuse.active"] = False
     with (
@@ -310,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         "--malloc",
         choices=("tuned", "default"),
         default="tuned",
-        help="worker glibc malloc env: tuned mmap threshold or distributed's default",
+        help="glibc malloc: tuned (worker processes: an mmap threshold in their env; in-process "
+        "workers: sitekit.run.tune_malloc on this process) or the defaults",
     )
     ap.add_argument(
         "--no-fuse",

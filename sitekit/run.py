@@ -82,6 +82,31 @@ class RunResult:
 #: (README, "Findings"). A 64 MiB mmap threshold keeps them on the heap; memory is still returned
 #: by the trim threshold. External clusters keep their own settings.
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
+#: glibc ``mallopt`` parameters (malloc.h) and what :func:`tune_malloc` sets them to [bytes]
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+IN_PROCESS_MALLOC = {"mmap_threshold": 64 * 2**20, "trim_threshold": 256 * 2**20}
+
+
+def tune_malloc() -> bool:
+    """Give this process (in-process workers: ``--no-processes``) :data:`IN_PROCESS_MALLOC`.
+
+    glibc only (``mallopt``; False elsewhere). The workers' block temporaries are 4–33 MB: with
+    the default dynamic thresholds the larger ones are mmap'ed and their pages zeroed by the
+    kernel on every allocation, and heap tops above 128 KiB are trimmed and faulted in again.
+    Benchmark, 67 Mpx, 5 interleaved runs: 9.33 → 8.85 s median wall, 15.9 → 15.0 CPU-s, peak
+    RSS 0.92 → 1.05–1.19 GB (up to 256 MiB of freed heap is kept for reuse)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or "libc" not in name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, IN_PROCESS_MALLOC["mmap_threshold"]) == 1
+        return ok and libc.mallopt(_M_TRIM_THRESHOLD, IN_PROCESS_MALLOC["trim_threshold"]) == 1
+    except (OSError, AttributeError):
+        return False
 
 
 def local_cluster_config(malloc: bool = True) -> dict[str, Any]:
@@ -114,6 +139,8 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
     cores = os.cpu_count() or 1
     workers = opts.workers or min(2, cores)
     threads = opts.threads_per_worker or max(1, cores // workers)
+    if not opts.processes:
+        tune_malloc()
     with (
         dask.config.set(local_cluster_config()),
         LocalCluster(

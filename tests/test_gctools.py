@@ -1,4 +1,4 @@
-"""sitekit.gctools: collections paused over a block, long-lived objects frozen."""
+"""sitekit.gctools (collections paused over a block, objects frozen) and run.tune_malloc."""
 
 from __future__ import annotations
 
@@ -53,3 +53,18 @@ def test_freeze_exempts_live_objects() -> None:
     gctools.freeze()
     assert gc.get_freeze_count() >= before + 1
     assert holder
+
+
+def test_tune_malloc_sets_glibc_thresholds_for_in_process_workers() -> None:
+    """On glibc, mallopt accepts both thresholds; allocations still work afterwards."""
+    import platform
+
+    import numpy as np
+
+    from sitekit.run import tune_malloc
+
+    ok = tune_malloc()
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert ok is True
+    a = np.ones((2048, 2048))  # 32 MiB: on the heap now, below the 64 MiB mmap threshold
+    assert float(a.sum()) == 2048.0 * 2048.0
