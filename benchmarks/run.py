@@ -566,6 +566,8 @@ def write_results(path: Path, doc: dict) -> None:
                         + ", ".join(f"{kk} {vv:.1f}" for kk, vv in v.items() if vv >= 0.05)
                         + "}"
                     )
+                elif isinstance(v, bool):
+                    flat.append(f"{k} {'yes' if v else 'no'}")
                 elif isinstance(v, int | float):
                     flat.append(f"{k} {v:.1f}")
                 elif v:
@@ -768,10 +770,13 @@ def auto_notes(doc: dict) -> list[str]:
             )
             st = (sk.get("internal") or {}).get("steps", {})
             if "cluster_s" in st:
+                imp = st.get("imports_s")
                 notes.append(
-                    f"{s} Mpx: sitekit fixed costs — cluster start {st['cluster_s']:.1f} s, "
-                    f"imports + graph {st['graph_s']:.1f} s, client-side writing "
-                    f"{st.get('client_write_s', 0):.1f} s of compute+write "
+                    f"{s} Mpx: sitekit fixed costs — "
+                    + (f"imports {imp:.1f} s, " if imp is not None else "")
+                    + f"cluster start {st['cluster_s']:.1f} s, graph (vectors, DEM validation"
+                    f"{'' if imp is not None else ', imports'}) {st['graph_s']:.1f} s, "
+                    f"client-side writing {st.get('client_write_s', 0):.1f} s of compute+write "
                     f"{st.get('compute_write_s', 0):.1f} s."
                 )
     for s, prof in (doc.get("profile") or {}).items():

@@ -163,11 +163,16 @@ def build(data: Path, opts: argparse.Namespace) -> tuple:
     return grid, both, man, parts, cache
 
 
-def _worker_cpu() -> tuple[float, float]:
+def _worker_cpu() -> tuple[int, float, float]:
     import resource
 
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime, r.ru_stime
+    return os.getpid(), r.ru_utime, r.ru_stime
+
+
+def _per_process(run: dict) -> dict:
+    """client.run results once per process: in-process workers share one (and its rusage)."""
+    return {pid: (u, s) for pid, u, s in run.values()}
 
 
 def _profile(client: object, parts: dict) -> dict:
@@ -176,11 +181,11 @@ def _profile(client: object, parts: dict) -> dict:
     first = next(iter(parts.values()))
     client.compute(first[:1, :1].sum()).result()  # warm-up: imports and deserialisation on workers
     for name, arr in parts.items():
-        before = client.run(_worker_cpu)
+        before = _per_process(client.run(_worker_cpu))
         t0 = time.perf_counter()
         client.compute(arr.astype(np.float64).sum()).result()
         wall = time.perf_counter() - t0
-        after = client.run(_worker_cpu)
+        after = _per_process(client.run(_worker_cpu))
         user = sum(after[w][0] - before[w][0] for w in after)
         sys_ = sum(after[w][1] - before[w][1] for w in after)
         out[name] = {
