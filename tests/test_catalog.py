@@ -273,7 +273,9 @@ def test_sampled_overview_reads_a_tile_lattice_inside_the_study_area(tmp_path: P
     area = shapely.box(10_000.0, 20_000.0, 30_000.0, 45_000.0)  # cols 100–300, rows 62–312
     win = io._footprint(info, grid, area)
     assert win == (62, 312, 100, 300)
-    ov, sampled = io._sampled_overview(tmp_path / "dem.tif", spec, info, "dem", win, size=256)
+    ov, sampled, share = io._sampled_overview(
+        tmp_path / "dem.tif", spec, info, "dem", win, size=256
+    )
     full = io._overview(tmp_path / "dem.tif", spec, info, "dem", size=256)
     assert ov.shape == full.shape == sampled.shape == (256, 256)
     np.testing.assert_array_equal(ov[sampled], full[sampled])
@@ -281,18 +283,26 @@ def test_sampled_overview_reads_a_tile_lattice_inside_the_study_area(tmp_path: P
     rows, cols = np.nonzero(sampled)  # cells of 2 px
     tiles = {(r * 2 // 16, c * 2 // 16) for r, c in zip(rows, cols, strict=True)}
     assert 0 < len(tiles) <= io.SAMPLE_TILES
+    assert share == pytest.approx(len(tiles) / (17 * 13))  # footprint: 17 × 13 tiles
+    # a footprint one tile row high and 32 long: evenly spaced tiles, never none, ≤ the budget
+    _, s_row, _ = io._sampled_overview(
+        tmp_path / "dem.tif", spec, info, "dem", (100, 110, 0, 512), size=256, max_tiles=8
+    )
+    row_tiles = {(r * 2 // 16, c * 2 // 16) for r, c in zip(*np.nonzero(s_row), strict=True)}
+    assert {a for a, _ in row_tiles} == {6} and len(row_tiles) == 8
     assert all(62 // 16 <= a <= 311 // 16 and 100 // 16 <= b <= 299 // 16 for a, b in tiles)
     # the whole file as study area: still a lattice, not every tile
     win_all = io._footprint(info, grid, shapely.box(*grid.bounds))
     assert win_all == (0, 512, 0, 512)
-    _, s_all = io._sampled_overview(tmp_path / "dem.tif", spec, info, "dem", win_all, size=256)
+    _, s_all, _ = io._sampled_overview(tmp_path / "dem.tif", spec, info, "dem", win_all, size=256)
     n = len({(r * 2 // 16, c * 2 // 16) for r, c in zip(*np.nonzero(s_all), strict=True)})
     assert n <= io.SAMPLE_TILES < 32 * 32
     # a sample of most of the file's tiles: none (the full overview is as cheap)
     path = tmp_path / "dem.tif"
     assert io._sampled_overview(path, spec, info, "dem", win_all, max_tiles=1024) is None
     # but a small study area's footprint is read alone even when every tile of it is needed
-    _, s_win = io._sampled_overview(path, spec, info, "dem", win, max_tiles=1024)
+    _, s_win, share_all = io._sampled_overview(path, spec, info, "dem", win, max_tiles=1024)
+    assert share_all == 1.0
     assert s_win.sum() == 272 * 208  # tiles over rows 62–312, cols 100–300: rows 48–320, 96–304
 
 
@@ -314,7 +324,7 @@ def test_open_raster_falls_back_to_the_full_overview_when_the_sample_sees_no_dat
     _tiled_dem(tmp_path / "dem.tif", grid, z)
     info = io.raster_info(tmp_path / "dem.tif", spec, "dem")
     assert info["shape"] == info0["shape"]
-    _, sampled = io._sampled_overview(tmp_path / "dem.tif", spec, info, "dem", (0, 512, 0, 512))
+    _, sampled, _ = io._sampled_overview(tmp_path / "dem.tif", spec, info, "dem", (0, 512, 0, 512))
     # data on 10 % of the rows, none of them sampled
     rows_sampled = np.flatnonzero(sampled.any(axis=1)) * (512 // sampled.shape[0])
     hole = np.ones(512, bool)
