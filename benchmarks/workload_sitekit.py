@@ -186,8 +186,9 @@ def _profile(client: object, parts: dict) -> dict:
         client.compute(arr.astype(np.float64).sum()).result()
         wall = time.perf_counter() - t0
         after = _per_process(client.run(_worker_cpu))
-        user = sum(after[w][0] - before[w][0] for w in after)
-        sys_ = sum(after[w][1] - before[w][1] for w in after)
+        both = after.keys() & before.keys()  # a worker restarted meanwhile is left out
+        user = sum(after[w][0] - before[w][0] for w in both)
+        sys_ = sum(after[w][1] - before[w][1] for w in both)
         out[name] = {
             "wall_s": round(wall, 2),
             "cpu_s": round(user + sys_, 2),
@@ -231,7 +232,6 @@ def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
         t["cluster_s"] = time.perf_counter() - t_cluster
         t1 = time.perf_counter()
         grid, both, man, parts, cache = build(data, opts)
-        gctools.freeze()  # as sitekit.run.run_job does before computing
         t["graph_s"] = time.perf_counter() - t1
         if cache is not None:
             t["cache_hits"], t["cache_misses"] = list(cache.hits), list(cache.misses)

@@ -27,7 +27,6 @@ except ImportError:  # Windows: stale staging folders are not swept
 import dask
 import pandas as pd
 
-from sitekit import gctools
 from sitekit.catalog import Catalog
 from sitekit.errors import OutputError
 from sitekit.grid import DEFAULT_CHUNK, DEFAULT_CRS
@@ -94,7 +93,9 @@ def tune_malloc() -> bool:
     the default dynamic thresholds the larger ones are mmap'ed and their pages zeroed by the
     kernel on every allocation, and heap tops above 128 KiB are trimmed and faulted in again.
     Benchmark, 67 Mpx, 5 interleaved runs: 9.33 → 8.85 s median wall, 15.9 → 15.0 CPU-s, peak
-    RSS 0.92 → 1.05–1.19 GB (up to 256 MiB of freed heap is kept for reuse)."""
+    RSS 0.92 → 1.05–1.19 GB (up to 256 MiB of freed heap is kept for reuse). glibc releases
+    before 2.35 or so cap the mmap threshold at 32 MiB (mallopt(3)): that is tried next.
+    True when both thresholds were set."""
     import ctypes
     import ctypes.util
 
@@ -103,10 +104,14 @@ def tune_malloc() -> bool:
         return False
     try:
         libc = ctypes.CDLL(name)
-        ok = libc.mallopt(_M_MMAP_THRESHOLD, IN_PROCESS_MALLOC["mmap_threshold"]) == 1
-        return ok and libc.mallopt(_M_TRIM_THRESHOLD, IN_PROCESS_MALLOC["trim_threshold"]) == 1
+        mmap_ok = any(
+            libc.mallopt(_M_MMAP_THRESHOLD, v) == 1
+            for v in (IN_PROCESS_MALLOC["mmap_threshold"], 32 * 2**20)
+        )
+        trim_ok = libc.mallopt(_M_TRIM_THRESHOLD, IN_PROCESS_MALLOC["trim_threshold"]) == 1
     except (OSError, AttributeError):
         return False
+    return mmap_ok and trim_ok
 
 
 def local_cluster_config(malloc: bool = True) -> dict[str, Any]:
@@ -392,7 +397,6 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             ps_recipe, ps_text = _ps_graph(pipe, opts, arrays)
             recipes.append((Path(opts.pumped_storage), ps_recipe, ps_text))
         attrs = {k: dict(a.attrs) for k, a in arrays.items() if isinstance(a, xr.DataArray)}
-        gctools.freeze()  # imports, catalogue and graphs live on: keep collections off them
         t1 = time.perf_counter()
         layers, others, task_s = persist(client, arrays, opts.quiet, "computing layers")
         timings["compute_s"] = time.perf_counter() - t1
