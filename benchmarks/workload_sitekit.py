@@ -40,6 +40,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
+from sitekit import gctools  # noqa: E402  (light: gc only)
+
 
 def build(data: Path, opts: argparse.Namespace) -> tuple:
     """The grid, the lazy (2, rows, cols) score + mask array, the manifest and the step arrays."""
@@ -198,8 +200,6 @@ def _profile(client: object, parts: dict) -> dict:
 
 
 def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
-    from sitekit import gctools
-
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     with gctools.paused():  # heavy imports without cyclic collections, as the sitekit CLI does
@@ -355,8 +355,6 @@ def main(argv: list[str] | None = None) -> int:
             "steps": steps,
         }
     )
-    from sitekit import gctools
-
     gctools.freeze()  # no full collection at exit, as the sitekit CLI does
     return 0
 

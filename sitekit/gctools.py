@@ -6,10 +6,10 @@ interpreter runs one more over everything at exit. Measured on the 2-core machin
 (``import sitekit.run`` and the benchmark's other imports, then exit): 2.5–2.8 s with the
 defaults, 1.9–2.1 s with :func:`freeze` before exit, 1.6–1.9 s with imports under
 :func:`paused` and a freeze after them as well (the CLI does not freeze after imports: a freeze
-is only safe where nothing more is to be freed). ``gc.freeze`` moves every object alive now into a permanent generation
-that collections skip (Python docs, ``gc.freeze``; the approach of Instagram's Django fleet,
-engineering blog "Dismissing Python Garbage Collection at Instagram", 2017). Objects created
-later are collected as usual, so a long run still frees its cyclic garbage.
+is only safe where nothing more is to be freed). ``gc.freeze`` moves every object alive now into
+a permanent generation that collections skip (Python docs, ``gc.freeze``; the approach of
+Instagram's Django fleet, engineering blog "Dismissing Python Garbage Collection at Instagram",
+2017). Objects created later are collected as usual.
 """
 
 from __future__ import annotations
