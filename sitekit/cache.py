@@ -1,10 +1,19 @@
-"""On-disk cache of intermediate layers (slope, yield, CF, distance, constraints).
+"""On-disk cache of intermediate layers (slope, yield, CF, distance, vector burns) and outputs.
 
 A layer is keyed by a hash of the grid, the input files' contents and the parameters that made it;
 its chunks are stored as ``.npy`` files (one per dask block, written by whichever worker computed
 the block, so it works on any Dask cluster that shares the folder). A ``complete`` marker is written
-only after a run finished, so a killed run never leaves a half-valid entry. A re-run that changes
-only weights or thresholds then reads slope, yield, CF and distances back instead of recomputing.
+only after a run finished and only when every block is there, so a killed run never leaves a
+half-valid entry. A re-run that changes only weights or thresholds then reads slope, yield, CF,
+distances and the rasterised vector layers back instead of recomputing them.
+
+Two more kinds of entry serve such a re-run:
+
+* **exported GeoTIFFs** (:meth:`LayerCache.write_cog`), keyed by a digest of the raster's *content*
+  (every block hashed on the worker that holds it), its georeferencing, attributes and the export
+  options: a raster the new weights did not change is copied instead of compressed again;
+* **tables** (:meth:`LayerCache.load_frames` / :meth:`LayerCache.save_frames`, GeoPackage), e.g.
+  the pumped-storage pairs, which depend on the DEM and their own recipe but not on PV/wind weights.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +34,42 @@ import xarray as xr
 from sitekit.grid import Grid
 
 DEFAULT_DIR = Path(".sitekit-cache")
+#: bump when :func:`sitekit.export.write_cog`'s output for the same array changes
+COG_FORMAT = 1
 
 
 def digest(*parts: Any) -> str:
     """sha256 (first 20 hex) of JSON-serialised parts."""
     text = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _block_digest(block: np.ndarray) -> bytes:
+    """BLAKE2b (16 bytes) of one block's dtype, shape and bytes."""
+    b = np.ascontiguousarray(block)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{b.dtype.str}{b.shape}".encode())
+    h.update(b.reshape(-1).view(np.uint8))
+    return h.digest()
+
+
+def array_digest(data: Any) -> str:
+    """Content digest of a (dask) array: each block is hashed where it lives (on the workers,
+    for persisted arrays) and only the 16-byte digests travel; equal values, dtype, shape and
+    chunking give equal digests."""
+    import dask
+
+    h = hashlib.blake2b(digest_size=16)
+    if isinstance(data, da.Array):
+        h.update(f"{data.dtype.str}{data.shape}{data.chunks}".encode())
+        blocks = data.to_delayed().ravel()
+        for part in dask.compute(*[dask.delayed(_block_digest, pure=True)(b) for b in blocks]):
+            h.update(part)
+    else:
+        arr = np.asarray(data)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(_block_digest(arr))
+    return h.hexdigest()
 
 
 class LayerCache:
@@ -39,9 +79,12 @@ class LayerCache:
         self.root = Path(root)
         self.grid = grid
         self.inputs_key = inputs_key
-        self.pending: list[Path] = []
+        self.pending: list[tuple[Path, int]] = []  # (folder, number of blocks)
         self.hits: list[str] = []
         self.misses: list[str] = []
+        self.rasters_copied: list[str] = []  # exported GeoTIFFs copied from the cache
+        self.rasters_written: list[str] = []
+        self._wrapped: dict[Path, da.Array] = {}  # one graph layer per entry (PV and wind share)
 
     def _dir(self, name: str, params: Any) -> Path:
         return self.root / f"{name}-{digest(self.grid.token, self.inputs_key, name, params)}"
@@ -49,6 +92,8 @@ class LayerCache:
     def wrap(self, name: str, params: Any, layer: xr.DataArray) -> xr.DataArray:
         """Return the cached layer if complete, else ``layer`` with a side effect that saves it."""
         folder = self._dir(name, params)
+        if folder in self._wrapped:
+            return layer.copy(data=self._wrapped[folder])
         chunks = layer.data.chunks
         dtype = layer.dtype
         if (folder / "complete").exists():
@@ -63,7 +108,7 @@ class LayerCache:
             self.misses.append(name)
             if folder.exists():  # an incomplete entry of a killed run
                 shutil.rmtree(folder, ignore_errors=True)
-            self.pending.append(folder)
+            self.pending.append((folder, int(np.prod(layer.data.numblocks))))
 
             def _save(block: np.ndarray, block_info=None) -> np.ndarray:
                 (r0, _), (c0, _) = block_info[None]["array-location"]
@@ -75,12 +120,108 @@ class LayerCache:
                 return block
 
             data = layer.data.map_blocks(_save, dtype=dtype, name=f"cache-save-{folder.name}")
-        out = layer.copy(data=data)
-        return out
+        self._wrapped[folder] = data
+        return layer.copy(data=data)
 
     def commit(self) -> None:
-        """Mark every layer saved during this run as complete (call after a successful run)."""
-        for folder in self.pending:
-            if folder.is_dir():
+        """Mark every layer saved whole during this run as complete (call after a successful
+        run). A layer of which only some blocks were computed stays incomplete."""
+        for folder, nblocks in self.pending:
+            if folder.is_dir() and len(list(folder.glob("r*_c*.npy"))) == nblocks:
                 (folder / "complete").write_text("ok\n")
         self.pending.clear()
+
+    # -- exported rasters ------------------------------------------------------------------
+    def write_cog(self, path: str | Path, layer: xr.DataArray, **kwargs: Any) -> bool:
+        """:func:`sitekit.export.write_cog`, or a copy of the same GeoTIFF written by an earlier
+        run. The entry is keyed by the layer's content (:func:`array_digest`), CRS, transform,
+        attributes and ``kwargs``. Returns True when it was copied."""
+        from sitekit import export
+        from sitekit.atomic import atomic_path
+
+        with warnings.catch_warnings():  # rioxarray multiplies Affines with `*`
+            warnings.filterwarnings("ignore", "Use `@` matmul", PendingDeprecationWarning)
+            transform = tuple(layer.rio.transform())
+        crs = layer.rio.crs
+        key = digest(
+            "cog",
+            COG_FORMAT,
+            array_digest(layer.data),
+            crs.to_wkt() if crs is not None else None,
+            transform,
+            {k: str(v) for k, v in layer.attrs.items()},
+            {k: str(v) for k, v in kwargs.items()},
+        )
+        entry = self.root / "rasters" / f"{key}.tif"
+        name = Path(path).name
+        if entry.is_file():
+            with atomic_path(path) as tmp:
+                shutil.copyfile(entry, tmp)
+            self.rasters_copied.append(name)
+            return True
+        export.write_cog(path, layer, **kwargs)
+        with atomic_path(entry) as tmp:  # content-addressed: complete once it is there
+            shutil.copyfile(path, tmp)
+        self.rasters_written.append(name)
+        return False
+
+    # -- tables ----------------------------------------------------------------------------
+    def _frames_file(self, name: str, params: Any) -> Path:
+        return self._dir(name, params).with_suffix(".gpkg")
+
+    def load_frames(self, name: str, params: Any) -> dict[str, Any] | None:
+        """The GeoDataFrames saved by :meth:`save_frames` under the same key, or None."""
+        import geopandas as gpd
+        import pandas as pd
+        import pyogrio
+
+        path = self._frames_file(name, params)
+        meta_path = path.with_suffix(".json")
+        if not (path.is_file() and meta_path.is_file()):
+            self.misses.append(name)
+            return None
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        frames = {}
+        for layer, info in meta["layers"].items():
+            if info["empty"]:
+                gdf = gpd.GeoDataFrame(
+                    {c: pd.Series([], dtype=t) for c, t in info["dtypes"].items()},
+                    geometry=gpd.GeoSeries([], crs=info["crs"]),
+                )
+            else:
+                gdf = pyogrio.read_dataframe(path, layer=layer)
+                gdf = gdf.astype(info["dtypes"])
+                if gdf.geometry.name != info["geometry"]:
+                    gdf = gdf.rename_geometry(info["geometry"])
+            frames[layer] = gdf[info["columns"]]
+        self.hits.append(name)
+        return frames
+
+    def save_frames(self, name: str, params: Any, frames: dict[str, Any]) -> None:
+        """Save GeoDataFrames (one GeoPackage layer each, dtypes in a JSON sidecar); atomic."""
+        import pyogrio
+
+        from sitekit.atomic import atomic_path
+
+        path = self._frames_file(name, params)
+        meta: dict[str, Any] = {"layers": {}}
+        with atomic_path(path) as part:
+            tmp = part.with_name(part.name + ".gpkg")  # GDAL wants the .gpkg extension
+            for layer, gdf in frames.items():
+                geom = gdf.geometry.name
+                meta["layers"][layer] = {
+                    "columns": list(gdf.columns),
+                    "geometry": geom,
+                    "dtypes": {c: str(t) for c, t in gdf.dtypes.items() if c != geom},
+                    "crs": gdf.crs.to_wkt() if gdf.crs is not None else None,
+                    "empty": len(gdf) == 0,
+                }
+                if len(gdf):
+                    pyogrio.write_dataframe(gdf, tmp, layer=layer, driver="GPKG")
+            if tmp.exists():
+                tmp.replace(part)
+            else:  # only empty frames: the sidecar holds all there is
+                part.write_bytes(b"")
+        from sitekit.atomic import write_text
+
+        write_text(path.with_suffix(".json"), json.dumps(meta, ensure_ascii=False))

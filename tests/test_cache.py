@@ -1,0 +1,140 @@
+"""sitekit.cache: content digests, the exported-GeoTIFF cache, table entries, burns, commits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask
+import dask.array as da
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import shapely
+from geopandas.testing import assert_geodataframe_equal
+
+from sitekit import export
+from sitekit.cache import LayerCache, array_digest
+from sitekit.testing import small_grid
+
+
+def _layer(grid, values: np.ndarray, name: str = "score"):
+    return grid.wrap(da.from_array(values, chunks=grid.dask_chunks), name, "1", name)
+
+
+def test_array_digest_follows_the_content() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.random((40, 30)).astype(np.float32)
+    d = array_digest(da.from_array(a, chunks=16))
+    assert d == array_digest(da.from_array(a.copy(), chunks=16))
+    b = a.copy()
+    b[39, 29] = np.nextafter(b[39, 29], 2)  # one bit of one value
+    assert array_digest(da.from_array(b, chunks=16)) != d
+    assert array_digest(da.from_array(a.astype(np.float64), chunks=16)) != d  # dtype counts
+    assert array_digest(a) == array_digest(a.copy())
+    mask = da.from_array(a > 0.5, chunks=16)  # bool blocks hash too
+    assert array_digest(mask) != array_digest(da.from_array(a <= 0.5, chunks=16))
+
+
+def test_write_cog_copies_an_unchanged_raster(tmp_path: Path) -> None:
+    grid = small_grid((48, 40), 100.0, chunks=16)
+    values = np.random.default_rng(2).random(grid.shape).astype(np.float32)
+    cache = LayerCache(tmp_path / "cache", grid, "inputs")
+    assert cache.write_cog(tmp_path / "a.tif", _layer(grid, values)) is False
+    reference = export.write_cog(tmp_path / "ref.tif", _layer(grid, values))
+    assert (tmp_path / "a.tif").read_bytes() == reference.read_bytes()
+    # a later run (another cache object) with the same content copies the stored file
+    again = LayerCache(tmp_path / "cache", grid, "inputs")
+    assert again.write_cog(tmp_path / "b.tif", _layer(grid, values)) is True
+    assert again.rasters_copied == ["b.tif"] and again.rasters_written == []
+    assert (tmp_path / "b.tif").read_bytes() == reference.read_bytes()
+    # new values, or the same values with other attributes, are written anew
+    changed = values.copy()
+    changed[0, 0] += 0.25
+    assert again.write_cog(tmp_path / "c.tif", _layer(grid, changed)) is False
+    with rasterio.open(tmp_path / "c.tif") as src:
+        np.testing.assert_array_equal(src.read(1), changed)
+    assert again.write_cog(tmp_path / "d.tif", _layer(grid, values, name="other")) is False
+    assert len(list((tmp_path / "cache" / "rasters").glob("*.tif"))) == 3
+    assert not list((tmp_path / "cache" / "rasters").glob(".*"))  # no temporary left
+
+
+def test_commit_keeps_a_partly_computed_layer_incomplete(tmp_path: Path) -> None:
+    grid = small_grid((64, 64), 100.0, chunks=32)  # 2 × 2 blocks
+    values = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
+    cache = LayerCache(tmp_path, grid, "inputs")
+    part = cache.wrap("slope", {}, _layer(grid, values, "slope"))
+    dask.compute(part.data[:32, :32], scheduler="sync")  # one block of four
+    cache.commit()
+    again = LayerCache(tmp_path, grid, "inputs")
+    whole = again.wrap("slope", {}, _layer(grid, values, "slope"))
+    assert again.misses == ["slope"]
+    np.testing.assert_array_equal(whole.data.compute(scheduler="sync"), values)
+    again.commit()
+    third = LayerCache(tmp_path, grid, "inputs")
+    np.testing.assert_array_equal(
+        third.wrap("slope", {}, _layer(grid, values * 0, "slope")).data.compute(), values
+    )
+    assert third.hits == ["slope"]
+
+
+def test_the_same_entry_wrapped_twice_is_one_graph_layer(tmp_path: Path) -> None:
+    grid = small_grid((32, 32), 100.0, chunks=16)
+    cache = LayerCache(tmp_path, grid, "inputs")
+    values = np.ones(grid.shape, np.float32)
+    a = cache.wrap("x", {}, _layer(grid, values, "pv"))
+    b = cache.wrap("x", {}, _layer(grid, values, "wind"))
+    assert a.data.name == b.data.name and b.name == "wind"
+
+
+def test_frames_round_trip_exactly(tmp_path: Path) -> None:
+    grid = small_grid()
+    pairs = gpd.GeoDataFrame(
+        {
+            "pair_id": np.array([1, 2, 3], np.int64),
+            "head_m": [412.5, 300.0000001, np.nan],
+            "uses_existing_reservoir": [True, False, True],
+            "lower_name": ["龙头沟", None, "Ertan"],
+        },
+        geometry=[shapely.LineString([(0, 0), (1, 1)])] * 3,
+        crs=grid.crs,
+    )
+    frames = {"pairs": pairs, "reservoirs": pairs.iloc[:0]}
+    cache = LayerCache(tmp_path, grid, "inputs")
+    assert cache.load_frames("ps_pairs", {"recipe": "a"}) is None
+    cache.save_frames("ps_pairs", {"recipe": "a"}, frames)
+    back = LayerCache(tmp_path, grid, "inputs").load_frames("ps_pairs", {"recipe": "a"})
+    for k, gdf in frames.items():
+        assert_geodataframe_equal(back[k], gdf, check_dtype=True, check_index_type=True)
+    assert back["pairs"]["lower_name"].isna().tolist() == [False, True, False]
+    assert LayerCache(tmp_path, grid, "inputs").load_frames("ps_pairs", {"recipe": "b"}) is None
+    assert LayerCache(tmp_path, grid, "other").load_frames("ps_pairs", {"recipe": "a"}) is None
+
+
+def test_burns_are_read_back_on_a_rerun(tmp_path: Path) -> None:
+    poly = shapely.box(1000, 1000, 4050, 2525)
+    burnt = []
+    for _ in range(2):
+        grid = small_grid((64, 64), 100.0, chunks=32)
+        cache = LayerCache(tmp_path, grid, "inputs")
+        grid.cache_burns(cache)
+        frac = grid.rasterize([poly], fraction=True, name="zone")
+        burnt.append(frac.data.compute(scheduler="sync"))
+        cache.commit()
+    assert cache.hits == ["burn_zone"]
+    np.testing.assert_array_equal(burnt[0], burnt[1])
+    assert burnt[0].sum() == pytest.approx(poly.area / 100.0**2, rel=1e-3)
+
+
+def test_frames_keep_column_order_and_empty_frames(tmp_path: Path) -> None:
+    grid = small_grid()
+    empty = gpd.GeoDataFrame(
+        {"b": pd.Series([], dtype="float64"), "a": pd.Series([], dtype="int64")},
+        geometry=gpd.GeoSeries([], crs=grid.crs),
+    )
+    cache = LayerCache(tmp_path, grid, "k")
+    cache.save_frames("t", 1, {"only": empty})
+    back = cache.load_frames("t", 1)["only"]
+    assert list(back.columns) == ["b", "a", "geometry"] and len(back) == 0
+    assert back.crs == grid.crs
