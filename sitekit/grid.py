@@ -409,7 +409,15 @@ class Grid:
             repr((all_touched, fraction, s, ids.tolist() if values is not None else None)).encode()
         )
         data = self.map_blocks(_burn, dtype=dtype, name=f"burn-{h.hexdigest()[:16]}-{self.token}")
-        return self.wrap(data, name, "id" if values is not None else ("1" if fraction else "bool"))
+        out = self.wrap(data, name, "id" if values is not None else ("1" if fraction else "bool"))
+        cache = self._cache.get("layer_cache")
+        return cache.wrap(f"burn_{name}", h.hexdigest(), out) if cache is not None else out
+
+    def cache_burns(self, cache: Any) -> None:
+        """Route every later :meth:`rasterize` (constraint layers, zones, the study fraction)
+        through ``cache``, a :class:`sitekit.cache.LayerCache`, keyed by the burnt geometries'
+        WKB and the burn options: a re-run reads the rasters back instead of burning again."""
+        self._cache["layer_cache"] = cache
 
     def study_fraction(self) -> xr.DataArray:
         """Fraction (0–1) of each pixel inside the study area (all ones when none is set)."""

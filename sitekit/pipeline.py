@@ -45,6 +45,8 @@ class Pipeline:
         self.grid = grid
         self.cache = cache
         self._memo: dict[Any, Any] = {}
+        if cache is not None:
+            grid.cache_burns(cache)
 
     def _cached(self, name: str, params: Any, layer: xr.DataArray) -> xr.DataArray:
         """Route an intermediate layer through the on-disk cache (when one is configured)."""
@@ -62,7 +64,7 @@ class Pipeline:
     @cached_property
     def elevation(self) -> xr.DataArray:
         dem = self.catalog.raster(self.dem_id, self.grid)
-        inside = self._cached("study_fraction", {}, self.grid.study_fraction()) > 0
+        inside = self.grid.study_fraction() > 0  # cached as a burn (Grid.cache_burns)
         return self._cached("elevation", self.dem_id, dem.where(inside).rename("elevation"))
 
     @cached_property
@@ -79,7 +81,7 @@ class Pipeline:
 
     @cached_property
     def hillshade(self) -> xr.DataArray:
-        return terrain.hillshade(self.elevation)
+        return self._cached("hillshade", {}, terrain.hillshade(self.elevation))
 
     @cached_property
     def zones(self) -> dict[str, tuple[xr.DataArray, list[str], gpd.GeoDataFrame]]:
