@@ -349,9 +349,11 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     say(f"sitekit: {grid.describe()}")
     cache = None
     if opts.cache_dir is not None:
+        from sitekit import __version__
         from sitekit.cache import LayerCache, digest
 
         inputs_key = digest(
+            __version__,  # a release may change how a layer is computed
             catalog.digest(),
             {
                 s.id: file_sha256(catalog.file(s))
@@ -393,12 +395,26 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 for k, v in pipe.wind_layers(g.recipe).items():
                     arrays[k] = v
         ps_recipe = None
+        ps_cached: dict[str, Any] | None = None
         if opts.pumped_storage:
             ps_recipe, ps_text = _ps_graph(pipe, opts, arrays)
             recipes.append((Path(opts.pumped_storage), ps_recipe, ps_text))
+            # the pairs depend on the DEM, the catalogue's files and their own recipe only: a
+            # re-run with other PV/wind weights or thresholds reads them back
+            ps_key = {"recipe": ps_text, "tile_px": PS_TILE_PX}
+            if cache is not None:
+                ps_cached = cache.load_frames("ps_pairs", ps_key)
+            if ps_cached is not None:
+                for k in ("ps", "_ps_excluded"):
+                    arrays.pop(k)
         attrs = {k: dict(a.attrs) for k, a in arrays.items() if isinstance(a, xr.DataArray)}
         t1 = time.perf_counter()
         layers, others, task_s = persist(client, arrays, opts.quiet, "computing layers")
+        if ps_cached is not None:
+            others["ps"] = (ps_cached["reservoirs"], ps_cached["pairs"])
+        elif cache is not None and "ps" in others:
+            ps_res, ps_pairs = others["ps"]
+            cache.save_frames("ps_pairs", ps_key, {"reservoirs": ps_res, "pairs": ps_pairs})
         timings["compute_s"] = time.perf_counter() - t1
         # ---- rasters
         t1 = time.perf_counter()
@@ -425,6 +441,8 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 }
             )
         rasters: dict[str, Any] = {}
+        # with a cache, a raster whose content an earlier run already exported is copied
+        write_cog = export.write_cog if cache is None else cache.write_cog
         for key, fname in raster_out.items():
             if key not in layers:
                 continue
@@ -443,11 +461,11 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             if pipe.dem_is_modelled and key in ("elevation", "slope", "aspect", "hillshade"):
                 da_np.attrs["modelled"] = "demo terrain"
             rasters[key] = da_np
-            export.write_cog(rdir / f"{fname}.tif", da_np)
+            write_cog(rdir / f"{fname}.tif", da_np)
         # the combined exclusion-reasons raster of the first recipe is the headline one
         if graphs:
             first = graphs[0].recipe.technology
-            export.write_cog(rdir / "exclusion_reasons.tif", rasters[f"{first}_exclusion_reasons"])
+            write_cog(rdir / "exclusion_reasons.tif", rasters[f"{first}_exclusion_reasons"])
         timings["rasters_s"] = time.perf_counter() - t1
 
         # ---- sites
@@ -570,6 +588,8 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 "dir": str(opts.cache_dir),
                 "hits": cache.hits,
                 "misses": cache.misses,
+                "rasters_copied": cache.rasters_copied,
+                "rasters_written": cache.rasters_written,
             }
         timings["total_s"] = time.perf_counter() - t0
         provenance["timings_s"] = {k: round(v, 3) for k, v in timings.items()}

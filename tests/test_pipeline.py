@@ -194,6 +194,21 @@ def test_weights_only_rerun_reads_the_cache(demo_run: Path) -> None:
     assert {"slope", "pv_yield", "wind_cf", "grid_distance", "connection_distance"} <= set(
         cache["hits"]
     )
+    # vector burns and the pumped-storage pairs are read back too ...
+    assert {"burn_study_fraction", "burn_nobuild", "burn_prefecture_id", "ps_pairs"} <= set(
+        cache["hits"]
+    )
+    assert (out / "ps_pairs.csv").read_bytes() == (demo_run / "ps_pairs.csv").read_bytes()
+    # ... and only the rasters the weights change are compressed again; the rest are copies
+    assert sorted(cache["rasters_written"]) == ["pv_score.tif", "wind_score.tif"]
+    assert {"slope.tif", "pv_lcoe.tif", "exclusion_reasons.tif"} <= set(cache["rasters_copied"])
+    for name in ("pv_lcoe.tif", "exclusion_reasons.tif"):
+        assert (out / "rasters" / name).read_bytes() == (demo_run / "rasters" / name).read_bytes()
+    with (
+        rasterio.open(demo_run / "rasters" / "pv_score.tif") as a,
+        rasterio.open(out / "rasters" / "pv_score.tif") as b,
+    ):
+        assert not np.array_equal(a.read(1), b.read(1), equal_nan=True)
     # the scores changed, the cached layers did not
     with (
         rasterio.open(demo_run / "rasters" / "slope.tif") as a,
