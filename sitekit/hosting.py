@@ -58,7 +58,7 @@ def _all_sites(sites: dict[str, gpd.GeoDataFrame], crs: Any) -> gpd.GeoDataFrame
 
 def assign_sites(
     sites: dict[str, gpd.GeoDataFrame], points: gpd.GeoDataFrame, *,
-    cost: xr.DataArray | None = None, grid: Grid,
+    cost: xr.DataArray | None = None, grid: Grid, cache_dir: Any = None,
 ) -> gpd.GeoDataFrame:  # fmt: skip
     """Every site (all technologies) with its connection point.
 
@@ -86,7 +86,7 @@ def assign_sites(
     if cost is not None and len(geoms):
         start = shapely.point_on_surface(geoms)
         xy = np.column_stack([shapely.get_x(start), shapely.get_y(start)])
-        paths = proximity.least_cost_paths(cost, xy, pts, grid)
+        paths = proximity.least_cost_paths(cost, xy, pts, grid, cache_dir=cache_dir)
         ok = np.array([p.line is not None and p.target_index >= 0 for p in paths])
         idx = np.nonzero(ok)[0]
         out.loc[idx, "point_index"] = [paths[i].target_index for i in idx]
@@ -102,7 +102,7 @@ def assign_sites(
 
 def hosting_capacity(
     sites: dict[str, gpd.GeoDataFrame], points: gpd.GeoDataFrame, *,
-    cost: xr.DataArray | None = None, grid: Grid, name_field: str = "name",
+    cost: xr.DataArray | None = None, grid: Grid, name_field: str = "name", cache_dir: Any = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Candidate capacity gathered per connection point, and per-point supply curves.
 
@@ -114,6 +114,8 @@ def hosting_capacity(
     cost : cost per metre on ``grid`` (:func:`sitekit.proximity.cost_surface`); None = straight
         line to the nearest point.
     name_field : column of ``points`` naming them.
+    cache_dir : folder that keeps the least-cost search for re-runs with other sites
+        (:func:`sitekit.proximity.least_cost_paths`); None = no cache.
 
     Returns
     -------
@@ -124,7 +126,7 @@ def hosting_capacity(
         order, technology, site_id, capacity_mw, energy_gwh, lcoe_cny_per_kwh, connection_km,
         cumulative_mw, cumulative_gwh.
     """
-    a = assign_sites(sites, points, cost=cost, grid=grid)
+    a = assign_sites(sites, points, cost=cost, grid=grid, cache_dir=cache_dir)
     names = (points[name_field].astype(str).to_numpy() if name_field in points.columns
              else np.asarray([f"point {i}" for i in range(len(points))]))  # fmt: skip
     techs = sorted({t for t, g in sites.items() if g is not None and len(g)})

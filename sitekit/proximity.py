@@ -475,6 +475,8 @@ def _factor(grid: Grid, max_pixels: int) -> int:
 
 
 def _mcp(cost: np.ndarray, labels: np.ndarray, res_m: float, ends: Any = None) -> Any:
+    """skimage's MCP_Geometric from every target pixel: ``(mcp, cumulative cost, traceback)``;
+    with ``ends`` the search stops once all of them are reached."""
     from skimage.graph import MCP_Geometric
 
     c = np.where(np.isfinite(cost) & (cost >= 0), cost, np.inf).astype(np.float64)
@@ -486,10 +488,56 @@ def _mcp(cost: np.ndarray, labels: np.ndarray, res_m: float, ends: Any = None) -
         )
     mcp = MCP_Geometric(c, fully_connected=True, sampling=(res_m, res_m))
     if ends is None:
-        cum, _ = mcp.find_costs(starts)
+        cum, tb = mcp.find_costs(starts)
     else:
-        cum, _ = mcp.find_costs(starts, ends=ends, find_all_ends=True)
-    return mcp, cum
+        cum, tb = mcp.find_costs(starts, ends=ends, find_all_ends=True)
+    return mcp, cum, tb
+
+
+@numba.njit(cache=True)
+def _trace(tb: np.ndarray, offsets: np.ndarray, r: int, c: int) -> np.ndarray:
+    """Pixels (row, col) from ``(r, c)`` back to its search start, following MCP's traceback
+    (offset index per pixel, negative at a start)."""
+    out = [(r, c)]
+    while tb[r, c] >= 0:
+        k = tb[r, c]
+        r, c = r - offsets[k, 0], c - offsets[k, 1]
+        out.append((r, c))
+    res = np.empty((len(out), 2), np.int64)
+    for i in range(len(out)):
+        res[i, 0], res[i, 1] = out[i]
+    return res
+
+
+def _search(
+    c_np: np.ndarray, lab_np: np.ndarray, res_m: float, ends: list, cache_dir: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(cumulative cost, traceback, offsets)`` of the MCP search from the targets.
+
+    Without ``cache_dir`` the search stops at the last of ``ends``. With it, the search covers
+    the whole grid and is saved under ``cache_dir/mcp/`` keyed by the content of the cost and
+    target rasters, so a re-run with other sites (new weights) only traces paths. A finished
+    pixel's cost and predecessor do not depend on where Dijkstra stops, so both give the same
+    paths and costs (tested)."""
+    if cache_dir is None:
+        mcp, cum, tb = _mcp(c_np, lab_np, res_m, ends=ends)
+        return cum, tb, np.asarray(mcp.offsets, np.int64)
+    from pathlib import Path
+
+    from sitekit.atomic import atomic_path
+    from sitekit.cache import array_digest, digest
+
+    entry = Path(cache_dir) / "mcp" / (
+        digest("mcp", array_digest(c_np), array_digest(lab_np), res_m) + ".npz"
+    )  # fmt: skip
+    if entry.is_file():
+        with np.load(entry) as z:
+            return z["cum"], z["traceback"], z["offsets"]
+    mcp, cum, tb = _mcp(c_np, lab_np, res_m)
+    offsets = np.asarray(mcp.offsets, np.int64)
+    with atomic_path(entry) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, cum=cum, traceback=tb, offsets=offsets)
+    return cum, tb, offsets
 
 
 def least_cost_distance(
@@ -572,6 +620,7 @@ def least_cost_paths(
     grid: Grid | None = None,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    cache_dir: Any = None,
 ) -> list[LeastCostPath]:
     """Least-cost paths from many sites to their cheapest target, with one MCP run (computes).
 
@@ -580,7 +629,9 @@ def least_cost_paths(
     pixel centres in the grid CRS. ``length_m`` is the polyline length [m], ``cost_m`` the
     accumulated cost [m of flat-equivalent line], ``target_index`` the position of the target
     in ``targets`` (-1 for a mask). Unreachable sites get ``line=None``, NaN length and inf cost.
-    Coarsening above ``max_pixels`` as in :func:`least_cost_distance`.
+    Coarsening above ``max_pixels`` as in :func:`least_cost_distance`. With ``cache_dir`` (a
+    folder) the whole search is kept there and reused by later calls on the same cost surface
+    and targets (see :func:`_search`).
     """
     grid = _grid_of(cost, grid)
     labels, indexed = _target_labels(targets, grid)
@@ -596,21 +647,21 @@ def least_cost_paths(
         bad = xy[~inside][0]
         raise InputError(f"site ({bad[0]:.0f}, {bad[1]:.0f}) lies outside the grid {grid.bounds}")
     ends = list(zip(rows.tolist(), cols.tolist(), strict=True))
-    mcp, cum = _mcp(c_np, lab_np, grid.resolution_m * f, ends=ends)
+    cum, tb, offsets = _search(c_np, lab_np, grid.resolution_m * f, ends, cache_dir)
     out = []
     for r, c in ends:
         total = float(cum[r, c])
         if not np.isfinite(total):
             out.append(LeastCostPath(None, float("nan"), float("inf"), -1))
             continue
-        path = mcp.traceback((r, c))[::-1]
-        pr, pc = np.asarray(path, dtype=np.float64).T
+        path = _trace(tb, offsets, r, c)  # from the site to its target
+        pr, pc = path.astype(np.float64).T
         px, py = t * (pc + 0.5, pr + 0.5)
         pts = np.column_stack([px, py])
         if len(pts) == 1:
             pts = np.vstack([pts, pts])
         line = shapely.LineString(pts)
-        end = path[-1]
+        end = tuple(path[-1])
         idx = int(lab_np[end]) - 1 if indexed else -1
         out.append(LeastCostPath(line, float(line.length), total, idx))
     return out

@@ -585,7 +585,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         if cache is not None:
             cache.commit()
             provenance["cache"] = {
-                "dir": str(opts.cache_dir),
+                "dir": str(Path(opts.cache_dir).resolve()),
                 "hits": cache.hits,
                 "misses": cache.misses,
                 "rasters_copied": cache.rasters_copied,

@@ -199,6 +199,8 @@ def test_weights_only_rerun_reads_the_cache(demo_run: Path) -> None:
         cache["hits"]
     )
     assert (out / "ps_pairs.csv").read_bytes() == (demo_run / "ps_pairs.csv").read_bytes()
+    # the hosting step kept its least-cost search in the run's cache (one cost surface)
+    assert len(list((demo_run.parent / "cache" / "mcp").glob("*.npz"))) == 1
     # ... and only the rasters the weights change are compressed again; the rest are copies
     assert sorted(cache["rasters_written"]) == ["pv_score.tif", "wind_score.tif"]
     assert {"slope.tif", "pv_lcoe.tif", "exclusion_reasons.tif"} <= set(cache["rasters_copied"])

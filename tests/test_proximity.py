@@ -338,3 +338,39 @@ def test_least_cost_distance_shares_its_upstream_graph(grid):
     acc = least_cost_distance(cost, [(50.0, 50.0)], grid)
     dask.compute(cost.data, acc.data, scheduler="threads")
     assert len(calls) == slope.npartitions
+
+
+def test_cached_search_gives_the_same_paths_and_is_reused(grid, tmp_path, monkeypatch):
+    """With a cache folder the MCP search covers the whole grid once and is kept; paths and
+    costs equal the search that stops at the last site (Dijkstra's finished pixels do not
+    change), and a later call with other sites only traces."""
+    from sitekit import proximity
+
+    rng = np.random.default_rng(3)
+    forbidden = rng.random((64, 64)) < 0.15
+    c = np.where(forbidden, np.inf, 1.0 + rng.random((64, 64)))
+    c[3, 3] = c[60, 59] = 1.0  # the targets' pixels stay passable
+    targets = gdf([shapely.Point(350, 350), shapely.Point(5950, 6050)], grid.crs)
+    cost = grid.wrap(da.from_array(c, chunks=32), "cost", "1")
+    sites = [(x + 50.0, y + 50.0) for x in range(0, 6400, 700) for y in range(0, 6400, 900)]
+    plain = least_cost_paths(cost, sites, targets, grid)
+    cached = least_cost_paths(cost, sites, targets, grid, cache_dir=tmp_path)
+    assert len(list((tmp_path / "mcp").glob("*.npz"))) == 1
+    reached = 0
+    for a, b in zip(plain, cached, strict=True):
+        assert a.target_index == b.target_index
+        assert a.cost_m == b.cost_m or (math.isinf(a.cost_m) and math.isinf(b.cost_m))
+        if a.line is not None:
+            reached += 1
+            assert a.line.equals_exact(b.line, 0.0) and a.length_m == b.length_m
+        else:
+            assert b.line is None
+    assert reached > 40
+    # the second call reads the saved search: no MCP run at all
+    monkeypatch.setattr(proximity, "_mcp", lambda *a, **k: pytest.fail("searched again"))
+    again = least_cost_paths(cost, sites[::-1], targets, grid, cache_dir=tmp_path)
+    assert [p.cost_m for p in again] == [p.cost_m for p in cached[::-1]]
+    # another cost surface is another entry
+    monkeypatch.undo()
+    least_cost_paths(cost * 2.0, sites[:3], targets, grid, cache_dir=tmp_path)
+    assert len(list((tmp_path / "mcp").glob("*.npz"))) == 2

@@ -127,6 +127,19 @@ def route(ctx: click.Context, route_file: Path | None, run_dir: Path, catalog: P
     click.echo(f"sitekit: route report written to {out} (route_summary.md, route_map.html …)")
 
 
+def _run_cache(run_dir: Path) -> Path | None:
+    """The layer cache folder the run used (``run.json`` → ``cache.dir``), if it still exists:
+    the least-cost search from the connection points is kept there for re-runs."""
+    import json
+
+    try:
+        prov = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        folder = Path(prov["cache"]["dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return folder if folder.is_dir() else None
+
+
 @cli.command("hosting")
 @run_opt
 @catalog_opt
@@ -191,7 +204,9 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
         red = run.redlines
         forbidden = run.grid.rasterize(red) if red is not None else None
         cost = proximity.cost_surface(run.slope, forbidden, forbidden_cost=20.0)
-    per, curves = hz.hosting_capacity(run.sites, run.points, cost=cost, grid=run.grid)
+    per, curves = hz.hosting_capacity(
+        run.sites, run.points, cost=cost, grid=run.grid, cache_dir=_run_cache(run_dir)
+    )
     hz.write_hosting(per, curves, run.points, out)
     msg = f"{per['total_mw'].sum():,.0f} MW gathered at {int((per['total_mw'] > 0).sum())} points"
     if cat is not None and plants_layer in cat:
