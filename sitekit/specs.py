@@ -1,9 +1,9 @@
 """Load YAML specs (catalogues, recipes, map styles) into pydantic models with precise errors.
 
-YAML is loaded with ``yaml.SafeLoader`` only (no object construction: a ``!!python`` tag is an
-error). Validation errors name the file, the line and the key, and suggest the nearest valid key
-for a typo, e.g. ``pipelines/pv.yaml:12: key 'wieght' in criteria[1] is not allowed (did you mean
-'weight'?)``.
+YAML is loaded with a safe loader only (libyaml's ``CSafeLoader`` when available, else
+``yaml.SafeLoader``; no object construction: a ``!!python`` tag is an error). Validation errors
+name the file, the line and the key, and suggest the nearest valid key for a typo, e.g.
+``pipelines/pv.yaml:12: key 'wieght' in criteria[1] is not allowed (did you mean 'weight'?)``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ def _node_lines(node: yaml.Node, path: Loc, out: dict[Loc, int]) -> None:
             _node_lines(item, (*path, i), out)
 
 
+#: libyaml's safe loader when PyYAML was built with it (same data and line marks, ~6× faster)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: str | Path) -> tuple[Any, dict[Loc, int]]:
     """Safe-load a YAML file; return (data, {key path: line})."""
     path = Path(path)
@@ -47,8 +51,8 @@ def read_yaml(path: str | Path) -> tuple[Any, dict[Loc, int]]:
     except UnicodeDecodeError as exc:
         raise RecipeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
+        node = yaml.compose(text, Loader=_LOADER)
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a SafeLoader
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else "?"
