@@ -85,6 +85,7 @@ class LayerCache:
         self.rasters_copied: list[str] = []  # exported GeoTIFFs copied from the cache
         self.rasters_written: list[str] = []
         self._wrapped: dict[Path, da.Array] = {}  # one graph layer per entry (PV and wind share)
+        self._digests: dict[str, str] = {}  # array_digest by dask key name (fixed content)
 
     def _dir(self, name: str, params: Any) -> Path:
         return self.root / f"{name}-{digest(self.grid.token, self.inputs_key, name, params)}"
@@ -131,6 +132,28 @@ class LayerCache:
                 (folder / "complete").write_text("ok\n")
         self.pending.clear()
 
+    def content_digest(self, data: Any) -> str:
+        """:func:`array_digest`, computed once per dask array of this run (a dask key names
+        one fixed content)."""
+        name = getattr(data, "name", None)
+        if not isinstance(data, da.Array) or name is None:
+            return array_digest(data)
+        if name not in self._digests:
+            self._digests[name] = array_digest(data)
+        return self._digests[name]
+
+    def memo_json(self, kind: str, parts: Any, build: Any) -> Any:
+        """``build()``'s JSON-serialisable result, kept under ``kind/`` keyed by ``parts`` (which
+        must name everything the result depends on, e.g. a :meth:`content_digest`)."""
+        from sitekit.atomic import write_text
+
+        entry = self.root / kind / f"{digest(kind, parts)}.json"
+        if entry.is_file():
+            return json.loads(entry.read_text(encoding="utf-8"))
+        value = build()
+        write_text(entry, json.dumps(value, ensure_ascii=False))
+        return value
+
     # -- exported rasters ------------------------------------------------------------------
     def write_cog(self, path: str | Path, layer: xr.DataArray, **kwargs: Any) -> bool:
         """:func:`sitekit.export.write_cog`, or a copy of the same GeoTIFF written by an earlier
@@ -146,7 +169,7 @@ class LayerCache:
         key = digest(
             "cog",
             COG_FORMAT,
-            array_digest(layer.data),
+            self.content_digest(layer.data),
             crs.to_wkt() if crs is not None else None,
             transform,
             {k: str(v) for k, v in layer.attrs.items()},

@@ -42,6 +42,8 @@ DEMO_BANNER = (
     "演示地形 — 选址决策请使用 SRTM/Copernicus DEM"
 )
 MODELLED = "modelled / 模拟"
+#: bump when an overlay (PNG, bounds, legend) made from the same raster and style changes
+OVERLAY_FORMAT = 1
 _FALLBACK = "#969696"
 _PANES = {
     "sk_base": 150,
@@ -489,6 +491,7 @@ def render_map(
     style: MapStyle | None = None,
     provenance: dict | None = None,
     online_tiles: bool = False,
+    cache: Any = None,
 ) -> Path:
     """Write the results map (one self-contained HTML file) and return its path.
 
@@ -505,6 +508,9 @@ def render_map(
     provenance : ``title``, ``demo_terrain`` (bool), ``modelled`` {layer: bool or label},
         ``exclusion_legend`` [(bit position, code, name_en, name_zh)], ``attribution``.
     online_tiles : add an OpenStreetMap base layer (the page then needs the internet for it).
+    cache : a :class:`sitekit.cache.LayerCache`: each raster's overlay (PNG, bounds, legend) is
+        kept keyed by the raster's content and its style, so a re-run whose weights left a layer
+        unchanged does not compute, warp and encode it again.
 
     Raises
     ------
@@ -545,38 +551,62 @@ def render_map(
         and "elevation" in rasters
         and (style.layers is None or "hillshade" in style.layers)
     ):
-        elev, f = overview(rasters["elevation"], style.overlay_max_px)
-        rasters = {**rasters, "hillshade": xr.DataArray(hillshade(elev, grid.resolution_m * f))}
+        # shaded from an overview of the elevation when its overlay is made
+        rasters = {**rasters, "hillshade": rasters["elevation"]}
         keys = ["hillshade"] + keys
-        shade_f: int | None = f
+        derived_shade = True
     else:
-        shade_f = None
+        derived_shade = False
 
     for key in keys:
         if key not in rasters:
             continue
         da = rasters[key]
         rs = style.rasters.get(key) or RasterStyle(name_en=key)
-        if key == "hillshade" and shade_f is not None:
-            values, f = np.asarray(da.values), shade_f
-        else:
-            if tuple(da.shape[-2:]) != tuple(grid.shape):
-                raise LayerError(f"raster '{key}' has shape {da.shape}, the grid {grid.shape}")
-            values, f = overview(da, style.overlay_max_px, rs.resampling)
-        units = rs.units if rs.units is not None else str(da.attrs.get("units", ""))
-        mark = _modelled(key, prov, da.attrs)
+        derived = key == "hillshade" and derived_shade
+        if tuple(da.shape[-2:]) != tuple(grid.shape):
+            raise LayerError(f"raster '{key}' has shape {da.shape}, the grid {grid.shape}")
+        attrs = {} if derived else da.attrs
+        units = rs.units if rs.units is not None else str(attrs.get("units", ""))
+        mark = _modelled(key, prov, attrs)
         label = esc(style.label(rs.name_en, rs.name_zh))
         title = label + (f" [{esc(units)}]" if units and units != "1" else "") + mark
-        if key == "exclusion_reasons":
-            idx, colours, legend = _exclusions(
-                values, prov.get("exclusion_legend") or [], title, rs
-            )
+        legend_spec = (prov.get("exclusion_legend") or []) if key == "exclusion_reasons" else None
+
+        def _overlay(da=da, rs=rs, title=title, legend_spec=legend_spec, derived=derived):
+            if derived:
+                elev, f = overview(da, style.overlay_max_px)
+                values = hillshade(elev, grid.resolution_m * f)
+            else:
+                values, f = overview(da, style.overlay_max_px, rs.resampling)
+            if legend_spec is not None:
+                idx, colours, legend = _exclusions(values, legend_spec, title, rs)
+            else:
+                idx, colours, legend = _continuous(values.astype(np.float32), rs, title)
+            merc, ll_bounds = _to_mercator(idx, grid, f)
+            return {"png": _png(merc, colours), "bounds": ll_bounds, "legend": legend}
+
+        if cache is None:
+            ov = _overlay()
         else:
-            idx, colours, legend = _continuous(values.astype(np.float32), rs, title)
-        merc, ll_bounds = _to_mercator(idx, grid, f)
+            ov = cache.memo_json(
+                "overlays",
+                [
+                    OVERLAY_FORMAT,
+                    cache.content_digest(da.data),
+                    grid.token,
+                    rs.model_dump(mode="json"),
+                    title,
+                    style.overlay_max_px,
+                    legend_spec,
+                    derived,
+                ],
+                _overlay,
+            )
+        legend = ov["legend"]
         layer = folium.raster_layers.ImageOverlay(
-            _png(merc, colours),
-            ll_bounds,
+            ov["png"],
+            ov["bounds"],
             name=unique(label + mark),
             opacity=rs.opacity,
             overlay=not rs.base,

@@ -572,6 +572,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 style=st,
                 provenance=provenance,
                 online_tiles=opts.online_tiles,
+                cache=cache,
             )
             report.render_report(
                 stage / "report.html",

@@ -335,3 +335,34 @@ def test_overlay_pixels_land_where_they_belong() -> None:
     lon0, lat0 = transformer(grid.crs, 4326).transform(x, yy)
     step = f * grid.resolution_m / 111_000  # one overview pixel in degrees (roughly)
     assert abs(lon - lon0) < step and abs(lat - lat0) < step
+
+
+def test_overlays_are_reused_from_a_layer_cache(
+    results: dict, page: str, tmp_path: Path, monkeypatch
+) -> None:
+    """With a cache, each raster overlay is kept by content + style: a second page with the
+    same rasters makes no overview, and its images equal the uncached page's."""
+    from sitekit.cache import LayerCache
+
+    r = results
+    images = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+")
+    cache = LayerCache(tmp_path / "cache", r["grid"], "inputs")
+    args = dict(
+        grid=r["grid"], rasters=r["rasters"], vectors=r["vectors"], style=MapStyle(),
+        provenance=r["provenance"],
+    )  # fmt: skip
+    first = render_map(tmp_path / "a.html", cache=cache, **args).read_text(encoding="utf-8")
+    assert images.findall(first) == images.findall(page)
+    kept = len(list((tmp_path / "cache" / "overlays").glob("*.json")))
+    assert kept >= 3
+    monkeypatch.setattr(render, "overview", lambda *a, **k: pytest.fail("overview recomputed"))
+    again = LayerCache(tmp_path / "cache", r["grid"], "inputs")
+    second = render_map(tmp_path / "b.html", cache=again, **args).read_text(encoding="utf-8")
+    assert images.findall(second) == images.findall(page)
+    # a changed raster is a new overlay
+    monkeypatch.undo()
+    changed = dict(r["rasters"])
+    key = next(k for k in changed if k not in ("exclusion_reasons", "elevation"))  # not shaded
+    changed[key] = changed[key] * 0.5
+    render_map(tmp_path / "c.html", cache=again, **{**args, "rasters": changed})
+    assert len(list((tmp_path / "cache" / "overlays").glob("*.json"))) == kept + 1
