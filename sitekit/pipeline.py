@@ -6,7 +6,7 @@ memoised on the :class:`Pipeline`, so PV and wind share one slope, one distance-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -263,9 +263,35 @@ class Pipeline:
                 )
         return out
 
+    def constraints(self, recipe: Any, inclusion: bool = True) -> cons_lib.ConstraintResult:
+        """:func:`sitekit.constraints.evaluate` of a recipe's constraints (PV, wind or PS).
+
+        With a cache, the combined ``exclusion_reasons`` and ``inclusion_fraction`` rasters are
+        cached, keyed by the constraints and the resource settings their derived layers depend
+        on: a re-run that changes only weights reads them instead of combining every mask again
+        (``excluded`` is then ``reasons != 0``, which is how :func:`evaluate` defines it).
+        ``inclusion=False`` leaves the inclusion fraction uncached (pumped storage never uses it:
+        an entry nobody computes would stay incomplete)."""
+        cons = cons_lib.evaluate(self.constraint_objects(recipe), self.grid)
+        if self.cache is None:
+            return cons
+        params = {
+            "constraints": [c.model_dump(mode="json") for c in recipe.constraints],
+            "solar": _dump(getattr(recipe, "solar", None)),
+            "wind": _dump(getattr(recipe, "wind", None)),
+        }
+        reasons = self._cached("exclusion_reasons", params, cons.reasons)
+        excluded = self.grid.wrap(
+            reasons.data != 0, "excluded", "bool", "excluded by any hard constraint"
+        )
+        incl = cons.inclusion_fraction
+        if inclusion:
+            incl = self._cached("inclusion_fraction", params, incl)
+        return replace(cons, reasons=reasons, excluded=excluded, inclusion_fraction=incl)
+
     def technology(self, recipe: Recipe) -> TechGraph:
         """The lazy score, eligibility, LCOE and energy rasters of a recipe."""
-        cons = cons_lib.evaluate(self.constraint_objects(recipe), self.grid)
+        cons = self.constraints(recipe)
         memberships: dict[str, xr.DataArray] = {}
         for crit in recipe.criteria:
             x = self.derived(crit.layer, recipe)
@@ -316,3 +342,7 @@ class Pipeline:
             constraints=cons,
             memberships=memberships,
         )
+
+
+def _dump(model: Any) -> Any:
+    return model.model_dump(mode="json") if model is not None else None

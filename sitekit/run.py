@@ -606,12 +606,11 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
 
 def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple[Any, str]:
     """Add the lazy pumped-storage search to ``arrays['ps']``; returns (recipe, YAML text)."""
-    from sitekit import constraints as cons_lib
     from sitekit import pumped_storage as ps
     from sitekit.recipe import load_ps_recipe
 
     recipe, text = load_ps_recipe(opts.pumped_storage, list(opts.overrides))
-    cons = cons_lib.evaluate(pipe.constraint_objects(recipe), pipe.grid)
+    cons = pipe.constraints(recipe, inclusion=False)
     s = recipe.search
     params = ps.PumpedStorageParams(
         dam_height_m=s.dam_height_m,
