@@ -60,16 +60,24 @@ def array_digest(data: Any) -> str:
     chunking give equal digests."""
     import dask
 
-    h = hashlib.sha256()
     if isinstance(data, da.Array):
-        h.update(f"{data.dtype.str}{data.shape}{data.chunks}".encode())
-        blocks = data.to_delayed().ravel()
-        for part in dask.compute(*[dask.delayed(_block_digest, pure=True)(b) for b in blocks]):
-            h.update(part)
-    else:
-        arr = np.asarray(data)
-        h.update(f"{arr.dtype.str}{arr.shape}".encode())
-        h.update(_block_digest(arr))
+        return _combine(data, dask.compute(*_block_tasks(data)))
+    arr = np.asarray(data)
+    h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(_block_digest(arr))
+    return h.hexdigest()
+
+
+def _block_tasks(data: da.Array) -> list:
+    import dask
+
+    return [dask.delayed(_block_digest, pure=True)(b) for b in data.to_delayed().ravel()]
+
+
+def _combine(data: da.Array, parts: Any) -> str:
+    h = hashlib.sha256(f"{data.dtype.str}{data.shape}{data.chunks}".encode())
+    for part in parts:
+        h.update(part)
     return h.hexdigest()
 
 
@@ -142,6 +150,17 @@ class LayerCache:
         if name not in self._digests:
             self._digests[name] = array_digest(data)
         return self._digests[name]
+
+    def prefetch_digests(self, datas: list[Any]) -> None:
+        """Compute the :meth:`content_digest` of several dask arrays in one round trip to the
+        cluster (one ``dask.compute`` instead of one per array)."""
+        import dask
+
+        todo = {d.name: d for d in datas if isinstance(d, da.Array) and d.name not in self._digests}
+        if todo:
+            (parts,) = dask.compute({name: _block_tasks(d) for name, d in todo.items()})
+            for name, d in todo.items():
+                self._digests[name] = _combine(d, parts[name])
 
     def memo_json(self, kind: str, parts: Any, build: Any) -> Any:
         """``build()``'s JSON-serialisable result, kept under ``kind/`` keyed by ``parts`` (which

@@ -443,6 +443,8 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         rasters: dict[str, Any] = {}
         # with a cache, a raster whose content an earlier run already exported is copied
         write_cog = export.write_cog if cache is None else cache.write_cog
+        if cache is not None:  # the rasters' content digests (cache keys), in one round trip
+            cache.prefetch_digests([layers[k] for k in raster_out if k in layers])
         for key, fname in raster_out.items():
             if key not in layers:
                 continue

@@ -138,3 +138,13 @@ def test_frames_keep_column_order_and_empty_frames(tmp_path: Path) -> None:
     back = cache.load_frames("t", 1)["only"]
     assert list(back.columns) == ["b", "a", "geometry"] and len(back) == 0
     assert back.crs == grid.crs
+
+
+def test_prefetched_digests_equal_single_ones(tmp_path: Path) -> None:
+    grid = small_grid((40, 40), 100.0, chunks=16)
+    rng = np.random.default_rng(4)
+    arrays = [da.from_array(rng.random((40, 40)).astype(np.float32), chunks=16) for _ in range(3)]
+    cache = LayerCache(tmp_path, grid, "inputs")
+    cache.prefetch_digests([*arrays, arrays[0]])
+    assert [cache.content_digest(a) for a in arrays] == [array_digest(a) for a in arrays]
+    assert len(set(cache._digests.values())) == 3
