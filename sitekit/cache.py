@@ -24,6 +24,7 @@ import os
 import shutil
 import uuid
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,30 @@ import xarray as xr
 from sitekit.grid import Grid
 
 DEFAULT_DIR = Path(".sitekit-cache")
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """SHA-256 (first 20 hex) of the sitekit package's Python sources: every entry's key includes
+    it, so a changed algorithm (a new release, a developer's edit) never reads older results."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def _warn_unwritable(what: Path, exc: OSError) -> None:
+    from sitekit.errors import SitekitWarning
+
+    warnings.warn(
+        f"cache: could not write {what} ({exc.strerror or exc}); the run goes on without it",
+        SitekitWarning,
+        stacklevel=3,
+    )
+
+
 #: bump when :func:`sitekit.export.write_cog`'s output for the same array changes
 COG_FORMAT = 1
 
@@ -85,7 +110,7 @@ class LayerCache:
     """Chunked ``.npy`` cache of DataArrays on one grid."""
 
     def __init__(self, root: str | Path, grid: Grid, inputs_key: str) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # workers get absolute paths (a shared folder)
         self.grid = grid
         self.inputs_key = inputs_key
         self.pending: list[tuple[Path, int]] = []  # (folder, number of blocks)
@@ -97,7 +122,8 @@ class LayerCache:
         self._digests: dict[str, str] = {}  # array_digest by dask key name (fixed content)
 
     def _dir(self, name: str, params: Any) -> Path:
-        return self.root / f"{name}-{digest(self.grid.token, self.inputs_key, name, params)}"
+        key = digest(code_digest(), self.grid.token, self.inputs_key, name, params)
+        return self.root / f"{name}-{key}"
 
     def wrap(self, name: str, params: Any, layer: xr.DataArray) -> xr.DataArray:
         """Return the cached layer if complete, else ``layer`` with a side effect that saves it."""
@@ -167,11 +193,14 @@ class LayerCache:
         must name everything the result depends on, e.g. a :meth:`content_digest`)."""
         from sitekit.atomic import write_text
 
-        entry = self.root / kind / f"{digest(kind, parts)}.json"
+        entry = self.root / kind / f"{digest(kind, code_digest(), parts)}.json"
         if entry.is_file():
             return json.loads(entry.read_text(encoding="utf-8"))
         value = build()
-        write_text(entry, json.dumps(value, ensure_ascii=False))
+        try:
+            write_text(entry, json.dumps(value, ensure_ascii=False))
+        except OSError as exc:
+            _warn_unwritable(entry, exc)
         return value
 
     # -- exported rasters ------------------------------------------------------------------
@@ -189,6 +218,7 @@ class LayerCache:
         key = digest(
             "cog",
             COG_FORMAT,
+            code_digest(),
             self.content_digest(layer.data),
             crs.to_wkt() if crs is not None else None,
             transform,
@@ -203,9 +233,12 @@ class LayerCache:
             self.rasters_copied.append(name)
             return True
         export.write_cog(path, layer, **kwargs)
-        with atomic_path(entry) as tmp:  # content-addressed: complete once it is there
-            shutil.copyfile(path, tmp)
         self.rasters_written.append(name)
+        try:
+            with atomic_path(entry) as tmp:  # content-addressed: complete once it is there
+                shutil.copyfile(path, tmp)
+        except OSError as exc:
+            _warn_unwritable(entry, exc)
         return False
 
     # -- tables ----------------------------------------------------------------------------
@@ -241,12 +274,19 @@ class LayerCache:
         return frames
 
     def save_frames(self, name: str, params: Any, frames: dict[str, Any]) -> None:
-        """Save GeoDataFrames (one GeoPackage layer each, dtypes in a JSON sidecar); atomic."""
+        """Save GeoDataFrames (one GeoPackage layer each, dtypes in a JSON sidecar); atomic.
+        An unwritable cache folder is a warning, not an error."""
+        path = self._frames_file(name, params)
+        try:
+            self._write_frames(path, frames)
+        except OSError as exc:
+            _warn_unwritable(path, exc)
+
+    def _write_frames(self, path: Path, frames: dict[str, Any]) -> None:
         import pyogrio
 
-        from sitekit.atomic import atomic_path
+        from sitekit.atomic import atomic_path, write_text
 
-        path = self._frames_file(name, params)
         meta: dict[str, Any] = {"layers": {}}
         with atomic_path(path) as part:
             tmp = part.with_name(part.name + ".gpkg")  # GDAL wants the .gpkg extension
@@ -259,12 +299,13 @@ class LayerCache:
                     "crs": gdf.crs.to_wkt() if gdf.crs is not None else None,
                     "empty": len(gdf) == 0,
                 }
-                if len(gdf):
-                    pyogrio.write_dataframe(gdf, tmp, layer=layer, driver="GPKG")
+                if len(gdf):  # mixed Polygon/MultiPolygon stay as they are
+                    pyogrio.write_dataframe(
+                        gdf, tmp, layer=layer, driver="GPKG", promote_to_multi=False,
+                        geometry_type="Unknown",
+                    )  # fmt: skip
             if tmp.exists():
                 tmp.replace(part)
             else:  # only empty frames: the sidecar holds all there is
                 part.write_bytes(b"")
-        from sitekit.atomic import write_text
-
         write_text(path.with_suffix(".json"), json.dumps(meta, ensure_ascii=False))

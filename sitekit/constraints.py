@@ -323,7 +323,7 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
                 mask = cov.data >= 0.5
                 frac = cov.data
             else:
-                mask = grid.rasterize(geoms, all_touched=c.rule == "all_touched").data
+                mask = grid.rasterize(geoms, all_touched=c.rule == "all_touched", name=c.code).data
         elif isinstance(c, RasterThreshold | AspectOnSlope):
             mask = _raster_mask(c, grid)
             method = _describe(c)

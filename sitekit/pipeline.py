@@ -128,7 +128,13 @@ class Pipeline:
         key = ("lcd", recipe.grid.layer)
         if key not in self._memo:
             cost = proximity.cost_surface(self.slope, forbidden, forbidden_cost=20.0)
-            params = (recipe.grid.layer, forbidden is not None and forbidden.name)
+            # the forbidden mask is a constraint of the recipe: key by its settings, not its name
+            spec = next(
+                (c.model_dump(mode="json") for c in recipe.constraints
+                 if forbidden is not None and c.id == forbidden.name),
+                None,
+            )  # fmt: skip
+            params = (recipe.grid.layer, forbidden is not None and forbidden.name, spec)
             self._memo[key] = self._cached(
                 "connection_distance",
                 params,
@@ -279,6 +285,7 @@ class Pipeline:
             "constraints": [c.model_dump(mode="json") for c in recipe.constraints],
             "solar": _dump(getattr(recipe, "solar", None)),
             "wind": _dump(getattr(recipe, "wind", None)),
+            "grid": _dump(getattr(recipe, "grid", None)),  # a threshold on grid_distance
         }
         reasons = self._cached("exclusion_reasons", params, cons.reasons)
         excluded = self.grid.wrap(

@@ -525,18 +525,21 @@ def _search(
     from pathlib import Path
 
     from sitekit.atomic import atomic_path
-    from sitekit.cache import array_digest, digest
+    from sitekit.cache import _warn_unwritable, array_digest, code_digest, digest
 
     entry = Path(cache_dir) / "mcp" / (
-        digest("mcp", array_digest(c_np), array_digest(lab_np), res_m) + ".npz"
+        digest("mcp", code_digest(), array_digest(c_np), array_digest(lab_np), res_m) + ".npz"
     )  # fmt: skip
     if entry.is_file():
         with np.load(entry) as z:
             return z["cum"], z["traceback"], z["offsets"]
     mcp, cum, tb = _mcp(c_np, lab_np, res_m)
     offsets = np.asarray(mcp.offsets, np.int64)
-    with atomic_path(entry) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, cum=cum, traceback=tb, offsets=offsets)
+    try:
+        with atomic_path(entry) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, cum=cum, traceback=tb, offsets=offsets)
+    except OSError as exc:
+        _warn_unwritable(entry, exc)
     return cum, tb, offsets
 
 

@@ -148,3 +148,56 @@ def test_prefetched_digests_equal_single_ones(tmp_path: Path) -> None:
     cache.prefetch_digests([*arrays, arrays[0]])
     assert [cache.content_digest(a) for a in arrays] == [array_digest(a) for a in arrays]
     assert len(set(cache._digests.values())) == 3
+
+
+def test_frames_keep_mixed_polygon_types(tmp_path: Path) -> None:
+    grid = small_grid()
+    a, b = shapely.box(0, 0, 1, 1), shapely.box(2, 2, 3, 3)
+    gdf = gpd.GeoDataFrame(
+        {"prefecture": ["攀枝花", "Aba"]},
+        geometry=[a, shapely.MultiPolygon([a, b])],
+        crs=grid.crs,
+    )
+    cache = LayerCache(tmp_path, grid, "k")
+    cache.save_frames("ps", 1, {"reservoirs": gdf})
+    back = cache.load_frames("ps", 1)["reservoirs"]
+    assert list(back.geom_type) == ["Polygon", "MultiPolygon"]
+    assert_geodataframe_equal(back, gdf, check_dtype=True)
+
+
+def test_an_unwritable_cache_warns_and_the_run_goes_on(tmp_path: Path, monkeypatch) -> None:
+    from sitekit import atomic
+    from sitekit.errors import SitekitWarning
+
+    grid = small_grid((32, 32), 100.0, chunks=16)
+    values = np.random.default_rng(5).random(grid.shape).astype(np.float32)
+    cache = LayerCache(tmp_path / "cache", grid, "inputs")
+    real = atomic.atomic_path
+
+    def refuse(target, *a, **k):  # writing into the cache folder fails, outputs do not
+        if "cache" in Path(target).parts:
+            raise PermissionError(13, "Permission denied")
+        return real(target, *a, **k)
+
+    monkeypatch.setattr(atomic, "atomic_path", refuse)
+    with pytest.warns(SitekitWarning, match="could not write"):
+        assert cache.write_cog(tmp_path / "out.tif", _layer(grid, values)) is False
+    with rasterio.open(tmp_path / "out.tif") as src:
+        np.testing.assert_array_equal(src.read(1), values)
+    with pytest.warns(SitekitWarning, match="could not write"):
+        assert cache.memo_json("overlays", [1], lambda: {"a": 1}) == {"a": 1}
+    frames = {"t": gpd.GeoDataFrame({"v": [1]}, geometry=[shapely.Point(0, 0)], crs=grid.crs)}
+    with pytest.warns(SitekitWarning, match="could not write"):
+        cache.save_frames("ps", 1, frames)
+    assert cache.load_frames("ps", 1) is None
+
+
+def test_a_code_change_is_a_new_entry(tmp_path: Path, monkeypatch) -> None:
+    import sitekit.cache as sc
+
+    grid = small_grid()
+    cache = LayerCache(tmp_path, grid, "inputs")
+    before = cache._dir("slope", {})
+    monkeypatch.setattr(sc, "code_digest", lambda: "another-release")
+    assert cache._dir("slope", {}) != before
+    assert len(sc.digest(sc.code_digest())) == 20

@@ -44,6 +44,33 @@ def test_building_the_graph_computes_nothing() -> None:
     assert started == []
 
 
+def test_cached_constraints_are_keyed_by_what_they_depend_on(tmp_path: Path) -> None:
+    """The cached exclusion reasons follow the recipe's constraints and its grid layer (a
+    threshold may use grid_distance), not its weights; the connection distance follows the
+    settings of its forbidden constraint."""
+    from sitekit.cache import LayerCache
+
+    cat = Catalog(EMBEDDED)
+    grid = cat.grid(5000)
+    pipe = Pipeline(cat, grid, LayerCache(tmp_path, grid, "inputs"))
+
+    def reasons(*overrides: str) -> str:
+        recipe, _ = load_recipe(REPO / "pipelines" / "pv.yaml", list(overrides))
+        return pipe.constraints(recipe).reasons.data.name
+
+    def connection(*overrides: str) -> str:
+        recipe, _ = load_recipe(REPO / "pipelines" / "pv.yaml", list(overrides))
+        fresh = Pipeline(cat, grid, pipe.cache)  # no memo between the two recipes
+        forbidden = fresh.constraints(recipe).masks["nobuild"]
+        return fresh.connection_distance(recipe, forbidden).data.name
+
+    base = reasons()
+    assert reasons("criteria.0.weight=0.9") == base  # weights: the same entry
+    assert reasons("grid.layer=some_other_points") != base
+    assert reasons("constraints.steep.value=30") != base
+    assert connection("constraints.nobuild.buffer_m=900") != connection()
+
+
 def _demo(out: Path, *extra: str) -> None:
     cache = out.parent / "cache"
     res = CliRunner().invoke(
