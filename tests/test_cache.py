@@ -201,3 +201,27 @@ def test_a_code_change_is_a_new_entry(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(sc, "code_digest", lambda: "another-release")
     assert cache._dir("slope", {}) != before
     assert len(sc.digest(sc.code_digest())) == 20
+
+
+def test_the_cache_root_is_absolute_for_the_workers(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cache = LayerCache(".sitekit-cache", small_grid(), "inputs")
+    assert cache.root.is_absolute() and cache.root == tmp_path / ".sitekit-cache"
+
+
+def test_every_vector_burn_is_named_by_its_constraint(tmp_path: Path) -> None:
+    from sitekit import constraints as cons
+
+    grid = small_grid((64, 64), 100.0, chunks=32)
+    cache = LayerCache(tmp_path, grid, "inputs")
+    grid.cache_burns(cache)
+    poly = gpd.GeoDataFrame(geometry=[shapely.box(1000, 1000, 3000, 3000)], crs=grid.crs)
+    pts = gpd.GeoDataFrame(geometry=[shapely.Point(5000, 5000)], crs=grid.crs)
+    cons.evaluate(
+        [
+            cons.PolygonConstraint("red", "redline", "红线", poly, buffer_m=0, rule="centre"),
+            cons.FeatureSetback("town", "town", "居民点", pts, setback_m=500),
+        ],
+        grid,
+    )
+    assert cache.misses == ["burn_red", "burn_town"]
