@@ -18,12 +18,14 @@ Two more kinds of entry serve such a re-run:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import uuid
 import warnings
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -49,14 +51,20 @@ def code_digest() -> str:
     return h.hexdigest()[:20]
 
 
-def _warn_unwritable(what: Path, exc: OSError) -> None:
-    from sitekit.errors import SitekitWarning
+@contextlib.contextmanager
+def best_effort(entry: Path) -> Iterator[None]:
+    """Write a cache entry inside this block; an ``OSError`` (read-only or full disk) becomes a
+    warning and the run goes on without the entry."""
+    try:
+        yield
+    except OSError as exc:
+        from sitekit.errors import SitekitWarning
 
-    warnings.warn(
-        f"cache: could not write {what} ({exc.strerror or exc}); the run goes on without it",
-        SitekitWarning,
-        stacklevel=3,
-    )
+        warnings.warn(
+            f"cache: could not write {entry} ({exc.strerror or exc}); the run goes on without it",
+            SitekitWarning,
+            stacklevel=3,
+        )
 
 
 #: bump when :func:`sitekit.export.write_cog`'s output for the same array changes
@@ -170,12 +178,10 @@ class LayerCache:
     def content_digest(self, data: Any) -> str:
         """:func:`array_digest`, computed once per dask array of this run (a dask key names
         one fixed content)."""
-        name = getattr(data, "name", None)
-        if not isinstance(data, da.Array) or name is None:
+        if not isinstance(data, da.Array):
             return array_digest(data)
-        if name not in self._digests:
-            self._digests[name] = array_digest(data)
-        return self._digests[name]
+        self.prefetch_digests([data])
+        return self._digests[data.name]
 
     def prefetch_digests(self, datas: list[Any]) -> None:
         """Compute the :meth:`content_digest` of several dask arrays in one round trip to the
@@ -197,10 +203,8 @@ class LayerCache:
         if entry.is_file():
             return json.loads(entry.read_text(encoding="utf-8"))
         value = build()
-        try:
+        with best_effort(entry):
             write_text(entry, json.dumps(value, ensure_ascii=False))
-        except OSError as exc:
-            _warn_unwritable(entry, exc)
         return value
 
     # -- exported rasters ------------------------------------------------------------------
@@ -211,9 +215,7 @@ class LayerCache:
         from sitekit import export
         from sitekit.atomic import atomic_path
 
-        with warnings.catch_warnings():  # rioxarray multiplies Affines with `*`
-            warnings.filterwarnings("ignore", "Use `@` matmul", PendingDeprecationWarning)
-            transform = tuple(layer.rio.transform())
+        transform = tuple(export.raster_transform(layer))
         crs = layer.rio.crs
         key = digest(
             "cog",
@@ -234,11 +236,8 @@ class LayerCache:
             return True
         export.write_cog(path, layer, **kwargs)
         self.rasters_written.append(name)
-        try:
-            with atomic_path(entry) as tmp:  # content-addressed: complete once it is there
-                shutil.copyfile(path, tmp)
-        except OSError as exc:
-            _warn_unwritable(entry, exc)
+        with best_effort(entry), atomic_path(entry) as tmp:  # complete once it is there
+            shutil.copyfile(path, tmp)
         return False
 
     # -- tables ----------------------------------------------------------------------------
@@ -277,10 +276,8 @@ class LayerCache:
         """Save GeoDataFrames (one GeoPackage layer each, dtypes in a JSON sidecar); atomic.
         An unwritable cache folder is a warning, not an error."""
         path = self._frames_file(name, params)
-        try:
+        with best_effort(path):
             self._write_frames(path, frames)
-        except OSError as exc:
-            _warn_unwritable(path, exc)
 
     def _write_frames(self, path: Path, frames: dict[str, Any]) -> None:
         import pyogrio

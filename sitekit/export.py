@@ -373,6 +373,14 @@ def default_qml(name: str, gdf: gpd.GeoDataFrame, style: MapStyle | None = None)
 
 
 # -- COG -------------------------------------------------------------------------------------
+def raster_transform(da: xr.DataArray) -> Any:
+    """The DataArray's affine transform (rioxarray), without the PendingDeprecationWarning that
+    rioxarray's ``Affine * Affine`` raises under affine ≥ 3."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Use `@` matmul", PendingDeprecationWarning)
+        return da.rio.transform()
+
+
 def write_cog(
     path: str | Path,
     da: xr.DataArray,
@@ -416,9 +424,7 @@ def write_cog(
         nodata = float("nan")
     ny, nx = da.shape
     data = da.data
-    with warnings.catch_warnings():  # rioxarray multiplies Affines with `*` (affine ≥ 3 warns)
-        warnings.filterwarnings("ignore", "Use `@` matmul", PendingDeprecationWarning)
-        transform = da.rio.transform()
+    transform = raster_transform(da)
     row_edges = (
         np.cumsum((0,) + tuple(data.chunks[0]))
         if hasattr(data, "chunks") and data.chunks

@@ -525,7 +525,7 @@ def _search(
     from pathlib import Path
 
     from sitekit.atomic import atomic_path
-    from sitekit.cache import _warn_unwritable, array_digest, code_digest, digest
+    from sitekit.cache import array_digest, best_effort, code_digest, digest
 
     entry = Path(cache_dir) / "mcp" / (
         digest("mcp", code_digest(), array_digest(c_np), array_digest(lab_np), res_m) + ".npz"
@@ -535,11 +535,8 @@ def _search(
             return z["cum"], z["traceback"], z["offsets"]
     mcp, cum, tb = _mcp(c_np, lab_np, res_m)
     offsets = np.asarray(mcp.offsets, np.int64)
-    try:
-        with atomic_path(entry) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, cum=cum, traceback=tb, offsets=offsets)
-    except OSError as exc:
-        _warn_unwritable(entry, exc)
+    with best_effort(entry), atomic_path(entry) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, cum=cum, traceback=tb, offsets=offsets)
     return cum, tb, offsets
 
 

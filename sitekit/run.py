@@ -349,11 +349,9 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     say(f"sitekit: {grid.describe()}")
     cache = None
     if opts.cache_dir is not None:
-        from sitekit import __version__
         from sitekit.cache import LayerCache, digest
 
-        inputs_key = digest(
-            __version__,  # a release may change how a layer is computed
+        inputs_key = digest(  # the code's own digest is in every key (cache.code_digest)
             catalog.digest(),
             {
                 s.id: file_sha256(catalog.file(s))
@@ -588,7 +586,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         if cache is not None:
             cache.commit()
             provenance["cache"] = {
-                "dir": str(Path(opts.cache_dir).resolve()),
+                "dir": str(cache.root),  # absolute
                 "hits": cache.hits,
                 "misses": cache.misses,
                 "rasters_copied": cache.rasters_copied,
