@@ -57,6 +57,8 @@ class SiteRules:
 
 #: rows per strip when a layer is a NumPy array (dask layers are read one row of chunks at a time)
 STRIP_ROWS = 1024
+#: bytes of dask layers read into the client per round trip (candidate mask, candidate values)
+READ_BUDGET_BYTES = 256 * 2**20
 
 
 @numba.njit(cache=True, nogil=True)
@@ -121,15 +123,21 @@ def label_sites(
         cell = max(1, int(math.floor(math.sqrt(max_area_km2 / pixel_area_km2))))
         split = _cut_big(pieces, big)
         ny, nx = candidate.shape
+        # one band of cells at a time: a blank column between cells cuts every link across a
+        # cell edge (8-connectivity needs adjacent pixels), so one label call per band gives
+        # the pieces of labelling each cell alone
+        cuts = np.arange(cell, nx, cell)
+        keep = np.ones(nx + cuts.size, bool)
+        keep[cuts + np.arange(cuts.size)] = False  # where np.insert puts the blank columns
         for r0 in range(0, ny, cell):
-            for c0 in range(0, nx, cell):
-                sub = split[r0 : r0 + cell, c0 : c0 + cell]
-                if not sub.any():
-                    continue
-                lab, m = ndimage.label(sub, structure=structure)
-                view = pieces[r0 : r0 + cell, c0 : c0 + cell]
-                view[lab > 0] = lab[lab > 0] + count
-                count += m
+            sub = split[r0 : r0 + cell]
+            if not sub.any():
+                continue
+            lab, m = ndimage.label(np.insert(sub, cuts, False, axis=1), structure=structure)
+            lab = lab[:, keep]
+            view = pieces[r0 : r0 + cell]
+            view[lab > 0] = lab[lab > 0] + count
+            count += m
         del split
     # renumber by first pixel position for determinism
     first = _first_pixel(pieces, count)
@@ -161,6 +169,56 @@ def _read(arrays: Sequence[Any], r0: int, r1: int) -> list[np.ndarray]:
         for i, v in zip(lazy, done, strict=True):
             out[i] = v
     return [np.asarray(v) for v in out]
+
+
+def _at(block: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The values of ``block`` at ``mask`` (row-major), on the worker that holds the block."""
+    return np.asarray(block)[mask]
+
+
+def _read_at(
+    arrays: Sequence[Any], cand: Any, strips: Sequence[tuple[int, np.ndarray]]
+) -> list[list[np.ndarray]]:
+    """Per strip ``(r0, mask)``: each layer's values at the ``True`` pixels of ``mask`` (rows
+    r0.. of the ``cand`` layer it was read from), in row-major order.
+
+    A dask layer sends only those pixels: each block is masked where it lives (one compute for
+    all the strips) and the client puts the pieces back in row-major order. Site statistics
+    need no other pixel, and the candidates are a small part of the grid (0.5–23 % of a strip
+    in the demo), so the layers cost a fraction of their 36 B/px transfer from the worker
+    processes."""
+    import dask
+
+    out: list[list[Any]] = [[None] * len(arrays) for _ in strips]
+    picks, where = [], []
+    for k, (r0, mask) in enumerate(strips):
+        r1 = r0 + mask.shape[0]
+        for i, a in enumerate(arrays):
+            if not hasattr(a, "compute"):
+                out[k][i] = np.asarray(a[r0:r1])[mask]
+                continue
+            strip = a[r0:r1]
+            blocks = cand[r0:r1].rechunk(strip.chunks).to_delayed()
+            rows = np.cumsum((0, *strip.chunks[0]))
+            cols = np.cumsum((0, *strip.chunks[1]))
+            for (bi, bj), block in np.ndenumerate(strip.to_delayed()):
+                picks.append(dask.delayed(_at, pure=True)(block, blocks[bi, bj]))
+                where.append((k, i, slice(rows[bi], rows[bi + 1]), slice(cols[bj], cols[bj + 1])))
+    if not picks:
+        return out
+    ranks: dict[int, np.ndarray] = {}
+    dest: dict[tuple[int, int, int, int, int], np.ndarray] = {}  # block → places in the output
+    for (k, i, rs, cs), vals in zip(where, dask.compute(*picks), strict=True):
+        mask = strips[k][1]
+        if k not in ranks:
+            ranks[k] = (np.cumsum(mask.ravel(), dtype=np.int64) - 1).reshape(mask.shape)
+        box = (k, rs.start, rs.stop, cs.start, cs.stop)
+        if box not in dest:
+            dest[box] = ranks[k][rs, cs][mask[rs, cs]]
+        if out[k][i] is None:
+            out[k][i] = np.empty(int(ranks[k].flat[-1]) + 1, vals.dtype)
+        out[k][i][dest[box]] = vals
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -232,6 +290,28 @@ class _Stats:
         big = np.iinfo(np.int64).max
         self.box = np.array([[big, -1, big, -1]] * (n + 1), np.int64)
         self.zone_pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+
+    def add_strip(
+        self, labels: np.ndarray, r0: int, mask: np.ndarray, values: Sequence[np.ndarray]
+    ) -> None:
+        """Add the candidate pixels (``mask``) of the strip of ``labels`` starting at row r0:
+        ``values`` are score, inclusion, energy, grid and connection distance, nearest point,
+        prefecture and county id at those pixels, in row-major order. Every candidate pixel
+        has a label and no other pixel has one, so the per-label sums over the candidates are
+        those over the whole strip, in the same order."""
+        s, incl, en, gd, cd, npt, pref_s, cnty_s = values
+        lab = labels[r0 : r0 + mask.shape[0]][mask]
+        _add_by(lab, incl.astype(np.float64), self.area)
+        ones = np.ones_like(incl)
+        self.add_mean("score", lab, s, incl)
+        self.add_mean("energy", lab, en, incl)
+        self.add_mean("gdist", lab, gd, ones)
+        self.add_mean("cdist", lab, cd, ones)
+        # nearest connection point: the one nearest to the site's closest pixel
+        _nearest_by(lab, gd, npt, self.best, self.near, self.seen)
+        _bbox_by(labels[r0 : r0 + mask.shape[0]], r0, self.box)
+        self.zones("prefecture", lab, pref_s)
+        self.zones("county", lab, cnty_s)
 
     def add_mean(self, key: str, lab: np.ndarray, values: np.ndarray, weights: np.ndarray) -> None:
         """Accumulate the weighted mean of ``values`` per label (non-finite values weigh 0)."""
@@ -333,30 +413,38 @@ def extract_sites(
         county_id,
     ]
     edges = _row_edges(layers, ny)
+    # the candidate mask, where the layers are (1 B/px to the client instead of score and
+    # inclusion); with dask, kept there for the second pass, which reads candidate pixels only
+    layers = [getattr(a, "data", a) if hasattr(a, "dims") else a for a in layers]  # xarray
+    score, inclusion = layers[:2]
+    cand_src = (inclusion >= 0.5) & np.isfinite(score) & (score >= rules.score_threshold)
+    if hasattr(cand_src, "compute"):
+        import dask
+
+        (cand_src,) = dask.persist(cand_src)
     cand = np.empty(grid.shape, bool)
-    for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
-        s, inc = _read([score, inclusion], r0, r1)
-        cand[r0:r1] = (inc >= 0.5) & np.isfinite(s) & (s >= rules.score_threshold)
+    if cand_src.nbytes <= READ_BUDGET_BYTES:  # in one round trip
+        (cand[:],) = _read([cand_src], 0, ny)
+    else:
+        for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
+            (cand[r0:r1],) = _read([cand_src], r0, r1)
     labels, n = label_sites(cand, pa, rules.max_area_km2)
     empty = gpd.GeoDataFrame({c: [] for c in SITE_COLUMNS}, geometry=[], crs=grid.crs)
     if n == 0:
         return empty, labels
     st = _Stats(n)
-    for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
-        s, inc, en, gd, cd, npt, pref_s, cnty_s = _read(layers, r0, r1)
-        lab = labels[r0:r1]
-        incl = np.where(cand[r0:r1], inc, 0.0)
-        _add_by(lab, incl.astype(np.float64), st.area)
-        ones = np.ones_like(incl)
-        st.add_mean("score", lab, s, incl)
-        st.add_mean("energy", lab, en, incl)
-        st.add_mean("gdist", lab, gd, ones)
-        st.add_mean("cdist", lab, cd, ones)
-        # nearest connection point: the one nearest to the site's closest pixel
-        _nearest_by(lab, gd, npt, st.best, st.near, st.seen)
-        _bbox_by(lab, r0, st.box)
-        st.zones("prefecture", lab, pref_s)
-        st.zones("county", lab, cnty_s)
+    # the candidates' values of as many strips as READ_BUDGET_BYTES holds, in one round trip
+    per_px = sum(np.dtype(a.dtype).itemsize for a in layers)
+    batch: list[tuple[int, np.ndarray]] = []
+    size = 0
+    for i, (r0, r1) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        if cand[r0:r1].any():
+            batch.append((r0, cand[r0:r1]))
+            size += int(np.count_nonzero(cand[r0:r1])) * per_px
+        if batch and (i == len(edges) - 2 or size >= READ_BUDGET_BYTES):
+            for (r0b, mask), values in zip(batch, _read_at(layers, cand_src, batch), strict=True):
+                st.add_strip(labels, r0b, mask, values)
+            batch, size = [], 0
     area = st.area
     keep = area >= rules.min_area_km2 / pa
     keep[0] = False
@@ -444,15 +532,33 @@ def _polygons(
 
 def zone_areas(inclusion: Any, zone_ids: Any, names: list[str], pixel_area_km2: float) -> dict:
     """Eligible km² per zone name: Σ inclusion fraction × pixel area over each zone's pixels
-    (1-based ids into ``names``), summed one strip of rows at a time (NumPy or dask layers)."""
-    sums = np.zeros(len(names) + 1)
-    edges = _row_edges([inclusion, zone_ids], inclusion.shape[0])
-    for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
-        inc, zone = _read([inclusion, zone_ids], r0, r1)
-        if zone.size and not 0 <= zone.min() <= zone.max() <= len(names):  # _add_by: no bounds
-            raise ValueError(f"zone ids outside 0..{len(names)}")
-        _add_by(zone, np.nan_to_num(inc).astype(np.float64), sums)
+    (1-based ids into ``names``): dask layers are summed block by block on the workers (only
+    the per-zone sums travel), NumPy ones one strip of rows at a time."""
+    if hasattr(inclusion, "to_delayed") and hasattr(zone_ids, "rechunk"):  # dask: on the workers
+        import dask
+
+        blocks = zip(
+            inclusion.to_delayed().ravel(),
+            zone_ids.rechunk(inclusion.chunks).to_delayed().ravel(),
+            strict=True,
+        )
+        parts = [dask.delayed(_zone_sums, pure=True)(i, z, len(names)) for i, z in blocks]
+        sums = np.sum(dask.compute(*parts), axis=0)  # one float64 per zone travels per block
+    else:
+        sums = np.zeros(len(names) + 1)
+        edges = _row_edges([inclusion, zone_ids], inclusion.shape[0])
+        for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
+            sums += _zone_sums(*_read([inclusion, zone_ids], r0, r1), len(names))
     return {n: float(sums[i + 1] * pixel_area_km2) for i, n in enumerate(names)}
+
+
+def _zone_sums(inclusion: np.ndarray, zone: np.ndarray, n: int) -> np.ndarray:
+    """Σ inclusion (NaN as 0) per zone id 0..n of one block [pixels]."""
+    if zone.size and not 0 <= zone.min() <= zone.max() <= n:  # _add_by does no bounds check
+        raise ValueError(f"zone ids outside 0..{n}")
+    sums = np.zeros(n + 1)
+    _add_by(zone, np.nan_to_num(inclusion).astype(np.float64), sums)
+    return sums
 
 
 def summarise(

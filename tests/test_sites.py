@@ -113,6 +113,41 @@ def test_large_region_is_split_and_small_pieces_dropped() -> None:
     assert n == 1
 
 
+def _split_cell_by_cell(cand: np.ndarray, pa: float, max_area: float) -> np.ndarray:
+    """Reference: label, then label every lattice cell of the big regions on its own."""
+    from scipy import ndimage
+
+    st = np.ones((3, 3), bool)
+    pieces, n = ndimage.label(cand, structure=st)
+    big = np.bincount(pieces.ravel(), minlength=n + 1) * pa > max_area
+    big[0] = False
+    split = big[pieces]
+    pieces[split] = 0
+    cell = int(np.floor(np.sqrt(max_area / pa)))
+    for r0 in range(0, cand.shape[0], cell):
+        for c0 in range(0, cand.shape[1], cell):
+            lab, m = ndimage.label(split[r0 : r0 + cell, c0 : c0 + cell], structure=st)
+            view = pieces[r0 : r0 + cell, c0 : c0 + cell]
+            view[lab > 0] = lab[lab > 0] + n
+            n += m
+    return pieces
+
+
+@pytest.mark.parametrize("shape", [(60, 60), (57, 83), (7, 130)])
+def test_lattice_split_equals_labelling_each_cell(shape) -> None:
+    """The band-wise split gives the pieces of labelling each lattice cell alone (the same
+    partition of the pixels), numbered by first pixel."""
+    rng = np.random.default_rng(sum(shape))
+    cand = rng.random(shape) < 0.62  # near percolation: big tangled regions and small ones
+    labels, n = label_sites(cand, 0.01, max_area_km2=1.44)  # 12×12 px cells
+    want = _split_cell_by_cell(cand, 0.01, 1.44)
+    assert n == len(np.unique(want)) - 1 > 10
+    pairs = np.unique(np.stack([labels.ravel(), want.ravel()]), axis=1)
+    assert pairs.shape[1] == n + 1  # one-to-one: the same pieces
+    first = [np.flatnonzero(labels.ravel() == k)[0] for k in range(1, n + 1)]
+    assert first == sorted(first)  # numbered by first pixel in row-major order
+
+
 def test_deterministic() -> None:
     a, _ = _extract(*_landscape())
     b, _ = _extract(*_landscape())
@@ -170,7 +205,16 @@ def test_strips_and_dask_layers_give_the_whole_array_result(monkeypatch) -> None
     monkeypatch.setattr(sites_mod, "STRIP_ROWS", 7)  # strips cut through sites
     strips, lab_strips = _extract_rough(*args)
     lazy, lab_lazy = _extract_rough(grid, *(da.from_array(a, chunks=(13, 64)) for a in args[1:]))
-    for other, lab in ((strips, lab_strips), (lazy, lab_lazy)):
+    # blocks of several columns, and layers chunked unlike the score (candidates are picked
+    # block by block where the layers are, then put back in row-major order)
+    mixed, lab_mixed = _extract_rough(
+        grid,
+        *(da.from_array(a, chunks=(13, 20) if i % 2 else (9, 17)) for i, a in enumerate(args[1:])),
+    )
+    monkeypatch.setattr(sites_mod, "READ_BUDGET_BYTES", 1)  # one round trip per strip
+    tight, lab_tight = _extract_rough(grid, *(da.from_array(a, chunks=(13, 20)) for a in args[1:]))
+    cases = ((strips, lab_strips), (lazy, lab_lazy), (mixed, lab_mixed), (tight, lab_tight))
+    for other, lab in cases:
         np.testing.assert_array_equal(lab, lab_whole)
         pd.testing.assert_frame_equal(
             other.drop(columns="geometry"), whole.drop(columns="geometry")
@@ -245,5 +289,11 @@ def test_zone_areas_by_hand_in_strips(monkeypatch) -> None:
         da.from_array(incl, chunks=4), da.from_array(zone, chunks=4), ["A", "B"], 0.25
     )
     assert lazy == pytest.approx(want)
+    mixed = zone_areas(  # zone ids chunked unlike the inclusion: rechunked to its blocks
+        da.from_array(incl, chunks=(4, 3)), da.from_array(zone, chunks=(3, 6)), ["A", "B"], 0.25
+    )
+    assert mixed == pytest.approx(want)
     with pytest.raises(ValueError, match="zone ids outside"):
         zone_areas(incl, zone + 1, ["A", "B"], 0.25)
+    with pytest.raises(ValueError, match="zone ids outside"):  # raised on a worker, too
+        zone_areas(da.from_array(incl, chunks=4), da.from_array(zone + 1, chunks=4), ["A"], 0.25)
