@@ -24,6 +24,7 @@ import pandas as pd
 import shapely
 from scipy import ndimage
 
+from sitekit.blockops import values_at, zone_sums
 from sitekit.grid import Grid, shapes
 from sitekit.scoring import lcoe_cny_per_kwh
 
@@ -171,11 +172,6 @@ def _read(arrays: Sequence[Any], r0: int, r1: int) -> list[np.ndarray]:
     return [np.asarray(v) for v in out]
 
 
-def _at(block: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The values of ``block`` at ``mask`` (row-major), on the worker that holds the block."""
-    return np.asarray(block)[mask]
-
-
 def _read_at(
     arrays: Sequence[Any], cand: Any, strips: Sequence[tuple[int, np.ndarray]]
 ) -> list[list[np.ndarray]]:
@@ -202,7 +198,7 @@ def _read_at(
             rows = np.cumsum((0, *strip.chunks[0]))
             cols = np.cumsum((0, *strip.chunks[1]))
             for (bi, bj), block in np.ndenumerate(strip.to_delayed()):
-                picks.append(dask.delayed(_at, pure=True)(block, blocks[bi, bj]))
+                picks.append(dask.delayed(values_at, pure=True)(block, blocks[bi, bj]))
                 where.append((k, i, slice(rows[bi], rows[bi + 1]), slice(cols[bj], cols[bj + 1])))
     if not picks:
         return out
@@ -542,23 +538,14 @@ def zone_areas(inclusion: Any, zone_ids: Any, names: list[str], pixel_area_km2: 
             zone_ids.rechunk(inclusion.chunks).to_delayed().ravel(),
             strict=True,
         )
-        parts = [dask.delayed(_zone_sums, pure=True)(i, z, len(names)) for i, z in blocks]
+        parts = [dask.delayed(zone_sums, pure=True)(i, z, len(names)) for i, z in blocks]
         sums = np.sum(dask.compute(*parts), axis=0)  # one float64 per zone travels per block
     else:
         sums = np.zeros(len(names) + 1)
         edges = _row_edges([inclusion, zone_ids], inclusion.shape[0])
         for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
-            sums += _zone_sums(*_read([inclusion, zone_ids], r0, r1), len(names))
+            sums += zone_sums(*_read([inclusion, zone_ids], r0, r1), len(names))
     return {n: float(sums[i + 1] * pixel_area_km2) for i, n in enumerate(names)}
-
-
-def _zone_sums(inclusion: np.ndarray, zone: np.ndarray, n: int) -> np.ndarray:
-    """Σ inclusion (NaN as 0) per zone id 0..n of one block [pixels]."""
-    if zone.size and not 0 <= zone.min() <= zone.max() <= n:  # _add_by does no bounds check
-        raise ValueError(f"zone ids outside 0..{n}")
-    sums = np.zeros(n + 1)
-    _add_by(zone, np.nan_to_num(inclusion).astype(np.float64), sums)
-    return sums
 
 
 def summarise(
