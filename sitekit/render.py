@@ -17,9 +17,11 @@ import bisect
 import html
 import io
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
+import branca.element
 import folium
 import geopandas as gpd
 import numpy as np
@@ -416,6 +418,38 @@ _CSS = """
 """
 
 
+class _Verbatim(branca.element.Element):
+    """A rendered macro's text, kept as text.
+
+    branca's ``MacroElement.render`` wraps each macro's output (a layer's GeoJSON, an overlay's
+    base64 PNG) in ``Element(text)``, which compiles that text as a Jinja template and renders
+    it a second time: lexing the demo map's megabytes took 0.4–0.6 s, and a ``{{`` in the data
+    would have been evaluated."""
+
+    def __init__(self, template: str | None = None, template_name: str | None = None) -> None:
+        super().__init__(template_name=template_name)
+        text = template or ""
+        self._text = text[:-1] if text.endswith("\n") else text  # as Jinja drops the last one
+
+    def render(self, **kwargs: Any) -> str:
+        return self._text
+
+
+_RENDER_LOCK = threading.Lock()
+
+
+def _render_page(m: folium.Map) -> str:
+    """The map's HTML page, with :class:`_Verbatim` for the macros' rendered text (branca looks
+    ``Element`` up in its module at render time; restored afterwards, under a lock)."""
+    with _RENDER_LOCK:
+        saved = branca.element.Element
+        branca.element.Element = _Verbatim
+        try:
+            return m.get_root().render()
+        finally:
+            branca.element.Element = saved
+
+
 class _Controls(folium.MacroElement):
     """Banner, info box, legends that follow layer visibility, label zoom rules, window.sitekit."""
 
@@ -692,7 +726,7 @@ def render_map(
     zooms = [v.label_min_zoom for k, v in style.vectors.items() if k in objs and v.label_min_zoom]
     _Controls(objs, legends, "".join(info), banner, zooms).add_to(m)
 
-    page = inline_assets(m.get_root().render())
+    page = inline_assets(_render_page(m))
     if not online_tiles:
         ext = external_references(page)
         if ext:

@@ -74,6 +74,24 @@ def test_user_text_is_escaped(page: str) -> None:
     assert XSS_SITE not in text and XSS_COUNTY not in text
 
 
+def test_jinja_syntax_in_data_is_text(results: dict, tmp_path: Path) -> None:
+    """A value that looks like a Jinja template reaches the page as text (branca used to render
+    each macro's output as a template a second time; sitekit.render._Verbatim keeps it)."""
+    r = results
+    sites = r["vectors"]["pv_sites"].copy()
+    sites["county"] = "{{ 6 * 7 }}{% if true %}yes{% endif %}"
+    out = render_map(
+        tmp_path / "m.html",
+        grid=r["grid"],
+        rasters={},
+        vectors={"pv_sites": sites},
+        provenance=r["provenance"],
+    )
+    text = _unjson(out.read_text(encoding="utf-8"))
+    assert "{{ 6 * 7 }}{% if true %}yes{% endif %}" in text
+    assert render.branca.element.Element is not render._Verbatim  # restored after rendering
+
+
 def test_layers_legends_banner_and_modelled_labels(page: str) -> None:
     text = _unjson(page)
     for name in [
