@@ -77,6 +77,8 @@ from __future__ import annotations
 
 import calendar
 import functools
+import importlib
+import importlib.util
 import math
 import os
 from collections.abc import Sequence
@@ -89,7 +91,6 @@ import dask.array as da
 import h5py
 import numpy as np
 import pandas as pd
-import pvlib
 import pyproj
 import xarray as xr
 
@@ -123,7 +124,17 @@ SEA_LEVEL_TEMP_C = tuple(round(t + LAPSE_RATE_K_PER_KM * 1.891, 2) for t in KUNM
 DIURNAL_HALF_RANGE_K = 5.0
 TRACKER_MAX_AXIS_TILT_DEG = 10.0
 
-_PVLIB_DATA = Path(pvlib.__file__).parent / "data"
+
+class _LazyPvlib:
+    """``pvlib``, imported on first use (0.4 s here): a re-run whose PV yield comes from the
+    layer cache builds no PV model and never needs it."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(importlib.import_module("pvlib"), name)
+
+
+pvlib = _LazyPvlib()
+_PVLIB_DATA = Path(importlib.util.find_spec("pvlib").origin).parent / "data"  # not imported
 _MERRA2_COLUMNS = {"lat", "lon", "month", "ghi_mean_w_m2"}
 
 
