@@ -140,9 +140,10 @@ class LayerCache:
 
             data = da.map_blocks(_load, dtype=dtype, chunks=chunks, name=f"cached-{folder.name}")
         else:
+            # an incomplete entry (a killed run's, or one another run is writing now) is kept:
+            # the same key gives the same blocks, each replaced atomically, so this run adds
+            # or rewrites blocks beside the other's and commits when all are there
             self.misses.append(name)
-            if folder.exists():  # an incomplete entry of a killed run
-                shutil.rmtree(folder, ignore_errors=True)
             self.pending.append((folder, int(np.prod(layer.data.numblocks))))
 
             def _save(block: np.ndarray, block_info=None) -> np.ndarray:

@@ -79,6 +79,28 @@ def test_commit_keeps_a_partly_computed_layer_incomplete(tmp_path: Path) -> None
     assert third.hits == ["slope"]
 
 
+def test_two_runs_writing_one_entry_at_once_both_finish(tmp_path: Path) -> None:
+    """Two runs sharing a cache folder miss the same layer: the second keeps the first's
+    blocks (it used to delete the incomplete folder, failing the first run's next write)."""
+    grid = small_grid((64, 64), 100.0, chunks=32)  # 2 × 2 blocks
+    values = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
+    a = LayerCache(tmp_path, grid, "inputs")
+    la = a.wrap("slope", {}, _layer(grid, values, "slope"))
+    dask.compute(la.data[:32, :32], scheduler="sync")  # run A has written one block
+    (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("slope-")]
+    written = sorted(p.name for p in folder.glob("r*_c*.npy"))
+    b = LayerCache(tmp_path, grid, "inputs")
+    lb = b.wrap("slope", {}, _layer(grid, values, "slope"))
+    assert b.misses == ["slope"] and sorted(p.name for p in folder.glob("r*_c*.npy")) == written
+    np.testing.assert_array_equal(la.data.compute(scheduler="sync"), values)  # A goes on
+    np.testing.assert_array_equal(lb.data.compute(scheduler="sync"), values)
+    b.commit()
+    a.commit()
+    c = LayerCache(tmp_path, grid, "inputs")
+    np.testing.assert_array_equal(c.wrap("slope", {}, _layer(grid, values * 0)).data, values)
+    assert c.hits == ["slope"] and not list(folder.glob(".*"))  # no temporary left
+
+
 def test_the_same_entry_wrapped_twice_is_one_graph_layer(tmp_path: Path) -> None:
     grid = small_grid((32, 32), 100.0, chunks=16)
     cache = LayerCache(tmp_path, grid, "inputs")
