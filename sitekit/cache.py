@@ -68,6 +68,14 @@ def best_effort(entry: Path) -> Iterator[None]:
         )
 
 
+def touch(*paths: Path) -> None:
+    """Mark cache entries as used now (their mtime), for ``sitekit cache prune``'s
+    least-recently-used order; a read-only cache is left as it is."""
+    for p in paths:
+        with contextlib.suppress(OSError):
+            os.utime(p)
+
+
 #: bump when :func:`sitekit.export.write_cog`'s output for the same array changes
 COG_FORMAT = 1
 
@@ -133,6 +141,7 @@ class LayerCache:
         dtype = layer.dtype
         if (folder / "complete").exists():
             self.hits.append(name)
+            touch(folder / "complete")
 
             def _load(block_info=None) -> np.ndarray:
                 (r0, _), (c0, _) = block_info[None]["array-location"]
@@ -193,6 +202,7 @@ class LayerCache:
 
         entry = self.root / kind / f"{digest(kind, code_digest(), parts)}.json"
         if entry.is_file():
+            touch(entry)
             return json.loads(entry.read_text(encoding="utf-8"))
         value = build()
         with best_effort(entry):
@@ -222,6 +232,7 @@ class LayerCache:
         entry = self.root / "rasters" / f"{key}.tif"
         name = Path(path).name
         if entry.is_file():
+            touch(entry)
             with atomic_path(path) as tmp:
                 shutil.copyfile(entry, tmp)
             self.rasters_copied.append(name)
@@ -247,6 +258,7 @@ class LayerCache:
         if not (path.is_file() and meta_path.is_file()):
             self.misses.append(name)
             return None
+        touch(path, meta_path)
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         frames = {}
         for layer, info in meta["layers"].items():

@@ -525,12 +525,13 @@ def _search(
     from pathlib import Path
 
     from sitekit.atomic import atomic_path
-    from sitekit.cache import array_digest, best_effort, code_digest, digest
+    from sitekit.cache import array_digest, best_effort, code_digest, digest, touch
 
     entry = Path(cache_dir) / "mcp" / (
         digest("mcp", code_digest(), array_digest(c_np), array_digest(lab_np), res_m) + ".npz"
     )  # fmt: skip
     if entry.is_file():
+        touch(entry)
         with np.load(entry) as z:
             return z["cum"], z["traceback"], z["offsets"]
     mcp, cum, tb = _mcp(c_np, lab_np, res_m)

@@ -69,7 +69,7 @@ def register() -> None:
     """Import every verb module (each registers its commands on :data:`cli`)."""
     import importlib
 
-    for mod in ("layers", "run", "outputs", "route"):
+    for mod in ("layers", "run", "outputs", "route", "cache"):
         try:
             importlib.import_module(f"sitekit.cli.{mod}")
         except ModuleNotFoundError as exc:  # pragma: no cover - optional verb module missing

@@ -1,0 +1,143 @@
+"""What a cache folder holds, and pruning it by age or size (``sitekit cache info|prune``).
+
+A folder made by :class:`sitekit.cache.LayerCache` holds four kinds of entry:
+
+* **layers**: ``<name>-<key>/`` folders of ``.npy`` blocks and a ``complete`` marker (derived
+  layers, vector burns, combined constraints);
+* **tables**: ``<name>-<key>.gpkg`` with its ``.json`` dtype sidecar (the pumped-storage pairs);
+* **memos**: one file per entry under a folder named for its kind (``rasters/`` exported
+  GeoTIFFs, ``overlays/`` map overlays, ``mcp/`` least-cost searches);
+* **temporaries**: hidden files a killed run left (a block or file being written).
+
+Every read of an entry sets its mtime (:func:`sitekit.cache.touch`), so the newest mtime among an
+entry's files is when a run last used it. Entries are removed whole, least recently used first.
+Nothing used in the last ``keep_recent_s`` seconds is removed, so a prune does not pull an entry
+from under a run that is reading it. Keys include a digest of sitekit's code, so an upgrade
+leaves the older entries unused: they age out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+_LAYER = re.compile(r"^(?P<name>.+)-[0-9a-f]{20}$")
+#: seconds: entries used more recently than this are kept (a run may be reading them)
+KEEP_RECENT_S = 600.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cache entry: its files or folder, kind, size [bytes] and last use [epoch s]."""
+
+    paths: tuple[Path, ...]
+    kind: str
+    size: int
+    last_used: float
+
+
+def _tree(path: Path) -> tuple[int, float]:
+    """(bytes, newest mtime) of a file or of every file below a folder."""
+    if path.is_file():
+        st = path.stat()
+        return st.st_size, st.st_mtime
+    size, newest = 0, path.stat().st_mtime
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(FileNotFoundError):  # a run's temporary, just renamed
+                st = (Path(root) / f).stat()
+                size += st.st_size
+                newest = max(newest, st.st_mtime)
+    return size, newest
+
+
+def _entry(paths: list[Path], kind: str) -> Entry | None:
+    size, newest = 0, 0.0
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            s, m = _tree(p)
+            size, newest = size + s, max(newest, m)
+    return Entry(tuple(paths), kind, size, newest) if newest else None
+
+
+def entries(root: str | Path) -> list[Entry]:
+    """Every entry of the cache folder ``root``, least recently used first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found: list[Entry | None] = []
+    tables: dict[str, list[Path]] = {}
+    for child in sorted(root.iterdir()):
+        if child.name.startswith("."):
+            found.append(_entry([child], "temporary"))
+        elif child.is_dir() and _LAYER.match(child.name):
+            found.append(_entry([child], "layer"))
+        elif child.is_dir():  # a memo kind: one entry per file
+            for f in sorted(child.iterdir()):
+                found.append(_entry([f], "temporary" if f.name.startswith(".") else child.name))
+        else:
+            tables.setdefault(child.with_suffix("").name, []).append(child)
+    found += [_entry(paths, "table") for paths in tables.values()]
+    return sorted((e for e in found if e is not None), key=lambda e: (e.last_used, e.paths))
+
+
+def prune(
+    root: str | Path,
+    *,
+    older_than_days: float | None = None,
+    max_bytes: int | None = None,
+    keep_recent_s: float = KEEP_RECENT_S,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> list[Entry]:
+    """Remove the entries last used more than ``older_than_days`` ago, then the least recently
+    used ones until the folder holds at most ``max_bytes``. Returns the entries removed (or
+    that would be, with ``dry_run``). Entries used in the last ``keep_recent_s`` seconds stay."""
+    if older_than_days is None and max_bytes is None:
+        raise ValueError("give older_than_days, max_bytes or both")
+    now = time.time() if now is None else now
+    listed = entries(root)
+    doomed: list[Entry] = []
+    kept: list[Entry] = []
+    for e in listed:
+        old = older_than_days is not None and e.last_used < now - older_than_days * 86400.0
+        (doomed if old and e.last_used < now - keep_recent_s else kept).append(e)
+    if max_bytes is not None:
+        total = sum(e.size for e in kept)
+        for e in list(kept):  # least recently used first
+            if total <= max_bytes or e.last_used >= now - keep_recent_s:
+                break
+            kept.remove(e)
+            doomed.append(e)
+            total -= e.size
+    if not dry_run:
+        for e in doomed:
+            _remove(e)
+    return doomed
+
+
+def _remove(entry: Entry) -> None:
+    """Delete an entry; a layer folder is renamed first, so no run sees it half deleted."""
+    for p in entry.paths:
+        with contextlib.suppress(FileNotFoundError):
+            if p.is_dir():
+                gone = p.with_name(f".pruned-{uuid.uuid4().hex}")
+                p.rename(gone)
+                shutil.rmtree(gone, ignore_errors=True)
+            else:
+                p.unlink()
+
+
+def summary(listed: list[Entry]) -> dict[str, tuple[int, int]]:
+    """{kind: (entries, bytes)}."""
+    out: dict[str, tuple[int, int]] = {}
+    for e in listed:
+        n, b = out.get(e.kind, (0, 0))
+        out[e.kind] = (n + 1, b + e.size)
+    return out

@@ -1,0 +1,91 @@
+"""``sitekit cache info|prune``: what the layer cache holds, and trimming it by age or size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sitekit.cli import cli
+
+cache_dir_arg = click.argument(
+    "cache_dir",
+    required=False,
+    default=".sitekit-cache",
+    type=click.Path(file_okay=False, path_type=Path),
+)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+@cli.group("cache")
+def cache_group() -> None:
+    """The layer cache (default .sitekit-cache): list it, prune it."""
+
+
+@cache_group.command("info")
+@cache_dir_arg
+def info(cache_dir: Path) -> None:
+    """Entries, size and last use by kind in CACHE_DIR."""
+    import time
+
+    from sitekit.cachedir import entries, summary
+
+    listed = entries(cache_dir)
+    if not listed:
+        click.echo(f"sitekit: {cache_dir} holds no cache entries")
+        return
+    click.echo(f"{'kind':12s} {'entries':>8s} {'size':>10s}")
+    for kind, (n, size) in sorted(summary(listed).items()):
+        click.echo(f"{kind:12s} {n:8d} {_gb(size):>10s}")
+    total = sum(e.size for e in listed)
+    days = (time.time() - listed[0].last_used) / 86400.0
+    click.echo(
+        f"{'total':12s} {len(listed):8d} {_gb(total):>10s}  (oldest last used {days:.1f} days ago)"
+    )
+
+
+@cache_group.command("prune")
+@cache_dir_arg
+@click.option(
+    "--older-than",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="DAYS",
+    help="Remove entries last used more than DAYS days ago.",
+)
+@click.option(
+    "--max-size",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="GB",
+    help="Then remove the least recently used entries until at most GB gigabytes remain.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def prune_cmd(cache_dir: Path, older_than: float | None, max_size: float | None,
+              dry_run: bool) -> None:  # fmt: skip
+    """Remove old or least recently used entries from CACHE_DIR.
+
+    Entries used in the last 10 minutes are kept (a run may be reading them). A later run
+    recomputes whatever it needs of what was removed."""
+    from sitekit.cachedir import entries, prune
+
+    if older_than is None and max_size is None:
+        raise click.UsageError("give --older-than DAYS, --max-size GB or both")
+    before = sum(e.size for e in entries(cache_dir))
+    gone = prune(
+        cache_dir,
+        older_than_days=older_than,
+        max_bytes=None if max_size is None else int(max_size * 1e9),
+        dry_run=dry_run,
+    )
+    freed = sum(e.size for e in gone)
+    verb = "would remove" if dry_run else "removed"
+    for e in gone if dry_run else []:
+        click.echo(f"  {e.kind:10s} {_gb(e.size):>10s}  {e.paths[0].name}")
+    click.echo(
+        f"sitekit: {verb} {len(gone)} entries ({_gb(freed)}); "
+        f"{_gb(before - (0 if dry_run else freed))} left in {cache_dir}"
+    )
