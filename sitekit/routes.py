@@ -858,8 +858,11 @@ def route_summary_markdown(report: RouteReport, suggestion: SuggestedRoute | Non
     return "\n".join(lines) + "\n"
 
 
-def _route_map(report: RouteReport, target: Path, suggestion: SuggestedRoute | None) -> Path:
+def _route_map(
+    report: RouteReport, target: Path, suggestion: SuggestedRoute | None, cache_dir: Any = None
+) -> Path:
     from sitekit import render
+    from sitekit.cache import LayerCache
     from sitekit.style import MapStyle, VectorStyle
 
     grid = report.grid
@@ -903,18 +906,21 @@ def _route_map(report: RouteReport, target: Path, suggestion: SuggestedRoute | N
     prov = {"title": f"{report.name} — route report / 线路评估"}
     if report.elevation is not None and report.elevation.attrs.get("modelled") in _MODELLED:
         prov["demo_terrain"] = True
+    # overlays are keyed by their pixels' content: a re-run on the same terrain reuses them
+    cache = LayerCache(cache_dir, win, "") if cache_dir is not None else None
     return render.render_map(target, grid=win, rasters=rasters, vectors=vectors, style=style,
-                             provenance=prov)  # fmt: skip
+                             provenance=prov, cache=cache)  # fmt: skip
 
 
 def write_route_report(
     report: RouteReport, out_dir: str | Path, *, suggestion: SuggestedRoute | None = None,
-    make_map: bool = True,
+    make_map: bool = True, cache_dir: str | Path | None = None,
 ) -> dict[str, Path]:  # fmt: skip
     """Write a route report: ``route_profile.csv``/``.png``, ``route_summary.md``,
     ``route_crossings.csv``, ``route_sites.csv``, ``route_capacity.csv`` and ``route_map.html``
     (self-contained, offline; every name escaped), plus ``route_suggestion.geojson`` when a
-    suggestion is given. Every file is written atomically. Returns {name: path}."""
+    suggestion is given. Every file is written atomically. With ``cache_dir`` (the run's layer
+    cache) the map's overlays are kept there. Returns {name: path}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {
@@ -936,5 +942,5 @@ def write_route_report(
             gdf.to_file(tmp, driver="GeoJSON", engine="pyogrio")
         files["suggestion_geojson"] = target
     if make_map:
-        files["map_html"] = _route_map(report, out / "route_map.html", suggestion)
+        files["map_html"] = _route_map(report, out / "route_map.html", suggestion, cache_dir)
     return files

@@ -278,6 +278,34 @@ def test_kml_route_is_read_and_its_name_escaped_everywhere(grid, tmp_path):
     assert external_references(files["map_html"].read_text(encoding="utf-8")) == []
 
 
+def test_route_map_overlays_come_from_the_run_cache(grid, tmp_path, monkeypatch):
+    """With the run's cache folder, the route map's overlays are computed once and read back;
+    the page is the same as without a cache (apart from folium's random element ids)."""
+    import re
+
+    from sitekit import render
+
+    line = gpd.GeoDataFrame(geometry=[shapely.LineString([(500, 3000), (7500, 3000)])],
+                            crs=grid.crs)  # fmt: skip
+    ramp = np.broadcast_to(np.arange(grid.shape[1], dtype=np.float32) * 5 + 1000, grid.shape)
+    elev = grid.wrap(da.from_array(ramp.copy(), chunks=grid.dask_chunks), "e", "m")
+    rep = routes.evaluate_route(line, grid=grid, elevation=elev, slope=flat(grid, 0))
+    made = []
+    real = render.overview
+    monkeypatch.setattr(render, "overview", lambda *a, **k: made.append(1) or real(*a, **k))
+    pages = []
+    for out, cache in (("plain", None), ("a", tmp_path / "cache"), ("b", tmp_path / "cache")):
+        before = len(made)
+        page = routes.write_route_report(rep, tmp_path / out, cache_dir=cache)["map_html"]
+        pages.append(re.sub(r"[0-9a-f]{32}", "", page.read_text(encoding="utf-8")))
+        if out == "b":
+            assert len(made) == before, "the second run computed an overlay again"
+        else:
+            assert len(made) == before + 2  # elevation and its hillshade
+    assert len(list((tmp_path / "cache" / "overlays").glob("*.json"))) == 2
+    assert pages[0] == pages[1] == pages[2]
+
+
 def test_epsg4543_geopackage_route_lands_on_the_grid(grid, tmp_path):
     pts = np.array([(500.0, 3000.0), (4000.0, 5000.0), (7500.0, 1000.0)])
     to_ll = Transformer.from_crs(grid.crs, 4326, always_xy=True)

@@ -110,7 +110,9 @@ def route(ctx: click.Context, route_file: Path | None, run_dir: Path, catalog: P
         constraints=run.constraints, sites=run.sites, corridor_km=corridor_km, sample_m=sample_m,
         name=name,
     )  # fmt: skip
-    routes.write_route_report(report, out, suggestion=suggestion, make_map=not no_map)
+    routes.write_route_report(
+        report, out, suggestion=suggestion, make_map=not no_map, cache_dir=_run_cache(run_dir)
+    )
     if not ctx.obj.get("quiet"):
         crossed = (
             ", ".join(
@@ -129,7 +131,8 @@ def route(ctx: click.Context, route_file: Path | None, run_dir: Path, catalog: P
 
 def _run_cache(run_dir: Path) -> Path | None:
     """The layer cache folder the run used (``run.json`` → ``cache.dir``), if it still exists:
-    the least-cost search from the connection points is kept there for re-runs."""
+    the least-cost search from the connection points and the route map's overlays are kept
+    there for re-runs."""
     import json
 
     try:
