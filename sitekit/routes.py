@@ -859,7 +859,10 @@ def route_summary_markdown(report: RouteReport, suggestion: SuggestedRoute | Non
 
 
 def _route_map(
-    report: RouteReport, target: Path, suggestion: SuggestedRoute | None, cache_dir: Any = None
+    report: RouteReport,
+    target: Path,
+    suggestion: SuggestedRoute | None,
+    cache_dir: str | Path | None = None,
 ) -> Path:
     from sitekit import render
     from sitekit.cache import LayerCache

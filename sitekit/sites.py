@@ -56,7 +56,7 @@ class SiteRules:
     max_sites: int = 500  # per prefecture
 
 
-#: rows per strip when a layer is a NumPy array (dask layers are read one row of chunks at a time)
+#: rows per strip when a layer is a NumPy array (a dask layer's strips are its rows of chunks)
 STRIP_ROWS = 1024
 #: bytes of dask layers read into the client per round trip (candidate mask, candidate values)
 READ_BUDGET_BYTES = 256 * 2**20
@@ -189,12 +189,15 @@ def _read_at(
     picks, where = [], []
     for k, (r0, mask) in enumerate(strips):
         r1 = r0 + mask.shape[0]
+        cand_blocks: dict[tuple, np.ndarray] = {}  # the strip's candidate blocks, per chunking
         for i, a in enumerate(arrays):
             if not hasattr(a, "compute"):
                 out[k][i] = np.asarray(a[r0:r1])[mask]
                 continue
             strip = a[r0:r1]
-            blocks = cand[r0:r1].rechunk(strip.chunks).to_delayed()
+            if strip.chunks not in cand_blocks:
+                cand_blocks[strip.chunks] = cand[r0:r1].rechunk(strip.chunks).to_delayed()
+            blocks = cand_blocks[strip.chunks]
             rows = np.cumsum((0, *strip.chunks[0]))
             cols = np.cumsum((0, *strip.chunks[1]))
             for (bi, bj), block in np.ndenumerate(strip.to_delayed()):
@@ -375,8 +378,9 @@ def extract_sites(
 
     Returns (sites GeoDataFrame in the grid CRS with :data:`SITE_COLUMNS`, label raster).
 
-    Layers may be NumPy or (persisted) dask arrays: they are read one strip of rows at a time,
-    so the client holds the candidate mask (1 B/px) and the labels (4 B/px), never the layers.
+    Layers may be NumPy or (persisted) dask arrays. Dask layers stay where they are: the client
+    fetches the candidate mask (1 B/px), labels it (4 B/px) and fetches only the candidate
+    pixels' values, as many strips per round trip as :data:`READ_BUDGET_BYTES` holds.
     """
     pa = grid.pixel_area_km2
     ny = grid.shape[0]

@@ -77,7 +77,6 @@ from __future__ import annotations
 
 import calendar
 import functools
-import importlib
 import importlib.util
 import math
 import os
