@@ -51,6 +51,8 @@ EXTRA = {
     "sitekit-1w": "sitekit, 1 worker",
     "sitekit-1c": "sitekit, 1 worker pinned to 1 core (taskset)",
     "sitekit-proc": "sitekit, worker processes",
+    "sitekit-client": "sitekit, client compresses the output (--writer client)",
+    "sitekit-1w-client": "sitekit, 1 worker, client compresses the output (--writer client)",
     "sitekit-cold": "sitekit + cache, cold",
     "sitekit-warm": "sitekit, weights-only re-run, warm cache",
 }
@@ -215,6 +217,7 @@ def tool_cmd(
             "--malloc",
             a.malloc,
             *(("--processes",) if a.processes else ()),
+            *(() if "--writer" in extra else ("--writer", a.writer)),
             *extra,
         ]
         if pin:  # every thread (workers, GDAL's compression and decoding) on CPU 0
@@ -416,7 +419,8 @@ def write_results(path: Path, doc: dict) -> None:
         f"- sitekit: LocalCluster {a['workers']} worker "
         f"{'process(es)' if a.get('processes', True) else 'thread pool(s) in-process'} × "
         f"{a['threads']} thread(s), "
-        f"chunks {a['chunks']} px, DEM reader `{a['reader']}`, worker malloc `{a['malloc']}`",
+        f"chunks {a['chunks']} px, DEM reader `{a['reader']}`, worker malloc `{a['malloc']}`, "
+        f"output compressed by the `{a.get('writer', 'client')}`",
         f"- repeats: {a['repeats']} (median wall shown; min–max in brackets); memory is the max "
         "over the repeats",
         f"- limits: a run is killed and recorded as skipped above {a['mem_limit_gib']:g} GiB "
@@ -485,6 +489,10 @@ def write_results(path: Path, doc: dict) -> None:
     row(
         "sitekit 1-worker-on-1-core wall / 2-worker wall",
         lambda s: ratio(wall("sitekit-1c", s), wall("sitekit", s)),
+    )
+    row(
+        "the same, 1 worker / 2 workers, with the other `--writer`",
+        lambda s: ratio(wall("sitekit-1w-client", s), wall("sitekit-client", s)),
     )
     row("sitekit peak RSS [GiB]", lambda s: rss("sitekit", s))
     L.append("")
@@ -635,6 +643,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reader", choices=("io", "window"), default="io")
     ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned")
     ap.add_argument(
+        "--writer",
+        choices=("workers", "client"),
+        default="workers",
+        help="who compresses sitekit's output tiles (workload_sitekit.py --writer); the scaling "
+        "size also gets 1- and 2-worker runs with the other writer",
+    )
+    ap.add_argument(
         "--scaling-size",
         type=int,
         default=67,
@@ -707,6 +722,12 @@ def main(argv: list[str] | None = None) -> int:
                     runs.setdefault("sitekit-proc", {}).setdefault(s, []).append(
                         run_tool("sitekit", s, rep, a, work, tag="sitekit-proc",
                                  extra=("--processes",))
+                    )  # fmt: skip
+                other = "client" if a.writer == "workers" else "workers"
+                for tag, n in (("sitekit-client", None), ("sitekit-1w-client", 1)):
+                    runs.setdefault(tag, {}).setdefault(s, []).append(
+                        run_tool("sitekit", s, rep, a, work, workers=n, tag=tag,
+                                 extra=("--writer", other))
                     )  # fmt: skip
             if s == cache_size:
                 cdir = work / "cache"
@@ -854,6 +875,8 @@ def profile_sitekit(size: int, a: argparse.Namespace, work: Path) -> dict:
         a.reader,
         "--malloc",
         a.malloc,
+        "--writer",
+        a.writer,
         "--profile",
     ]
     r = measure(

@@ -19,8 +19,11 @@ and finished blocks reach the writing client by reference instead of being pickl
 
 Output is written block by block, never materialised whole: the score and mask blocks of every
 chunk are computed by the cluster as one graph (shared intermediates); the client receives each
-finished block (``as_completed``), writes its window into the tiled DEFLATE GeoTIFFs (GDAL
-compresses on ``NUM_THREADS=ALL_CPUS``) and releases it. The per-task compute time of every
+finished block (``as_completed``) and releases it. By default (``--writer workers``) each worker
+also compresses its block's 512 px DEFLATE tiles with GDAL (``sitekit.tilewrite.encode_tiles``)
+and the client only appends the bytes (``sitekit.tilewrite.TileWriter``); ``--writer client``
+sends raw blocks and the client writes their windows through GDAL (compressing on
+``NUM_THREADS=ALL_CPUS``), as until the ninth session. The per-task compute time of every
 graph layer is collected from the scheduler's task stream to show which step takes the time.
 
 Usage: ``workload_sitekit.py DATA_DIR OUT_DIR [--workers 2] [--threads 1] [--chunks 1024]``.
@@ -199,6 +202,86 @@ def _profile(client: object, parts: dict) -> dict:
     return out
 
 
+def _write_client(client, blocks, row0, col0, out: Path, prof: dict) -> tuple[float, float]:
+    """Each finished block comes to the client, which writes (GDAL compresses) its windows."""
+    import rasterio
+    from distributed import as_completed
+    from rasterio.windows import Window
+
+    with (
+        # GDAL's block cache defaults to 5 % of RAM and fills with dirty output tiles written
+        # out of order (README, finding 5): bound it to 256 MiB. rasterio passes the int to
+        # GDALSetCacheMax64 as *bytes*; until the fourth session this said 256 (bytes), which
+        # cost ~8 CPU-s at 268 Mpx
+        rasterio.Env(GDAL_CACHEMAX=256 << 20),
+        rasterio.open(out / "score.tif", "w", dtype="float32", nodata=np.nan, **prof) as s,
+        rasterio.open(out / "mask.tif", "w", dtype="uint8", **prof) as m,
+    ):
+        keys = [(i, j) for i in range(blocks.shape[0]) for j in range(blocks.shape[1])]
+        futures = client.compute([blocks[i, j] for i, j in keys])
+        where = {f.key: k for f, k in zip(futures, keys, strict=True)}
+        done = as_completed(futures)
+        del futures  # as_completed drops each future once yielded: its block is released
+        t_write = 0.0
+        for fut in done:
+            i, j = where[fut.key]
+            arr = fut.result()
+            del fut
+            tw = time.perf_counter()
+            win = Window(int(col0[j]), int(row0[i]), arr.shape[2], arr.shape[1])
+            s.write(arr[0], 1, window=win)
+            m.write(arr[1].astype(np.uint8), 1, window=win)
+            t_write += time.perf_counter() - tw
+        tc = time.perf_counter()
+    return t_write, tc
+
+
+def _encode_both(arr: np.ndarray, f_score: object, f_mask: object) -> tuple:
+    from sitekit.tilewrite import encode_tiles
+
+    return encode_tiles(arr[0], f_score), encode_tiles(arr[1].astype(np.uint8), f_mask)
+
+
+def _write_encoded(client, blocks, row0, col0, out: Path, prof: dict) -> tuple[float, float]:
+    """Workers compress the tiles of each finished block (``sitekit.tilewrite``); the client
+    appends the bytes to the two GeoTIFFs and writes their tile index at the end."""
+    import dask
+    from distributed import as_completed
+
+    from sitekit.tilewrite import TileFormat, TileWriter, aligned
+
+    tile = prof["blockxsize"]
+    if not aligned((tuple(np.diff(row0)), tuple(np.diff(col0))), tile):
+        raise SystemExit(f"--writer workers needs chunks that are multiples of {tile} px")
+    compress = prof["compress"].upper()
+    f_score = TileFormat("float32", tile, compress, 1, float("nan"))
+    f_mask = TileFormat("uint8", tile, compress, 1, None)
+    geo = dict(width=prof["width"], height=prof["height"], crs=prof["crs"],
+               transform=prof["transform"])  # fmt: skip
+    with (
+        TileWriter(out / "score.tif", f_score, **geo) as s,
+        TileWriter(out / "mask.tif", f_mask, **geo) as m,
+    ):
+        keys = [(i, j) for i in range(blocks.shape[0]) for j in range(blocks.shape[1])]
+        encode = dask.delayed(_encode_both, pure=True)
+        futures = client.compute([encode(blocks[i, j], f_score, f_mask) for i, j in keys])
+        where = {f.key: k for f, k in zip(futures, keys, strict=True)}
+        done = as_completed(futures)
+        del futures
+        t_write = 0.0
+        for fut in done:
+            i, j = where[fut.key]
+            tiles_s, tiles_m = fut.result()
+            del fut
+            tw = time.perf_counter()
+            shape = (int(row0[i + 1] - row0[i]), int(col0[j + 1] - col0[j]))
+            s.write(int(row0[i]), int(col0[j]), shape, tiles_s)
+            m.write(int(row0[i]), int(col0[j]), shape, tiles_m)
+            t_write += time.perf_counter() - tw
+        tc = time.perf_counter()
+    return t_write, tc
+
+
 def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
     t: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -206,9 +289,8 @@ def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
         import dask
         import dask.array  # noqa: F401
         import geopandas  # noqa: F401
-        import rasterio
-        from distributed import Client, LocalCluster, as_completed, get_task_stream
-        from rasterio.windows import Window
+        import rasterio  # noqa: F401
+        from distributed import Client, LocalCluster, get_task_stream
 
         # the engine's settings (README, finding 3) and its task-time summary
         from sitekit.run import local_cluster_config, task_seconds, tune_malloc
@@ -251,32 +333,11 @@ def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
         )
         row0 = np.cumsum((0, *both.chunks[1]))
         col0 = np.cumsum((0, *both.chunks[2]))
-        with (
-            get_task_stream(client) as ts,
-            # GDAL's block cache defaults to 5 % of RAM and fills with dirty output tiles written
-            # out of order (README, finding 5): bound it to 256 MiB. rasterio passes the int to
-            # GDALSetCacheMax64 as *bytes*; until the fourth session this said 256 (bytes), which
-            # cost ~8 CPU-s at 268 Mpx
-            rasterio.Env(GDAL_CACHEMAX=256 << 20),
-            rasterio.open(out / "score.tif", "w", dtype="float32", nodata=np.nan, **prof) as s,
-            rasterio.open(out / "mask.tif", "w", dtype="uint8", **prof) as m,
-        ):
-            keys = [(i, j) for i in range(blocks.shape[0]) for j in range(blocks.shape[1])]
-            futures = client.compute([blocks[i, j] for i, j in keys])
-            where = {f.key: k for f, k in zip(futures, keys, strict=True)}
-            done = as_completed(futures)
-            del futures  # as_completed drops each future once yielded: its block is released
-            t_write = 0.0
-            for fut in done:
-                i, j = where[fut.key]
-                arr = fut.result()
-                del fut
-                tw = time.perf_counter()
-                win = Window(int(col0[j]), int(row0[i]), arr.shape[2], arr.shape[1])
-                s.write(arr[0], 1, window=win)
-                m.write(arr[1].astype(np.uint8), 1, window=win)
-                t_write += time.perf_counter() - tw
-            tc = time.perf_counter()
+        with get_task_stream(client) as ts:
+            if opts.writer == "workers":
+                t_write, tc = _write_encoded(client, blocks, row0, col0, out, prof)
+            else:
+                t_write, tc = _write_client(client, blocks, row0, col0, out, prof)
         t["close_s"] = time.perf_counter() - tc
         t["client_write_s"] = t_write
         t["compute_write_s"] = time.perf_counter() - t1
@@ -330,6 +391,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="compute each step alone on the cluster (CPU and wall per step), no output",
     )
+    ap.add_argument(
+        "--writer",
+        choices=("workers", "client"),
+        default="workers",
+        help="workers compress the output tiles and the client appends them (sitekit.tilewrite), "
+        "or the client writes each finished block through GDAL",
+    )
     ap.add_argument("--cache", type=Path, help="sitekit.cache folder for slope, distance, mask")
     ap.add_argument(
         "--weights",
@@ -351,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             "malloc": a.malloc,
             "fuse": not a.no_fuse,
             "cache": str(a.cache) if a.cache else None,
+            "writer": a.writer,
             "weights": a.weights,
             "steps": steps,
         }
