@@ -391,7 +391,9 @@ def write_cog(
     tags: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a georeferenced 2-D DataArray as a Cloud-Optimized GeoTIFF, computing one strip of
-    dask chunks at a time (the whole array is never in memory).
+    dask chunks at a time (the whole array is never in memory). The strips go to an uncompressed
+    tiled GeoTIFF next to ``path`` (4 B/px for float32; deleted afterwards) that GDAL's COG
+    driver then compresses with overviews.
 
     Parameters
     ----------
@@ -448,8 +450,9 @@ def write_cog(
             tiled=True,
             blockxsize=blocksize,
             blockysize=blocksize,
-            compress="DEFLATE",
-            zlevel=1,
+            # uncompressed: the COG driver re-encodes it anyway (a DEFLATE level-1 stage cost
+            # 0.35 s more per 10 Mpx float32 raster: 0.87 vs 0.52 s, ninth session)
+            compress="NONE",
             BIGTIFF="IF_SAFER",
         )
         try:
