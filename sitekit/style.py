@@ -203,6 +203,31 @@ def _rasters() -> dict[str, RasterStyle]:
     }
 
 
+def _site_style(name_en: str, name_zh: str, color: str, colors: list[str]) -> VectorStyle:
+    """Candidate sites of one technology: filled polygons classed by rank (top 10, 50, 200)."""
+    return VectorStyle(
+        name_en=name_en,
+        name_zh=name_zh,
+        label="hover",
+        color=color,
+        weight=1.0,
+        fill_opacity=0.65,
+        color_by="rank",
+        breaks=[10, 50, 200],
+        colors=colors,
+        popup_fields=[
+            "rank",
+            "site_id",
+            "prefecture",
+            "county",
+            "capacity_mw",
+            "energy_gwh",
+            "lcoe_cny_per_kwh",
+        ],
+        max_features=1000,
+    )
+
+
 def _vectors() -> dict[str, VectorStyle]:
     v = VectorStyle
     return {
@@ -261,48 +286,10 @@ def _vectors() -> dict[str, VectorStyle]:
                 "cost_class",
             ],
         ),
-        "wind_sites": v(
-            name_en="Wind sites",
-            name_zh="风电场址",
-            label="hover",
-            color="#08306b",
-            weight=1.0,
-            fill_opacity=0.65,
-            color_by="rank",
-            breaks=[10, 50, 200],
-            colors=["#08306b", "#2171b5", "#6baed6", "#c6dbef"],
-            popup_fields=[
-                "rank",
-                "site_id",
-                "prefecture",
-                "county",
-                "capacity_mw",
-                "energy_gwh",
-                "lcoe_cny_per_kwh",
-            ],
-            max_features=1000,
+        "wind_sites": _site_style(
+            "Wind sites", "风电场址", "#08306b", ["#08306b", "#2171b5", "#6baed6", "#c6dbef"]
         ),
-        "pv_sites": v(
-            name_en="PV sites",
-            name_zh="光伏场址",
-            label="hover",
-            color="#67000d",
-            weight=1.0,
-            fill_opacity=0.65,
-            color_by="rank",
-            breaks=[10, 50, 200],
-            colors=RANK_COLOURS,
-            popup_fields=[
-                "rank",
-                "site_id",
-                "prefecture",
-                "county",
-                "capacity_mw",
-                "energy_gwh",
-                "lcoe_cny_per_kwh",
-            ],
-            max_features=1000,
-        ),
+        "pv_sites": _site_style("PV sites", "光伏场址", "#67000d", RANK_COLOURS),
         "grid_points": v(
             name_en="Grid connection points",
             name_zh="并网点",
