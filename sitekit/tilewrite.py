@@ -62,6 +62,8 @@ class TileFormat:
             blockysize=self.tile,
             compress=self.compress,
             nodata=self.nodata,
+            # fixed, so that GDAL_TIFF_ENDIANNESS on one side cannot make the bytes disagree
+            endianness="LITTLE",
         )
         if self.predictor != 1:
             opts["predictor"] = self.predictor
@@ -88,6 +90,8 @@ def encode_tiles(block: np.ndarray, fmt: TileFormat) -> list[bytes]:
     block = np.asarray(block)
     if block.ndim != 2:
         raise ValueError(f"encode_tiles needs a 2-D block, got shape {block.shape}")
+    if not np.can_cast(block.dtype, fmt.dtype, casting="same_kind"):
+        raise ValueError(f"encode_tiles: cannot store {block.dtype} values as {fmt.dtype}")
     h, w = block.shape
     nty, ntx = math.ceil(h / fmt.tile), math.ceil(w / fmt.tile)
     with warnings.catch_warnings():
@@ -121,8 +125,9 @@ class TileWriter:
     tags : GDAL metadata items written with the file.
 
     Use as a context manager; :meth:`write` each block's :func:`encode_tiles` output with its
-    upper-left pixel; leaving the block without an error writes the tile index. A tile never
-    written stays sparse (read back as nodata, or 0 without one).
+    upper-left pixel; leaving the block without an error writes the tile index, leaving it with
+    an error deletes the file. A tile never written stays sparse (read back as nodata, or 0
+    without one); a tile written twice is an error.
     """
 
     def __init__(
@@ -154,7 +159,9 @@ class TileWriter:
             self._bigtiff = tif.is_bigtiff
             self._order = tif.byteorder
             page = tif.pages.first
-            self._entry = {}  # the IFD entry of each tag (libtiff may have typed it SHORT)
+            # the IFD entry of each tag: libtiff picks the index types itself (SHORT for an
+            # all-zero TileByteCounts, LONG beside LONG8 offsets in a BigTIFF)
+            self._entry = {}
             for code in (_TILE_OFFSETS, _TILE_BYTE_COUNTS):
                 tag = page.tags[code]
                 if tag.count != self.ntx * self.nty:
@@ -165,6 +172,8 @@ class TileWriter:
                 self._entry[code] = tag.offset
         self._offsets = np.zeros(self.ntx * self.nty, np.uint64)
         self._counts = np.zeros(self.ntx * self.nty, np.uint64)
+        self._written = np.zeros(self.ntx * self.nty, bool)
+        self._limit = np.iinfo(np.uint64 if self._bigtiff else np.uint32).max
         self._file = open(self.path, "r+b")  # noqa: SIM115 (closed in close())
         self._file.seek(0, os.SEEK_END)
 
@@ -175,19 +184,31 @@ class TileWriter:
         h, w = shape
         if row0 % t or col0 % t:
             raise OutputError(f"{self.path}: block at ({row0}, {col0}) is not on the {t} px grid")
+        if row0 < 0 or col0 < 0 or row0 + h > self.height or col0 + w > self.width:
+            raise OutputError(
+                f"{self.path}: block {shape} at ({row0}, {col0}) is outside the "
+                f"{self.height}×{self.width} px raster"
+            )
         if (h % t and row0 + h != self.height) or (w % t and col0 + w != self.width):
             raise OutputError(f"{self.path}: block {shape} at ({row0}, {col0}) ends inside a tile")
         nty, ntx = math.ceil(h / t), math.ceil(w / t)
         if len(tiles) != nty * ntx:
             raise OutputError(f"{self.path}: {len(tiles)} tiles for a {nty}×{ntx}-tile block")
-        pos = self._file.tell()
-        self._file.write(b"".join(tiles))
-        sizes = np.fromiter((len(b) for b in tiles), np.uint64, len(tiles))
-        starts = pos + np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.uint64)
         ty, tx = np.divmod(np.arange(len(tiles)), ntx)
         index = (row0 // t + ty) * self.ntx + (col0 // t + tx)
+        if self._written[index].any():
+            raise OutputError(f"{self.path}: the block at ({row0}, {col0}) was already written")
+        sizes = np.fromiter((len(b) for b in tiles), np.uint64, len(tiles))
+        pos = self._file.tell()
+        if pos + int(sizes.sum()) + 16 * self._offsets.size > self._limit:
+            raise OutputError(
+                f"{self.path}: over 4 GiB of tiles in a classic TIFF; the raster needs a BigTIFF"
+            )
+        self._file.write(b"".join(tiles))
+        starts = pos + np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.uint64)
         self._offsets[index] = np.where(sizes > 0, starts, 0)
         self._counts[index] = sizes
+        self._written[index] = True
 
     def close(self) -> None:
         """Write the tile index into the file and close it."""
@@ -198,9 +219,7 @@ class TileWriter:
             # re-pointed at its array (TIFF 6.0 section 2: type, count, value or offset)
             order, big = self._order, self._bigtiff
             kind = np.dtype(order + ("u8" if big else "u4"))
-            end = self._file.seek(0, os.SEEK_END)
-            if end + 16 * self._offsets.size > np.iinfo(kind).max:
-                raise OutputError(f"{self.path}: {end} bytes need a BigTIFF; write it with GDAL")
+            self._file.seek(0, os.SEEK_END)
             for code, values in ((_TILE_OFFSETS, self._offsets), (_TILE_BYTE_COUNTS, self._counts)):
                 data = values.astype(kind).tobytes()
                 if len(data) > kind.itemsize:  # not inline
@@ -224,6 +243,9 @@ class TileWriter:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is None:
             self.close()
-        else:
-            with contextlib.suppress(OSError):
-                self._file.close()
+            return
+        # without its tile index the file would open as a valid, all-nodata raster: remove it
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()

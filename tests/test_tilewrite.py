@@ -94,6 +94,13 @@ def test_misaligned_or_wrong_blocks_are_refused(tmp_path):
             w.write(0, 0, (100, 128), encode_tiles(block[:100], fmt))
         with pytest.raises(OutputError, match="tiles for a"):
             w.write(0, 0, (256, 128), encode_tiles(block, fmt))
+        with pytest.raises(OutputError, match="outside the 300×300 px raster"):
+            w.write(0, 256, (128, 256), encode_tiles(np.zeros((128, 256), np.uint8), fmt))
+        with pytest.raises(OutputError, match="outside"):
+            w.write(-128, -128, block.shape, encode_tiles(block, fmt))
+        w.write(0, 0, block.shape, encode_tiles(block, fmt))
+        with pytest.raises(OutputError, match="already written"):
+            w.write(0, 0, block.shape, encode_tiles(block, fmt))
         w.write(256, 256, (44, 44), encode_tiles(block[:44, :44], fmt))  # the corner block
     with pytest.raises(OutputError, match="multiple of 16"):
         TileFormat(tile=100).creation_options()
@@ -108,6 +115,37 @@ def test_error_midway_leaves_no_output(tmp_path):
         w.write(0, 0, block.shape, encode_tiles(block, fmt))
         raise RuntimeError("worker lost")
     assert not target.exists() and not list(tmp_path.iterdir())
+
+
+def test_error_midway_removes_the_unindexed_file(tmp_path):
+    """Without its tile index the file would read as a valid all-nodata raster."""
+    fmt = TileFormat("float32", 128, "DEFLATE", 1, float("nan"))
+    geo = dict(width=256, height=256, crs=CRS, transform=TRANSFORM)
+    with pytest.raises(RuntimeError), TileWriter(tmp_path / "x.tif", fmt, **geo) as w:
+        w.write(0, 0, (128, 128), encode_tiles(np.ones((128, 128), np.float32), fmt))
+        raise RuntimeError("worker lost")
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_single_tile_and_byte_order(tmp_path):
+    """One tile: the index values sit inline in the IFD. A big-endian GDAL default on either side
+    cannot make the workers' bytes and the file disagree: both are little-endian."""
+    arr = np.arange(100 * 90, dtype=np.int16).reshape(100, 90)
+    fmt = TileFormat("int16", 128, "DEFLATE", 2, -9999)
+    geo = dict(width=90, height=100, crs=CRS, transform=TRANSFORM)
+    with rasterio.Env(GDAL_TIFF_ENDIANNESS="BIG"):  # the client's GDAL only
+        w = TileWriter(tmp_path / "one.tif", fmt, **geo)
+    with w:
+        w.write(0, 0, arr.shape, encode_tiles(arr, fmt))
+    with open(tmp_path / "one.tif", "rb") as f:
+        assert f.read(2) == b"II"
+    with rasterio.open(tmp_path / "one.tif") as src:
+        assert np.array_equal(src.read(1), arr)
+
+
+def test_unsafe_cast_is_refused():
+    with pytest.raises(ValueError, match="cannot store float64 values as uint8"):
+        encode_tiles(np.zeros((16, 16)), TileFormat("uint8", 16, "NONE"))
 
 
 def test_aligned():
