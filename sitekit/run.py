@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -364,7 +365,12 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     graphs: list[TechGraph] = [pipe.technology(r) for _, r, _ in recipes]
     timings["graph_s"] = time.perf_counter() - t0
 
-    with staged_output(opts.out, opts.force) as stage, dask_client(opts) as client:
+    # the pool is left first: a failed run waits for the GeoTIFF writer before the client closes
+    with (
+        staged_output(opts.out, opts.force) as stage,
+        dask_client(opts) as client,
+        ThreadPoolExecutor(1, thread_name_prefix="sitekit-cog") as cog_pool,
+    ):
         arrays: dict[str, Any] = {
             "elevation": pipe.elevation,
             "slope": pipe.slope,
@@ -439,6 +445,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 }
             )
         rasters: dict[str, Any] = {}
+        cog_jobs: list[tuple[Path, Any]] = []
         # with a cache, a raster whose content an earlier run already exported is copied
         write_cog = export.write_cog if cache is None else cache.write_cog
         if cache is not None:  # the rasters' content digests (cache keys), in one round trip
@@ -461,12 +468,14 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             if pipe.dem_is_modelled and key in ("elevation", "slope", "aspect", "hillshade"):
                 da_np.attrs["modelled"] = "demo terrain"
             rasters[key] = da_np
-            write_cog(rdir / f"{fname}.tif", da_np)
+            cog_jobs.append((rdir / f"{fname}.tif", da_np))
         # the combined exclusion-reasons raster of the first recipe is the headline one
         if graphs:
             first = graphs[0].recipe.technology
-            write_cog(rdir / "exclusion_reasons.tif", rasters[f"{first}_exclusion_reasons"])
-        timings["rasters_s"] = time.perf_counter() - t1
+            cog_jobs.append((rdir / "exclusion_reasons.tif", rasters[f"{first}_exclusion_reasons"]))
+        # written on a thread of their own while the sites, tables, GeoPackage and map are made:
+        # GDAL's COG encoding releases the GIL and takes the CPU the client's Python leaves idle
+        cogs = cog_pool.submit(_write_cogs, write_cog, cog_jobs)
 
         # ---- sites
         t1 = time.perf_counter()
@@ -583,6 +592,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 provenance=provenance,
             )
             timings["map_s"] = time.perf_counter() - t1
+        timings["rasters_s"] = cogs.result()  # the writer's own time; it overlapped the above
         if cache is not None:
             cache.commit()
             provenance["cache"] = {
@@ -602,6 +612,14 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         )
     say(f"sitekit: results in {opts.out.resolve()}")
     return RunResult(opts.out, summary, sites, timings)
+
+
+def _write_cogs(write_cog: Any, jobs: list[tuple[Path, Any]]) -> float:
+    """Write each (path, DataArray) as a COG with ``write_cog``; returns the seconds taken."""
+    t0 = time.perf_counter()
+    for path, layer in jobs:
+        write_cog(path, layer)
+    return time.perf_counter() - t0
 
 
 def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple[Any, str]:
