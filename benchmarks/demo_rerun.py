@@ -111,7 +111,9 @@ def write(path: Path, doc: dict) -> None:
     lines += [
         "",
         "Steps inside `run_job` (medians, seconds; `run.json` → `timings_s`; the route and "
-        "hosting steps of the demo and the imports come after/before them):",
+        "hosting steps of the demo and the imports come after/before them; since the ninth "
+        "session `rasters_s` is the GeoTIFF writer's own time on its thread, which overlaps "
+        "`sites_s` and `map_s`):",
         "",
         "| step | " + " | ".join(steps) + " |",
         "|---|" + "---|" * len(steps),
