@@ -36,7 +36,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -202,10 +204,25 @@ def _profile(client: object, parts: dict) -> dict:
     return out
 
 
+def _finished(client, tasks: dict) -> Iterator[tuple[tuple[int, int], Any]]:
+    """(key, result) of each task of ``tasks`` ({(i, j): delayed}) as it finishes; each future is
+    dropped once its result is taken, so the cluster releases that block."""
+    from distributed import as_completed
+
+    keys = list(tasks)
+    futures = client.compute([tasks[k] for k in keys])
+    where = {f.key: k for f, k in zip(futures, keys, strict=True)}
+    done = as_completed(futures)
+    del futures  # as_completed drops each future once yielded
+    for fut in done:
+        key, result = where[fut.key], fut.result()
+        del fut
+        yield key, result
+
+
 def _write_client(client, blocks, row0, col0, out: Path, prof: dict) -> tuple[float, float]:
     """Each finished block comes to the client, which writes (GDAL compresses) its windows."""
     import rasterio
-    from distributed import as_completed
     from rasterio.windows import Window
 
     with (
@@ -217,16 +234,11 @@ def _write_client(client, blocks, row0, col0, out: Path, prof: dict) -> tuple[fl
         rasterio.open(out / "score.tif", "w", dtype="float32", nodata=np.nan, **prof) as s,
         rasterio.open(out / "mask.tif", "w", dtype="uint8", **prof) as m,
     ):
-        keys = [(i, j) for i in range(blocks.shape[0]) for j in range(blocks.shape[1])]
-        futures = client.compute([blocks[i, j] for i, j in keys])
-        where = {f.key: k for f, k in zip(futures, keys, strict=True)}
-        done = as_completed(futures)
-        del futures  # as_completed drops each future once yielded: its block is released
+        tasks = {
+            (i, j): blocks[i, j] for i in range(blocks.shape[0]) for j in range(blocks.shape[1])
+        }
         t_write = 0.0
-        for fut in done:
-            i, j = where[fut.key]
-            arr = fut.result()
-            del fut
+        for (i, j), arr in _finished(client, tasks):
             tw = time.perf_counter()
             win = Window(int(col0[j]), int(row0[i]), arr.shape[2], arr.shape[1])
             s.write(arr[0], 1, window=win)
@@ -246,7 +258,6 @@ def _write_encoded(client, blocks, row0, col0, out: Path, prof: dict) -> tuple[f
     """Workers compress the tiles of each finished block (``sitekit.tilewrite``); the client
     appends the bytes to the two GeoTIFFs and writes their tile index at the end."""
     import dask
-    from distributed import as_completed
 
     from sitekit.tilewrite import TileFormat, TileWriter, aligned
 
@@ -262,17 +273,14 @@ def _write_encoded(client, blocks, row0, col0, out: Path, prof: dict) -> tuple[f
         TileWriter(out / "score.tif", f_score, **geo) as s,
         TileWriter(out / "mask.tif", f_mask, **geo) as m,
     ):
-        keys = [(i, j) for i in range(blocks.shape[0]) for j in range(blocks.shape[1])]
         encode = dask.delayed(_encode_both, pure=True)
-        futures = client.compute([encode(blocks[i, j], f_score, f_mask) for i, j in keys])
-        where = {f.key: k for f, k in zip(futures, keys, strict=True)}
-        done = as_completed(futures)
-        del futures
+        tasks = {
+            (i, j): encode(blocks[i, j], f_score, f_mask)
+            for i in range(blocks.shape[0])
+            for j in range(blocks.shape[1])
+        }
         t_write = 0.0
-        for fut in done:
-            i, j = where[fut.key]
-            tiles_s, tiles_m = fut.result()
-            del fut
+        for (i, j), (tiles_s, tiles_m) in _finished(client, tasks):
             tw = time.perf_counter()
             shape = (int(row0[i + 1] - row0[i]), int(col0[j + 1] - col0[j]))
             s.write(int(row0[i]), int(col0[j]), shape, tiles_s)

@@ -421,7 +421,6 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             cache.save_frames("ps_pairs", ps_key, {"reservoirs": ps_res, "pairs": ps_pairs})
         timings["compute_s"] = time.perf_counter() - t1
         # ---- rasters
-        t1 = time.perf_counter()
         rdir = stage / "rasters"
         raster_out = {
             "elevation": "elevation",
