@@ -141,13 +141,17 @@ def test_map_works_offline(browser, files: dict[str, Path]) -> None:
         assert "demo terrain" in page.inner_text(".sk-banner")
 
         # click the rank-1 PV site (the one named like an XSS payload) at its centre
-        xy = page.evaluate(
+        # … once it is the element under that point: during the opening zoom animation
+        # (slower on a loaded machine) Leaflet hides the paths and the click hits the map
+        xy = page.wait_for_function(
             """() => { const s = window.sitekit, l = s.layers.pv_sites.getLayers()
                  .find(f => f.feature.properties._n.startsWith('&lt;img'));
                const p = s.map.latLngToContainerPoint(l.getBounds().getCenter());
                const r = s.map.getContainer().getBoundingClientRect();
-               return [r.left + p.x, r.top + p.y]; }"""
-        )
+               const x = r.left + p.x, y = r.top + p.y;
+               return document.elementFromPoint(x, y) === l.getElement() && [x, y]; }""",
+            timeout=10000,
+        ).json_value()
         page.mouse.click(*xy)
         popup = page.wait_for_selector(".leaflet-popup-content", timeout=5000)
         text = popup.inner_text()
