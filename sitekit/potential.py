@@ -1,0 +1,229 @@
+"""Technical potential per admin unit over ALL eligible land (not the top-N site lists).
+
+Per prefecture and county and per technology: study area [km²], the area each exclusion reason
+removes and the area all reasons remove together (overlaps counted once), the eligible area
+(Σ inclusion fraction × pixel area), the capacity at the recipe's power density [MW], the annual
+energy [GWh/yr] and the mean capacity factor — "if alone" and "after competition" (one
+technology per hectare, :mod:`sitekit.competition`).
+
+This is the *technical potential* in the sense of NREL's reV (Maclaurin et al. 2021, *The
+Renewable Energy Potential (reV) Model*, NREL/TP-6A20-73067: capacity = available area after
+exclusions × power density; generation = capacity × capacity factor × 8,760 h) and of Lopez et
+al. 2012, *U.S. Renewable Energy Technical Potentials*, NREL/TP-6A20-51946. It ignores economics
+and grid capacity: see :mod:`sitekit.supply` for costs and :mod:`sitekit.hosting` for the grid.
+
+The sums run on the Dask workers block by block (:func:`block_sums`: one ``bincount`` per
+quantity over the (prefecture, county) pair of every pixel; only the per-zone sums travel), as
+:func:`sitekit.sites.zone_areas` does. Each pixel belongs to the zone holding its centre, so
+county rows add up to their prefecture exactly and all rows to the study area.
+
+Area removed by one reason: Σ study fraction × pixel area over the pixels whose reason bit is
+set (``exclusion_reasons``; a fraction-rule constraint sets its bit where it covers ≥ 50 % of a
+pixel). Area removed by all reasons together: Σ (study fraction − inclusion fraction) × pixel
+area, exact for fraction-rule layers. Per-reason areas overlap, so they add up to more than the
+union whenever two reasons cover the same land.
+
+References: Maclaurin et al. 2021 (NREL/TP-6A20-73067); Lopez et al. 2012 (NREL/TP-6A20-51946).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: quantities summed per zone by :func:`block_sums`, in row order (then one row per reason bit)
+QUANTITIES = (
+    "study",  # Σ study fraction [px]
+    "excluded",  # Σ (study fraction − inclusion alone), ≥ 0 [px]
+    "eligible",  # Σ inclusion alone [px]
+    "mw",  # Σ inclusion alone × density [MW/km² · px]
+    "mwh",  # Σ inclusion alone × density × energy [MW/km² · kWh/kW · px]
+    "eligible_after",  # Σ inclusion after competition [px]
+    "mw_after",  # Σ capacity density after competition [MW/km² · px]
+    "mwh_after",  # Σ capacity density after competition × energy
+    "shared",  # Σ inclusion on land shared with the other technology [px]
+)
+
+
+def block_sums(
+    pref: np.ndarray,
+    county: np.ndarray,
+    study: np.ndarray,
+    reasons: np.ndarray,
+    incl: np.ndarray,
+    incl_after: np.ndarray,
+    cap_after: np.ndarray,
+    shared: np.ndarray,
+    energy: np.ndarray,
+    density_mw_per_km2: float,
+    n_county: int,
+    n_zones: int,
+    n_bits: int,
+) -> np.ndarray:
+    """Per-zone sums of one block (runs on a worker; NumPy only).
+
+    The zone of a pixel is ``pref × (n_county + 1) + county`` (ids 0 = none). Returns float64
+    ``(len(QUANTITIES) + n_bits, n_zones)``: the :data:`QUANTITIES` rows, then Σ study fraction
+    over the pixels with each reason bit set [px]. NaN counts as 0.
+    """
+    z = (np.asarray(pref, np.int64) * (n_county + 1) + np.asarray(county, np.int64)).ravel()
+    if z.size and not 0 <= z.min() <= z.max() < n_zones:
+        raise ValueError(f"zone ids outside 0..{n_zones - 1}")
+    f64 = np.float64
+    sf = np.nan_to_num(np.asarray(study, f64)).ravel()
+    inc = np.nan_to_num(np.asarray(incl, f64)).ravel()
+    inc_a = np.nan_to_num(np.asarray(incl_after, f64)).ravel()
+    cap_a = np.nan_to_num(np.asarray(cap_after, f64)).ravel()
+    e = np.nan_to_num(np.asarray(energy, f64)).ravel()
+    sh = np.asarray(shared, bool).ravel()
+    r = np.asarray(reasons, np.uint32).ravel()
+    cols = [
+        sf,
+        np.clip(sf - inc, 0.0, None),
+        inc,
+        inc * density_mw_per_km2,
+        inc * density_mw_per_km2 * e,
+        inc_a,
+        cap_a,
+        cap_a * e,
+        np.where(sh, inc_a, 0.0),
+    ]
+    cols += [np.where((r >> np.uint32(b)) & np.uint32(1), sf, 0.0) for b in range(n_bits)]
+    return np.stack([np.bincount(z, c, minlength=n_zones) for c in cols])
+
+
+def zone_totals(
+    *,
+    prefecture_id: Any,
+    county_id: Any,
+    study_fraction: Any,
+    reasons: Any,
+    inclusion: Any,
+    inclusion_after: Any,
+    capacity_after_mw_per_km2: Any,
+    shared: Any,
+    energy_kwh_per_kw: Any,
+    density_mw_per_km2: float,
+    n_prefectures: int,
+    n_counties: int,
+    n_bits: int,
+) -> np.ndarray:
+    """:func:`block_sums` over the whole grid: dask layers block by block on the workers (only
+    the per-zone sums travel), NumPy layers in one call. Returns the summed array [px units]."""
+    layers = [
+        prefecture_id,
+        county_id,
+        study_fraction,
+        reasons,
+        inclusion,
+        inclusion_after,
+        capacity_after_mw_per_km2,
+        shared,
+        energy_kwh_per_kw,
+    ]
+    layers = [getattr(a, "data", a) if hasattr(a, "dims") else a for a in layers]
+    n_zones = (n_prefectures + 1) * (n_counties + 1)
+    args = (density_mw_per_km2, n_counties, n_zones, n_bits)
+    lazy = next((a for a in layers if hasattr(a, "to_delayed")), None)
+    if lazy is None:
+        return block_sums(*(np.asarray(a) for a in layers), *args)
+    import dask
+    import dask.array as da
+
+    chunks = lazy.chunks
+    blocks = [
+        (a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=chunks))
+        .rechunk(chunks)
+        .to_delayed()
+        .ravel()
+        for a in layers
+    ]
+    parts = [dask.delayed(block_sums, pure=True)(*bs, *args) for bs in zip(*blocks, strict=True)]
+    return np.sum(dask.compute(*parts), axis=0)
+
+
+def potential_table(
+    sums: dict[str, np.ndarray],
+    *,
+    pixel_area_km2: float,
+    prefecture_names: Sequence[str],
+    county_names: Sequence[str],
+    reason_codes: dict[str, Sequence[str]],
+) -> Any:
+    """Technical potential rows from :func:`zone_totals` per technology.
+
+    Parameters
+    ----------
+    sums : ``{technology: zone_totals(...)}``.
+    pixel_area_km2 : pixel area [km²].
+    prefecture_names, county_names : the 1-based zone names.
+    reason_codes : ``{technology: constraint code per reason bit}``.
+
+    Returns a DataFrame, one row per (level, prefecture, county, technology) with ``level`` =
+    "study_area" | "prefecture" | "county": study_km2, excluded_km2 (all reasons, overlaps once),
+    ``excluded_<code>_km2`` per reason, eligible_km2, technical_potential_mw, technical_potential_gwh,
+    mean_cf (alone), and the same after competition (``*_after_competition``), shared_km2.
+    County rows whose pixel centres lie in no county are named "(no county)"; prefecture
+    rows for pixels in no prefecture "(no prefecture)".
+    """
+    import pandas as pd
+
+    pa = pixel_area_km2
+    nc = len(county_names)
+    pnames = ["(no prefecture)", *prefecture_names]
+    cnames = ["(no county)", *county_names]
+    rows: list[dict[str, Any]] = []
+    for tech, s in sums.items():
+        q = {k: s[i] for i, k in enumerate(QUANTITIES)}
+        bits = s[len(QUANTITIES) :]
+        codes = list(reason_codes.get(tech, []))
+
+        def row(level: str, pref: str, county: str, idx: Any, _q=q, _b=bits, _c=codes, _t=tech):
+            v = {k: float(np.sum(a[idx])) for k, a in _q.items()}
+            mw, mwh = v["mw"] * pa, v["mwh"] * pa
+            mw_a, mwh_a = v["mw_after"] * pa, v["mwh_after"] * pa
+            out = {
+                "level": level,
+                "prefecture": pref,
+                "county": county,
+                "technology": _t,
+                "study_km2": v["study"] * pa,
+                "excluded_km2": v["excluded"] * pa,
+            }
+            for j, c in enumerate(_c):
+                out[f"excluded_{c}_km2"] = float(np.sum(_b[j][idx])) * pa
+            out.update(
+                {
+                    "eligible_km2": v["eligible"] * pa,
+                    "technical_potential_mw": mw,
+                    "technical_potential_gwh": mwh / 1000.0,
+                    "mean_cf": mwh / (mw * 8760.0) if mw > 0 else float("nan"),
+                    "eligible_km2_after_competition": v["eligible_after"] * pa,
+                    "technical_potential_mw_after_competition": mw_a,
+                    "technical_potential_gwh_after_competition": mwh_a / 1000.0,
+                    "mean_cf_after_competition": (
+                        mwh_a / (mw_a * 8760.0) if mw_a > 0 else float("nan")
+                    ),
+                    "shared_km2": v["shared"] * pa,
+                }
+            )
+            rows.append(out)
+
+        zones = np.arange(s.shape[1])
+        pref_of = zones // (nc + 1)
+        row("study_area", "", "", slice(None))
+        for p in range(len(pnames)):
+            in_p = pref_of == p
+            if p == 0 and not q["study"][in_p].sum() > 0:
+                continue
+            row("prefecture", pnames[p], "", in_p)
+            for c in range(nc + 1):
+                zid = p * (nc + 1) + c
+                if q["study"][zid] > 0 and (nc or c):
+                    row("county", pnames[p], cnames[c], zid)
+    df = pd.DataFrame(rows)
+    num = df.select_dtypes("number").columns
+    df[num] = df[num].round(4)
+    return df

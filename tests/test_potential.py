@@ -1,0 +1,171 @@
+"""Technical potential over all eligible land, and PV/wind land competition, by hand."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from sitekit import competition, potential
+
+PA = 0.01  # km² per pixel (100 m)
+
+
+def _county_grid():
+    """10×10 px: prefecture A = columns 0–5 (county a1: rows 0–4, a2: rows 5–9), prefecture B =
+    columns 6–9 (county b1). Reason bit 0 on rows 0–1 (20 px), bit 1 on columns 0–1 (20 px):
+    they overlap on 4 px, so together they remove 36 px. One more pixel (row 9, col 9) is half
+    excluded by a fraction-rule layer whose bit is not set (inclusion 0.5)."""
+    n = 10
+    pref = np.zeros((n, n), np.int32)
+    pref[:, :6] = 1
+    pref[:, 6:] = 2
+    county = np.zeros((n, n), np.int32)
+    county[:5, :6] = 1
+    county[5:, :6] = 2
+    county[:, 6:] = 3
+    reasons = np.zeros((n, n), np.uint32)
+    reasons[:2, :] |= 1
+    reasons[:, :2] |= 2
+    incl = np.where(reasons == 0, 1.0, 0.0).astype(np.float32)
+    incl[9, 9] = 0.5
+    study = np.ones((n, n), np.float32)
+    energy = np.full((n, n), 1752.0, np.float32)  # CF 0.2
+    return pref, county, study, reasons, incl, energy
+
+
+def _sums(pref, county, study, reasons, incl, energy, *, after=None, cap=None, shared=None):
+    after = incl if after is None else after
+    return potential.zone_totals(
+        prefecture_id=pref,
+        county_id=county,
+        study_fraction=study,
+        reasons=reasons,
+        inclusion=incl,
+        inclusion_after=after,
+        capacity_after_mw_per_km2=after * 40.0 if cap is None else cap,
+        shared=np.zeros(pref.shape, bool) if shared is None else shared,
+        energy_kwh_per_kw=energy,
+        density_mw_per_km2=40.0,
+        n_prefectures=2,
+        n_counties=3,
+        n_bits=2,
+    )
+
+
+def _table(sums):
+    return potential.potential_table(
+        {"pv": sums},
+        pixel_area_km2=PA,
+        prefecture_names=["A", "B"],
+        county_names=["a1", "a2", "b1"],
+        reason_codes={"pv": ["nobuild", "steep"]},
+    )
+
+
+def test_county_grid_known_excluded_areas_and_overlap_counted_once() -> None:
+    df = _table(_sums(*_county_grid()))
+    tot = df[df["level"] == "study_area"].iloc[0]
+    assert tot["study_km2"] == pytest.approx(100 * PA)
+    assert tot["excluded_nobuild_km2"] == pytest.approx(20 * PA)
+    assert tot["excluded_steep_km2"] == pytest.approx(20 * PA)
+    assert tot["excluded_km2"] == pytest.approx((36 + 0.5) * PA)  # overlap of 4 px once
+    assert tot["eligible_km2"] == pytest.approx((64 - 0.5) * PA)
+    assert tot["technical_potential_mw"] == pytest.approx(63.5 * PA * 40)
+    assert tot["technical_potential_gwh"] == pytest.approx(63.5 * PA * 40 * 1752 / 1000)
+    assert tot["mean_cf"] == pytest.approx(0.2)
+    a1 = df[(df["level"] == "county") & (df["county"] == "a1")].iloc[0]
+    # a1 = rows 0–4 × cols 0–5: bit 0 on 12 px, bit 1 on 10 px, both on 4 → 18 px removed
+    assert a1["excluded_nobuild_km2"] == pytest.approx(12 * PA)
+    assert a1["excluded_steep_km2"] == pytest.approx(10 * PA)
+    assert a1["excluded_km2"] == pytest.approx(18 * PA)
+    assert a1["eligible_km2"] == pytest.approx(12 * PA)
+    b1 = df[(df["level"] == "county") & (df["county"] == "b1")].iloc[0]
+    assert b1["eligible_km2"] == pytest.approx((32 - 0.5) * PA)
+
+
+def test_counties_add_up_to_prefectures_and_the_study_area() -> None:
+    df = _table(_sums(*_county_grid()))
+    num = ["study_km2", "excluded_km2", "eligible_km2", "technical_potential_mw",
+           "technical_potential_gwh", "excluded_nobuild_km2"]  # fmt: skip
+    pref = df[df["level"] == "prefecture"].set_index("prefecture")[num]
+    cnty = df[df["level"] == "county"].groupby("prefecture")[num].sum()
+    np.testing.assert_allclose(cnty.loc[pref.index].to_numpy(), pref.to_numpy(), rtol=1e-3)
+    tot = df[df["level"] == "study_area"][num].iloc[0]
+    np.testing.assert_allclose(pref.sum().to_numpy(), tot.to_numpy(), rtol=1e-3)
+    assert "(no prefecture)" not in set(df["prefecture"])  # every pixel is zoned here
+
+
+def test_dask_blocks_give_the_numpy_answer() -> None:
+    layers = _county_grid()
+    ref = _sums(*layers)
+    lazy = [da.from_array(a, chunks=3) for a in layers]  # 3×3 blocks cut every zone
+    np.testing.assert_allclose(_sums(*lazy), ref)
+
+
+def _overlap():
+    """PV eligible on columns 0–5, wind on columns 4–9: both on columns 4–5 (20 px).
+    PV LCOE 0.30, wind 0.25 on column 4 and 0.35 on column 5."""
+    n = 10
+    ip = np.zeros((n, n), np.float32)
+    ip[:, :6] = 1
+    iw = np.zeros((n, n), np.float32)
+    iw[:, 4:] = 1
+    lp = np.full((n, n), 0.30, np.float32)
+    lw = np.full((n, n), 0.30, np.float32)
+    lw[:, 4] = 0.25
+    lw[:, 5] = 0.35
+    return ip, iw, lp, lw
+
+
+@pytest.mark.parametrize(
+    ("rule", "pv_px", "wind_px", "shared_px"),
+    [("lower_lcoe", 50, 50, 0), ("pv_first", 60, 40, 0), ("wind_first", 40, 60, 0),
+     ("shared", 60, 60, 20)],
+)  # fmt: skip
+def test_each_rule_resolves_the_overlap(rule, pv_px, wind_px, shared_px) -> None:
+    ip, iw, lp, lw = _overlap()
+    pa, wa, sh = competition.resolve(ip, iw, lp, lw, rule)
+    assert float(np.sum(pa)) == pv_px and float(np.sum(wa)) == wind_px
+    assert int(np.sum(sh)) == shared_px
+    overlap = int(np.sum((pa > 0) & (wa > 0)))
+    assert overlap == shared_px  # one technology per pixel unless shared
+    if rule == "lower_lcoe":  # wind is cheaper on column 4, PV on column 5
+        assert (wa[:, 4] == 1).all() and (pa[:, 4] == 0).all()
+        assert (pa[:, 5] == 1).all() and (wa[:, 5] == 0).all()
+    lazy = competition.resolve(*(da.from_array(a, chunks=4) for a in (ip, iw, lp, lw)), rule)
+    for x, y in zip(lazy, (pa, wa, sh), strict=True):
+        np.testing.assert_array_equal(x.compute(), y)
+
+
+def test_lower_lcoe_ties_go_to_pv_and_nan_loses() -> None:
+    ip, iw, lp, lw = _overlap()
+    lw[:, 4] = 0.30  # tie
+    lp[:, 5] = np.nan  # no PV cost: wind wins
+    pa, wa, _ = competition.resolve(ip, iw, lp, lw, "lower_lcoe")
+    assert (pa[:, 4] == 1).all() and (wa[:, 4] == 0).all()
+    assert (wa[:, 5] == 1).all() and (pa[:, 5] == 0).all()
+    with pytest.raises(ValueError, match="unknown competition rule"):
+        competition.resolve(ip, iw, lp, lw, "cheapest")
+
+
+def test_shared_density_and_potential_after_competition() -> None:
+    ip, iw, lp, lw = _overlap()
+    _, _, sh = competition.resolve(ip, iw, lp, lw, "shared")
+    cap = competition.density(ip, sh, 40.0, 30.0)
+    assert float(cap.sum()) == pytest.approx(40 * 40 + 20 * 30)
+    pref, county, study, reasons, _, energy = _county_grid()
+    reasons[:] = 0
+    s = _sums(pref, county, study, reasons, ip, energy, after=ip, cap=cap, shared=sh)
+    row = _table(s).query("level == 'study_area'").iloc[0]
+    assert row["technical_potential_mw"] == pytest.approx(60 * PA * 40)
+    assert row["technical_potential_mw_after_competition"] == pytest.approx(
+        (40 * 40 + 20 * 30) * PA
+    )
+    assert row["shared_km2"] == pytest.approx(20 * PA)
+    pa, _, _ = competition.resolve(ip, iw, lp, lw, "lower_lcoe")
+    s = _sums(pref, county, study, reasons, ip, energy, after=pa)
+    row = _table(s).query("level == 'study_area'").iloc[0]
+    assert row["technical_potential_mw_after_competition"] == pytest.approx(50 * PA * 40)
+    assert row["eligible_km2"] == pytest.approx(60 * PA)
+    assert row["eligible_km2_after_competition"] == pytest.approx(50 * PA)
