@@ -196,7 +196,9 @@ def persist(
     """
     import dask.array as da
     import xarray as xr
-    from distributed import futures_of, get_task_stream, progress, wait
+    from distributed import futures_of, get_task_stream, wait
+
+    from sitekit import logs
 
     datas = {k: (a.data if isinstance(a, xr.DataArray) else a) for k, a in arrays.items()}
     lazy = {k: d for k, d in datas.items() if isinstance(d, da.Array)}
@@ -215,10 +217,8 @@ def persist(
         # client.compute on a list mixing collections does not keep the order: one per collection
         futures = {k: client.compute(d) for k, d in other.items()}
         watch = [f for d in done.values() for f in futures_of(d)] + list(futures.values())
-        if not quiet:
-            print(f"  {label}")
-            progress(watch, notebook=False)
-            print()
+        if not quiet:  # on stderr: a live bar on a terminal, a line per ~10 s elsewhere
+            logs.progress(watch, label)
         wait(watch)
     task_s = task_seconds(stream.data, top=15)
     return done, {k: f.result() for k, f in futures.items()}, task_s
@@ -334,7 +334,9 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    say = (lambda *a: None) if opts.quiet else print
+    from sitekit.logs import LOGGER
+
+    say = (lambda *a: None) if opts.quiet else LOGGER.info
     if Path(opts.out).exists() and not opts.force:  # before any work or cache folder
         raise OutputError(f"output folder {opts.out} exists; pass --force to replace it")
     recipes: list[tuple[Path, Recipe, str]] = []
@@ -347,7 +349,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         load_ps_recipe(opts.pumped_storage, list(opts.overrides))
     catalog = Catalog(opts.catalog, extra_roots=opts.data_roots)
     grid = catalog.grid(opts.resolution_m, opts.crs, opts.chunks)
-    say(f"sitekit: {grid.describe()}")
+    say(grid.describe())
     cache = None
     if opts.cache_dir is not None:
         from sitekit.cache import LayerCache, digest
@@ -609,7 +611,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         write_text(
             stage / "run.json", json.dumps(provenance, indent=2, ensure_ascii=False, default=str)
         )
-    say(f"sitekit: results in {opts.out.resolve()}")
+    say(f"results in {opts.out.resolve()}")
     return RunResult(opts.out, summary, sites, timings)
 
 

@@ -12,7 +12,15 @@ from sitekit.errors import SitekitError
 
 
 class _Group(click.Group):
-    """Turns SitekitError into one line + exit 2; unexpected errors into one line + exit 1."""
+    """Turns SitekitError into one line + exit 2; unexpected errors into one line + exit 1.
+    Every verb added gets ``-q``/``-v`` (so they work after the verb as well as before it)."""
+
+    group_class = type  # sub-groups (``layers``, ``cache``) are _Groups too
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:  # noqa: D102
+        from sitekit.cli.options import add_verbosity
+
+        super().add_command(add_verbosity(cmd), name)
 
     def invoke(self, ctx: click.Context):  # noqa: D102
         try:
@@ -49,7 +57,10 @@ def _show_versions(ctx: click.Context, _param, value: bool) -> None:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sitekit")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars or chatter.")
+@click.option(
+    "--quiet", "-q", is_flag=True, help="Warnings and errors only: no progress or chatter."
+)
+@click.option("--verbose", "-v", count=True, help="More detail (-v: debug; -vv: also dask's).")
 @click.option(
     "--show-versions",
     is_flag=True,
@@ -59,10 +70,13 @@ def _show_versions(ctx: click.Context, _param, value: bool) -> None:
     help="Print library versions (for bug reports) and exit.",
 )
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+def cli(ctx: click.Context, debug: bool, quiet: bool, verbose: int) -> None:
     """sitekit — screen land for solar PV, wind and pumped-storage hydro."""
+    from sitekit import logs
+
     ctx.ensure_object(dict)
-    ctx.obj.update(debug=debug, quiet=quiet)
+    ctx.obj.update(debug=debug, quiet=quiet, verbose=verbose)
+    logs.configure(verbose, quiet)
 
 
 def register() -> None:
@@ -94,8 +108,20 @@ def _install_warning_format() -> None:
     warnings.showwarning = show
 
 
+def _handle_sigterm() -> None:
+    """Make SIGTERM (``kill``, a batch system's time limit) end a run as Ctrl-C does: the
+    staging folder is removed, the previous results stay, the cluster is closed."""
+    import signal
+
+    def stop(signum, frame):  # noqa: ANN001
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main() -> None:
     """Console entry point."""
+    _handle_sigterm()
     _install_warning_format()
     register()
     try:

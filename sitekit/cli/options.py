@@ -66,3 +66,59 @@ data_root_opt = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Allow catalogue paths below this folder too (repeatable).",
 )
+
+
+# -- verbosity: accepted before the verb (``sitekit -q demo``) and after it (``sitekit demo -q``)
+def _verbosity(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    """Record ``-q``/``-v`` in the shared context object and (re)configure logging."""
+    from sitekit import logs
+
+    if ctx.resilient_parsing:
+        return value
+    obj = ctx.ensure_object(dict)
+    if param.name == "quiet" and value:
+        obj["quiet"] = True
+    elif param.name == "verbose" and value:
+        obj["verbose"] = max(int(obj.get("verbose", 0)), int(value))  # type: ignore[call-overload]
+    logs.configure(int(obj.get("verbose", 0)), bool(obj.get("quiet", False)))
+    return value
+
+
+def verbosity_params() -> list[click.Option]:
+    """Fresh ``-q/--quiet`` and ``-v/--verbose`` options (one set per command)."""
+    return [
+        click.Option(
+            ["--quiet", "-q"],
+            is_flag=True,
+            expose_value=False,
+            callback=_verbosity,
+            help="Warnings and errors only: no progress, no chatter.",
+        ),
+        click.Option(
+            ["--verbose", "-v"],
+            count=True,
+            expose_value=False,
+            callback=_verbosity,
+            help="More detail (-v: debug messages; -vv: also dask's).",
+        ),
+    ]
+
+
+def add_verbosity(command: click.Command) -> click.Command:
+    """Give ``command`` the ``-q``/``-v`` options unless it has them already."""
+    names = {n for p in command.params for n in getattr(p, "opts", [])}
+    if not names & {"--quiet", "-q", "--verbose", "-v"}:
+        command.params.extend(verbosity_params())
+    return command
+
+
+FORMATS = ("table", "csv", "json")
+format_opt = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="table: for people; csv or json: for scripts (machine-readable, on stdout; notes go "
+    "to stderr).",
+)

@@ -7,6 +7,9 @@ from pathlib import Path
 import click
 
 from sitekit.cli import cli
+from sitekit.cli.options import format_opt
+from sitekit.cli.tables import emit_table
+from sitekit.labels import TECH_TITLES, short_header
 
 run_dir_arg = click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 
@@ -54,11 +57,9 @@ def map_(run_dir: Path, style: Path | None, online_tiles: bool, out: Path | None
 @run_dir_arg
 @click.option("--technology", type=click.Choice(["pv", "wind"]), default="pv", show_default=True)
 @click.option("--top", type=int, default=20, show_default=True)
-def sites(run_dir: Path, technology: str, top: int) -> None:
-    """Print the top-ranked candidate sites of a run."""
-    from rich.console import Console
-    from rich.table import Table
-
+@format_opt
+def sites(run_dir: Path, technology: str, top: int, fmt: str) -> None:
+    """Print the top-ranked candidate sites of a run (table, CSV or JSON on stdout)."""
     from sitekit.errors import InputError
     from sitekit.results import load_run
 
@@ -68,22 +69,30 @@ def sites(run_dir: Path, technology: str, top: int) -> None:
         raise InputError(f"{run_dir}: the run has no {key} layer")
     df = run.vectors[key].sort_values("rank").head(top)
     cols = [
-        "rank",
-        "site_id",
-        "prefecture",
-        "county",
-        "capacity_mw",
-        "energy_gwh",
-        "lcoe_cny_per_kwh",
-        "grid_distance_km",
-        "grid_point_name",
+        c
+        for c in (
+            "rank",
+            "site_id",
+            "prefecture_zh",
+            "prefecture",
+            "county_zh",
+            "county",
+            "adcode",
+            "capacity_mw",
+            "energy_gwh",
+            "lcoe_cny_per_kwh",
+            "grid_distance_km",
+            "grid_point_name",
+        )
+        if c in df.columns
     ]
-    table = Table(title=f"top {len(df)} {technology} sites — {run_dir}")
-    for c in cols:
-        table.add_column(c)
-    for _, r in df.iterrows():
-        table.add_row(*[f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols])
-    Console(width=180).print(table)
+    emit_table(
+        cols,
+        [[r[c] for c in cols] for _, r in df.iterrows()],
+        fmt,
+        title=f"{TECH_TITLES.get(technology, technology)}: top {len(df)} — {run_dir}",
+        headers=[short_header(c) for c in cols],
+    )
 
 
 @cli.command()

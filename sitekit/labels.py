@@ -1,0 +1,140 @@
+"""Bilingual names people see: field aliases (中文 (unit)), layer titles, technology titles.
+
+One vocabulary for the QGIS styles (field aliases), the XLSX header and notes, the map and the
+report, so a column is called the same thing everywhere. Machine names (``capacity_mw``) stay the
+column names in every file; these are the labels shown next to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: field → (中文, English, unit or ""); units in the field name are repeated here for people
+FIELDS: dict[str, tuple[str, str, str]] = {
+    "site_id": ("场址编号", "Site ID", ""),
+    "rank": ("排名", "Rank", ""),
+    "rank_in_prefecture": ("市州内排名", "Rank in prefecture", ""),
+    "prefecture": ("市州（英文名）", "Prefecture", ""),
+    "prefecture_zh": ("市州", "Prefecture (Chinese)", ""),
+    "prefecture_en": ("市州（英文名）", "Prefecture (English)", ""),
+    "county": ("县区（英文名）", "County", ""),
+    "county_zh": ("县区", "County (Chinese)", ""),
+    "county_en": ("县区（英文名）", "County (English)", ""),
+    "adcode": ("行政区划代码", "Administrative code", ""),
+    "prefecture_adcode": ("市州行政区划代码", "Prefecture administrative code", ""),
+    "name": ("名称", "Name", ""),
+    "name_zh": ("中文名", "Name (Chinese)", ""),
+    "name_en": ("英文名", "Name (English)", ""),
+    "area_km2": ("面积", "Area", "km²"),
+    "capacity_mw": ("装机容量", "Capacity", "MW"),
+    "energy_gwh": ("年发电量", "Annual energy", "GWh/yr"),
+    "capacity_factor": ("容量系数", "Capacity factor", "0–1"),
+    "mean_score": ("平均适宜性得分", "Mean suitability score", "0–1"),
+    "lcoe_cny_per_kwh": ("平准化度电成本", "LCOE", "元/kWh"),
+    "grid_distance_km": ("距电网直线距离", "Distance to grid", "km"),
+    "connection_distance_km": ("并网线路距离", "Connection distance", "km"),
+    "grid_point_name": ("并网点", "Grid connection point", ""),
+    "reservoir_id": ("水库编号", "Reservoir ID", ""),
+    "role": ("上库/下库", "Role (upper/lower)", ""),
+    "water_level_m": ("正常蓄水位", "Water level", "m"),
+    "dam_height_m": ("坝高", "Dam height", "m"),
+    "volume_gl": ("库容", "Volume", "GL"),
+    "dam_volume_m3": ("坝体方量", "Dam volume", "m³"),
+    "water_rock_ratio": ("水岩比", "Water/rock ratio", "1"),
+    "existing": ("现有水库", "Existing reservoir", ""),
+    "pair_id": ("站点对编号", "Pair ID", ""),
+    "head_m": ("水头", "Head", "m"),
+    "separation_km": ("上下库距离", "Separation", "km"),
+    "slope": ("坡降", "Head/separation slope", "1"),
+    "power_mw": ("功率", "Power", "MW"),
+    "storage_hours": ("储能时长", "Storage duration", "h"),
+    "cost_class": ("成本等级", "Cost class", ""),
+    "cost_usd_per_kw": ("单位千瓦造价", "Cost per kW", "USD/kW"),
+    "cost_usd_per_kwh": ("单位千瓦时造价", "Cost per kWh", "USD/kWh"),
+    "cost_cny_per_kw": ("单位千瓦造价", "Cost per kW", "元/kW"),
+    "power_cost_usd_per_kw": ("功率部分造价", "Power cost", "USD/kW"),
+    "storage_cost_usd_per_kwh": ("储能部分造价", "Storage cost", "USD/kWh"),
+    "uses_existing_reservoir": ("利用现有水库", "Uses existing reservoir", ""),
+    "upper_id": ("上库编号", "Upper reservoir ID", ""),
+    "lower_id": ("下库编号", "Lower reservoir ID", ""),
+    "lower_name": ("下库名称", "Lower reservoir name", ""),
+    "point_id": ("并网点编号", "Point ID", ""),
+    "kind": ("类型", "Kind", ""),
+    "voltage_kv": ("电压", "Voltage", "kV"),
+    "fuel": ("燃料/类型", "Fuel", ""),
+    "note": ("备注", "Note", ""),
+    "zone_id": ("区域编号", "Zone ID", ""),
+    "class": ("类别", "Class", ""),
+    "illustrative": ("示意数据", "Illustrative", ""),
+    "modelled": ("模拟数据", "Modelled", ""),
+    "source": ("来源", "Source", ""),
+    "technology": ("技术类型", "Technology", ""),
+    "eligible_km2": ("可用面积", "Eligible area", "km²"),
+    "potential_mw": ("技术可开发量", "Technical potential", "MW"),
+    "n_sites": ("场址数", "Sites", ""),
+    "lon_deg": ("经度", "Longitude", "°"),
+    "lat_deg": ("纬度", "Latitude", "°"),
+}
+#: (layer, field) where a field means something else in that layer
+LAYER_FIELDS: dict[tuple[str, str], tuple[str, str, str]] = {
+    ("ps_pairs", "energy_gwh"): ("储能电量", "Stored energy", "GWh"),
+    ("ps_pairs", "prefecture"): ("市州（英文名）", "Prefecture", ""),
+}
+
+TECH_TITLES = {"pv": "PV 光伏", "wind": "Wind 风电", "pumped_storage": "Pumped storage 抽水蓄能"}
+TECH_ZH = {"pv": "光伏", "wind": "风电", "pumped_storage": "抽水蓄能"}
+TECH_EN = {"pv": "PV", "wind": "Wind", "pumped_storage": "Pumped storage"}
+
+
+def field_info(field: str, layer: str | None = None) -> tuple[str, str, str] | None:
+    """(中文, English, unit) of a field, or None when sitekit has no name for it."""
+    return LAYER_FIELDS.get((layer or "", field)) or FIELDS.get(field)
+
+
+def alias_zh(field: str, layer: str | None = None) -> str:
+    """The QGIS field alias: ``中文 (unit)``, e.g. ``装机容量 (MW)``; the field name if unknown."""
+    info = field_info(field, layer)
+    if info is None:
+        return field
+    zh, _, unit = info
+    return f"{zh} ({unit})" if unit else zh
+
+
+def label_bilingual(field: str, layer: str | None = None) -> str:
+    """``中文 / English (unit)``, e.g. ``装机容量 / Capacity (MW)``; the field name if unknown."""
+    info = field_info(field, layer)
+    if info is None:
+        return field
+    zh, en, unit = info
+    return f"{zh} / {en}" + (f" ({unit})" if unit else "")
+
+
+def short_header(field: str) -> str:
+    """A compact terminal column header: ``装机容量 MW``."""
+    info = field_info(field)
+    if info is None:
+        return field
+    zh, _, unit = info
+    return f"{zh} {unit}".strip()
+
+
+def constraint_title(
+    key: str, provenance: Mapping[str, Any] | None
+) -> tuple[str, str, bool] | None:
+    """(English, 中文, illustrative) display names of a ``constraint_<id>`` layer from the run's
+    provenance inputs; None when ``key`` is not a constraint layer. An illustrative layer says so
+    in both names."""
+    if not key.startswith("constraint_"):
+        return None
+    cid = key.removeprefix("constraint_")
+    info = dict(((provenance or {}).get("inputs") or {}).get(cid) or {})
+    en = str(info.get("name_en") or f"Constraint: {cid.replace('_', ' ')}")
+    zh = str(info.get("name_zh") or "约束区")
+    illustrative = bool(info.get("illustrative"))
+    if illustrative:
+        if "illustrative" not in en.lower():
+            en = f"{en} (illustrative)"
+        if "示意" not in zh:
+            zh = f"{zh}（示意）"
+    return en, zh, illustrative
