@@ -28,6 +28,18 @@ from sitekit.atomic import atomic_path
 from sitekit.errors import CRSError, InputError, LayerError, SitekitWarning
 from sitekit.grid import Grid
 
+#: Default available transfer capacity of a connection point by voltage class [kV → MW] when
+#: the catalogue gives none: the upper end of the economic transmission capacity of one
+#: overhead circuit of that class in Chinese planning practice (110 kV 10–50 MW, 220 kV
+#: 100–500 MW, 330 kV 200–800 MW, 500 kV 1,000–1,500 MW; 电力工业部电力规划设计总院《电力系统
+#: 设计手册》1998, 表"各级电压架空线路的输送能力"). A screening default, not a grid study: give
+#: surveyed values in the catalogue's ``available_mw`` column.
+DEFAULT_ATC_MW: dict[int, float] = {110: 50.0, 220: 500.0, 330: 800.0, 500: 1500.0}
+#: search radius for a site's alternative connection points [km straight line]
+DEFAULT_RADIUS_KM = 50.0
+#: status of a site that fits at an existing point, and of one that does not
+ALLOCATED, NEW_TRANSMISSION = "allocated", "needs new transmission"
+
 
 def _all_sites(sites: dict[str, gpd.GeoDataFrame], crs: Any) -> gpd.GeoDataFrame:
     frames = []
@@ -103,8 +115,10 @@ def assign_sites(
 def hosting_capacity(
     sites: dict[str, gpd.GeoDataFrame], points: gpd.GeoDataFrame, *,
     cost: xr.DataArray | None = None, grid: Grid, name_field: str = "name", cache_dir: Any = None,
+    capacity_field: str = "available_mw", radius_km: float = DEFAULT_RADIUS_KM,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
-    """Candidate capacity gathered per connection point, and per-point supply curves.
+    """Candidate capacity gathered per connection point, what each point can take (allocated
+    in order of LCOE, :func:`allocate`), and per-point supply curves.
 
     Parameters
     ----------
@@ -116,17 +130,30 @@ def hosting_capacity(
     name_field : column of ``points`` naming them.
     cache_dir : folder that keeps the least-cost search for re-runs with other sites
         (:func:`sitekit.proximity.least_cost_paths`); None = no cache.
+    capacity_field : column of ``points`` with the available transfer capacity [MW]
+        (:func:`point_capacity_mw`; :data:`DEFAULT_ATC_MW` by voltage class where missing).
+    radius_km : search radius for a full point's alternatives [km].
 
     Returns
     -------
     per_point : one row per point (all points, sorted by total MW): point_index, name, n_sites,
-        ``<tech>_mw``, ``<tech>_gwh`` per technology, total_mw, total_gwh, min_lcoe_cny_per_kwh,
-        mean_connection_km. Σ total_mw = Σ site capacity_mw.
+        ``<tech>_mw``, ``<tech>_gwh`` per technology, total_mw, total_gwh (the sites whose
+        cheapest point it is, before any capacity limit: Σ total_mw = Σ site capacity_mw),
+        min_lcoe_cny_per_kwh, mean_connection_km, capacity_mw, capacity_source,
+        ``allocated_<tech>_mw``, allocated_mw (≤ capacity_mw), remaining_mw, n_sites_allocated.
     supply_curves : per point, its sites by ascending LCOE (incl. connection): point_index, name,
         order, technology, site_id, capacity_mw, energy_gwh, lcoe_cny_per_kwh, connection_km,
-        cumulative_mw, cumulative_gwh.
+        cumulative_mw, cumulative_gwh, connection_status, allocated_point.
     """
     a = assign_sites(sites, points, cost=cost, grid=grid, cache_dir=cache_dir)
+    pts = grid.to_grid_crs(points, "connection points")
+    cen = shapely.point_on_surface(np.asarray(a.geometry.values, dtype=object))
+    a["x_m"], a["y_m"] = shapely.get_x(cen), shapely.get_y(cen)
+    a["connection_distance_km"] = a["connection_cost_km"]
+    cap, src = point_capacity_mw(points, capacity_field=capacity_field)
+    alloc = allocate(a, pts, cap, radius_km=radius_km)
+    a["connection_status"] = alloc["connection_status"].to_numpy()
+    a["allocated_point_index"] = alloc["allocated_point_index"].to_numpy()
     names = (points[name_field].astype(str).to_numpy() if name_field in points.columns
              else np.asarray([f"point {i}" for i in range(len(points))]))  # fmt: skip
     techs = sorted({t for t, g in sites.items() if g is not None and len(g)})
@@ -143,6 +170,8 @@ def hosting_capacity(
     per["total_gwh"] = per["point_index"].map(grp["energy_gwh"].sum()).fillna(0.0)
     per["min_lcoe_cny_per_kwh"] = per["point_index"].map(grp["lcoe_cny_per_kwh"].min())
     per["mean_connection_km"] = per["point_index"].map(grp["connection_km"].mean())
+    al = allocation_per_point(alloc, points, cap, src, name_field=name_field)
+    per = per.join(al.drop(columns=["point_index", "name", "voltage_kv"], errors="ignore"))
     per = per.sort_values(["total_mw", "point_index"], ascending=[False, True], kind="stable")
     curves = a.assign(name=names[a["point_index"].to_numpy()] if len(a) else [])
     curves = pd.DataFrame(curves.drop(columns="geometry")).sort_values(
@@ -152,9 +181,11 @@ def hosting_capacity(
     curves["order"] = g.cumcount() + 1
     curves["cumulative_mw"] = g["capacity_mw"].cumsum()
     curves["cumulative_gwh"] = g["energy_gwh"].cumsum()
+    ap = curves["allocated_point_index"].to_numpy()
+    curves["allocated_point"] = np.where(ap >= 0, names[np.maximum(ap, 0)], "")
     cols = ["point_index", "name", "order", "technology", "site_id", "capacity_mw", "energy_gwh",
             "lcoe_cny_per_kwh", "connection_km", "connection_cost_km", "connection_method",
-            "cumulative_mw", "cumulative_gwh"]  # fmt: skip
+            "cumulative_mw", "cumulative_gwh", "connection_status", "allocated_point"]  # fmt: skip
     return per.reset_index(drop=True), curves[cols].reset_index(drop=True)
 
 
@@ -280,7 +311,9 @@ def hydro_bases(
     -------
     GeoDataFrame (plant points, metric CRS) sorted by added_mw: base_id, hydro_plant, river,
     hydro_mw, pv_mw, wind_mw, added_mw, added_gwh [GWh/yr], n_sites, spare_mw [MW],
-    line_share [0–1, NaN without added capacity], merged_plants.
+    line_share [0–1, NaN without added capacity], allocated_mw / allocated_gwh (the base's
+    sites, cheapest first and whole, while their MW fit the spare line capacity: allocated_mw ≤
+    spare_mw), not_allocated_mw, merged_plants.
     """
     for col in ("name", "capacity_mw"):
         if col not in plants.columns:
@@ -322,6 +355,20 @@ def hydro_bases(
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.minimum(1.0, base["spare_mw"] / base["added_mw"])
     base["line_share"] = share.where(base["added_mw"] > 0)
+    # the base takes its sites cheapest first, whole, while they fit the spare line capacity
+    s = s.sort_values(["base", "lcoe_cny_per_kwh", "site_id"], kind="stable")
+    taken = np.zeros(len(s), bool)
+    spare = base["spare_mw"].to_numpy(float)
+    room = dict(enumerate(spare))
+    for k, (b, mw) in enumerate(zip(s["base"].to_numpy(), s["capacity_mw"].to_numpy(float),
+                                    strict=True)):  # fmt: skip
+        if mw <= room[b] + 1e-9:
+            room[b] -= mw
+            taken[k] = True
+    ok = s[taken]
+    base["allocated_mw"] = base.index.map(ok.groupby("base")["capacity_mw"].sum()).fillna(0.0)
+    base["allocated_gwh"] = base.index.map(ok.groupby("base")["energy_gwh"].sum()).fillna(0.0)
+    base["not_allocated_mw"] = base["added_mw"] - base["allocated_mw"]
     base["merged_plants"] = hydro["merged_plants"].to_numpy() if len(hydro) else []
     base = base.sort_values(["added_mw", "hydro_mw"], ascending=False, kind="stable")
     base["base_id"] = [f"HB{i:02d}" for i in range(1, len(base) + 1)]
@@ -337,6 +384,9 @@ def hydro_bases(
         "n_sites",
         "spare_mw",
         "line_share",
+        "allocated_mw",
+        "allocated_gwh",
+        "not_allocated_mw",
         "merged_plants",
         "geometry",
     ]
@@ -351,3 +401,160 @@ def write_hydro_bases(bases: gpd.GeoDataFrame, out_dir: str | Path) -> dict[str,
         raise InputError("hydro bases have no CRS")
     return {"csv": _write_csv(out / "hydro_bases.csv", bases),
             "gpkg": _write_gpkg(out / "hydro_bases.gpkg", {"hydro_bases": bases})}  # fmt: skip
+
+
+# -- grid points with a capacity: allocation in order of total LCOE --------------------------
+def point_capacity_mw(
+    points: pd.DataFrame,
+    *,
+    capacity_field: str = "available_mw",
+    voltage_field: str = "voltage_kv",
+    defaults: dict[int, float] = DEFAULT_ATC_MW,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Available transfer capacity [MW] of each connection point and where it comes from.
+
+    The catalogue's ``capacity_field`` where it holds a finite value ≥ 0 ("catalogue"), else
+    ``defaults`` of the point's voltage class (the largest class ≤ its voltage, the smallest
+    class when below all or unknown; "default <kV> kV"). Returns (MW, source) arrays."""
+    n = len(points)
+    given = (
+        pd.to_numeric(points[capacity_field], errors="coerce").to_numpy(float)
+        if capacity_field in points.columns
+        else np.full(n, np.nan)
+    )
+    volts = (
+        pd.to_numeric(points[voltage_field], errors="coerce").to_numpy(float)
+        if voltage_field in points.columns
+        else np.full(n, np.nan)
+    )
+    classes = sorted(defaults)
+    cap, src = np.empty(n), np.empty(n, dtype=object)
+    for i in range(n):
+        if np.isfinite(given[i]) and given[i] >= 0:
+            cap[i], src[i] = given[i], "catalogue"
+            continue
+        below = [k for k in classes if np.isfinite(volts[i]) and k <= volts[i]]
+        k = below[-1] if below else classes[0]
+        cap[i], src[i] = defaults[k], f"default {k} kV"
+    return cap, src
+
+
+def allocate(
+    sites: pd.DataFrame,
+    points: gpd.GeoDataFrame,
+    capacity_mw: np.ndarray,
+    *,
+    radius_km: float = DEFAULT_RADIUS_KM,
+    economics: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Connect sites to points of limited capacity, cheapest site first (reV's competitive
+    supply-curve sort: NREL reV ``supply_curve/supply_curve.py``, ``SupplyCurve`` — remaining
+    transmission capacity is tracked and updated after each connection; Maclaurin et al. 2021,
+    NREL/TP-6A20-73067).
+
+    Sites are taken in order of total LCOE incl. connection (``lcoe_cny_per_kwh``; ties by
+    site id). Each goes to the cheapest point, among its own ``point_index`` (at its least-cost
+    ``connection_distance_km``) and every point within ``radius_km`` of its centre (at the
+    straight distance × the site's detour factor, connection / straight distance to its own
+    point, ≥ 1), that has at least the site's MW left; a site fits whole or not at all. A site
+    that fits nowhere "needs new transmission": it keeps its cheapest point and the cost of a
+    new line there (line at its voltage class + bay; the backbone reinforcement beyond that
+    point is not costed).
+
+    With ``economics`` (``{technology: recipe economics}``) the connection voltage (by site
+    MW), cost [CNY/kW] and total LCOE follow the point the site gets; without, the LCOE stays.
+
+    Parameters
+    ----------
+    sites : technology, site_id, capacity_mw [MW], energy_gwh [GWh/yr], lcoe_cny_per_kwh
+        [CNY/kWh], x_m, y_m (centre, points' CRS [m]), point_index, connection_distance_km [km].
+    points : connection points (metric CRS of x_m/y_m).
+    capacity_mw : available transfer capacity per point [MW] (:func:`point_capacity_mw`).
+
+    Returns the sites (same order as given) with allocated_point_index, connection_status
+    (:data:`ALLOCATED` | :data:`NEW_TRANSMISSION`), allocated_connection_km, connection_kv,
+    connection_cny_per_kw, total_lcoe_cny_per_kwh, new_transmission_cny, allocation_order.
+    """
+    from sitekit.scoring import lcoe_cny_per_kwh
+    from sitekit.sites import connection_cost_cny_per_kw
+
+    out = sites.copy()
+    n = len(out)
+    px = shapely.get_x(np.asarray(points.geometry.values, dtype=object)).astype(float)
+    py = shapely.get_y(np.asarray(points.geometry.values, dtype=object)).astype(float)
+    left = np.asarray(capacity_mw, float).copy()
+    mw = out["capacity_mw"].to_numpy(float)
+    own = out["point_index"].to_numpy(int)
+    own_km = out["connection_distance_km"].to_numpy(float)
+    x, y = out["x_m"].to_numpy(float), out["y_m"].to_numpy(float)
+    order = np.lexsort((out["site_id"].astype(str).to_numpy(),
+                        out["lcoe_cny_per_kwh"].to_numpy(float)))  # fmt: skip
+    got = np.full(n, -1)
+    km = np.full(n, np.nan)
+    status = np.full(n, NEW_TRANSMISSION, dtype=object)
+    rank = np.zeros(n, int)
+    for r, i in enumerate(order, start=1):
+        rank[i] = r
+        d_km = np.hypot(px - x[i], py - y[i]) / 1000.0
+        straight_own = d_km[own[i]] if own[i] >= 0 else np.nan
+        detour = own_km[i] / straight_own if straight_own > 0 else 1.0
+        cost = d_km * max(1.0, detour if np.isfinite(detour) else 1.0)
+        cand = np.nonzero(d_km <= radius_km)[0]
+        if own[i] >= 0:
+            cost[own[i]] = own_km[i]
+            cand = np.union1d(cand, [own[i]])
+        cand = cand[np.argsort(cost[cand], kind="stable")]
+        fits = cand[left[cand] >= mw[i] - 1e-9]
+        if len(fits):
+            j = fits[0]
+            left[j] -= mw[i]
+            got[i], km[i], status[i] = j, cost[j], ALLOCATED
+        else:
+            got[i] = own[i] if own[i] >= 0 else (cand[0] if len(cand) else -1)
+            km[i] = cost[got[i]] if got[i] >= 0 else np.nan
+    out["allocation_order"] = rank
+    out["allocated_point_index"] = got
+    out["connection_status"] = status
+    out["allocated_connection_km"] = km
+    out["total_lcoe_cny_per_kwh"] = out["lcoe_cny_per_kwh"]
+    out["new_transmission_cny"] = 0.0
+    if economics:
+        for tech, e in economics.items():
+            m = (out["technology"] == tech).to_numpy()
+            if not m.any():
+                continue
+            conn, kv = connection_cost_cny_per_kw(km[m], mw[m], e)
+            ekw = out.loc[m, "energy_gwh"].to_numpy(float) * 1e6 / np.maximum(mw[m] * 1e3, 1e-9)
+            out.loc[m, "connection_kv"] = kv
+            out.loc[m, "connection_cny_per_kw"] = conn
+            out.loc[m, "total_lcoe_cny_per_kwh"] = lcoe_cny_per_kwh(
+                ekw, e.capex_cny_per_kw, e.fixed_om_cny_per_kw_yr, e.wacc, e.lifetime_yr,
+                e.degradation_pct_per_yr / 100.0, conn,
+            )  # fmt: skip
+            new = m & (status == NEW_TRANSMISSION)
+            out.loc[new, "new_transmission_cny"] = conn[new[m]] * mw[new] * 1e3
+    return out
+
+
+def allocation_per_point(
+    allocated: pd.DataFrame, points: pd.DataFrame, capacity_mw: np.ndarray, source: np.ndarray,
+    *, name_field: str = "name",
+) -> pd.DataFrame:  # fmt: skip
+    """Per point: available capacity [MW] and its source, allocated MW per technology and in
+    all, remaining MW (= capacity − allocated ≥ 0) and the number of sites allocated."""
+    names = (points[name_field].astype(str).to_numpy() if name_field in points.columns
+             else np.asarray([f"point {i}" for i in range(len(points))]))  # fmt: skip
+    per = pd.DataFrame({"point_index": np.arange(len(points)), "name": names})
+    if "voltage_kv" in points.columns:
+        per["voltage_kv"] = points["voltage_kv"].to_numpy()
+    per["capacity_mw"] = capacity_mw
+    per["capacity_source"] = source
+    ok = allocated[allocated["connection_status"] == ALLOCATED]
+    for t in sorted(set(allocated["technology"])):
+        g = ok[ok["technology"] == t].groupby("allocated_point_index")["capacity_mw"].sum()
+        per[f"allocated_{t}_mw"] = per["point_index"].map(g).fillna(0.0)
+    g = ok.groupby("allocated_point_index")
+    per["allocated_mw"] = per["point_index"].map(g["capacity_mw"].sum()).fillna(0.0)
+    per["remaining_mw"] = per["capacity_mw"] - per["allocated_mw"]
+    per["n_sites_allocated"] = per["point_index"].map(g.size()).fillna(0).astype(int)
+    return per

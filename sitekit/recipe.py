@@ -179,6 +179,23 @@ class Sites(_M):
         return self
 
 
+class Competition(_M):
+    """Where PV and wind are both eligible on a pixel, who gets the land (one technology per
+    hectare, :mod:`sitekit.competition`). Both recipes of a run must name the same rule."""
+
+    rule: Literal["lower_lcoe", "pv_first", "wind_first", "shared"] = Field(
+        "lower_lcoe",
+        description="lower_lcoe: the technology with the lower per-pixel LCOE; pv_first; "
+        "wind_first; shared: both build, at shared_power_density_mw_per_km2",
+    )
+    shared_power_density_mw_per_km2: float | None = Field(
+        None,
+        gt=0,
+        description="this technology's density on shared land [MW/km²] (rule shared; "
+        "default: sites.power_density_mw_per_km2)",
+    )
+
+
 class Recipe(_M):
     technology: Literal["pv", "wind"]
     name_zh: str
@@ -191,6 +208,7 @@ class Recipe(_M):
     grid: GridConnection
     economics: Economics
     sites: Sites
+    competition: Competition = Field(default_factory=Competition)
 
     @model_validator(mode="after")
     def _check(self) -> Recipe:

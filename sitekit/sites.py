@@ -44,6 +44,28 @@ SITE_COLUMNS = [
     "rank_in_prefecture",
 ]
 
+#: columns of every candidate site (``extract_sites(..., candidates=True)``)
+CANDIDATE_COLUMNS = [
+    "site_id",
+    "prefecture",
+    "county",
+    "area_km2",
+    "capacity_mw",
+    "energy_gwh",
+    "capacity_factor",
+    "mean_score",
+    "lcoe_cny_per_kwh",
+    "grid_distance_km",
+    "connection_distance_km",
+    "grid_point_name",
+    "point_index",
+    "connection_kv",
+    "connection_cny_per_kw",
+    "x_m",
+    "y_m",
+    "in_top_n",
+]
+
 
 @dataclass(frozen=True)
 class SiteRules:
@@ -272,6 +294,9 @@ class _Stats:
         self.near = np.full(n + 1, -1, np.int64)
         self.seen = np.zeros(n + 1, np.bool_)
         self.zone_pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self.npx = np.zeros(n + 1)  # candidate pixels per label, and their row/col sums
+        self.rows = np.zeros(n + 1)
+        self.cols = np.zeros(n + 1)
 
     def add_strip(
         self, labels: np.ndarray, r0: int, mask: np.ndarray, values: Sequence[np.ndarray]
@@ -293,6 +318,10 @@ class _Stats:
         _nearest_by(lab, gd, npt, self.best, self.near, self.seen)
         self.zones("prefecture", lab, pref_s)
         self.zones("county", lab, cnty_s)
+        rr, cc = np.nonzero(mask)  # row-major, as ``lab``
+        _add_by(lab, np.ones(lab.size), self.npx)
+        _add_by(lab, (rr + r0 + 0.5).astype(np.float64), self.rows)
+        _add_by(lab, (cc + 0.5).astype(np.float64), self.cols)
 
     def add_mean(self, key: str, lab: np.ndarray, values: np.ndarray, weights: np.ndarray) -> None:
         """Accumulate the weighted mean of ``values`` per label (non-finite values weigh 0)."""
@@ -364,7 +393,8 @@ def extract_sites(
     county_names: list[str],
     rules: SiteRules,
     economics,
-) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    candidates: bool = False,
+) -> tuple[gpd.GeoDataFrame, np.ndarray] | tuple[gpd.GeoDataFrame, np.ndarray, pd.DataFrame]:
     """Extract ranked candidate sites from computed (numpy) layers on ``grid``.
 
     Parameters
@@ -376,7 +406,10 @@ def extract_sites(
     nearest_point : index of the nearest connection point (−1 none);
     prefecture_id / county_id : 1-based zone ids (0 = none) into the name lists.
 
-    Returns (sites GeoDataFrame in the grid CRS with :data:`SITE_COLUMNS`, label raster).
+    Returns (sites GeoDataFrame in the grid CRS with :data:`SITE_COLUMNS`, label raster): the
+    top ``rules.max_sites`` sites of each prefecture. With ``candidates=True`` also a DataFrame
+    of ALL candidate sites (no polygons, sorted by LCOE incl. connection) with
+    :data:`CANDIDATE_COLUMNS`: the input of the supply curve (:mod:`sitekit.supply`).
 
     Layers may be NumPy or (persisted) dask arrays. Dask layers stay where they are: the client
     fetches the candidate mask (1 B/px), labels it (4 B/px) and fetches only the candidate
@@ -413,6 +446,8 @@ def extract_sites(
     labels, n = label_sites(cand, pa, rules.max_area_km2)
     empty = gpd.GeoDataFrame({c: [] for c in SITE_COLUMNS}, geometry=[], crs=grid.crs)
     if n == 0:
+        if candidates:
+            return empty, labels, pd.DataFrame({c: [] for c in CANDIDATE_COLUMNS})
         return empty, labels
     st = _Stats(n)
     # the candidates' values of as many strips as READ_BUDGET_BYTES holds, in one round trip
@@ -440,7 +475,7 @@ def extract_sites(
     area_km2 = area[idx] * pa
     cap = area_km2 * rules.power_density_mw_per_km2
     e = energy[idx]
-    conn, _kv = connection_cost_cny_per_kw(cdist[idx], cap, economics)
+    conn, kv = connection_cost_cny_per_kw(cdist[idx], cap, economics)
     lcoe = lcoe_cny_per_kwh(
         e,
         economics.capex_cny_per_kw,
@@ -464,13 +499,21 @@ def extract_sites(
             "grid_distance_km": gdist[idx],
             "connection_distance_km": cdist[idx],
             "grid_point_name": [point_names[i] if i >= 0 else "" for i in near[idx]],
+            "point_index": near[idx],
+            "connection_kv": kv,
+            "connection_cny_per_kw": conn,
         }
     )
+    # the site's centre: mean of its candidate pixel centres [grid CRS m]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_mean, c_mean = st.rows[idx] / st.npx[idx], st.cols[idx] / st.npx[idx]
+    df["x_m"], df["y_m"] = grid.transform * (c_mean, r_mean)
     if prefecture_names:  # boundary slivers whose pixel centres lie outside every prefecture
         df = df[df["prefecture"] != ""]
     df = df.sort_values(
         ["lcoe_cny_per_kwh", "mean_score", "label"], ascending=[True, False, True], kind="stable"
     )
+    every = df.drop(columns=["rank"], errors="ignore").copy() if candidates else None
     # the best ``max_sites`` of every prefecture (a bureau screens its own area), ranked overall
     df = df.groupby("prefecture", sort=False, group_keys=False).head(rules.max_sites)
     df["rank"] = np.arange(1, len(df) + 1)
@@ -492,6 +535,12 @@ def extract_sites(
     out["capacity_factor"] = out["capacity_factor"].round(4)
     out["mean_score"] = out["mean_score"].round(4)
     out["lcoe_cny_per_kwh"] = out["lcoe_cny_per_kwh"].round(4)
+    out = out.drop(columns=["point_index", "connection_kv", "connection_cny_per_kw", "x_m", "y_m"])
+    if every is not None:
+        every["in_top_n"] = every["label"].isin(keep_labels)
+        every.insert(0, "site_id", [f"S{int(k):05d}" for k in every["label"]])
+        every = every.drop(columns="label").reset_index(drop=True)
+        return out, labels, every[CANDIDATE_COLUMNS]
     return out, labels
 
 

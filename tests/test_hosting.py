@@ -18,9 +18,15 @@ import sitekit.cli.route  # noqa: F401  (registers the verbs)
 from sitekit import hosting
 from sitekit.cli import cli
 from sitekit.errors import CRSError, LayerError, SitekitWarning
+from sitekit.recipe import Economics
 from sitekit.testing import small_grid
 
 GRID = small_grid((60, 80), 100.0, (0.0, 0.0), chunks=16)
+ECON_PV = Economics(
+    capex_cny_per_kw=3600, fixed_om_cny_per_kw_yr=50, wacc=0.06, lifetime_yr=25,
+    degradation_pct_per_yr=0.5, connection_cny_per_km={110: 800000, 220: 1500000},
+    connection_bay_cny={110: 8000000, 220: 20000000}, voltage_by_capacity_mw={110: 100, 220: 500},
+)  # fmt: skip
 
 
 def box(cx: float, cy: float, r: float = 100.0) -> shapely.Polygon:
@@ -212,3 +218,100 @@ def test_cli_hosting(tmp_path: Path):
     bases = pd.read_csv(out / "hydro_bases.csv", encoding="utf-8-sig")
     assert list(bases["hydro_plant"]) == ["Big", "Far"]
     assert "hosting results written to" in res.output
+
+
+# -- grid points with a capacity -------------------------------------------------------------
+def _two_competing(far_km: float = 10.0):
+    """Sites A (0.20 CNY/kWh) and B (0.25), 60 MW each, both 2 km from point P1 (catalogue
+    capacity 100 MW); P2 (220 kV, no capacity given → 500 MW default) lies ``far_km`` east."""
+    pts = gpd.GeoDataFrame({"name": ["P1", "P2"], "voltage_kv": [110, 220],
+                            "available_mw": [100.0, np.nan]},
+                           geometry=[shapely.Point(0, 0), shapely.Point(far_km * 1000, 0)],
+                           crs=GRID.crs)  # fmt: skip
+    s = pd.DataFrame({"technology": ["pv", "pv"], "site_id": ["B", "A"],
+                      "capacity_mw": [60.0, 60.0], "energy_gwh": [90.0, 90.0],
+                      "lcoe_cny_per_kwh": [0.25, 0.20], "x_m": [0.0, 0.0], "y_m": [2000.0, -2000.0],
+                      "point_index": [0, 0], "connection_distance_km": [2.0, 2.0]})  # fmt: skip
+    return s, pts
+
+
+def test_point_capacity_from_catalogue_else_default_by_voltage_class():
+    _, pts = _two_competing()
+    cap, src = hosting.point_capacity_mw(pts)
+    assert cap.tolist() == [100.0, 500.0]
+    assert src.tolist() == ["catalogue", "default 220 kV"]
+    odd = pts.assign(available_mw=[np.nan, np.nan], voltage_kv=[35, 330])
+    cap, src = hosting.point_capacity_mw(odd)
+    assert cap.tolist() == [50.0, 800.0] and src.tolist() == ["default 110 kV", "default 330 kV"]
+
+
+def test_two_sites_compete_for_a_100_mw_point():
+    s, pts = _two_competing()
+    cap, src = hosting.point_capacity_mw(pts)
+    a = hosting.allocate(s, pts, cap, radius_km=50).set_index("site_id")
+    # A is cheaper: it takes P1 (60 of 100 MW); B (60 MW) no longer fits and goes to P2
+    assert a.loc["A", "allocated_point_index"] == 0 and a.loc["A", "allocation_order"] == 1
+    assert a.loc["B", "allocated_point_index"] == 1
+    assert (a["connection_status"] == hosting.ALLOCATED).all()
+    # B's detour factor is 2 km / 2 km = 1: straight distance to P2 = hypot(10, 2) km
+    assert a.loc["B", "allocated_connection_km"] == pytest.approx(np.hypot(10.0, 2.0))
+    per = hosting.allocation_per_point(a.reset_index(), pts, cap, src).set_index("name")
+    assert per.loc["P1", "allocated_mw"] == 60.0 and per.loc["P1", "remaining_mw"] == 40.0
+    assert per.loc["P2", "allocated_mw"] == 60.0 and per.loc["P2", "remaining_mw"] == 440.0
+    assert (per["allocated_mw"] <= per["capacity_mw"]).all()
+
+
+def test_full_point_and_nothing_in_reach_needs_new_transmission_with_its_cost():
+    s, pts = _two_competing(far_km=80.0)
+    cap, _ = hosting.point_capacity_mw(pts)
+    econ = {"pv": ECON_PV}
+    a = hosting.allocate(s, pts, cap, radius_km=50, economics=econ).set_index("site_id")
+    assert a.loc["A", "connection_status"] == hosting.ALLOCATED
+    assert a.loc["B", "connection_status"] == hosting.NEW_TRANSMISSION
+    assert a.loc["B", "allocated_point_index"] == 0  # its cheapest point, which is full
+    # 60 MW → 110 kV class: 2 km × 800,000 CNY/km + 8 M CNY bay = 9.6 M CNY = 160 CNY/kW
+    assert a.loc["B", "connection_kv"] == 110
+    assert a.loc["B", "connection_cny_per_kw"] == pytest.approx(9.6e6 / 60e3)
+    assert a.loc["B", "new_transmission_cny"] == pytest.approx(9.6e6)
+    assert a.loc["A", "new_transmission_cny"] == 0.0
+
+
+def test_connection_voltage_and_cost_follow_the_site_mw_and_the_point_it_gets():
+    s, pts = _two_competing()
+    s["capacity_mw"] = [150.0, 60.0]  # B now needs the 220 kV class
+    s["energy_gwh"] = [225.0, 90.0]
+    cap, _ = hosting.point_capacity_mw(pts)
+    a = hosting.allocate(s, pts, cap, radius_km=50, economics={"pv": ECON_PV}).set_index("site_id")
+    km = np.hypot(10.0, 2.0)
+    assert a.loc["B", "allocated_point_index"] == 1 and a.loc["B", "connection_kv"] == 220
+    assert a.loc["B", "connection_cny_per_kw"] == pytest.approx((km * 1.5e6 + 20e6) / 150e3)
+    from sitekit.scoring import lcoe_cny_per_kwh
+
+    want = lcoe_cny_per_kwh(1500.0, 3600, 50, 0.06, 25, 0.005, (km * 1.5e6 + 20e6) / 150e3)
+    assert a.loc["B", "total_lcoe_cny_per_kwh"] == pytest.approx(want)
+
+
+def test_hosting_csv_allocated_never_exceeds_capacity():
+    small = POINTS.assign(available_mw=[100.0, 70.0])
+    per, curves = hosting.hosting_capacity(sites(), small, grid=GRID)
+    p = per.set_index("name")
+    assert (per["allocated_mw"] <= per["capacity_mw"] + 1e-9).all()
+    # West (100 MW) takes P2 (40 MW, 0.22) and W1 (50, 0.28); P1 (100 MW, 0.30) fits nowhere.
+    # East (70 MW) takes P3 (60 MW); W2 (25 MW) no longer fits East (10 MW left) nor West.
+    assert p.loc["West", "allocated_mw"] == 90.0 and p.loc["East", "allocated_mw"] == 60.0
+    c = curves.set_index("site_id")
+    assert c.loc["P1", "connection_status"] == hosting.NEW_TRANSMISSION
+    assert c.loc["W2", "connection_status"] == hosting.NEW_TRANSMISSION
+    assert c.loc["P3", "allocated_point"] == "East"
+
+
+def test_hydro_base_adds_only_up_to_its_spare_line_capacity():
+    big = sites()
+    big["pv"] = big["pv"].assign(capacity_mw=[1500.0, 1000.0, 60.0])
+    bases = hosting.hydro_bases(
+        big, plants(), radius_km=3.0, line_share_assumption=hosting.LineShareAssumption(0.4)
+    )
+    b = bases.set_index("hydro_plant").loc["Big"]
+    # spare 1800 MW; P2 (1000 MW, 0.22) fits first, P1 (1500 MW, 0.30) no longer does
+    assert b["allocated_mw"] == 1000.0 and b["not_allocated_mw"] == 1500.0
+    assert (bases["allocated_mw"] <= bases["spare_mw"] + 1e-9).all()
