@@ -9,6 +9,9 @@ A folder made by :class:`sitekit.cache.LayerCache` holds four kinds of entry:
   GeoTIFFs, ``overlays/`` map overlays, ``mcp/`` least-cost searches);
 * **temporaries**: hidden files a killed run left (a block or file being written).
 
+Only a folder tagged by sitekit (``CACHEDIR.TAG``, :mod:`sitekit.ownership`) is pruned, and in it
+only names of these four kinds: a file or folder a user put there is never listed or removed.
+
 Every read of an entry sets its mtime (:func:`sitekit.cache.touch`), so the newest mtime among an
 entry's files is when a run last used it. Entries are removed whole, least recently used first.
 Nothing used in the last ``keep_recent_s`` seconds is removed, so a prune does not pull an entry
@@ -27,7 +30,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from sitekit.ownership import MEMO_KINDS, require_cache
+
+#: checksum sidecar of a memo file (sitekit.cache.SUM_SUFFIX; not imported: cache needs dask)
+SUM_SUFFIX = ".sha256"
+
 _LAYER = re.compile(r"^(?P<name>.+)-[0-9a-f]{20}$")
+_TABLE = re.compile(r"^(?P<name>.+)-[0-9a-f]{20}\.(gpkg|json)$")
 #: seconds: entries used more recently than this are kept (a run may be reading them)
 KEEP_RECENT_S = 600.0
 
@@ -74,15 +83,25 @@ def entries(root: str | Path) -> list[Entry]:
     found: list[Entry | None] = []
     tables: dict[str, list[Path]] = {}
     for child in sorted(root.iterdir()):
+        if child.is_symlink():  # never followed, never removed
+            continue
         if child.name.startswith("."):
             found.append(_entry([child], "temporary"))
         elif child.is_dir() and _LAYER.match(child.name):
             found.append(_entry([child], "layer"))
-        elif child.is_dir():  # a memo kind: one entry per file
+        elif child.is_dir() and child.name in MEMO_KINDS:  # one entry per file (+ its sum)
+            memos: dict[str, list[Path]] = {}
             for f in sorted(child.iterdir()):
-                found.append(_entry([f], "temporary" if f.name.startswith(".") else child.name))
-        else:
+                if f.is_symlink():
+                    continue
+                if f.name.startswith("."):
+                    found.append(_entry([f], "temporary"))
+                else:
+                    memos.setdefault(f.name.removesuffix(SUM_SUFFIX), []).append(f)
+            found += [_entry(paths, child.name) for paths in memos.values()]
+        elif child.is_file() and _TABLE.match(child.name):
             tables.setdefault(child.with_suffix("").name, []).append(child)
+        # anything else (CACHEDIR.TAG, a file a user put here) is not an entry: never removed
     found += [_entry(paths, "table") for paths in tables.values()]
     return sorted((e for e in found if e is not None), key=lambda e: (e.last_used, e.paths))
 
@@ -101,6 +120,7 @@ def prune(
     that would be, with ``dry_run``). Entries used in the last ``keep_recent_s`` seconds stay."""
     if older_than_days is None and max_bytes is None:
         raise ValueError("give older_than_days, max_bytes or both")
+    require_cache(Path(root))  # only a folder sitekit tagged as its cache
     now = time.time() if now is None else now
     listed = entries(root)
     doomed: list[Entry] = []

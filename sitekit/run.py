@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +29,8 @@ import dask
 import pandas as pd
 
 from sitekit.catalog import Catalog
-from sitekit.errors import OutputError
 from sitekit.grid import DEFAULT_CHUNK, DEFAULT_CRS
+from sitekit.ownership import check_replaceable
 from sitekit.pipeline import Pipeline, TechGraph
 from sitekit.provenance import file_sha256, versions
 from sitekit.recipe import Recipe, load_recipe, recipe_digest
@@ -64,6 +64,8 @@ class RunOptions:
     data_roots: tuple[Path, ...] = ()
     map_style: Path | None = None
     cache_dir: Path | None = None  # None: no on-disk cache of intermediate layers
+    #: steps run on the finished staging folder before it replaces ``out`` (demo: route, hosting)
+    post: Callable[[Path], None] | None = None
 
 
 @dataclass
@@ -287,18 +289,25 @@ def sweep_stale_outputs(out: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def staged_output(out: Path, force: bool) -> Iterator[Path]:
+def staged_output(
+    out: Path,
+    force: bool,
+    inputs: tuple[Path, ...] = (),
+    post: Callable[[Path], None] | None = None,
+) -> Iterator[Path]:
     """Yield a staging folder; on success it replaces ``out`` (which needs ``force`` if present).
 
-    The staging folders of killed runs (left next to ``out``) are removed first; the folder of a
-    run still going is recognised by its lock and left alone.
+    ``out`` is replaced only when it is sitekit's own (:func:`sitekit.ownership.check_replaceable`:
+    its marker, never the working folder or a folder holding one of ``inputs``). ``post(stage)``
+    runs after the caller's block and before the swap, so later steps (route, hosting) land with
+    the rest or not at all. The staging folders of killed runs (left next to ``out``) are removed
+    first; the folder of a run still going is recognised by its lock and left alone.
     """
+    from sitekit.ownership import mark_output
+
     out = Path(out)
     sweep_stale_outputs(out)
-    if out.exists() and not force:
-        raise OutputError(f"output folder {out} exists; pass --force to replace it")
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} exists and is not a folder")
+    check_replaceable(out, force, inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     umask = os.umask(0)
@@ -306,7 +315,11 @@ def staged_output(out: Path, force: bool) -> Iterator[Path]:
     os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; results are as readable as any file
     lock = _lock(stage)
     try:
+        mark_output(stage)
         yield stage
+        if post is not None:
+            post(stage)
+        check_replaceable(out, force, inputs)  # the folder may have changed during the run
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -323,9 +336,57 @@ def staged_output(out: Path, force: bool) -> Iterator[Path]:
             os.close(lock)
 
 
+def _inputs_of(recipe_paths: list[Path], opts: RunOptions) -> tuple[Path, ...]:
+    """Every input a run reads (an output folder may not hold any of them)."""
+    paths = [Path(opts.catalog), Path(opts.catalog).parent, *map(Path, recipe_paths)]
+    paths += [Path(p) for p in opts.data_roots]
+    if opts.pumped_storage:
+        paths.append(Path(opts.pumped_storage))
+    if opts.cache_dir is not None:
+        paths.append(Path(opts.cache_dir))
+    return tuple(paths)
+
+
 # ------------------------------------------------------------------------------ the job
 def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
-    """Run recipes (PV/wind, plus pumped storage if ``opts.pumped_storage``) into ``opts.out``."""
+    """Run recipes (PV/wind, plus pumped storage if ``opts.pumped_storage``) into ``opts.out``.
+
+    A cache entry that fails its checksum while the run reads it
+    (:class:`sitekit.cache.CacheDamagedError`) is reported, dropped, and the run starts again
+    without it: a damaged cache never reaches the outputs."""
+    import warnings
+
+    from sitekit.cache import CacheDamagedError, drop
+    from sitekit.errors import SitekitWarning
+
+    dropped: list[str] = []
+    while True:
+        try:
+            return _run_once(recipe_paths, opts)
+        except Exception as exc:
+            bad = _damaged_entry(exc, CacheDamagedError)
+            if bad is None or bad.entry in dropped or len(dropped) >= 50:
+                raise
+            warnings.warn(
+                f"{bad}; dropped it, running again without it", SitekitWarning, stacklevel=2
+            )
+            drop(Path(bad.entry))
+            dropped.append(bad.entry)
+
+
+def _damaged_entry(exc: BaseException | None, kind: type) -> Any:
+    """The first ``kind`` exception in ``exc``'s chain (cause/context), or None."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, kind):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
+    """One attempt of :func:`run_job`."""
     import dask.array as da
     import xarray as xr
 
@@ -337,8 +398,8 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     from sitekit.logs import LOGGER
 
     say = (lambda *a: None) if opts.quiet else LOGGER.info
-    if Path(opts.out).exists() and not opts.force:  # before any work or cache folder
-        raise OutputError(f"output folder {opts.out} exists; pass --force to replace it")
+    inputs = _inputs_of(recipe_paths, opts)
+    check_replaceable(opts.out, opts.force, inputs)  # before any work or cache folder
     recipes: list[tuple[Path, Recipe, str]] = []
     for p in recipe_paths:
         r, text = load_recipe(p, list(opts.overrides))
@@ -369,7 +430,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
 
     # the pool is left first: a failed run waits for the GeoTIFF writer before the client closes
     with (
-        staged_output(opts.out, opts.force) as stage,
+        staged_output(opts.out, opts.force, inputs, opts.post) as stage,
         dask_client(opts) as client,
         ThreadPoolExecutor(1, thread_name_prefix="sitekit-cog") as cog_pool,
     ):

@@ -38,6 +38,7 @@ import shapely
 from conftest import write_tiny_catalog
 
 from sitekit import export
+from sitekit.ownership import mark_output
 from sitekit.testing import small_grid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +67,7 @@ def _previous_outputs(folder: Path) -> None:
     )  # fmt: skip
     export.write_geopackage(folder / "sitekit.gpkg", {"pv_sites": sites})
     export.write_table(folder / "summary.csv", pd.DataFrame({"prefecture": ["A"], "n_sites": [2]}))
+    mark_output(folder)  # an earlier sitekit run's folder: --force may replace it
 
 
 def _kill_when(proc: subprocess.Popen, appeared, timeout_s: float = 240.0) -> None:

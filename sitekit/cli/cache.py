@@ -32,7 +32,10 @@ def info(cache_dir: Path) -> None:
     import time
 
     from sitekit.cachedir import entries, summary
+    from sitekit.ownership import require_cache
 
+    if cache_dir.exists():
+        require_cache(cache_dir)
     listed = entries(cache_dir)
     if not listed:
         click.echo(f"sitekit: {cache_dir} holds no cache entries")
@@ -74,6 +77,9 @@ def prune_cmd(cache_dir: Path, older_than: float | None, max_size: float | None,
 
     if older_than is None and max_size is None:
         raise click.UsageError("give --older-than DAYS, --max-size GB or both")
+    from sitekit.ownership import require_cache
+
+    require_cache(cache_dir)  # only a folder sitekit tagged as its cache: nothing else is touched
     before = sum(e.size for e in entries(cache_dir))
     gone = prune(
         cache_dir,

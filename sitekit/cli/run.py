@@ -102,21 +102,26 @@ def demo(ctx: click.Context, **kw) -> None:
     if not (pipes / "pumped_storage.yaml").exists():
         kw["pumped_storage"] = None
     opts = _options(ctx, **kw)
-    run_job([pipes / "pv.yaml", pipes / "wind.yaml"], opts)
-    # grid planners' part: the illustrative example corridor, hosting capacity, hydro bases
+    # grid planners' part: the illustrative example corridor, hosting capacity, hydro bases. It
+    # runs on the staging folder before that replaces --out, so the demo lands whole or not at all
     from sitekit.cli.route import hosting as hosting_cmd
     from sitekit.cli.route import route as route_cmd
 
     example = REPO / "layers" / "sichuan-west" / "routes" / "example_route.geojson"
-    if example.exists() and kw["catalog"] is None:
-        ctx.invoke(
-            route_cmd,
-            route_file=example,
-            run_dir=opts.out,
-            force=True,
-            no_map=kw.get("no_map", False),
-        )
-    ctx.invoke(hosting_cmd, run_dir=opts.out, catalog=kw["catalog"], force=True)
+
+    def grid_steps(stage: Path) -> None:
+        if example.exists() and kw["catalog"] is None:
+            ctx.invoke(
+                route_cmd,
+                route_file=example,
+                run_dir=stage,
+                force=True,
+                no_map=kw.get("no_map", False),
+            )
+        ctx.invoke(hosting_cmd, run_dir=stage, catalog=kw["catalog"], force=True)
+
+    opts.post = grid_steps
+    run_job([pipes / "pv.yaml", pipes / "wind.yaml"], opts)
 
 
 @cli.command()
