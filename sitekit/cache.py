@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -35,6 +36,7 @@ import numpy as np
 import xarray as xr
 
 from sitekit.blockops import block_digest
+from sitekit.errors import SitekitError
 from sitekit.grid import Grid
 
 DEFAULT_DIR = Path(".sitekit-cache")
@@ -113,11 +115,131 @@ def _combine(data: da.Array, parts: Any) -> str:
     return h.hexdigest()
 
 
+# ------------------------------------------------------------------------------ integrity
+#: every cached block and file has a sidecar with the SHA-256 of its bytes, checked on each read
+SUM_SUFFIX = ".sha256"
+
+
+class CacheDamagedError(SitekitError, OSError):
+    """A cache entry failed its checksum (or does not load): it must be dropped and recomputed.
+
+    Raised on a worker while it reads a cached block; :func:`sitekit.run.run_job` catches it,
+    reports it, drops the entry and runs again without it."""
+
+    def __init__(self, entry: str, detail: str) -> None:
+        super().__init__(entry, detail)
+        self.entry = entry
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"cache entry {self.entry} is damaged ({self.detail})"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sum_file(path: Path) -> str | None:
+    try:
+        return Path(str(path) + SUM_SUFFIX).read_text(encoding="ascii").strip()
+    except OSError:
+        return None
+
+
+def _file_problem(path: Path, expected: str | None) -> str | None:
+    """None when ``path``'s SHA-256 is ``expected``, else what is wrong."""
+    if not expected:
+        return "no checksum"
+    try:
+        got = _sha256_file(path)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    return None if got == expected else "checksum mismatch"
+
+
+def damaged(entry: Path, detail: str, also: tuple[Path, ...] = ()) -> None:
+    """Report a damaged entry and drop it (with its checksum and ``also``), so it is recomputed."""
+    from sitekit.errors import SitekitWarning
+
+    warnings.warn(
+        f"cache: {entry} is damaged ({detail}); dropped, recomputing it", SitekitWarning,
+        stacklevel=2,
+    )  # fmt: skip
+    drop(entry, *also)
+
+
+def drop(*paths: Path) -> None:
+    """Remove cache entries (files with their checksum sidecars, or whole layer folders)."""
+    for p in paths:
+        p = Path(p)
+        with contextlib.suppress(OSError):
+            if p.is_dir():
+                gone = p.with_name(f".damaged-{uuid.uuid4().hex}")
+                p.rename(gone)
+                shutil.rmtree(gone, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+                Path(str(p) + SUM_SUFFIX).unlink(missing_ok=True)
+
+
+def write_with_sum(entry: Path, source: Path) -> None:
+    """Copy ``source`` to the cache ``entry`` with its checksum sidecar (sidecar first, entry
+    last: an entry is never visible without its sum)."""
+    from sitekit.atomic import atomic_path, write_text
+
+    write_text(Path(str(entry) + SUM_SUFFIX), _sha256_file(source) + "\n")
+    with atomic_path(entry) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+def save_block(target: Path, block: np.ndarray) -> None:
+    """Write one ``.npy`` block and its SHA-256 sidecar, each atomically (runs on a worker)."""
+    buf = io.BytesIO()
+    np.save(buf, block)
+    data = buf.getvalue()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex  # unique per task/thread
+    for path, payload in ((Path(str(target) + SUM_SUFFIX), (_sha256(data) + "\n").encode()),
+                          (target, data)):  # fmt: skip
+        tmp = path.with_name(f".{path.name}.{tag}")
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
+
+
+def load_block(path: Path, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """Read one cached block, checking its SHA-256, shape and dtype (runs on a worker).
+
+    Raises :class:`CacheDamagedError` naming the entry folder on any mismatch."""
+    entry = str(path.parent)
+    try:
+        data = path.read_bytes()
+        expected = _sum_file(path)
+    except OSError as exc:
+        raise CacheDamagedError(entry, f"{path.name} unreadable: {exc.strerror or exc}") from None
+    if expected is None or _sha256(data) != expected:
+        raise CacheDamagedError(entry, f"{path.name} fails its checksum")
+    block = np.load(io.BytesIO(data), allow_pickle=False)
+    if block.shape != tuple(shape) or block.dtype != np.dtype(dtype):
+        raise CacheDamagedError(entry, f"{path.name} holds {block.dtype}{block.shape}")
+    return block
+
+
 class LayerCache:
     """Chunked ``.npy`` cache of DataArrays on one grid."""
 
     def __init__(self, root: str | Path, grid: Grid, inputs_key: str) -> None:
+        from sitekit.ownership import claim_cache
+
         self.root = Path(root).resolve()  # workers get absolute paths (a shared folder)
+        claim_cache(self.root)  # tagged as sitekit's: an untagged folder of other files refused
         self.grid = grid
         self.inputs_key = inputs_key
         self.pending: list[tuple[Path, int]] = []  # (folder, number of blocks)
@@ -145,7 +267,8 @@ class LayerCache:
 
             def _load(block_info=None) -> np.ndarray:
                 (r0, _), (c0, _) = block_info[None]["array-location"]
-                return np.load(folder / f"r{r0}_c{c0}.npy")
+                return load_block(folder / f"r{r0}_c{c0}.npy", block_info[None]["chunk-shape"],
+                                  dtype)  # fmt: skip
 
             data = da.map_blocks(_load, dtype=dtype, chunks=chunks, name=f"cached-{folder.name}")
         else:
@@ -157,11 +280,7 @@ class LayerCache:
 
             def _save(block: np.ndarray, block_info=None) -> np.ndarray:
                 (r0, _), (c0, _) = block_info[None]["array-location"]
-                folder.mkdir(parents=True, exist_ok=True)
-                target = folder / f"r{r0}_c{c0}.npy"
-                tmp = folder / f".r{r0}_c{c0}.{uuid.uuid4().hex}.npy"  # unique per task/thread
-                np.save(tmp, block)
-                os.replace(tmp, target)
+                save_block(folder / f"r{r0}_c{c0}.npy", block)
                 return block
 
             data = layer.data.map_blocks(_save, dtype=dtype, name=f"cache-save-{folder.name}")
@@ -172,7 +291,11 @@ class LayerCache:
         """Mark every layer saved whole during this run as complete (call after a successful
         run). A layer of which only some blocks were computed stays incomplete."""
         for folder, nblocks in self.pending:
-            if folder.is_dir() and len(list(folder.glob("r*_c*.npy"))) == nblocks:
+            if (
+                folder.is_dir()
+                and len(list(folder.glob("r*_c*.npy"))) == nblocks
+                and len(list(folder.glob(f"r*_c*.npy{SUM_SUFFIX}"))) == nblocks
+            ):
                 (folder / "complete").write_text("ok\n")
         self.pending.clear()
 
@@ -203,10 +326,19 @@ class LayerCache:
         entry = self.root / kind / f"{digest(kind, code_digest(), parts)}.json"
         if entry.is_file():
             touch(entry)
-            return json.loads(entry.read_text(encoding="utf-8"))
+            try:
+                held = json.loads(entry.read_text(encoding="utf-8"))
+                text = json.dumps(held["value"], ensure_ascii=False, sort_keys=True)
+                if _sha256(text.encode()) != held["sha256"]:
+                    raise ValueError("checksum mismatch")
+                return held["value"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                damaged(entry, str(exc))
         value = build()
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
         with best_effort(entry):
-            write_text(entry, json.dumps(value, ensure_ascii=False))
+            held = {"sha256": _sha256(text.encode()), "value": value}
+            write_text(entry, json.dumps(held, ensure_ascii=False))
         return value
 
     # -- exported rasters ------------------------------------------------------------------
@@ -233,14 +365,17 @@ class LayerCache:
         name = Path(path).name
         if entry.is_file():
             touch(entry)
-            with atomic_path(path) as tmp:
-                shutil.copyfile(entry, tmp)
-            self.rasters_copied.append(name)
-            return True
+            problem = _file_problem(entry, _sum_file(entry))
+            if problem is None:
+                with atomic_path(path) as tmp:
+                    shutil.copyfile(entry, tmp)
+                self.rasters_copied.append(name)
+                return True
+            damaged(entry, problem)
         export.write_cog(path, layer, **kwargs)
         self.rasters_written.append(name)
-        with best_effort(entry), atomic_path(entry) as tmp:  # complete once it is there
-            shutil.copyfile(path, tmp)
+        with best_effort(entry):
+            write_with_sum(entry, Path(path))
         return False
 
     # -- tables ----------------------------------------------------------------------------
@@ -259,7 +394,15 @@ class LayerCache:
             self.misses.append(name)
             return None
         touch(path, meta_path)
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            problem = _file_problem(path, meta["sha256"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problem = f"unreadable sidecar ({exc})"
+        if problem is not None:
+            damaged(path, problem, also=(meta_path,))
+            self.misses.append(name)
+            return None
         frames = {}
         for layer, info in meta["layers"].items():
             if info["empty"]:
@@ -309,4 +452,5 @@ class LayerCache:
                 tmp.replace(part)
             else:  # only empty frames: the sidecar holds all there is
                 part.write_bytes(b"")
+            meta["sha256"] = _sha256_file(part)
         write_text(path.with_suffix(".json"), json.dumps(meta, ensure_ascii=False))

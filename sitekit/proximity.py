@@ -532,8 +532,13 @@ def _search(
     )  # fmt: skip
     if entry.is_file():
         touch(entry)
-        with np.load(entry) as z:
-            return z["cum"], z["traceback"], z["offsets"]
+        try:  # a .npz is a zip: every member's CRC-32 is checked as it is read
+            with np.load(entry) as z:
+                return z["cum"], z["traceback"], z["offsets"]
+        except Exception as exc:  # noqa: BLE001 - any damage: drop it and recompute
+            from sitekit.cache import damaged
+
+            damaged(entry, f"{type(exc).__name__}: {exc}")
     mcp, cum, tb = _mcp(c_np, lab_np, res_m)
     offsets = np.asarray(mcp.offsets, np.int64)
     with best_effort(entry), atomic_path(entry) as tmp, open(tmp, "wb") as fh:
