@@ -32,6 +32,10 @@ Role = Literal[
 ]
 
 
+#: the only resampling methods that keep class codes intact (GDAL's nearest and majority)
+CATEGORICAL_RESAMPLING = ("nearest", "mode")
+
+
 class LayerSpec(BaseModel):
     """One input layer of a catalogue."""
 
@@ -49,6 +53,15 @@ class LayerSpec(BaseModel):
     nodata: float | None = Field(None, description="nodata value if the file does not declare one")
     crs: str | None = Field(None, description="CRS to assume/override, e.g. EPSG:4490")
     resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = None
+    categorical: bool = Field(
+        False,
+        description="raster values are class codes (land cover): resampled nearest/mode only",
+    )
+    provides: list[str] = Field(
+        default_factory=list,
+        description="rule layer roles this layer provides (e.g. ecological_redline, land_cover); "
+        "siting rules in pipelines/rules/ find their layer by these names",
+    )
     band: int = Field(1, ge=1, description="raster band to read")
     x: str | None = Field(None, description="points-csv: x/longitude column")
     y: str | None = Field(None, description="points-csv: y/latitude column")
@@ -64,6 +77,13 @@ class LayerSpec(BaseModel):
             raise ValueError("points-csv layers need `x`, `y` and `crs` (e.g. EPSG:4326)")
         if self.kind == "raster" and not self.units:
             raise ValueError("raster layers need `units` (e.g. m, m/s, kWh/m2/yr)")
+        if self.categorical and self.kind != "raster":
+            raise ValueError("`categorical: true` is for raster layers only")
+        if self.categorical and self.resampling not in (None, *CATEGORICAL_RESAMPLING):
+            raise ValueError(
+                f"categorical raster resampled with '{self.resampling}' would invent class codes "
+                "between neighbours; use `resampling: nearest` or `resampling: mode`"
+            )
         return self
 
     @property
@@ -129,6 +149,10 @@ class Catalog:
     def by_role(self, role: str) -> list[LayerSpec]:
         return [lay for lay in self.spec.layers if lay.role == role]
 
+    def providing(self, rule_role: str) -> list[LayerSpec]:
+        """Layers whose ``provides`` names ``rule_role`` (the layers a siting rule can use)."""
+        return [lay for lay in self.spec.layers if rule_role in lay.provides]
+
     def file(self, spec: LayerSpec) -> Path:
         """The layer's file; a path that leaves the catalogue's folder is refused."""
         p = (self.base / spec.path).resolve()
@@ -174,9 +198,20 @@ class Catalog:
         return self._vectors[layer_id]
 
     def raster(self, layer_id: str, grid: Grid, resampling: str | None = None) -> xr.DataArray:
-        """Open a raster lazily onto the grid (float32, NaN nodata, ``units`` attribute)."""
+        """Open a raster lazily onto the grid (float32, NaN nodata, ``units`` attribute).
+
+        A ``categorical`` raster is resampled with ``nearest`` unless its entry says ``mode``;
+        asking for bilinear/cubic/average on one raises :class:`LayerError`.
+        """
         spec = self.layer(layer_id)
-        key = (layer_id, grid.token)
+        if spec.categorical:
+            if resampling is not None and resampling not in CATEGORICAL_RESAMPLING:
+                raise LayerError(
+                    f"{self.where(spec)} is categorical (class codes): resampling '{resampling}' "
+                    "would average codes into classes that do not exist; use nearest or mode"
+                )
+            resampling = resampling or spec.resampling or "nearest"
+        key = (layer_id, grid.token, resampling)
         if key not in self._rasters:
             if spec.kind != "raster":
                 raise RecipeError(f"{self.where(spec)} is a {spec.kind} layer, a raster is needed")

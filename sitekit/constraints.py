@@ -8,7 +8,15 @@ Four kinds of constraint, plain dataclasses (recipes map onto them):
 * :class:`RasterThreshold` — a raster compared with a value (slope > X°, elevation > X m), optionally
   only where a second boolean condition holds;
 * :class:`AspectOnSlope` — aspect ranges on steep slopes (e.g. north-facing slopes > 10° for PV),
-  ranges may wrap through north (315° → 45°).
+  ranges may wrap through north (315° → 45°);
+* :class:`ClassRaster` — a categorical raster (land cover in ESA WorldCover or CLCD codes) whose
+  listed classes are excluded (``exclude``) or are the only ones kept (``include``).
+
+Every constraint is ``overridable`` (a soft exclusion) unless it is marked as a hard legal ban
+(``overridable=False``). :class:`ForcedInclusion` zones (planned bases, approved projects) keep
+their pixels eligible whatever the overridable constraints say; hard bans still exclude. Forced
+zones own a reason bit too, so the ``exclusion_reasons`` raster records both the exclusions and the
+override. :func:`plant_footprints` turns built plants into the land they occupy.
 
 Buffers are computed in the metric grid CRS (layers are reprojected first, never buffered in degrees).
 The rasterisation rule is explicit per vector constraint: ``"centre"`` (pixel centre inside the
@@ -22,6 +30,7 @@ such a constraint uses the majority rule, covered fraction ≥ 0.5).
 
 from __future__ import annotations
 
+import math
 import operator
 import warnings
 from dataclasses import dataclass, field
@@ -52,6 +61,8 @@ class _Constraint:
     code: str
     name_en: str
     name_zh: str
+    #: False = a hard legal ban that forced-inclusion zones cannot override
+    overridable: bool = field(default=True, kw_only=True)
 
     def _check(self) -> None:
         if not isinstance(self.code, str) or not self.code.strip():
@@ -126,7 +137,47 @@ class AspectOnSlope(_Constraint):
         self._check()
 
 
-Constraint = PolygonConstraint | FeatureSetback | RasterThreshold | AspectOnSlope
+@dataclass(frozen=True, eq=False)
+class ClassRaster(_Constraint):
+    """Pixels of a categorical raster whose class is in ``classes`` (``mode="exclude"``) or is
+    not (``mode="include"``) are excluded; NaN (nodata) never excludes.
+
+    The raster must be on the grid already, resampled with ``nearest`` or ``mode`` (a class code
+    averaged with its neighbours is another class: see :meth:`sitekit.catalog.Catalog.raster`).
+    """
+
+    layer: xr.DataArray
+    classes: tuple[int, ...]
+    mode: Literal["exclude", "include"] = "exclude"
+
+    def __post_init__(self) -> None:
+        self._check()
+        if self.mode not in ("exclude", "include"):
+            raise InputError(f"{self.label}: mode must be exclude or include, got {self.mode!r}")
+        if not len(self.classes):
+            raise InputError(f"{self.label}: give at least one class code")
+
+
+@dataclass(frozen=True, eq=False)
+class ForcedInclusion(_Constraint):
+    """Polygons (planned bases, approved projects) whose pixel centres stay eligible whatever
+    the overridable constraints say; constraints with ``overridable=False`` still exclude."""
+
+    geoms: gpd.GeoDataFrame
+    buffer_m: float = 0.0
+    rule: Rule = "centre"
+
+    def __post_init__(self) -> None:
+        self._check()
+        if self.rule == "fraction":
+            raise InputError(f"{self.label}: forced inclusion uses rule centre or all_touched")
+        _check_rule(self, self.rule)
+
+
+Constraint = (
+    PolygonConstraint | FeatureSetback | RasterThreshold | AspectOnSlope | ClassRaster
+    | ForcedInclusion
+)  # fmt: skip
 
 
 class ReasonBit(NamedTuple):
@@ -165,6 +216,24 @@ class ConstraintResult:
     inclusion_fraction: xr.DataArray
     legend: list[ReasonBit]
     grid: Grid = field(repr=False)
+    #: bit mask of the forced-inclusion zones' bits
+    forced_bits: int = 0
+    #: bit mask of the constraints forced inclusion cannot override (hard legal bans)
+    hard_bits: int = 0
+
+
+def excluded_from_reasons(reasons: Any, forced_bits: int = 0, hard_bits: int = 0) -> Any:
+    """Boolean "excluded" from an ``exclusion_reasons`` raster (numpy or dask, uint32).
+
+    A pixel is excluded when a hard-ban bit is set, or when any other exclusion bit is set and no
+    forced-inclusion bit is. With no forced zones this is ``reasons != 0``.
+    """
+    if not forced_bits:
+        return reasons != 0
+    soft = np.uint32(0xFFFFFFFF & ~(forced_bits | hard_bits))
+    hard = (reasons & np.uint32(hard_bits)) != 0
+    forced = (reasons & np.uint32(forced_bits)) != 0
+    return hard | (((reasons & soft) != 0) & ~forced)
 
 
 def _check_rule(c: _Constraint, rule: str) -> None:
@@ -180,7 +249,9 @@ def _polygonal(geom: Any) -> Any:
     return shapely.union_all(polys) if len(polys) else shapely.Polygon()
 
 
-def prepare_geoms(c: PolygonConstraint | FeatureSetback, grid: Grid) -> np.ndarray:
+def prepare_geoms(
+    c: PolygonConstraint | FeatureSetback | ForcedInclusion, grid: Grid
+) -> np.ndarray:
     """Reproject, repair, buffer and check a vector constraint's geometries (grid CRS).
 
     Raises
@@ -196,7 +267,7 @@ def prepare_geoms(c: PolygonConstraint | FeatureSetback, grid: Grid) -> np.ndarr
             f"{c.label} is empty (no geometries): check its file and filter, or drop the "
             "constraint from the recipe"
         )
-    polygon_layer = isinstance(c, PolygonConstraint)
+    polygon_layer = isinstance(c, PolygonConstraint | ForcedInclusion)
     if polygon_layer:
         bad = ~np.isin(shapely.get_type_id(arr), (3, 6))
         if bad.any():
@@ -254,7 +325,11 @@ def _aspect_in_range(aspect: da.Array, lo: float, hi: float) -> da.Array:
     return (a >= lo) | (a <= hi)
 
 
-def _raster_mask(c: RasterThreshold | AspectOnSlope, grid: Grid) -> da.Array:
+def _raster_mask(c: RasterThreshold | AspectOnSlope | ClassRaster, grid: Grid) -> da.Array:
+    if isinstance(c, ClassRaster):
+        vals = _on_grid(c.layer, grid, c.label)
+        hit = da.isin(vals, np.asarray(c.classes, dtype=np.float64))
+        return hit if c.mode == "exclude" else ~hit & da.isfinite(vals)
     if isinstance(c, RasterThreshold):
         mask = OPS[c.op](_on_grid(c.layer, grid, c.label), c.value)
         if c.where is not None:
@@ -308,10 +383,28 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
     frac_geoms: list[np.ndarray] = []
     frac_cov: list[xr.DataArray] = []
     hard: da.Array | None = None
-    any_mask: da.Array | None = None  # union of all masks = (reasons != 0), on bools
+    any_mask: da.Array | None = None  # union of all exclusion masks, on bools
+    ban_mask: da.Array | None = None  # union of the masks forced inclusion cannot override
+    forced_mask: da.Array | None = None  # union of the forced-inclusion zones
+    forced_bits = hard_bits = 0
     reasons = da.zeros(grid.shape, chunks=grid.dask_chunks, dtype=np.uint32)
     for bit, c in enumerate(constraints):
         attrs = {"name_zh": c.name_zh, "bit": bit}
+        if isinstance(c, ForcedInclusion):
+            geoms = prepare_geoms(c, grid)
+            mask = grid.rasterize(geoms, all_touched=c.rule == "all_touched", name=c.code).data
+            forced_mask = mask if forced_mask is None else forced_mask | mask
+            forced_bits |= 1 << bit
+            masks[c.code] = grid.wrap(
+                mask, c.code, "bool", c.name_en, method="forced inclusion", **attrs
+            )
+            fractions[c.code] = grid.wrap(
+                da.zeros_like(mask, dtype=np.float32), f"{c.code}_fraction", "1",
+                f"excluded fraction: {c.name_en} (forced inclusion, none)", **attrs,
+            )  # fmt: skip
+            reasons = reasons | da.where(mask, np.uint32(1 << bit), np.uint32(0))
+            legend.append(ReasonBit(bit, c.code, c.name_en, c.name_zh))
+            continue
         if isinstance(c, PolygonConstraint | FeatureSetback):
             geoms = prepare_geoms(c, grid)
             dist = c.buffer_m if isinstance(c, PolygonConstraint) else c.setback_m
@@ -324,7 +417,7 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
                 frac = cov.data
             else:
                 mask = grid.rasterize(geoms, all_touched=c.rule == "all_touched", name=c.code).data
-        elif isinstance(c, RasterThreshold | AspectOnSlope):
+        elif isinstance(c, RasterThreshold | AspectOnSlope | ClassRaster):
             mask = _raster_mask(c, grid)
             method = _describe(c)
         else:
@@ -338,6 +431,9 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
         )
         reasons = reasons | da.where(mask, np.uint32(1 << bit), np.uint32(0))
         any_mask = mask if any_mask is None else any_mask | mask
+        if not c.overridable:
+            hard_bits |= 1 << bit
+            ban_mask = mask if ban_mask is None else ban_mask | mask
         legend.append(ReasonBit(bit, c.code, c.name_en, c.name_zh))
 
     keep = da.ones(grid.shape, chunks=grid.dask_chunks, dtype=np.float32)
@@ -348,6 +444,10 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
         keep = keep - union.data
     if hard is not None:
         keep = da.where(hard, np.float32(0), keep)
+    if forced_mask is not None:  # forced zones keep their whole pixel unless a hard ban hits it
+        lift = forced_mask if ban_mask is None else forced_mask & ~ban_mask
+        keep = da.where(lift, np.float32(1), keep)
+        any_mask = any_mask & ~lift if any_mask is not None else None
     incl = da.clip(keep * grid.study_fraction().data, 0, 1).astype(np.float32)
 
     flags = {
@@ -362,7 +462,7 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
         fractions=fractions,
         reasons=reasons_da,
         excluded=grid.wrap(
-            any_mask if any_mask is not None else reasons != 0,
+            any_mask if any_mask is not None else da.zeros_like(reasons, dtype=bool),
             "excluded",
             "bool",
             "excluded by any hard constraint",
@@ -372,10 +472,14 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
         ),
         legend=legend,
         grid=grid,
+        forced_bits=forced_bits,
+        hard_bits=hard_bits,
     )
 
 
-def _describe(c: RasterThreshold | AspectOnSlope) -> str:
+def _describe(c: RasterThreshold | AspectOnSlope | ClassRaster) -> str:
+    if isinstance(c, ClassRaster):
+        return f"{c.layer.name or 'raster'} classes {c.mode} {list(c.classes)}"
     if isinstance(c, RasterThreshold):
         extra = " where condition" if c.where is not None else ""
         return f"{c.layer.name or 'raster'} {c.op} {c.value:g}{extra}"
@@ -477,3 +581,57 @@ def excluded_area_km2(
     df = pd.DataFrame(totals.T, index=pd.Index(uniques, name=zone_field), columns=columns)
     df["excluded_km2"] = df["excluded_km2"].clip(lower=0.0)
     return df
+
+
+# -- existing plants -------------------------------------------------------------------------
+def plant_footprints(
+    plants: gpd.GeoDataFrame,
+    power_density_mw_per_km2: float,
+    capacity_field: str = "capacity_mw",
+) -> gpd.GeoDataFrame:
+    """The land built plants occupy: their polygons, or a disc of capacity ÷ density around a point.
+
+    A point plant of ``P`` MW at density ``d`` MW/km² occupies a disc of area ``P / d`` km², radius
+    ``sqrt(P / (π d))`` km (the recipe's own site density, so new and built farms are sized the
+    same way). Polygons are kept as they are. Points with no positive capacity are dropped.
+
+    Parameters
+    ----------
+    plants : GeoDataFrame
+        Points and/or polygons in a metric CRS (the grid CRS).
+    power_density_mw_per_km2 : float
+        Installed capacity per km² of project area [MW/km²], > 0.
+    capacity_field : str
+        Column with installed capacity [MW].
+
+    Returns
+    -------
+    GeoDataFrame
+        Polygons, same CRS, same attributes.
+
+    References
+    ----------
+    Denholm et al. (2009), Land-use requirements of modern wind power plants, NREL/TP-6A2-45834.
+    """
+    if not power_density_mw_per_km2 > 0:
+        raise InputError(f"power density must be > 0 MW/km², got {power_density_mw_per_km2}")
+    if plants.crs is None or plants.crs.is_geographic:
+        raise InputError("plant footprints need a metric CRS: reproject to the grid CRS first")
+    geom = np.asarray(plants.geometry.values, dtype=object)
+    polygonal = np.isin(shapely.get_type_id(geom), (3, 6))
+    if capacity_field in plants.columns:
+        cap = pd.to_numeric(plants[capacity_field], errors="coerce").to_numpy(dtype=float)
+    elif polygonal.all():
+        cap = np.zeros(len(plants))
+    else:
+        raise InputError(
+            f"plant list has point plants but no {capacity_field!r} column to size their footprint"
+        )
+    radius_m = np.sqrt(np.where(cap > 0, cap, 0.0) / power_density_mw_per_km2 / math.pi) * 1000.0
+    keep = polygonal | (radius_m > 0)
+    out = np.where(polygonal, geom, shapely.buffer(geom, radius_m, quad_segs=QUAD_SEGS))
+    return gpd.GeoDataFrame(
+        plants.drop(columns=plants.geometry.name)[keep].reset_index(drop=True),
+        geometry=list(out[keep]),
+        crs=plants.crs,
+    )

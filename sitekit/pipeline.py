@@ -6,7 +6,7 @@ memoised on the :class:`Pipeline`, so PV and wind share one slope, one distance-
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -15,12 +15,12 @@ import numpy as np
 import xarray as xr
 
 from sitekit import constraints as cons_lib
-from sitekit import proximity, scoring, terrain
+from sitekit import proximity, rules, scoring, terrain
 from sitekit.cache import LayerCache
 from sitekit.catalog import Catalog
 from sitekit.errors import RecipeError
 from sitekit.grid import Grid
-from sitekit.recipe import Recipe
+from sitekit.recipe import DERIVED, Recipe
 
 
 @dataclass
@@ -35,6 +35,8 @@ class TechGraph:
     energy_kwh_per_kw: xr.DataArray  # kWh/kW/yr
     constraints: cons_lib.ConstraintResult
     memberships: dict[str, xr.DataArray]
+    #: per siting rule: applied / layer_missing / advisory (sitekit.rules.expand)
+    rule_status: list[dict] = field(default_factory=list)
 
 
 class Pipeline:
@@ -235,7 +237,12 @@ class Pipeline:
             if recipe.wind is None:
                 raise RecipeError(f"{recipe.name_en}: layer '{name}' needs a `wind:` section")
             return self.wind_layers(recipe)[name]
-        raise RecipeError(f"unknown derived layer '{name}'")
+        if name in self.catalog and self.catalog.layer(name).kind == "raster":
+            return self.catalog.raster(name, self.grid)  # any catalogue raster
+        raise RecipeError(
+            f"unknown layer '{name}': not a derived layer ({', '.join(DERIVED)}) nor a raster of "
+            f"{self.catalog.path.name}"
+        )
 
     # -- constraints / score ---------------------------------------------------------------
     def constraint_objects(self, recipe: Any) -> list:
@@ -243,6 +250,7 @@ class Pipeline:
         out = []
         for c in recipe.constraints:
             names = dict(code=c.id, name_en=c.name_en or c.id, name_zh=c.name_zh or c.id)
+            names["overridable"] = getattr(c, "overridable", True)
             if c.kind == "polygon":
                 gdf = self.catalog.vector(c.layer, self.grid)
                 out.append(
@@ -267,7 +275,9 @@ class Pipeline:
                         aspect_to_deg=c.aspect_to_deg,
                     )
                 )
-        return out
+            elif c.kind == "classes":
+                out.append(rules.class_constraint(c, names, self.catalog, self.grid))
+        return out + rules.zone_constraints(recipe, self.catalog, self.grid)
 
     def constraints(self, recipe: Any, inclusion: bool = True) -> cons_lib.ConstraintResult:
         """:func:`sitekit.constraints.evaluate` of a recipe's constraints (PV, wind or PS).
@@ -286,10 +296,14 @@ class Pipeline:
             "solar": _dump(getattr(recipe, "solar", None)),
             "wind": _dump(getattr(recipe, "wind", None)),
             "grid": _dump(getattr(recipe, "grid", None)),  # a threshold on grid_distance
+            "zones": rules.zone_params(recipe),  # forced inclusion, existing plants
         }
         reasons = self._cached("exclusion_reasons", params, cons.reasons)
         excluded = self.grid.wrap(
-            reasons.data != 0, "excluded", "bool", "excluded by any hard constraint"
+            cons_lib.excluded_from_reasons(reasons.data, cons.forced_bits, cons.hard_bits),
+            "excluded",
+            "bool",
+            "excluded by any hard constraint",
         )
         incl = cons.inclusion_fraction
         if inclusion:
@@ -298,6 +312,7 @@ class Pipeline:
 
     def technology(self, recipe: Recipe) -> TechGraph:
         """The lazy score, eligibility, LCOE and energy rasters of a recipe."""
+        recipe, rule_status = rules.expand(recipe, self.catalog, DERIVED)
         cons = self.constraints(recipe)
         memberships: dict[str, xr.DataArray] = {}
         for crit in recipe.criteria:
@@ -348,6 +363,7 @@ class Pipeline:
             energy_kwh_per_kw=energy,
             constraints=cons,
             memberships=memberships,
+            rule_status=rule_status,
         )
 
 

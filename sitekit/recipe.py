@@ -70,9 +70,13 @@ class Step(_M):
 Membership = Annotated[Linear | Sigmoid | Gaussian | Step, Field(discriminator="kind")]
 
 
+#: a derived layer name (DERIVED) or the id of a catalogue raster
+LayerRef = Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
+
+
 class Criterion(_M):
     id: str
-    layer: Literal[DERIVED]  # type: ignore[valid-type]
+    layer: LayerRef = Field(description="derived layer (see DERIVED) or catalogue raster id")
     membership: Membership
     weight: float = Field(ge=0, description="relative weight (normalised to sum 1)")
     name_zh: str | None = None
@@ -83,6 +87,9 @@ class _Constraint(_M):
     id: str = Field(pattern=r"^[a-z0-9_]+$")
     name_zh: str | None = None
     name_en: str | None = None
+    overridable: bool = Field(
+        True, description="false = a hard legal ban that forced-inclusion zones cannot override"
+    )
 
 
 class PolygonC(_Constraint):
@@ -101,9 +108,28 @@ class SetbackC(_Constraint):
 
 class ThresholdC(_Constraint):
     kind: Literal["threshold"]
-    layer: Literal[DERIVED]  # type: ignore[valid-type]
+    layer: LayerRef = Field(description="derived layer (see DERIVED) or catalogue raster id")
     op: Literal[">", ">=", "<", "<="]
     value: float
+
+
+class ClassesC(_Constraint):
+    """Class codes of a categorical catalogue raster (e.g. ESA WorldCover 80 = permanent water)."""
+
+    kind: Literal["classes"]
+    layer: str = Field(description="catalogue raster id with `categorical: true`")
+    exclude_classes: list[int] | None = Field(None, description="class codes excluded")
+    include_classes: list[int] | None = Field(
+        None, description="the only class codes kept eligible (all others excluded)"
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> ClassesC:
+        if (self.exclude_classes is None) == (self.include_classes is None):
+            raise ValueError("give exactly one of exclude_classes or include_classes")
+        if not (self.exclude_classes or self.include_classes):
+            raise ValueError("the class list is empty")
+        return self
 
 
 class AspectOnSlopeC(_Constraint):
@@ -114,8 +140,30 @@ class AspectOnSlopeC(_Constraint):
 
 
 Constraint = Annotated[
-    PolygonC | SetbackC | ThresholdC | AspectOnSlopeC, Field(discriminator="kind")
+    PolygonC | SetbackC | ThresholdC | AspectOnSlopeC | ClassesC, Field(discriminator="kind")
 ]
+
+
+class ForcedZone(_M):
+    """Polygons (planned bases, approved projects) kept eligible over overridable exclusions."""
+
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    layer: str = Field(description="catalogue layer id (polygons)")
+    name_zh: str | None = None
+    name_en: str | None = None
+
+
+class ExistingPlants(_M):
+    """Built plants occupy their land: no new site on a footprint (polygon, or capacity ÷ the
+    recipe's ``sites.power_density_mw_per_km2`` around a point)."""
+
+    layer: str = Field(description="catalogue layer id of the built plants (points or polygons)")
+    capacity_field: str = Field("capacity_mw", description="installed capacity column [MW]")
+    status_field: str | None = Field("status", description="status column (null: all rows)")
+    statuses: list[str] = Field(
+        default_factory=lambda: ["operating", "construction"],
+        description="statuses whose land counts as occupied",
+    )
 
 
 class SolarResource(_M):
@@ -205,6 +253,11 @@ class Recipe(_M):
     wind: WindResource | None = None
     criteria: list[Criterion] = Field(min_length=1)
     constraints: list[Constraint] = Field(default_factory=list)
+    rules: list[str] = Field(
+        default_factory=list, description="ids of siting rules in pipelines/rules/*.yaml"
+    )
+    forced_inclusion: list[ForcedZone] = Field(default_factory=list)
+    existing_plants: ExistingPlants | None = None
     grid: GridConnection
     economics: Economics
     sites: Sites
@@ -214,9 +267,14 @@ class Recipe(_M):
     def _check(self) -> Recipe:
         if sum(c.weight for c in self.criteria) <= 0:
             raise ValueError("criteria weights sum to 0; give at least one a weight > 0")
-        ids = [c.id for c in self.constraints]
+        ids = [c.id for c in self.constraints] + list(self.rules)
+        ids += [z.id for z in self.forced_inclusion]
         if len(set(ids)) != len(ids):
-            raise ValueError("constraint ids must be unique")
+            raise ValueError("constraint, rule and forced-inclusion ids must be unique")
+        if self.rules:
+            from sitekit.rules import check_rule_ids
+
+            check_rule_ids(self.rules, self.technology)
         if self.technology == "pv" and self.solar is None:
             self.solar = SolarResource()
         if self.technology == "wind" and self.wind is None:

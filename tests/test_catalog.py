@@ -348,3 +348,97 @@ def test_open_raster_falls_back_to_the_full_overview_when_the_sample_sees_no_dat
     _tiled_dem(tmp_path / "dem.tif", grid, np.full((512, 512), -9999.0))
     with pytest.raises(LayerError, match="only nodata"):
         io.open_raster(tmp_path / "dem.tif", spec, grid, "dem")
+
+
+# -- categorical (class-code) rasters ------------------------------------------------------------
+LANDCOVER_ENTRY = """
+  - id: landcover
+    kind: raster
+    path: worldcover.tif
+    role: other
+    units: class
+    categorical: true
+    provides: [land_cover_worldcover]
+"""
+
+
+def _worldcover_on_grid_blocks(folder: Path, grid, blocks: dict[int, list[tuple[int, int]]]):
+    """A WorldCover-coded GeoTIFF in EPSG:4326 at 0.0005° (≈ 50 m, unlike the 1000 m Albers grid):
+    class 30 (grassland) everywhere, and for each listed grid pixel (row, col) the inner 60 % of
+    that pixel, reprojected to lon/lat, burnt with the given class. Nearest resampling at the
+    grid's pixel centres must then see exactly those pixels (no centre lies within 200 m of a
+    burnt edge, ≫ the 50 m source pixel)."""
+    import shapely
+    from pyproj import Transformer
+    from rasterio.features import rasterize as burn
+
+    to_ll = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    res = 0.0005
+    west, north = 100.9, 30.6
+    nx = ny = int(0.7 / res)
+    shapes = []
+    for code, cells in blocks.items():
+        for r, c in cells:
+            x0 = grid.bounds[0] + c * grid.resolution_m
+            y1 = grid.bounds[3] - r * grid.resolution_m
+            d = 0.2 * grid.resolution_m
+            box = shapely.segmentize(
+                shapely.box(x0 + d, y1 - grid.resolution_m + d, x0 + grid.resolution_m - d, y1 - d),
+                50.0,
+            )
+            shapes.append((shapely.transform(box, lambda xy: np.c_[to_ll.transform(*xy.T)]), code))
+    arr = burn(
+        shapes,
+        out_shape=(ny, nx),
+        transform=from_origin(west, north, res, res),
+        fill=30,
+        dtype="uint8",
+    )
+    with rasterio.open(
+        folder / "worldcover.tif", "w", driver="GTiff", width=nx, height=ny, count=1,
+        dtype="uint8", crs="EPSG:4326", transform=from_origin(west, north, res, res), nodata=0,
+    ) as dst:  # fmt: skip
+        dst.write(arr, 1)
+
+
+def test_worldcover_classes_from_other_crs_exclude_hand_counted_pixels(tiny_catalog: Path) -> None:
+    from sitekit.constraints import ClassRaster, evaluate
+
+    grid = Catalog(tiny_catalog).grid(1000.0, chunks=16)
+    r0, c0 = grid.shape[0] // 2 - 2, grid.shape[1] // 2 - 2
+    cropland = [(r0 + i, c0 + j) for i in range(3) for j in range(4)]  # 3 × 4 = 12 px
+    water = [(r0 + 5, c0), (r0 + 5, c0 + 1)]  # 2 px
+    trees = [(r0 - 3, c0)]  # 1 px, not excluded
+    _worldcover_on_grid_blocks(tiny_catalog.parent, grid, {40: cropland, 80: water, 10: trees})
+    tiny_catalog.write_text(tiny_catalog.read_text() + LANDCOVER_ENTRY)
+    cat = Catalog(tiny_catalog)
+    lc = cat.raster("landcover", grid)
+    excl = ClassRaster("wc", "WorldCover cropland + water", "耕地+水体", layer=lc, classes=(40, 80))
+    mask = evaluate([excl], grid).masks["wc"].values
+    assert mask.sum() == 12 + 2  # counted by hand above
+    expected = np.zeros(grid.shape, bool)
+    for r, c in cropland + water:
+        expected[r, c] = True
+    assert (mask == expected).all()
+    # include mode: only grassland (30) stays; cropland, water and the tree pixel go
+    keep = ClassRaster("wc", "grass only", "仅草地", layer=lc, classes=(30,), mode="include")
+    assert evaluate([keep], grid).masks["wc"].values.sum() == 12 + 2 + 1
+    # the class codes survive resampling untouched (nearest): no code that is not in the file
+    assert set(np.unique(lc.values[np.isfinite(lc.values)])) <= {10.0, 30.0, 40.0, 80.0}
+
+
+def test_bilinear_categorical_refused(tiny_catalog: Path) -> None:
+    tiny_catalog.write_text(tiny_catalog.read_text() + LANDCOVER_ENTRY)
+    _write_raster(tiny_catalog.parent / "worldcover.tif", np.full((80, 80), 30.0))
+    cat = Catalog(tiny_catalog)
+    grid = cat.grid(1000.0)
+    with pytest.raises(LayerError, match="categorical.*bilinear.*nearest or mode"):
+        cat.raster("landcover", grid, resampling="bilinear")
+    # in the catalogue itself: the file, line and key are named
+    tiny_catalog.write_text(
+        tiny_catalog.read_text().replace(
+            "categorical: true", "categorical: true\n    resampling: bilinear"
+        )
+    )
+    with pytest.raises(RecipeError, match=r"catalog.yaml:\d+.*use `resampling: nearest`"):
+        Catalog(tiny_catalog)

@@ -413,3 +413,66 @@ def test_excluded_area_per_zone_and_reason(grid):
     assert (
         df["excluded_km2"] <= df[["redline_km2", "high_km2", "town_km2"]].sum(axis=1) + 1e-9
     ).all()
+
+
+# -- forced inclusion, hard bans, built plants ----------------------------------------------
+def _everywhere(grid, code="steep", overridable=True) -> RasterThreshold:
+    """A soft exclusion of every pixel (a plane at 10° against a 5° limit)."""
+    from sitekit.testing import plane
+
+    return RasterThreshold(
+        code, "slope > 5°", "坡度>5°", plane(grid, 10.0, 180.0), ">", -1.0, overridable=overridable
+    )
+
+
+def test_forced_inclusion_overrides_soft_not_hard(grid):
+    from sitekit.constraints import ForcedInclusion, excluded_from_reasons
+
+    forced = ForcedInclusion("base", "planned base", "规划基地", gdf([square()], grid.crs))
+    # hard ban: the left half of the forced square (x 2000–3000 m): 10 × 20 = 200 px
+    ban = PolygonConstraint(
+        "redline", "redline", "红线", gdf([shapely.box(2000, 2000, 3000, 4000)], grid.crs),
+        overridable=False,
+    )  # fmt: skip
+    res = evaluate([_everywhere(grid), ban, forced], grid)
+    excluded = res.excluded.values
+    # the 20 × 20 px forced square is lifted, except its 200 px under the hard ban
+    assert (~excluded).sum() == 20 * 20 - 200
+    assert excluded[25, 35] == False and excluded[25, 25]  # noqa: E712  (row 25 ~ y 3850 m)
+    # own reason bits: the forced bit is set on the square, the soft bit stays recorded
+    reasons = res.reasons.values
+    assert ((reasons & (1 << 2)) != 0).sum() == 400
+    assert ((reasons & 1) != 0).all()
+    assert res.forced_bits == 1 << 2 and res.hard_bits == 1 << 1
+    # the same answer from the reasons raster alone (how a cached run rebuilds it)
+    again = excluded_from_reasons(reasons, res.forced_bits, res.hard_bits)
+    assert (again == excluded).all()
+    # inclusion fraction: 1 on the 200 lifted pixels, 0 elsewhere
+    assert res.inclusion_fraction.values.sum() == pytest.approx(200)
+
+
+def test_forced_inclusion_cannot_lift_unoverridable_threshold(grid):
+    from sitekit.constraints import ForcedInclusion
+
+    forced = ForcedInclusion("base", "planned base", "规划基地", gdf([square()], grid.crs))
+    res = evaluate([_everywhere(grid, overridable=False), forced], grid)
+    assert res.excluded.values.all()
+
+
+def test_plant_footprint_disc_from_capacity_and_density(grid):
+    from sitekit.constraints import plant_footprints
+
+    # π·10 MW at 10 MW/km² occupies π km²: a disc of radius 1000 m around a pixel corner
+    plants = gpd.GeoDataFrame(
+        {"capacity_mw": [10 * math.pi, 0.0]},
+        geometry=[shapely.Point(3200, 3200), shapely.Point(500, 500)],
+        crs=grid.crs,
+    )
+    foot = plant_footprints(plants, 10.0)
+    assert len(foot) == 1  # no capacity, no footprint
+    assert foot.geometry.iloc[0].area == pytest.approx(math.pi * 1e6, rel=2e-3)
+    res = evaluate([PolygonConstraint("built", "built", "已建", foot, overridable=False)], grid)
+    assert res.masks["built"].values.sum() == 4 * quarter_disc_count()  # 316 px, counted above
+    # a polygon plant keeps its own outline
+    poly = gpd.GeoDataFrame({"capacity_mw": [1.0]}, geometry=[square()], crs=grid.crs)
+    assert plant_footprints(poly, 10.0).geometry.iloc[0].equals(square())
