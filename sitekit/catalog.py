@@ -63,6 +63,11 @@ class LayerSpec(BaseModel):
         "siting rules in pipelines/rules/ find their layer by these names",
     )
     band: int = Field(1, ge=1, description="raster band to read")
+    allow_gaps: bool = Field(
+        False,
+        description="run even when the raster covers < 99 % of the study area (the uncovered "
+        "area is then excluded); by default that is an error",
+    )
     x: str | None = Field(None, description="points-csv: x/longitude column")
     y: str | None = Field(None, description="points-csv: y/latitude column")
     modelled: bool = False
@@ -134,6 +139,7 @@ class Catalog:
         self._vectors: dict[str, gpd.GeoDataFrame] = {}
         self._rasters: dict[tuple[str, str], xr.DataArray] = {}
         self.source_crs: dict[str, str] = {}
+        self._files: dict[str, list[Path]] = {}
 
     # -- lookup --------------------------------------------------------------------------
     def __contains__(self, layer_id: str) -> bool:
@@ -154,7 +160,8 @@ class Catalog:
         return [lay for lay in self.spec.layers if rule_role in lay.provides]
 
     def file(self, spec: LayerSpec) -> Path:
-        """The layer's file; a path that leaves the catalogue's folder is refused."""
+        """The layer's file; a path that leaves the catalogue's folder is refused, and so is a
+        VRT member that does (or a network path), or a device/pipe (:mod:`sitekit.sources`)."""
         p = (self.base / spec.path).resolve()
         roots = (self.base, *self.extra_roots)
         if not any(p.is_relative_to(r) for r in roots):
@@ -162,7 +169,18 @@ class Catalog:
                 f"{self.path}: layer '{spec.id}' path '{spec.path}' leaves the catalogue folder "
                 f"{self.base}; move the data below it or allow the folder with --data-root"
             )
+        self.files(spec)
         return p
+
+    def files(self, spec: LayerSpec) -> list[Path]:
+        """Every file the layer is read from: its own, VRT members, sidecars (for cache keys)."""
+        from sitekit.sources import dependencies
+
+        if spec.id not in self._files:
+            p = (self.base / spec.path).resolve()
+            roots = (self.base, *self.extra_roots)
+            self._files[spec.id] = dependencies(p, roots, self.where(spec))
+        return self._files[spec.id]
 
     def where(self, spec: LayerSpec) -> str:
         return f"{self.path.name}: layer '{spec.id}' ({spec.path})"

@@ -77,6 +77,9 @@ def raster_info(path: Path, spec: LayerSpec, where: str) -> dict[str, Any]:
                 "res": src.res,
                 "transform": src.transform,
                 "tags": src.tags(),
+                # GeoTIFF scale/offset (value = raw × scale + offset), applied on every read
+                "scale": float(src.scales[min(spec.band, src.count) - 1] or 1.0),
+                "offset": float(src.offsets[min(spec.band, src.count) - 1] or 0.0),
             }
     except rasterio.errors.RasterioIOError as exc:
         raise LayerError(f"{where}: cannot read raster ({exc}); is the file complete?") from None
@@ -129,9 +132,26 @@ def _readable(where: str) -> Iterator[None]:
 
 
 def _nodata_to_nan(arr: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-    """``arr`` (float) with the raster's nodata value set to NaN, in place."""
+    """``arr`` (float) with the raster's nodata value set to NaN and its scale/offset applied,
+    in place."""
     if _masks(info["nodata"]):
         arr[arr == info["nodata"]] = np.nan
+    return _unscale(arr, info)
+
+
+def _scaled(block: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    """A new float32 block ``block × scale + offset`` (dask blocks are never changed in place)."""
+    return (block * np.float32(scale) + np.float32(offset)).astype(np.float32, copy=False)
+
+
+def _unscale(arr: Any, info: dict[str, Any]) -> Any:
+    """Raw values → physical values with the file's scale and offset (GDAL's convention:
+    value = raw × scale + offset; bilinear/cubic resampling commutes with it)."""
+    scale, offset = info.get("scale", 1.0), info.get("offset", 0.0)
+    if scale != 1.0:
+        arr *= np.asarray(scale, arr.dtype)
+    if offset != 0.0:
+        arr += np.asarray(offset, arr.dtype)
     return arr
 
 
@@ -276,8 +296,9 @@ def _check_study_coverage(
     where: str,
     n: int = 4000,
     sampled: np.ndarray | None = None,
-) -> None:
+) -> float:
     """Raise when (almost) no part of the study area has data: sample ~``n`` points in it.
+    Returns the share of the sampled study-area points that have data.
 
     With ``sampled`` (cells of a tile-sampled overview), only points on sampled cells count,
     and fewer than 30 of them raise too (the caller then checks the full overview)."""
@@ -309,6 +330,12 @@ def _check_study_coverage(
             f"{where}: raster has data on {100 * valid.mean():.1f}% of the study area (nodata "
             "or outside elsewhere); check its extent and nodata value"
         )
+    return float(valid.mean())
+
+
+#: share of the study area a raster must cover (sampled points with data) unless the
+#: catalogue entry says ``allow_gaps: true``; 1 % leaves room for the sampling of the edge
+MIN_COVERAGE = 0.99
 
 
 def _approx_res_m(info: dict[str, Any]) -> float:
@@ -345,14 +372,31 @@ def open_raster(
         check_plausible(quick[0], spec.units or "", where)
         n_pts = min(100_000, math.ceil(4000 / max(quick[2], 1e-6)))
         try:
-            _check_study_coverage(quick[0], info, grid, area, where, n_pts, sampled=quick[1])
-            checked = True
+            share = _check_study_coverage(
+                quick[0], info, grid, area, where, n_pts, sampled=quick[1]
+            )
+            checked = share >= MIN_COVERAGE  # a gap seen in the sample is confirmed in full
         except LayerError:
             pass
     if not checked:
         ov = _overview(path, spec, info, where)
         check_plausible(ov, spec.units or "", where)
-        _check_study_coverage(ov, info, grid, area, where)
+        share = _check_study_coverage(ov, info, grid, area, where)
+        if share < MIN_COVERAGE:
+            gap_km2 = (1.0 - share) * area.area / 1e6
+            if not spec.allow_gaps:
+                raise LayerError(
+                    f"{where}: raster has data on only {100 * share:.1f}% of the study area "
+                    f"(~{gap_km2:,.0f} km² without data); extend it to the whole area, or add "
+                    "`allow_gaps: true` to its entry to run anyway (the area without data is then "
+                    "excluded from every site and area figure)"
+                )
+            warnings.warn(
+                f"{where}: no data on {100 * (1 - share):.1f}% of the study area "
+                f"(~{gap_km2:,.0f} km²): excluded there (allow_gaps)",
+                SitekitWarning,
+                stacklevel=2,
+            )
     rs = _RESAMPLING[resampling or spec.resampling or "bilinear"]
     src_crs = info["crs"]
     src_nodata = info["nodata"]
@@ -477,6 +521,8 @@ def _wrap_read(
     kind = "aligned" if tiles is grid else "warp"
     token = tokenize(tiles.token, str(path), st.st_size, st.st_mtime_ns, spec.band, resampling)
     data = tiles.map_blocks(read, dtype=np.float32, name=f"read-{kind}-{spec.id}-{token}")
+    if info.get("scale", 1.0) != 1.0 or info.get("offset", 0.0) != 0.0:
+        data = data.map_blocks(_scaled, info["scale"], info["offset"], dtype=np.float32)
     if tiles.dask_chunks != grid.dask_chunks:
         data = data.rechunk(grid.dask_chunks)
     out = grid.wrap(data, spec.id, spec.units or "1", spec.title)

@@ -353,12 +353,15 @@ class Pipeline:
         )
         lcoe = lcoe.where(inside).astype(np.float32).rename(f"{recipe.technology}_lcoe")
         lcoe.attrs = {"units": "CNY/kWh", "long_name": f"{recipe.name_en} LCOE (reference site)"}
-        eligible = (~cons.excluded) & inside
+        # a pixel without data in a scored layer (a raster with allow_gaps) cannot be assessed:
+        # it is neither eligible nor counted in any eligible area
+        has_data = np.isfinite(score)
+        eligible = (~cons.excluded) & inside & has_data
         return TechGraph(
             recipe=recipe,
             score=score,
             eligible=eligible.rename(f"{recipe.technology}_eligible"),
-            inclusion=cons.inclusion_fraction,
+            inclusion=cons.inclusion_fraction.where(has_data, 0.0).astype(np.float32),
             lcoe=lcoe,
             energy_kwh_per_kw=energy,
             constraints=cons,

@@ -36,7 +36,7 @@ Technology = Literal["pv", "wind", "pumped_storage"]
 
 
 class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # finite numbers only
 
 
 class Citation(_M):

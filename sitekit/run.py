@@ -29,6 +29,7 @@ import dask
 import pandas as pd
 
 from sitekit.catalog import Catalog
+from sitekit.errors import InputError
 from sitekit.grid import DEFAULT_CHUNK, DEFAULT_CRS
 from sitekit.ownership import check_replaceable
 from sitekit.pipeline import Pipeline, TechGraph
@@ -64,6 +65,8 @@ class RunOptions:
     data_roots: tuple[Path, ...] = ()
     map_style: Path | None = None
     cache_dir: Path | None = None  # None: no on-disk cache of intermediate layers
+    #: refuse a grid larger than this machine's memory/disk before computing (check_grid_size)
+    size_check: bool = True
     #: steps run on the finished staging folder before it replaces ``out`` (demo: route, hosting)
     post: Callable[[Path], None] | None = None
 
@@ -135,6 +138,78 @@ def local_cluster_config(malloc: bool = True) -> dict[str, Any]:
     }
 
 
+#: most local workers / threads per worker accepted (a typo like --workers 4000 would fork
+#: thousands of processes)
+MAX_LOCAL_WORKERS = 256
+#: smallest per-worker memory limit that runs a block of the default chunking [bytes]
+MIN_WORKER_MEMORY = 256 * 2**20
+
+
+def check_cluster_options(opts: RunOptions) -> None:
+    """Raise :class:`InputError` for local-cluster options that cannot work (0 or thousands of
+    workers, a memory limit too small for one block or larger than the machine)."""
+    import psutil
+    from dask.utils import parse_bytes
+
+    for name, value in (("--workers", opts.workers), ("--threads-per-worker",
+                                                      opts.threads_per_worker)):  # fmt: skip
+        if value is not None and not 1 <= value <= MAX_LOCAL_WORKERS:
+            raise InputError(f"{name} {value}: give a number from 1 to {MAX_LOCAL_WORKERS}")
+    limit = opts.memory_limit
+    if limit in (None, "auto", 0, "0"):
+        return
+    try:
+        n = parse_bytes(limit) if isinstance(limit, str) else int(limit)
+    except (ValueError, TypeError):
+        raise InputError(
+            f"--memory-limit {limit!r}: give a size such as 3GiB or 3000MB, or 'auto'"
+        ) from None
+    total = psutil.virtual_memory().total
+    if n < MIN_WORKER_MEMORY:
+        raise InputError(f"--memory-limit {limit}: below {MIN_WORKER_MEMORY >> 20} MiB per worker")
+    if n > total:
+        raise InputError(
+            f"--memory-limit {limit} per worker is more than this machine's "
+            f"{total / 2**30:.1f} GiB; give less, or 'auto'"
+        )
+
+
+#: bytes per grid pixel a run needs, over all processes (the 90 m demo: 12.1 GiB peak for 75 Mpx,
+#: README "Speed and scale") and on disk (outputs + cache: ~7.5 GB cache for 75 Mpx)
+BYTES_PER_PX_MEMORY = 175
+BYTES_PER_PX_DISK = 120
+
+
+def check_grid_size(shape: tuple[int, int], opts: RunOptions, where: Path) -> None:
+    """Refuse a grid this machine cannot hold, before anything is computed: the estimate, the
+    machine's memory and free disk, and how to go on (coarser --resolution, or
+    --no-size-check to run anyway, e.g. on a larger --scheduler cluster)."""
+    import shutil as _shutil
+
+    import psutil
+
+    px = int(shape[0]) * int(shape[1])
+    need_mem = px * BYTES_PER_PX_MEMORY
+    total = psutil.virtual_memory().total
+    hint = "use a coarser --resolution, split the study area, or pass --no-size-check"
+    if opts.scheduler is None and need_mem > total:
+        raise InputError(
+            f"a {shape[0]:,} × {shape[1]:,} px grid ({px / 1e6:,.0f} Mpx) needs ~"
+            f"{need_mem / 2**30:,.0f} GiB of memory (~{BYTES_PER_PX_MEMORY} B/px) and this "
+            f"machine has {total / 2**30:.0f} GiB; {hint}"
+        )
+    probe = Path(where).resolve()
+    while not probe.exists():
+        probe = probe.parent
+    need_disk = px * BYTES_PER_PX_DISK
+    free = _shutil.disk_usage(probe).free
+    if need_disk > free:
+        raise InputError(
+            f"a {px / 1e6:,.0f} Mpx grid needs ~{need_disk / 1e9:,.0f} GB of disk for outputs "
+            f"and cache (~{BYTES_PER_PX_DISK} B/px); {probe} has {free / 1e9:,.0f} GB free; {hint}"
+        )
+
+
 @contextlib.contextmanager
 def dask_client(opts: RunOptions) -> Iterator[Any]:
     """A distributed Client: to ``opts.scheduler`` if given, else a fresh LocalCluster."""
@@ -144,6 +219,7 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
         with Client(opts.scheduler, timeout="30s") as client:
             yield client
         return
+    check_cluster_options(opts)
     cores = os.cpu_count() or 1
     workers = opts.workers or min(2, cores)
     threads = opts.threads_per_worker or max(1, cores // workers)
@@ -385,6 +461,31 @@ def _damaged_entry(exc: BaseException | None, kind: type) -> Any:
     return None
 
 
+def _grid_shape(catalog: Catalog, opts: RunOptions) -> tuple[int, int]:
+    """(rows, cols) of the study area's bounding box at ``opts.resolution_m`` (no grid made)."""
+    import math
+
+    res = float(opts.resolution_m)
+    if not (math.isfinite(res) and res > 0):
+        raise InputError(f"--resolution {opts.resolution_m}: give a positive number of metres")
+    x0, y0, x1, y1 = catalog.study_area.to_crs(opts.crs).total_bounds
+    return math.ceil((y1 - y0) / res), math.ceil((x1 - x0) / res)
+
+
+def _one_per_technology(recipes: list[tuple[Path, Recipe, str]]) -> None:
+    """Refuse two recipes of one technology in a run: their sites, layers and rasters share
+    names (``pv_sites``, ``pv_score.tif``), so the second would overwrite the first."""
+    seen: dict[str, Path] = {}
+    for path, r, _ in recipes:
+        t = r.technology
+        if t in seen:
+            raise InputError(
+                f"{seen[t]} and {path} are both '{t}' recipes; a run writes one set of {t} "
+                "outputs: run each into its own --out folder"
+            )
+        seen[t] = path
+
+
 def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     """One attempt of :func:`run_job`."""
     import dask.array as da
@@ -404,11 +505,14 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     for p in recipe_paths:
         r, text = load_recipe(p, list(opts.overrides))
         recipes.append((Path(p), r, text))
+    _one_per_technology(recipes)
     if opts.pumped_storage:  # validate before starting anything heavy
         from sitekit.recipe import load_ps_recipe
 
         load_ps_recipe(opts.pumped_storage, list(opts.overrides))
     catalog = Catalog(opts.catalog, extra_roots=opts.data_roots)
+    if opts.size_check:  # before the grid is made: an absurd resolution never allocates
+        check_grid_size(_grid_shape(catalog, opts), opts, Path(opts.out).parent)
     grid = catalog.grid(opts.resolution_m, opts.crs, opts.chunks)
     say(grid.describe())
     cache = None
@@ -417,8 +521,8 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
 
         inputs_key = digest(  # the code's own digest is in every key (cache.code_digest)
             catalog.digest(),
-            {
-                s.id: file_sha256(catalog.file(s))
+            {  # every file a layer reads: VRT members and sidecars too (sitekit.sources)
+                s.id: [file_sha256(f) for f in catalog.files(s) if f.is_file()]
                 for s in catalog.spec.layers
                 if catalog.file(s).is_file()
             },

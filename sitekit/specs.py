@@ -37,6 +37,43 @@ def _node_lines(node: yaml.Node, path: Loc, out: dict[Loc, int]) -> None:
             _node_lines(item, (*path, i), out)
 
 
+#: most values a spec may hold once its aliases are expanded (a recipe has a few hundred)
+MAX_NODES = 200_000
+#: largest spec file read [bytes]
+MAX_SPEC_BYTES = 8 << 20
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Number of nodes of ``root`` with every alias expanded, computed without expanding
+    (shared nodes are counted once per use, each node's size memoised): stops above ``limit``."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:  # a recursive alias: infinite when expanded
+            return limit + 1
+        active.add(key)
+        n = 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                n += size(k) + size(v)
+                if n > limit:
+                    break
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                n += size(item)
+                if n > limit:
+                    break
+        active.discard(key)
+        sizes[key] = n
+        return n
+
+    return size(root)
+
+
 #: libyaml's safe loader when PyYAML was built with it (same data and line marks, ~6× faster)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -46,12 +83,19 @@ def read_yaml(path: str | Path) -> tuple[Any, dict[Loc, int]]:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: file not found")
+    if path.stat().st_size > MAX_SPEC_BYTES:
+        raise RecipeError(f"{path}: larger than {MAX_SPEC_BYTES >> 20} MiB; not a sitekit spec")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise RecipeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         node = yaml.compose(text, Loader=_LOADER)
+        if node is not None and _expanded_size(node, MAX_NODES) > MAX_NODES:
+            raise RecipeError(
+                f"{path}:{node.start_mark.line + 1}: its YAML aliases (*name) expand to more than "
+                f"{MAX_NODES:,} values (an alias bomb?); write the values out or use fewer aliases"
+            )
         data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a SafeLoader
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark

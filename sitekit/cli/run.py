@@ -50,6 +50,7 @@ def _options(ctx: click.Context, **kw) -> object:
         online_tiles=kw.get("online_tiles", False),
         data_roots=tuple(kw.get("data_roots") or ()),
         cache_dir=None if kw.get("no_cache") else kw.get("cache_dir"),
+        size_check=not kw.get("no_size_check", False),
     )
 
 
@@ -81,6 +82,11 @@ def _common(f):
         help="Cache of intermediate layers (slope, yield, CF, distances).",
     )(f)
     f = click.option("--no-cache", is_flag=True, help="Recompute every layer.")(f)
+    f = click.option(
+        "--no-size-check",
+        is_flag=True,
+        help="Run even when the grid looks too large for this machine's memory or disk.",
+    )(f)
     f = click.option(
         "--online-tiles",
         is_flag=True,
@@ -134,6 +140,13 @@ def run(ctx: click.Context, recipes: tuple[Path, ...], **kw) -> None:
         from sitekit.run import run_job
 
     ps = [p for p in recipes if _is_ps(p)]
+    if len(ps) > 1:
+        from sitekit.errors import InputError
+
+        raise InputError(
+            f"{len(ps)} pumped-storage recipes ({', '.join(map(str, ps))}); a run takes one: "
+            "run each into its own --out folder"
+        )
     kw["pumped_storage"] = ps[0] if ps else None
     run_job([p for p in recipes if not _is_ps(p)], _options(ctx, **kw))
 

@@ -1,0 +1,207 @@
+"""Inputs that used to give silently wrong results, escape the catalogue folder or hang (issue 20).
+
+Each case ends in a clear message (exit 2 on the command line) or, for scale/offset and VRT
+members, in the right numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rasterio.transform import from_origin
+
+from sitekit.catalog import Catalog
+from sitekit.cli import cli, register
+from sitekit.errors import InputError, LayerError, RecipeError, SitekitWarning
+from sitekit.recipe import load_recipe
+from sitekit.run import RunOptions, check_cluster_options, run_job
+
+register()
+REPO = Path(__file__).resolve().parents[1]
+TINY_WIND = REPO / "tests" / "badinput" / "recipes" / "tiny_wind.yaml"
+TINY_PS = REPO / "tests" / "badinput" / "recipes" / "tiny_ps.yaml"
+
+
+def _dem(path: Path, z: np.ndarray, west: float = 100.9, **profile) -> None:
+    with rasterio.open(
+        path, "w", driver="GTiff", width=z.shape[1], height=z.shape[0], count=1,
+        dtype=z.dtype, crs="EPSG:4326", transform=from_origin(west, 30.6, 0.01, 0.01),
+        nodata=-9999, **profile,
+    ) as dst:  # fmt: skip
+        dst.write(z, 1)
+
+
+def _tiny_dem(catalog: Path) -> np.ndarray:
+    with rasterio.open(catalog.parent / "dem.tif") as src:
+        return src.read(1)
+
+
+def _mean_on_grid(catalog: Path) -> float:
+    cat = Catalog(catalog)
+    grid = cat.grid(2000.0)
+    return float(np.nanmean(cat.raster("dem", grid).values))
+
+
+# ------------------------------------------------------------------------------ scale/offset
+def test_geotiff_scale_and_offset_are_applied(tiny_catalog: Path) -> None:
+    before = _mean_on_grid(tiny_catalog)
+    raw = _tiny_dem(tiny_catalog)
+    _dem(tiny_catalog.parent / "dem.tif", ((raw + 1000.0) * 2.0).astype("float32"))
+    with rasterio.open(tiny_catalog.parent / "dem.tif", "r+") as dst:
+        dst.scales, dst.offsets = (0.5,), (-1000.0,)  # value = raw × 0.5 − 1000
+    assert _mean_on_grid(tiny_catalog) == pytest.approx(before, abs=0.05)
+
+
+# ------------------------------------------------------------------------------ coverage
+def test_a_raster_covering_half_the_study_area_is_an_error(tiny_catalog: Path) -> None:
+    raw = _tiny_dem(tiny_catalog)
+    _dem(tiny_catalog.parent / "dem.tif", raw[:, :40].copy())  # 100.9–101.3 °E of 101–101.5
+    with pytest.raises(LayerError, match=r"only .*% of the study area.*allow_gaps"):
+        _mean_on_grid(tiny_catalog)
+    text = tiny_catalog.read_text().replace("    units: m\n", "    units: m\n    allow_gaps: true\n")
+    tiny_catalog.write_text(text)
+    with pytest.warns(SitekitWarning, match="no data on .*% of the study area"):
+        _mean_on_grid(tiny_catalog)
+
+
+# ------------------------------------------------------------------------------ VRTs, sidecars
+VRT = """<VRTDataset rasterXSize="80" rasterYSize="80">
+  <SRS>EPSG:4326</SRS>
+  <GeoTransform>100.9, 0.01, 0, 30.6, 0, -0.01</GeoTransform>
+  <VRTRasterBand dataType="Float32" band="1">
+    <NoDataValue>-9999</NoDataValue>
+    <SimpleSource>
+      <SourceFilename relativeToVRT="{rel}">{src}</SourceFilename>
+      <SourceBand>1</SourceBand>
+    </SimpleSource>
+  </VRTRasterBand>
+</VRTDataset>
+"""
+
+
+def _point_dem_at_vrt(catalog: Path, src: str, rel: int = 1) -> None:
+    (catalog.parent / "mosaic.vrt").write_text(VRT.format(src=src, rel=rel))
+    catalog.write_text(catalog.read_text().replace("path: dem.tif", "path: mosaic.vrt"))
+
+
+@pytest.mark.parametrize(
+    "src,rel,match",
+    [
+        ("../outside/dem.tif", 1, "outside the catalogue folder"),
+        ("/etc/hostname", 0, "outside the catalogue folder"),
+        ("/vsicurl/http://127.0.0.1:9/dem.tif", 0, "network or GDAL virtual path"),
+        ("https://example.invalid/dem.tif", 0, "network or GDAL virtual path"),
+    ],
+)
+def test_a_vrt_cannot_read_outside_the_catalogue_or_the_network(
+    tiny_catalog: Path, src: str, rel: int, match: str
+) -> None:
+    outside = tiny_catalog.parent.parent / "outside"
+    outside.mkdir(exist_ok=True)
+    shutil.copy(tiny_catalog.parent / "dem.tif", outside / "dem.tif")
+    _point_dem_at_vrt(tiny_catalog, src, rel)
+    cat = Catalog(tiny_catalog)
+    with pytest.raises(LayerError, match=match):
+        cat.file(cat.layer("dem"))
+    res = CliRunner().invoke(cli, ["layers", "check", str(tiny_catalog)])
+    assert res.exit_code != 0 or match.split()[0] in res.output
+
+
+def test_vrt_members_and_sidecars_are_part_of_the_layer(tiny_catalog: Path) -> None:
+    (tiny_catalog.parent / "tiles").mkdir()
+    shutil.move(tiny_catalog.parent / "dem.tif", tiny_catalog.parent / "tiles" / "dem.tif")
+    (tiny_catalog.parent / "tiles" / "dem.tif.aux.xml").write_text("<PAMDataset/>")
+    _point_dem_at_vrt(tiny_catalog, "tiles/dem.tif")
+    cat = Catalog(tiny_catalog)
+    names = [p.name for p in cat.files(cat.layer("dem"))]
+    assert names == ["mosaic.vrt", "dem.tif", "dem.tif.aux.xml"]
+    assert _mean_on_grid(tiny_catalog) > 0  # and it reads
+
+
+def test_a_pipe_as_a_layer_path_is_refused_without_hanging(tiny_catalog: Path) -> None:
+    (tiny_catalog.parent / "dem.tif").unlink()
+    os.mkfifo(tiny_catalog.parent / "dem.tif")
+    cat = Catalog(tiny_catalog)
+    t0 = time.monotonic()
+    with pytest.raises(LayerError, match="not a regular file"):
+        cat.file(cat.layer("dem"))
+    assert time.monotonic() - t0 < 5
+
+
+# ------------------------------------------------------------------------------ YAML, values
+def test_a_yaml_alias_bomb_is_refused_before_any_walk(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n" + TINY_WIND.read_text())
+    t0 = time.monotonic()
+    with pytest.raises(RecipeError, match=r"bomb.yaml:1: .*aliases.*expand"):
+        load_recipe(bomb)
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize(
+    "override", ["criteria.0.weight=1e309", "criteria.0.weight=.nan", "criteria.0.weight=-.inf"]
+)
+def test_non_finite_numbers_are_refused(override: str) -> None:
+    with pytest.raises(RecipeError, match="finite number"):
+        load_recipe(REPO / "pipelines" / "pv.yaml", [override])
+
+
+# ------------------------------------------------------------------------------ recipes, options
+def test_two_recipes_of_one_technology_are_refused(tiny_catalog: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "tiny_wind_2.yaml"
+    shutil.copy(TINY_WIND, copy)
+    opts = RunOptions(catalog=tiny_catalog, out=tmp_path / "out")
+    with pytest.raises(InputError, match="both 'wind' recipes"):
+        run_job([TINY_WIND, copy], opts)
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_pumped_storage_recipes_are_refused(tiny_catalog: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "tiny_ps_2.yaml"
+    shutil.copy(TINY_PS, copy)
+    res = CliRunner().invoke(
+        cli, ["run", str(TINY_PS), str(copy), "--catalog", str(tiny_catalog),
+              "--out", str(tmp_path / "out")],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "2 pumped-storage recipes" in res.output
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"workers": 0}, "--workers 0"),
+        ({"workers": 100_000}, "--workers 100000"),
+        ({"threads_per_worker": -1}, "--threads-per-worker -1"),
+        ({"memory_limit": "1KB"}, "below 256 MiB"),
+        ({"memory_limit": "lots"}, "give a size"),
+        ({"memory_limit": "100TB"}, "more than this machine"),
+    ],
+)
+def test_impossible_cluster_options_are_refused(tmp_path: Path, kw: dict, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        check_cluster_options(RunOptions(catalog=tmp_path, out=tmp_path, **kw))
+
+
+@pytest.mark.parametrize("res", ["0.01", "0", "nan"])
+def test_an_absurd_resolution_is_refused_before_the_grid_is_made(
+    tiny_catalog: Path, tmp_path: Path, res: str
+) -> None:
+    t0 = time.monotonic()
+    result = CliRunner().invoke(
+        cli, ["run", str(TINY_WIND), "--catalog", str(tiny_catalog), "--out",
+              str(tmp_path / "out"), "--resolution", res],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert ("GiB of memory" in result.output) or ("positive number" in result.output)
+    assert time.monotonic() - t0 < 30
+    assert not (tmp_path / "out").exists()
