@@ -245,6 +245,7 @@ def render_report(
     recipes: Mapping[str, str],
     provenance: Mapping[str, Any],
     style: MapStyle | None = None,
+    potential: pd.DataFrame | None = None,
 ) -> Path:
     """Write the self-contained run report (HTML with inline SVG charts) and return its path.
 
@@ -258,6 +259,8 @@ def render_report(
     recipes : recipe name → YAML text as used.
     provenance : ``title``, ``demo_terrain``, ``modelled`` {layer: bool or label}, sources …
     style : for bilingual column labels and number formats; None = default.
+    potential : ``potential.csv`` rows (:mod:`sitekit.potential`): the technical potential over
+        all eligible land, shown per prefecture; None = no such section.
     """
     style = style or MapStyle()
     prov = dict(provenance or {})
@@ -281,13 +284,13 @@ def render_report(
         parts.append(_table(summary, style))
         charts = [
             (
-                "Potential capacity [MW]",
-                "技术可开发装机 [MW]",
-                _grouped_bars(summary, "potential_mw", "potential [MW]"),
+                "Capacity of the top-N sites [MW]",
+                "前N名场址装机 [MW]",
+                _grouped_bars(summary, "potential_mw", "top-N sites [MW]"),
             ),
             (
-                "Annual energy [GWh/yr]",
-                "年发电量 [GWh]",
+                "Annual energy of the top-N sites [GWh/yr]",
+                "前N名场址年发电量 [GWh]",
                 _grouped_bars(summary, "energy_gwh", "energy [GWh/yr]"),
             ),
         ]
@@ -299,9 +302,15 @@ def render_report(
     else:
         parts.append('<p class="note">no summary rows · 无汇总数据</p>')
 
+    from sitekit.supply import report_tables
+
+    for i, (en, zh, table) in enumerate(report_tables(potential)):
+        parts.append(_h(2, en, zh, f"potential-{i}"))
+        parts.append(_table(table, style))
     curves = _supply_curves(sites)
     if curves:
-        parts.append(_h(2, "LCOE supply curves", "平准化度电成本供给曲线", "supply"))
+        en, zh = "LCOE supply curves of the top-N sites", "前N名场址平准化度电成本供给曲线"
+        parts.append(_h(2, en, zh, "supply"))
         parts.append(f'<div class="chart">{curves}</div>')
     ps_chart = _ps_by_class(ps_pairs, style)
     if ps_chart:

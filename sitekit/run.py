@@ -651,6 +651,11 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         cnty = zones.get("county")
         sites: dict[str, Any] = {}
         summaries = []
+        from sitekit import supply  # technical potential, land competition, supply curves
+
+        techs = {g.recipe.technology: g.recipe for g in graphs}
+        land = supply.land_use(layers, techs) if graphs else {}
+        candidates: dict[str, Any] = {}
         for g in graphs:
             r = g.recipe
             t = r.technology
@@ -661,8 +666,8 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 else [str(i) for i in range(len(pts))]
             )
             # persisted layers: site extraction reads them one strip of rows at a time
-            incl = da.where(layers[f"{t}_eligible"], layers[f"{t}_inclusion"], 0.0)
-            gdf, _labels = extract_sites(
+            incl = land[t].inclusion_after  # one technology per pixel (recipe competition rule)
+            gdf, _labels, candidates[t] = extract_sites(
                 grid,
                 score=layers[f"{t}_score"],
                 inclusion=incl,
@@ -677,12 +682,32 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 county_names=cnty[1] if cnty else [],
                 rules=SiteRules(**r.sites.model_dump()),
                 economics=r.economics,
+                candidates=True,
             )
             sites[f"{t}_sites"] = gdf
             areas = zone_areas(incl, layers["prefecture_id"], pref_names, grid.pixel_area_km2)
             summaries.append(summarise(gdf, areas, t))
             del incl, _labels
         timings["sites_s"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        extra = (
+            supply.run_outputs(
+                stage,
+                grid=grid,
+                layers=layers,
+                recipes=techs,
+                legends={g.recipe.technology: g.constraints.legend for g in graphs},
+                land=land,
+                zones=zones,
+                candidates=candidates,
+                points=pts,
+                point_names=names,
+                write_table=export.write_table,
+            )
+            if graphs
+            else {}
+        )
+        timings["potential_s"] = time.perf_counter() - t1
 
         if "ps" in others:
             summaries.append(_ps_summary(others["ps"][1], pref_names))
@@ -697,6 +722,8 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         if cnty:
             vectors["counties"] = cnty[2]
         vectors.update(sites)
+        if extra.get("layer") is not None:
+            vectors["technical_potential"] = extra["layer"]
         if "ps" in others:
             ps_res, ps_pairs = others["ps"]
             vectors["ps_reservoirs"] = ps_res
@@ -756,6 +783,7 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 ps_pairs=vectors.get("ps_pairs"),
                 recipes={p.name: text for p, _, text in recipes},
                 provenance=provenance,
+                potential=extra.get("potential"),
             )
             timings["map_s"] = time.perf_counter() - t1
         timings["rasters_s"] = cogs.result()  # the writer's own time; it overlapped the above

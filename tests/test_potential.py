@@ -169,3 +169,71 @@ def test_shared_density_and_potential_after_competition() -> None:
     assert row["technical_potential_mw_after_competition"] == pytest.approx(50 * PA * 40)
     assert row["eligible_km2"] == pytest.approx(60 * PA)
     assert row["eligible_km2_after_competition"] == pytest.approx(50 * PA)
+
+
+# -- supply curve over all candidate sites ---------------------------------------------------
+def _allocated():
+    import pandas as pd
+
+    return pd.DataFrame(
+        {"technology": ["pv", "wind", "pv", "pv"], "site_id": ["S3", "S1", "S2", "S4"],
+         "capacity_mw": [40.0, 30.0, 100.0, 20.0], "energy_gwh": [70.08, 78.84, 175.2, 35.04],
+         "capacity_factor": [0.2, 0.3, 0.2, 0.2],
+         "total_lcoe_cny_per_kwh": [0.30, 0.40, 0.25, 0.30],
+         "allocated_point_index": [0, 1, -1, 1], "allocated_connection_km": [1.0, 2.0, 3.0, 4.0],
+         "connection_kv": [110, 110, 220, 110],
+         "connection_status": ["allocated", "allocated", "needs new transmission", "allocated"],
+         "new_transmission_cny": [0.0, 0.0, 5e7, 0.0], "in_top_n": [True, True, False, False]}
+    )  # fmt: skip
+
+
+def test_supply_curve_orders_all_sites_by_total_lcoe_and_accumulates() -> None:
+    from sitekit import supply
+
+    sc = supply.supply_curve(_allocated(), ["P0", "P1"])
+    pv = sc[sc["technology"] == "pv"]
+    assert list(pv["site_id"]) == ["S2", "S3", "S4"]  # 0.25, then the 0.30 tie by site id
+    assert list(pv["order"]) == [1, 2, 3]
+    assert list(pv["cumulative_mw"]) == [100.0, 140.0, 160.0]
+    assert pv["cumulative_mw"].iloc[-1] == pytest.approx(_allocated().query("technology == 'pv'")
+                                                         ["capacity_mw"].sum())  # fmt: skip
+    assert pv["cumulative_gwh"].iloc[-1] == pytest.approx(175.2 + 70.08 + 35.04)
+    assert list(pv["connection_point"]) == ["", "P0", "P1"]
+    assert list(sc.columns) == supply.SUPPLY_COLUMNS
+    assert supply.check_sites(sc) == []
+
+
+def test_invariants_catch_unit_errors() -> None:
+    from sitekit import supply
+
+    good = _allocated()
+    bad = good.assign(capacity_factor=good["energy_gwh"] / good["capacity_mw"] / 0.876)
+    assert any("capacity factor" in m for m in supply.check_sites(bad))  # CF = energy ÷ 876
+    off = good.assign(energy_gwh=good["energy_gwh"] * 1.05)
+    assert any("8.76" in m for m in supply.check_sites(off))
+    dear = good.assign(total_lcoe_cny_per_kwh=good["total_lcoe_cny_per_kwh"] * 1000)
+    assert any("CNY/kWh" in m for m in supply.check_sites(dear))  # connection per MW, not kW
+
+
+def test_land_use_needs_one_rule_for_both_recipes() -> None:
+    from types import SimpleNamespace
+
+    from sitekit import supply
+    from sitekit.errors import RecipeError
+
+    ip, iw, lp, lw = (da.from_array(a, chunks=5) for a in _overlap())
+    layers = {"pv_eligible": ip > 0, "pv_inclusion": ip, "wind_eligible": iw > 0,
+              "wind_inclusion": iw, "pv_lcoe": lp, "wind_lcoe": lw}  # fmt: skip
+
+    def recipe(rule, d):
+        return SimpleNamespace(sites=SimpleNamespace(power_density_mw_per_km2=d),
+                               competition=SimpleNamespace(rule=rule,
+                                                           shared_power_density_mw_per_km2=None))  # fmt: skip
+
+    land = supply.land_use(
+        layers, {"pv": recipe("lower_lcoe", 40), "wind": recipe("lower_lcoe", 3)}
+    )
+    assert float(land["pv"].inclusion_after.sum().compute()) == 50
+    assert float(land["wind"].capacity_after.sum().compute()) == pytest.approx(50 * 3)
+    with pytest.raises(RecipeError, match="competition.rule differs"):
+        supply.land_use(layers, {"pv": recipe("pv_first", 40), "wind": recipe("shared", 3)})

@@ -1,0 +1,289 @@
+"""Supply curves over ALL candidate sites, and the run's technical-potential outputs.
+
+:func:`supply_curve` orders every candidate site of a technology (not only the top-N lists) by
+total LCOE including its grid connection, with cumulative MW and GWh/yr — the table NREL's reV
+writes and its users chart (reV ``supply_curve/supply_curve.py``: ``total_lcoe`` = plant LCOE +
+levelised cost of transmission; Maclaurin et al. 2021, *The Renewable Energy Potential (reV)
+Model*, NREL/TP-6A20-73067). :func:`run_outputs` is what :mod:`sitekit.run` calls: land
+competition, the technical potential per admin unit (:mod:`sitekit.potential`), grid-point
+allocation (:func:`sitekit.hosting.allocate`) and the CSV files.
+
+References: Maclaurin et al. 2021 (NREL/TP-6A20-73067).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: columns of ``supply_curve.csv``
+SUPPLY_COLUMNS = [
+    "technology",
+    "order",
+    "site_id",
+    "prefecture",
+    "county",
+    "capacity_mw",
+    "energy_gwh",
+    "capacity_factor",
+    "total_lcoe_cny_per_kwh",
+    "connection_point",
+    "connection_kv",
+    "connection_km",
+    "connection_status",
+    "new_transmission_cny",
+    "cumulative_mw",
+    "cumulative_gwh",
+    "in_top_n",
+]
+
+
+def supply_curve(sites: pd.DataFrame, point_names: list[str]) -> pd.DataFrame:
+    """Per technology, every site by ascending total LCOE incl. connection, with cumulative MW
+    and GWh/yr (ties: site id).
+
+    Parameters
+    ----------
+    sites : all candidate sites of all technologies after :func:`sitekit.hosting.allocate`
+        (technology, site_id, capacity_mw [MW], energy_gwh [GWh/yr], total_lcoe_cny_per_kwh,
+        allocated_point_index, allocated_connection_km, connection_kv, connection_status …).
+    point_names : connection point names by index.
+
+    Returns :data:`SUPPLY_COLUMNS`; the last ``cumulative_mw`` of a technology equals the sum
+    of its sites' MW.
+    """
+    df = sites.copy()
+    names = np.asarray([*point_names, ""], dtype=object)
+    idx = df["allocated_point_index"].to_numpy(int)
+    df["connection_point"] = names[np.where(idx >= 0, idx, len(point_names))]
+    df["connection_km"] = df["allocated_connection_km"]
+    df = df.sort_values(
+        ["technology", "total_lcoe_cny_per_kwh", "site_id"], na_position="last", kind="stable"
+    )
+    g = df.groupby("technology", sort=False)
+    df["order"] = g.cumcount() + 1
+    df["cumulative_mw"] = g["capacity_mw"].cumsum()
+    df["cumulative_gwh"] = g["energy_gwh"].cumsum()
+    for c in SUPPLY_COLUMNS:
+        if c not in df.columns:
+            df[c] = np.nan
+    out = df[SUPPLY_COLUMNS].reset_index(drop=True)
+    for c in ("capacity_mw", "energy_gwh", "connection_km", "cumulative_mw", "cumulative_gwh"):
+        out[c] = out[c].astype(float).round(3)
+    out["total_lcoe_cny_per_kwh"] = out["total_lcoe_cny_per_kwh"].astype(float).round(4)
+    out["new_transmission_cny"] = out["new_transmission_cny"].astype(float).round(0)
+    return out
+
+
+def check_sites(df: pd.DataFrame, *, max_lcoe_cny_per_kwh: float = 20.0) -> list[str]:
+    """Invariants every site / supply-curve table keeps; returns the broken ones (empty = ok).
+
+    capacity factor in [0, 1]; energy = MW × CF × 8.76 GWh/yr (±0.5 % for rounding); LCOE
+    finite, > 0 and below ``max_lcoe_cny_per_kwh`` (20 CNY/kWh ≈ 50× China's coal benchmark
+    tariff of ≈0.35–0.45 CNY/kWh, NDRC 发改价格〔2019〕1658号: anything above is a unit error).
+    """
+    bad: list[str] = []
+    if not len(df):
+        return bad
+    cf = df["capacity_factor"].to_numpy(float)
+    if not ((cf >= 0) & (cf <= 1)).all():
+        bad.append(f"capacity factor outside [0, 1]: max {np.nanmax(cf):.3g}")
+    e = df["energy_gwh"].to_numpy(float)
+    want = df["capacity_mw"].to_numpy(float) * cf * 8.76
+    if not np.allclose(e, want, rtol=5e-3, atol=1e-3):
+        bad.append("energy_gwh != capacity_mw × capacity_factor × 8.76")
+    col = "total_lcoe_cny_per_kwh" if "total_lcoe_cny_per_kwh" in df else "lcoe_cny_per_kwh"
+    lc = df[col].to_numpy(float)
+    if not (np.isfinite(lc) & (lc > 0) & (lc < max_lcoe_cny_per_kwh)).all():
+        bad.append(f"{col} outside (0, {max_lcoe_cny_per_kwh}) CNY/kWh: max {np.nanmax(lc):.3g}")
+    return bad
+
+
+@dataclass
+class Land:
+    """One technology's land after competition (lazy arrays on the run's grid)."""
+
+    inclusion: Any  # eligible fraction if alone [0–1]
+    inclusion_after: Any  # eligible fraction after competition [0–1]
+    capacity_after: Any  # installed MW per km² of pixel after competition
+    shared: Any  # bool: shared with the other technology (rule "shared")
+
+
+def land_use(layers: dict[str, Any], recipes: dict[str, Any]) -> dict[str, Land]:
+    """Land per technology after :func:`sitekit.competition.resolve` (lazy; rule from the
+    recipes, which must agree when both PV and wind run)."""
+    import dask.array as da
+
+    from sitekit import competition
+    from sitekit.errors import RecipeError
+
+    incl = {
+        t: da.where(layers[f"{t}_eligible"], layers[f"{t}_inclusion"], np.float32(0))
+        for t in recipes
+    }
+    dens = {t: r.sites.power_density_mw_per_km2 for t, r in recipes.items()}
+    shared_d = {
+        t: r.competition.shared_power_density_mw_per_km2 or dens[t] for t, r in recipes.items()
+    }
+    if not {"pv", "wind"} <= set(recipes):
+        no = da.zeros_like(next(iter(incl.values())), dtype=bool) if incl else None
+        return {t: Land(incl[t], incl[t], incl[t] * np.float32(dens[t]), no) for t in recipes}
+    rules = {recipes["pv"].competition.rule, recipes["wind"].competition.rule}
+    if len(rules) > 1:
+        raise RecipeError(
+            f"competition.rule differs between the PV and wind recipes ({sorted(rules)}); "
+            "set the same rule in both"
+        )
+    pv, wind, shared = competition.resolve(
+        incl["pv"], incl["wind"], layers["pv_lcoe"], layers["wind_lcoe"], rules.pop()
+    )
+    after = {"pv": pv, "wind": wind}
+    return {
+        t: Land(
+            incl[t],
+            after[t],
+            competition.density(after[t], shared, dens[t], shared_d[t]),
+            shared,
+        )
+        for t in ("pv", "wind")
+    }
+
+
+def run_outputs(
+    stage: Path,
+    *,
+    grid: Any,
+    layers: dict[str, Any],
+    recipes: dict[str, Any],
+    legends: dict[str, list],
+    land: dict[str, Land],
+    zones: dict[str, Any],
+    candidates: dict[str, pd.DataFrame],
+    points: Any,
+    point_names: list[str],
+    write_table: Any,
+) -> dict[str, Any]:
+    """Technical potential, grid allocation and supply curves of a run; writes
+    ``potential.csv``, ``supply_curve.csv`` and ``grid_allocation.csv`` into ``stage``.
+
+    Returns {"potential": DataFrame, "supply": DataFrame, "per_point": DataFrame,
+    "layer": county GeoDataFrame with the potential columns (or None), "checks": [str]}.
+    """
+    import dask.array as da
+
+    from sitekit import hosting, potential
+
+    pref_ids, pref_names, _ = zones["prefecture"]
+    cnty = zones.get("county")
+    cnty_ids = layers["county_id"] if cnty else da.zeros_like(layers["prefecture_id"])
+    cnty_names = cnty[1] if cnty else []
+    sums, codes = {}, {}
+    for t in recipes:
+        legend = legends[t]
+        codes[t] = [rb.code for rb in legend]
+        sums[t] = potential.zone_totals(
+            prefecture_id=layers["prefecture_id"],
+            county_id=cnty_ids,
+            study_fraction=layers["study_fraction"],
+            reasons=layers[f"{t}_exclusion_reasons"],
+            inclusion=land[t].inclusion,
+            inclusion_after=land[t].inclusion_after,
+            capacity_after_mw_per_km2=land[t].capacity_after,
+            shared=land[t].shared,
+            energy_kwh_per_kw=layers[f"{t}_energy"],
+            density_mw_per_km2=recipes[t].sites.power_density_mw_per_km2,
+            n_prefectures=len(pref_names),
+            n_counties=len(cnty_names),
+            n_bits=len(legend),
+        )
+    pot = potential.potential_table(
+        sums,
+        pixel_area_km2=grid.pixel_area_km2,
+        prefecture_names=pref_names,
+        county_names=cnty_names,
+        reason_codes=codes,
+    )
+    write_table(stage / "potential.csv", pot)
+    layer = None
+    if cnty:
+        gdf = cnty[2]
+        field = "name_en" if "name_en" in gdf.columns else gdf.columns[0]
+        rows = pot[pot["level"] == "county"].drop(columns=["level"])
+        value_cols = [c for c in rows.columns if c not in ("prefecture", "county", "technology")]
+        wide = pd.concat(
+            [
+                rows[rows["technology"] == t]
+                .groupby("county")[value_cols]
+                .sum()
+                .add_prefix(f"{t}_")
+                for t in recipes
+            ],
+            axis=1,
+        )
+        layer = gdf[[field, "geometry"]].merge(wide, left_on=field, right_index=True, how="left")
+    # all candidate sites compete for the connection points, cheapest first
+    frames = [c.assign(technology=t) for t, c in candidates.items() if len(c)]
+    allsites = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    supply, per_point, checks = pd.DataFrame(columns=SUPPLY_COLUMNS), pd.DataFrame(), []
+    if len(allsites) and points is not None and len(points):
+        pts = grid.to_grid_crs(points, "connection points")
+        cap, src = hosting.point_capacity_mw(pts)
+        econ = {t: r.economics for t, r in recipes.items()}
+        alloc = hosting.allocate(allsites, pts, cap, economics=econ)
+        per_point = hosting.allocation_per_point(alloc, pts, cap, src)
+        per_point["name"] = point_names[: len(per_point)]
+        supply = supply_curve(alloc, point_names)
+        checks = check_sites(supply)
+        write_table(stage / "grid_allocation.csv", per_point)
+    write_table(stage / "supply_curve.csv", supply)
+    return {"potential": pot, "supply": supply, "per_point": per_point, "layer": layer,
+            "checks": checks}  # fmt: skip
+
+
+#: bilingual headers of the report's technical-potential table
+POTENTIAL_HEADERS = {
+    "prefecture": "Prefecture 市州",
+    "technology": "Technology 技术",
+    "study_km2": "Study area [km²] 研究区面积",
+    "excluded_km2": "Excluded, all rules [km²] 排除面积（合计）",
+    "eligible_km2": "Eligible if alone [km²] 可用面积（单独）",
+    "technical_potential_mw": "Technical potential if alone [MW] 技术可开发量（单独）",
+    "technical_potential_gwh": "Technical potential if alone [GWh/yr] 技术可开发电量（单独）",
+    "mean_cf": "Mean CF 平均容量系数",
+    "technical_potential_mw_after_competition": (
+        "Technical potential after competition [MW] 技术可开发量（用地竞争后）"
+    ),
+    "technical_potential_gwh_after_competition": (
+        "Technical potential after competition [GWh/yr] 技术可开发电量（用地竞争后）"
+    ),
+    "shared_km2": "Shared land [km²] 共用土地",
+}
+
+
+def report_tables(pot: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(English title, Chinese title, table) for the run report: the technical potential per
+    prefecture, and the share of the study area each exclusion rule removes [%]."""
+    if pot is None or not len(pot):
+        return []
+    p = pot[pot["level"].isin(["prefecture", "study_area"])].copy()
+    p["prefecture"] = p["prefecture"].where(p["level"] != "study_area", "Study area 研究区")
+    cols = [c for c in POTENTIAL_HEADERS if c in p.columns]
+    t1 = p[cols].rename(columns=POTENTIAL_HEADERS)
+    rules = [c for c in p.columns if c.startswith("excluded_") and c.endswith("_km2")]
+    share = p[["prefecture", "technology"]].copy()
+    for c in ["excluded_km2", *[r for r in rules if r != "excluded_km2"]]:
+        name = "all rules 合计" if c == "excluded_km2" else c[len("excluded_") : -len("_km2")]
+        share[f"{name} [%]"] = (100 * p[c] / p["study_km2"]).round(2)
+    share = share.rename(columns=POTENTIAL_HEADERS)
+    return [
+        (
+            "Technical potential — all eligible land (not the top-N site lists)",
+            "技术可开发量——全部可用土地（非前N名场址）",
+            t1,
+        ),
+        ("Share of the study area each rule removes", "各排除规则占研究区面积比例", share),
+    ]
