@@ -72,7 +72,7 @@ def test_report_has_the_charts(page: str) -> None:
     assert not any("<?xml" in s or "<metadata>" in s for s in svgs)
     text = " ".join(re.findall(r"<text[^>]*>([^<]*)</text>", page))
     assert "凉山州" in text  # Chinese kept as SVG text: the browser renders it with its fonts
-    assert "LCOE [CNY/kWh]" in text and "class A" in text and "potential [MW]" in text
+    assert "LCOE [CNY/kWh]" in text and "class A" in text and "top-N sites [MW]" in text
 
 
 def test_report_tables_and_headings(page: str, results: dict) -> None:
