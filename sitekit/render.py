@@ -722,7 +722,11 @@ def render_map(
         )
     if prov.get("attribution"):
         info.append(f'<div class="sk-note">{esc(prov["attribution"])}</div>')
-    banner = f'<div class="sk-banner">{esc(DEMO_BANNER)}</div>' if prov.get("demo_terrain") else ""
+    from sitekit.rules import banner_text
+
+    lines = [DEMO_BANNER] if prov.get("demo_terrain") else []
+    lines += [banner_text(prov.get("rules"))] if prov.get("rules") else []  # rules applied/missing
+    banner = f'<div class="sk-banner">{"<br>".join(esc(x) for x in lines)}</div>' if lines else ""
     zooms = [v.label_min_zoom for k, v in style.vectors.items() if k in objs and v.label_min_zoom]
     _Controls(objs, legends, "".join(info), banner, zooms).add_to(m)
 

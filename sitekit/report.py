@@ -337,6 +337,9 @@ def render_report(
         )  # noqa: E501
         parts.append(_table(_top(ps_pairs, "energy_gwh", False), style, PAIR_COLUMNS))
 
+    from sitekit.validation import report_section
+
+    parts.append(report_section(prov))  # rules applied / missing, check against built plants
     parts.append(_h(2, "Recipes used", "所用评价方案", "recipes"))
     for name, text in recipes.items():
         parts.append(f"<h3>{esc(name)}</h3><pre>{esc(text)}</pre>")

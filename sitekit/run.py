@@ -736,7 +736,14 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             ] = gdf
         for spec in catalog.by_role("constraint"):
             vectors[f"constraint_{spec.id}"] = catalog.vector(spec.id, grid)
+        # siting rules applied / missing (with areas), built plants, validation (sitekit.validation)
+        from sitekit.validation import in_run
+
+        rules_prov, plant_vectors, validation = in_run(stage, graphs, layers, grid, catalog)
+        vectors.update(plant_vectors)
         provenance = _provenance(catalog, recipes, pipe, grid, timings, t0)
+        provenance.update(rules_prov)
+        provenance["validation"] = [] if validation is None else validation.to_dict("records")
         legend = [tuple(b) for b in graphs[0].constraints.legend] if graphs else []
         provenance["exclusion_legend"] = legend
         export.write_geopackage(

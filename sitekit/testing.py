@@ -202,7 +202,7 @@ def synthetic_results(
             "head_m": [600.0],
             "separation_km": [3.3],
             "volume_gl": [5.0],
-            "energy_gwh": [6.5],
+            "storage_gwh": [6.5],  # per cycle (pumped storage has no annual energy)
             "power_mw": [800.0],
             "storage_hours": [8.1],
             "cost_class": ["A"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 
@@ -48,14 +49,24 @@ def test_paused_keeps_a_disabled_collector_disabled_and_restores_on_error() -> N
     assert not gc.isenabled()
 
 
+class _Node:
+    """A weak-referenceable object that can sit in a reference cycle."""
+
+
 def test_freeze_exempts_live_objects() -> None:
     gc.unfreeze()
     before = gc.get_freeze_count()
-    objs = [{} for _ in range(100)]  # dicts of dicts are tracked once they hold containers
-    holder = [objs]
+    node = _Node()
+    node.self = node  # a cycle: only the cyclic collector can free it
+    ref = weakref.ref(node)
     gctools.freeze()
     assert gc.get_freeze_count() >= before + 1
-    assert holder
+    del node
+    gc.collect()
+    assert ref() is not None  # frozen: the collector skips it even as garbage
+    gc.unfreeze()
+    gc.collect()
+    assert ref() is None  # unfrozen, the same cycle is collected
 
 
 def test_tune_malloc_sets_glibc_thresholds_for_in_process_workers() -> None:

@@ -131,6 +131,11 @@ BLOCKS = [(2, 2), (2, 16), (16, 2), (16, 16)]  # 8×8-pixel blocks of eligible l
 
 
 def _ranks(yields: list[float], distances: list[float]) -> dict[str, int]:
+    sites = _four_sites(yields, distances)
+    return dict(zip(sites["site_id"], sites["rank"], strict=True))
+
+
+def _four_sites(yields: list[float], distances: list[float]):
     n = 28
     grid = small_grid((n, n), 100.0, chunks=14)
     score = np.zeros((n, n), np.float32)
@@ -149,7 +154,7 @@ def _ranks(yields: list[float], distances: list[float]) -> dict[str, int]:
         rules=SiteRules(0.5, 0.1, 10.0, 40.0, max_sites=100), economics=ECON,
     )  # fmt: skip
     assert len(sites) == len(BLOCKS)
-    return dict(zip(sites["site_id"], sites["rank"], strict=True))
+    return sites
 
 
 @FAST
@@ -166,6 +171,23 @@ def test_raising_a_sites_yield_never_lowers_its_rank(yields, distances, which, f
     after = _ranks(raised, distances)
     site = sorted(before)[which]  # site ids follow the blocks' row-major order
     assert after[site] <= before[site]
+
+
+@FAST
+@given(
+    yields=st.lists(st.floats(600, 2200), min_size=4, max_size=4),
+    distances=st.lists(st.floats(0, 80), min_size=4, max_size=4),
+)
+def test_site_tables_keep_cf_energy_and_lcoe_invariants(yields, distances) -> None:
+    from sitekit.supply import check_sites
+
+    sites = _four_sites(yields, distances)
+    assert check_sites(sites) == []  # CF ≤ 1, energy = MW × CF × 8.76, 0 < LCOE < 20 CNY/kWh
+    # the LCOE rises with the connection distance and falls with the yield, never below the
+    # plant alone: (capex × CRF + O&M) / yield
+    floor = (ECON.capex_cny_per_kw * 0.0782267 + ECON.fixed_om_cny_per_kw_yr) / np.array(yields)
+    by_block = sites.sort_values("site_id")["lcoe_cny_per_kwh"].to_numpy()
+    assert (by_block >= floor * (1 - 1e-3) - 1e-4).all()
 
 
 # ------------------------------------------------------------------------------ CRS round trip

@@ -32,7 +32,7 @@ def results() -> dict:
     pairs = r["vectors"]["ps_pairs"]
     r["pairs"] = gpd.GeoDataFrame(
         pd.concat([pairs] * 3, ignore_index=True).assign(
-            cost_class=["A", "B", "C"], energy_gwh=[6.5, 4.0, 2.0], prefecture=["Jia", "Yi", "Yi"]
+            cost_class=["A", "B", "C"], storage_gwh=[6.5, 4.0, 2.0], prefecture=["Jia", "Yi", "Yi"]
         ),
         crs=pairs.crs,
     )

@@ -67,9 +67,15 @@ def test_crf_and_lcoe_hand_calculation() -> None:
 def test_degradation_raises_lcoe() -> None:
     g = scoring.degradation_factor(0.06, 25, 0.005)
     assert 0.93 < g < 0.96  # discounted mean of (1−0.5 %)^(t−1)
-    assert scoring.lcoe_cny_per_kwh(1500.0, 3600, 50, 0.06, 25, 0.005) == pytest.approx(
-        scoring.lcoe_cny_per_kwh(1500.0, 3600, 50, 0.06, 25) / g
-    )
+    # two years, 10 %/yr real discount, 10 %/yr degradation, by hand: year 1 produces the full
+    # first-year energy (exponent t − 1 = 0), year 2 90 % of it
+    w1, w2 = 1 / 1.1, 1 / 1.1**2
+    g2 = (w1 * 1.0 + w2 * 0.9) / (w1 + w2)
+    assert scoring.degradation_factor(0.1, 2, 0.1) == pytest.approx(g2, rel=1e-12)
+    assert scoring.degradation_factor(0.0, 2, 0.1) == pytest.approx(0.95, rel=1e-12)
+    crf2 = 0.1 * 1.1**2 / (1.1**2 - 1)  # = 0.57619…
+    want = (1000 * crf2 + 20) / (1500 * g2)
+    assert scoring.lcoe_cny_per_kwh(1500.0, 1000, 20, 0.1, 2, 0.1) == pytest.approx(want, rel=1e-9)
 
 
 def _composed(xs, kinds, params, weights, eligible, valid):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sitekit.recipe import Economics
-from sitekit.sites import SiteRules, extract_sites, label_sites
+from sitekit.sites import SiteRules, connection_cost_cny_per_kw, extract_sites, label_sites
 from sitekit.testing import small_grid
 
 ECON = Economics(
@@ -64,6 +64,16 @@ def _extract(grid, score, energy, dist, zone, inclusion=None, rules=None):
     )
 
 
+CRF = 0.06 * 1.06**25 / (1.06**25 - 1)  # 0.0782267 /yr
+
+
+def _hand_lcoe(energy_kwh_per_kw: float, dist_km: float, mw: float = 40.0) -> float:
+    """LCOE of a landscape block by hand: 110 kV line at 800,000 CNY/km, no bay, no
+    degradation; connection [CNY/kW] = km × CNY/km ÷ (MW × 1000 kW/MW)."""
+    conn = dist_km * 800000 / (mw * 1000)
+    return ((3600 + conn) * CRF + 50) / energy_kwh_per_kw
+
+
 def test_known_best_site_ranks_first() -> None:
     sites, labels = _extract(*_landscape())
     assert len(sites) == 3
@@ -75,9 +85,32 @@ def test_known_best_site_ranks_first() -> None:
     assert best["prefecture"] == "West" and best["grid_point_name"] == "Sub A"
     # block C (east) is in the East prefecture
     assert set(sites["prefecture"]) == {"West", "East"}
-    assert list(sites["rank"]) == [1, 2, 3]
-    assert sites["lcoe_cny_per_kwh"].is_monotonic_increasing
+    # hand LCOE: A (1800 kWh/kW, 2 km) 0.1858 < B (1700, 40 km) 0.2319 < C (1400, 10 km) 0.2480
+    by_energy = sites.set_index("energy_gwh")
+    for e, km, rank in ((1800, 2.0, 1), (1700, 40.0, 2), (1400, 10.0, 3)):
+        row = by_energy.loc[40.0 * e / 1000]
+        assert row["rank"] == rank
+        assert row["lcoe_cny_per_kwh"] == pytest.approx(_hand_lcoe(e, km), abs=6e-5)
     assert sites.crs is not None and labels.max() >= 3
+
+
+def test_connection_cost_is_booked_per_kw() -> None:
+    # 10 km of 110 kV line (800,000 CNY/km) for a 50 MW site: 8 M CNY / 50,000 kW = 160 CNY/kW
+    cost, kv = connection_cost_cny_per_kw(np.array([10.0]), np.array([50.0]), ECON)
+    assert cost[0] == pytest.approx(160.0) and kv[0] == 110
+    econ = ECON.model_copy(update={"connection_bay_cny": {110: 5e6, 220: 2e7}})
+    cost, kv = connection_cost_cny_per_kw(np.array([10.0]), np.array([150.0]), econ)
+    assert cost[0] == pytest.approx((10 * 1.5e6 + 2e7) / 150e3) and kv[0] == 220
+
+
+def test_site_tables_keep_their_invariants() -> None:
+    from sitekit.supply import check_sites
+
+    sites, _ = _extract(*_landscape())
+    assert check_sites(sites) == []  # CF ≤ 1, energy = MW × CF × 8.76, LCOE within bounds
+    assert sites["capacity_factor"].tolist() == pytest.approx(
+        [1800 / 8760, 1700 / 8760, 1400 / 8760], abs=1e-4
+    )
 
 
 def test_area_bookkeeping_uses_inclusion_fraction() -> None:
@@ -92,11 +125,16 @@ def test_area_bookkeeping_uses_inclusion_fraction() -> None:
 def test_raising_yield_never_lowers_rank() -> None:
     grid, score, energy, dist, zone = _landscape()
     before, _ = _extract(grid, score, energy, dist, zone)
-    rank_c = before.set_index("prefecture").loc["East", "rank"]
+    assert before.set_index("prefecture").loc["East", "rank"] == 3  # C is last (LCOE 0.248)
     energy2 = energy.copy()
-    energy2[2:12, 25:35] = 2500.0
+    energy2[2:12, 25:35] = 2500.0  # C's LCOE by hand: (3800 × CRF + 50) / 2500 = 0.1389
     after, _ = _extract(grid, score, energy2, dist, zone)
-    assert after.set_index("prefecture").loc["East", "rank"] <= rank_c
+    c = after.set_index("prefecture").loc["East"]
+    assert c["rank"] == 1
+    assert c["lcoe_cny_per_kwh"] == pytest.approx(_hand_lcoe(2500, 10.0), abs=6e-5)
+    # the others keep their order, one place down
+    west = after[after["prefecture"] == "West"].sort_values("rank")
+    assert west["rank"].tolist() == [2, 3] and west["energy_gwh"].tolist() == [72.0, 68.0]
 
 
 def test_large_region_is_split_and_small_pieces_dropped() -> None:
