@@ -240,7 +240,8 @@ def measure(
     -------
     dict
         ``rules`` (the status list, with areas), ``study_area_km2``, ``eligible_share`` (all
-        constraints) and ``eligible_share_without_rules`` (recipe constraints only).
+        constraints), ``eligible_share_without_rules`` (recipe constraints only) and
+        ``constraints_km2`` (area each reason bit covers, rules or not).
     """
     import dask
 
@@ -259,6 +260,8 @@ def measure(
         hit = (r & b) != 0
         lazy[rid] = (sf * hit).sum()
         lazy[rid + "|only"] = (sf * (hit & ((r & ~b & ~np.uint32(forced_bits)) == 0))).sum()
+    for code, bit in bits.items():  # every constraint, rules or not (gross area)
+        lazy["c|" + code] = (sf * ((r & np.uint32(1 << bit)) != 0)).sum()
     excl = excluded_from_reasons(r, forced_bits, hard_bits)
     without = excluded_from_reasons(r & np.uint32(0xFFFFFFFF & ~rule_mask), forced_bits, hard_bits)
     lazy["excluded"] = (sf * excl).sum()
@@ -281,6 +284,7 @@ def measure(
         "study_area_km2": round(area * pixel_area_km2, 3),
         "eligible_share": round(share, 5),
         "eligible_share_without_rules": round(share0, 5),
+        "constraints_km2": {c: round(got["c|" + c] * pixel_area_km2, 3) for c in bits},
     }
 
 

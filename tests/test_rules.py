@@ -129,6 +129,11 @@ def test_measure_areas_by_hand() -> None:
     # eligible: only (0,0) → 1 / 4.5; without the rule also (0,2) and (1,1) → 2.5 / 4.5
     assert got["eligible_share"] == pytest.approx(1 / 4.5, abs=1e-5)
     assert got["eligible_share_without_rules"] == pytest.approx(2.5 / 4.5, abs=1e-5)
+    # steep bit on (0,1) and (1,0): 2 km²
+    assert got["constraints_km2"] == {
+        "steep": pytest.approx(2.0),
+        "eco_redline": pytest.approx(2.5),
+    }
 
 
 def test_banner_lists_missing_rules() -> None:

@@ -83,7 +83,7 @@ def register() -> None:
     """Import every verb module (each registers its commands on :data:`cli`)."""
     import importlib
 
-    for mod in ("layers", "run", "outputs", "route", "cache"):
+    for mod in ("layers", "run", "outputs", "route", "cache", "validate"):
         try:
             importlib.import_module(f"sitekit.cli.{mod}")
         except ModuleNotFoundError as exc:  # pragma: no cover - optional verb module missing
