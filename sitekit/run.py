@@ -138,6 +138,35 @@ def local_cluster_config(malloc: bool = True) -> dict[str, Any]:
     }
 
 
+#: seconds a scheduler has to answer its identity call
+SCHEDULER_TIMEOUT_S = 30.0
+
+
+def check_scheduler(address: str, timeout_s: float = SCHEDULER_TIMEOUT_S) -> None:
+    """Raise :class:`InputError` unless a Dask scheduler answers at ``address`` within
+    ``timeout_s``: a port that accepts and never speaks (another service, a stuck scheduler)
+    would otherwise hang ``Client()`` for ever."""
+    import asyncio
+
+    from distributed.core import rpc
+
+    async def identity() -> dict:
+        async with rpc(address, timeout=timeout_s) as remote:
+            return await remote.identity()
+
+    try:
+        info = asyncio.run(asyncio.wait_for(identity(), timeout_s))
+    except TimeoutError:
+        raise InputError(
+            f"--scheduler {address}: no answer within {timeout_s:g} s; is a Dask scheduler "
+            "running there?"
+        ) from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"--scheduler {address}: cannot connect ({exc})") from None
+    if not isinstance(info, dict) or info.get("type") != "Scheduler":
+        raise InputError(f"--scheduler {address}: what answers there is not a Dask scheduler")
+
+
 #: most local workers / threads per worker accepted (a typo like --workers 4000 would fork
 #: thousands of processes)
 MAX_LOCAL_WORKERS = 256
@@ -216,6 +245,7 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if opts.scheduler:
+        check_scheduler(opts.scheduler)  # Client(timeout=) waits forever on a silent peer
         with Client(opts.scheduler, timeout="30s") as client:
             yield client
         return

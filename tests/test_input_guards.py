@@ -65,7 +65,9 @@ def test_a_raster_covering_half_the_study_area_is_an_error(tiny_catalog: Path) -
     _dem(tiny_catalog.parent / "dem.tif", raw[:, :40].copy())  # 100.9–101.3 °E of 101–101.5
     with pytest.raises(LayerError, match=r"only .*% of the study area.*allow_gaps"):
         _mean_on_grid(tiny_catalog)
-    text = tiny_catalog.read_text().replace("    units: m\n", "    units: m\n    allow_gaps: true\n")
+    text = tiny_catalog.read_text().replace(
+        "    units: m\n", "    units: m\n    allow_gaps: true\n"
+    )
     tiny_catalog.write_text(text)
     with pytest.warns(SitekitWarning, match="no data on .*% of the study area"):
         _mean_on_grid(tiny_catalog)
@@ -205,3 +207,33 @@ def test_an_absurd_resolution_is_refused_before_the_grid_is_made(
     assert ("GiB of memory" in result.output) or ("positive number" in result.output)
     assert time.monotonic() - t0 < 30
     assert not (tmp_path / "out").exists()
+
+
+def test_a_silent_scheduler_is_an_error_not_a_hang() -> None:
+    import socket
+    import threading
+
+    from sitekit.run import check_scheduler
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    held: list[socket.socket] = []
+
+    def accept() -> None:  # accepts and never answers
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(InputError, match="no answer within 2 s"):
+            check_scheduler(f"tcp://127.0.0.1:{server.getsockname()[1]}", timeout_s=2.0)
+    finally:
+        server.close()
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(InputError):
+        check_scheduler("tcp://127.0.0.1:1", timeout_s=2.0)

@@ -130,9 +130,11 @@ def _results(folder: Path, marked: bool = True) -> None:
 
 def test_force_refuses_a_folder_sitekit_did_not_write(tmp_path: Path) -> None:
     files = _project(tmp_path / "proj")
-    with pytest.raises(OutputError, match="did not write"):
-        with staged_output(tmp_path / "proj", force=True):
-            pass
+    with (
+        pytest.raises(OutputError, match="did not write"),
+        staged_output(tmp_path / "proj", force=True),
+    ):
+        pass
     _still_there(tmp_path / "proj", files)
     assert [p.name for p in tmp_path.iterdir()] == ["proj"]  # no staging folder left
 
@@ -208,9 +210,11 @@ def test_a_failing_later_step_leaves_the_previous_results_whole(tmp_path: Path) 
         (stage / "hosting" / "hosting.csv").write_text("half")
         raise RuntimeError("killed during hosting")
 
-    with pytest.raises(RuntimeError):
-        with staged_output(out, force=True, post=hosting_fails) as stage:
-            (stage / "summary.csv").write_text("new\n")
+    with (
+        pytest.raises(RuntimeError),
+        staged_output(out, force=True, post=hosting_fails) as stage,
+    ):
+        (stage / "summary.csv").write_text("new\n")
     assert (out / "summary.csv").read_text() == "a\n1\n"
     assert (out / "hosting" / "hosting.csv").read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
