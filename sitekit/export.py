@@ -3,8 +3,11 @@
 Every writer works on a temporary sibling (:func:`sitekit.atomic.atomic_path`) and renames it over
 the target only when complete, so a reader sees the previous file or the new one, never half.
 
-* GeoPackage: all vector layers in one file (OGC 12-128r18, GeoPackage 1.3), written with pyogrio,
-  plus a ``layer_styles`` table in the QGIS convention (each layer opens styled in QGIS) and the
+* GeoPackage: all vector layers in one file, written as GeoPackage 1.2 (:data:`GPKG_VERSION`: GDAL
+  3.6, as in Debian 12's QGIS 3.28, warns on 1.4 files) with pyogrio; each layer with a bilingual
+  title and its data status (modelled/illustrative) in ``gpkg_contents``,
+  plus a ``layer_styles`` table in the QGIS convention (each layer opens styled in QGIS, with
+  Chinese field aliases, :mod:`sitekit.labels`) and the
   provenance as JSON in ``gpkg_metadata``/``gpkg_metadata_reference`` (spec §F.8, metadata
   extension, registered in ``gpkg_extensions``).
 * COG: computed strip by strip (one row of dask chunks at a time) into a tiled GeoTIFF, then
@@ -41,6 +44,9 @@ from sitekit.style import MapStyle, VectorStyle
 METADATA_URI = "urn:sitekit:provenance:1"
 METADATA_EXTENSION = "http://www.geopackage.org/spec/#extension_metadata"
 RESERVED = ("gpkg_", "rtree_", "sqlite_", "layer_styles")
+#: GeoPackage version written (GDAL ``VERSION`` creation option); readers back to GDAL 2.2 and
+#: QGIS 3.x open 1.2 without a warning
+GPKG_VERSION = "1.2"
 BOUNDARY_LAYERS = ("prefectures", "counties", "study_area")
 
 _METADATA_DDL = """
@@ -103,8 +109,12 @@ def write_geopackage(
     """
     if not layers:
         raise InputError(f"{path}: no layers to write")
+    from sitekit import tags
+    from sitekit.labels import layer_title
+
     out_crs = parse_crs(crs, "export --crs") if crs is not None else None
     qml = {k: v for k, v in (styles or {}).items()}
+    per_layer = dict(layer_metadata or {})
     with atomic_path(path) as part:
         tmp = part.with_name(part.name + ".gpkg")  # GDAL wants the .gpkg extension
         for name, gdf in layers.items():
@@ -114,14 +124,26 @@ def write_geopackage(
                 raise CRSError(f"layer '{name}' has no CRS; it cannot go into {path}")
             out = gdf.to_crs(out_crs) if out_crs is not None else gdf
             out = _plain_columns(out).set_crs(_resolved(out.crs.to_wkt()), allow_override=True)
-            pyogrio.write_dataframe(out, tmp, layer=name, driver="GPKG")
+            title = layer_title(name, style, metadata)
+            status = tags.status(name, metadata) if metadata is not None else ""
+            if metadata is not None:  # the layer's own title and data status, then any given
+                given = per_layer.get(name) or {}
+                per_layer[name] = {"title": title, **tags.file_tags(name, metadata), **given}
+            pyogrio.write_dataframe(
+                out,
+                tmp,
+                layer=name,
+                driver="GPKG",
+                dataset_options=None if tmp.exists() else {"VERSION": GPKG_VERSION},
+                layer_options={"IDENTIFIER": title, "DESCRIPTION": status},
+            )
             if name not in qml:
                 qml[name] = default_qml(name, gdf, style)
         rows = _style_rows(tmp, {k: v for k, v in qml.items() if k in layers})
         pyogrio.write_dataframe(
             rows, tmp, layer="layer_styles", driver="GPKG", layer_options={"FID": "id"}
         )
-        _write_metadata(tmp, metadata, layer_metadata or {})
+        _write_metadata(tmp, metadata, per_layer)
         tmp.replace(part)
     return Path(path)
 
@@ -366,13 +388,60 @@ def default_qml(name: str, gdf: gpd.GeoDataFrame, style: MapStyle | None = None)
         enabled = 1
     return (
         "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-        f'<qgis version="3.28.0" styleCategories="Symbology|Labeling" labelsEnabled="{enabled}">'
-        f"{renderer}{labels}"
+        '<qgis version="3.28.0" styleCategories="Symbology|Labeling|Fields" '
+        f'labelsEnabled="{enabled}">'
+        f"{renderer}{labels}{_aliases(name, gdf)}"
         f"<layerGeometryType>{gtype}</layerGeometryType></qgis>\n"
     )
 
 
+def _aliases(layer: str, gdf: gpd.GeoDataFrame) -> str:
+    """QGIS field aliases (``中文 (unit)``, :func:`sitekit.labels.alias_zh`) of ``gdf``'s columns;
+    the QML ``index`` counts the GeoPackage's ``fid`` first."""
+    from xml.sax.saxutils import quoteattr
+
+    from sitekit.labels import alias_zh
+
+    cols = [c for c in gdf.columns if c != gdf.geometry.name]
+    items = "".join(
+        f'<alias field={quoteattr(str(c))} index="{i}" name={quoteattr(alias_zh(str(c), layer))}/>'
+        for i, c in enumerate(cols, start=1)
+        if alias_zh(str(c), layer) != str(c)
+    )
+    return f"<aliases>{items}</aliases>" if items else ""
+
+
 # -- COG -------------------------------------------------------------------------------------
+#: DataArray attrs written as GeoTIFF metadata (all in the file itself; sitekit.tags sets most)
+COG_TAGS = (
+    "units",
+    "long_name",
+    "modelled",
+    "illustrative",
+    "data_status",
+    "method",
+    "flag_masks",
+    "flag_values",
+    "flag_meanings",
+    "flag_names",
+    "value_0",
+    "nodata_meaning",
+)
+
+
+def _colormap(spec: str | None) -> dict[int, tuple[int, int, int, int]] | None:
+    """``"0:#bdbdbd,1:#1a9850,255:#00000000"`` → a GDAL colour table (value → RGBA)."""
+    if not spec:
+        return None
+    from matplotlib.colors import to_rgba
+
+    out = {}
+    for item in str(spec).split(","):
+        value, colour = item.split(":", 1)
+        out[int(value)] = tuple(round(c * 255) for c in to_rgba(colour))
+    return out
+
+
 def raster_transform(da: xr.DataArray) -> Any:
     """The DataArray's affine transform (rioxarray), without the PendingDeprecationWarning that
     rioxarray's ``Affine * Affine`` raises under affine ≥ 3."""
@@ -433,8 +502,11 @@ def write_cog(
         else range(0, ny + 1024, 1024)
     )
     row_edges = sorted({min(int(r), ny) for r in row_edges})
-    meta = {k: da.attrs[k] for k in ("units", "long_name", "modelled", "method") if k in da.attrs}
+    meta = {k: da.attrs[k] for k in COG_TAGS if k in da.attrs}
     meta.update(tags or {})
+    if nodata is None and "_FillValue" in da.attrs:  # e.g. exclusion reasons outside the area
+        nodata = da.attrs["_FillValue"]
+    colormap = _colormap(da.attrs.get("_colormap")) if dtype == np.uint8 else None
     resampling = "AVERAGE" if floating else "NEAREST"
     with atomic_path(path) as tmp:
         stage = tmp.with_name(tmp.name + ".stage.tif")
@@ -463,6 +535,8 @@ def write_cog(
                     )
                     dst.write(strip.astype(dtype, copy=False), 1, window=Window(0, r0, nx, r1 - r0))
                 dst.update_tags(**{k: str(v) for k, v in meta.items()})
+                if colormap:  # embedded colour table of a byte class raster
+                    dst.write_colormap(1, colormap)
                 if "long_name" in meta:
                     dst.set_band_description(1, str(meta["long_name"]))
                 if "units" in meta:
@@ -505,15 +579,32 @@ def _table(df: pd.DataFrame, add_lonlat: bool) -> pd.DataFrame:
 
 
 def write_table(
-    path: str | Path, df: pd.DataFrame, *, sheet_name: str = "sites", add_lonlat: bool = True
+    path: str | Path,
+    df: pd.DataFrame,
+    *,
+    sheet_name: str | None = None,
+    add_lonlat: bool = True,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a table as ``.csv`` (UTF-8 with BOM) or ``.xlsx``, atomically; geometry dropped.
 
     ``add_lonlat`` adds ``lon_deg``/``lat_deg`` (WGS84/CGCS2000 degrees) of a point inside each
-    feature of a GeoDataFrame.
+    feature of a GeoDataFrame. ``sheet_name`` (default: the file's stem) also names the layer
+    whose field names apply. With a run's ``provenance``, a last column ``data_status`` says
+    whether the rows rest on modelled or illustrative inputs (:func:`sitekit.tags.status`), and
+    the XLSX's notes sheet lists sources, licences and modelled flags.
+
+    The XLSX opens on the table with two header rows (``中文 / English (unit)``, then the column
+    name), frozen, with an autofilter; a second sheet ``notes 说明`` explains each column and
+    the data.
     """
     path = Path(path)
+    sheet_name = sheet_name or path.stem
     table = _table(df, add_lonlat)
+    if provenance is not None:
+        from sitekit.tags import status
+
+        table["data_status"] = status(sheet_name, provenance)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".xlsx"):
         raise OutputError(f"{path}: table format must be .csv or .xlsx")
@@ -527,17 +618,28 @@ def write_table(
                     )
             safe.to_csv(tmp, index=False, encoding="utf-8-sig")
         else:
-            _write_xlsx(tmp, table, sheet_name)
+            _write_xlsx(tmp, table, sheet_name, provenance)
     return path
 
 
-def _write_xlsx(target: Path, table: pd.DataFrame, sheet_name: str) -> None:
+def _write_xlsx(
+    target: Path, table: pd.DataFrame, sheet_name: str, provenance: Mapping[str, Any] | None
+) -> None:
     from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font
+
+    from sitekit.labels import label_bilingual
 
     wb = Workbook()
     ws = wb.active
     ws.title = sheet_name[:31]
+    ws.append([label_bilingual(str(c), sheet_name) for c in table.columns])
     ws.append([str(c) for c in table.columns])
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+    for cell in ws[2]:
+        cell.font = Font(italic=True, color="666666")
     for row in table.itertuples(index=False):
         values = []
         for v in row:
@@ -549,15 +651,67 @@ def _write_xlsx(target: Path, table: pd.DataFrame, sheet_name: str) -> None:
                 v = str(v)
             values.append(v)
         ws.append(values)
-    for cells in ws.iter_rows(min_row=2):
+    for cells in ws.iter_rows(min_row=3):
         for cell in cells:
             if isinstance(cell.value, str) and cell.value.startswith(_FORMULA):
                 cell.data_type = "s"  # text, never a formula
-    ws.freeze_panes = "A2"
+    ws.freeze_panes = "A3"
+    if len(table.columns):
+        ws.auto_filter.ref = f"A2:{ws.cell(2, len(table.columns)).column_letter}{len(table) + 2}"
     for i, col in enumerate(table.columns, start=1):
         width = max([len(str(col))] + [len(str(v)) for v in table[col].head(200)])
-        ws.column_dimensions[ws.cell(1, i).column_letter].width = min(max(width + 2, 8), 50)
+        ws.column_dimensions[ws.cell(1, i).column_letter].width = min(max(width + 2, 10), 50)
+    _notes_sheet(wb.create_sheet("notes 说明"), table, sheet_name, provenance)
     wb.save(target)
+
+
+def notes_rows(
+    columns: list[str], layer: str, provenance: Mapping[str, Any] | None
+) -> list[list[Any]]:
+    """Rows of a table's notes: the data status, then per column its Chinese and English name
+    and unit, then per input its source, licence and modelled/illustrative flags."""
+    from sitekit import tags
+    from sitekit.labels import field_info
+
+    rows: list[list[Any]] = [["sitekit", layer, "", ""]]
+    if provenance is not None:
+        rows.append(["数据状态 / data status", tags.status(layer, provenance), "", ""])
+        for k, v in tags.modelled_sources(provenance).items():
+            rows.append(["模拟数据 / modelled", k, v, ""])
+        for k, v in tags.illustrative_inputs(provenance).items():
+            rows.append(["示意数据 / illustrative", k, v, ""])
+    rows += [[], ["列 / column", "中文", "English", "单位 / unit"]]
+    for c in columns:
+        zh, en, unit = field_info(c, layer) or ("", "", "")
+        if c == "data_status":
+            zh, en = "数据状态", "Data status (modelled / illustrative inputs)"
+        rows.append([c, zh, en, unit])
+    if provenance is not None:
+        rows += [[], ["输入 / input", "来源 / source", "许可 / licence", "模拟/示意 flags"]]
+        for k, v in (provenance.get("inputs") or {}).items():
+            if not isinstance(v, Mapping):
+                continue
+            flags = ", ".join(f for f in ("modelled", "illustrative") if v.get(f)) or "—"
+            rows.append([k, str(v.get("source") or ""), str(v.get("licence") or ""), flags])
+    return rows
+
+
+def _notes_sheet(
+    ws: Any, table: pd.DataFrame, layer: str, provenance: Mapping[str, Any] | None
+) -> None:
+    from openpyxl.styles import Font
+
+    for row in notes_rows([str(c) for c in table.columns], layer, provenance):
+        ws.append(row)
+        if row and isinstance(row[0], str) and row[0].startswith(("列 /", "输入 /", "数据状态")):
+            for cell in ws[ws.max_row]:
+                cell.font = Font(bold=True)
+    for cells in ws.iter_rows():
+        for cell in cells:
+            if isinstance(cell.value, str) and cell.value.startswith(_FORMULA):
+                cell.data_type = "s"
+    for letter, width in zip("ABCD", (26, 40, 60, 22), strict=True):
+        ws.column_dimensions[letter].width = width
 
 
 # -- re-export an existing run ---------------------------------------------------------------
@@ -608,12 +762,13 @@ def reexport(
             )
         ]
     written = []
+    prov = read_metadata(gpkg)["geopackage"]
     for name, gdf in layers.items():
         if name in BOUNDARY_LAYERS:
             continue
         if crs is not None:
             gdf = gdf.to_crs(parse_crs(crs, "export --crs"))
-        written.append(write_table(dest / f"{name}.{fmt}", gdf, sheet_name=name))
+        written.append(write_table(dest / f"{name}.{fmt}", gdf, sheet_name=name, provenance=prov))
     return written
 
 
@@ -625,5 +780,5 @@ def _recog(src: Path, dst: Path, crs: Any) -> Path:
     ).squeeze("band", drop=True)
     nodata = da.rio.nodata
     attrs = dict(da.attrs)
-    da.attrs = {k: attrs[k] for k in ("units", "long_name", "modelled", "method") if k in attrs}
+    da.attrs = {k: attrs[k] for k in COG_TAGS if k in attrs}
     return write_cog(dst, da, nodata=nodata, crs=crs)

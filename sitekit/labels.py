@@ -138,3 +138,71 @@ def constraint_title(
         if "示意" not in zh:
             zh = f"{zh}（示意）"
     return en, zh, illustrative
+
+
+def with_admin_names(gdf: Any, prefectures: Any = None, counties: Any = None) -> Any:
+    """``gdf`` with Chinese names and codes for its English ``prefecture``/``county`` columns:
+    ``prefecture_zh``, ``prefecture_adcode``, ``county_zh`` and ``adcode`` (the county's code,
+    else the prefecture's), joined on the boundary layers' ``name_en`` (counties on prefecture
+    and county together, as two counties may share a pinyin name). Columns the boundary layers
+    cannot give are left out; the input is not changed."""
+    import pandas as pd
+
+    if gdf is None or "prefecture" not in getattr(gdf, "columns", ()):
+        return gdf
+    out = gdf.copy()
+    pos = list(out.columns).index("prefecture") + 1
+    new: dict[str, Any] = {}
+    if prefectures is not None and {"name_en", "name_zh"} <= set(prefectures.columns):
+        p = prefectures.drop_duplicates("name_en").set_index("name_en")
+        new["prefecture_zh"] = out["prefecture"].map(p["name_zh"])
+        if "adcode" in p.columns:
+            new["prefecture_adcode"] = out["prefecture"].map(p["adcode"])
+    if (
+        "county" in out.columns
+        and counties is not None
+        and {"name_en", "name_zh", "prefecture_en"} <= set(counties.columns)
+    ):
+        c = counties.drop_duplicates(["prefecture_en", "name_en"]).set_index(
+            ["prefecture_en", "name_en"]
+        )
+        idx = pd.MultiIndex.from_arrays([out["prefecture"], out["county"]])
+        new["county_zh"] = pd.Series(c["name_zh"].reindex(idx).to_numpy(), index=out.index)
+        if "adcode" in c.columns:
+            code = pd.Series(c["adcode"].reindex(idx).to_numpy(), index=out.index)
+            if "prefecture_adcode" in new:
+                code = code.where(code.notna(), new["prefecture_adcode"])
+            new["adcode"] = code
+    elif "prefecture_adcode" in new:
+        new["adcode"] = new["prefecture_adcode"]
+    for name in ("prefecture_zh", "prefecture_adcode"):
+        if name in new and name not in out.columns:
+            out.insert(pos, name, new.pop(name))
+            pos += 1
+    if "county" in out.columns:
+        pos = list(out.columns).index("county") + 1
+    for name in ("county_zh", "adcode"):
+        if name in new and name not in out.columns:
+            out.insert(pos, name, new.pop(name))
+            pos += 1
+    return out
+
+
+def layer_title(name: str, style: Any = None, provenance: Mapping[str, Any] | None = None) -> str:
+    """``中文 / English`` display title of a GeoPackage/map layer: from the map style, the
+    constraint's catalogue names (illustrative ones say so), or the layer name itself."""
+    con = constraint_title(name, provenance)
+    if con is not None:
+        en, zh, _ = con
+        return f"{zh} / {en}"
+    if style is None:
+        from sitekit.style import MapStyle
+
+        style = MapStyle()
+    vs = style.vectors.get(name) if hasattr(style, "vectors") else None
+    if vs is not None:
+        return f"{vs.name_zh} / {vs.name_en}" if vs.name_zh else vs.name_en
+    rs = style.rasters.get(name) if hasattr(style, "rasters") else None
+    if rs is not None:
+        return f"{rs.name_zh} / {rs.name_en}" if rs.name_zh else rs.name_en
+    return name

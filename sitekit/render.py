@@ -379,8 +379,8 @@ _ON_EACH = Template(
 )
 
 
-def _vector_legend(vs: VectorStyle, title: str) -> str:
-    field = vs.color_by or ""
+def _vector_legend(vs: VectorStyle, title: str, style: MapStyle | None = None) -> str:
+    field = (style or MapStyle()).field_label(vs.color_by) if vs.color_by else ""
     if vs.categories:
         items = [(c, f"{field} = {k}") for k, c in vs.categories.items()]
     elif vs.breaks and vs.colors:
@@ -395,7 +395,16 @@ def _vector_legend(vs: VectorStyle, title: str) -> str:
 
 
 # -- page furniture --------------------------------------------------------------------------
+#: CSS font stack: Latin first, then CJK fonts found on Linux (Noto Sans CJK), Windows (Microsoft
+#: YaHei) and macOS (PingFang), so Chinese labels never fall back to a random font
+FONT_STACK = (
+    'system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,"Noto Sans CJK SC",'
+    '"Noto Sans SC","Source Han Sans SC","Microsoft YaHei","PingFang SC","Hiragino Sans GB",'
+    '"WenQuanYi Micro Hei",sans-serif'
+)
 _CSS = """
+.leaflet-container,.sk-box,.sk-banner,.sk-label,.sk-popup,.leaflet-control-layers{
+ font-family:FONT_STACK}
 .sk-banner{position:fixed;top:8px;left:50%;transform:translateX(-50%);z-index:1001;
  background:#b30000;color:#fff;font:bold 13px/1.3 sans-serif;padding:5px 12px;border-radius:4px;
  box-shadow:0 1px 5px rgba(0,0,0,.4);pointer-events:none;max-width:70%;text-align:center}
@@ -415,7 +424,7 @@ _CSS = """
 .sk-popup table{border-collapse:collapse;font-size:12px}
 .sk-popup th{text-align:left;padding:1px 8px 1px 0;color:#444;font-weight:normal}
 .sk-popup td{padding:1px 0;font-weight:bold}
-"""
+""".replace("sans-serif", "FONT_STACK").replace("FONT_STACK", FONT_STACK)
 
 
 class _Verbatim(branca.element.Element):
@@ -499,6 +508,9 @@ class _Controls(folium.MacroElement):
 
 
 def _modelled(key: str, prov: dict, attrs: dict | None = None) -> str:
+    mark = _tag_mark(key, prov)
+    if mark:
+        return mark
     flag = (prov.get("modelled") or {}).get(key)
     if flag is None and attrs is not None and str(attrs.get("modelled", "")).lower() == "yes":
         flag = True
@@ -506,6 +518,42 @@ def _modelled(key: str, prov: dict, attrs: dict | None = None) -> str:
         return ""
     text = MODELLED if flag is True else str(flag)
     return f' <span class="sk-modelled">({esc(text)})</span>'
+
+
+ILLUSTRATIVE = "illustrative / 示意"
+
+
+def _tag_mark(key: str, prov: dict) -> str:
+    """``(modelled / 模拟, illustrative / 示意)`` for a layer computed from such inputs
+    (:func:`sitekit.tags.depends_on` on the run's provenance); "" otherwise."""
+    from sitekit import tags
+
+    if not prov.get("modelled") and not prov.get("inputs"):
+        return ""
+    mod, ill = tags.depends_on(key, prov)
+    words = ([MODELLED] if mod else []) + ([ILLUSTRATIVE] if ill else [])
+    return f' <span class="sk-modelled">({esc(", ".join(words))})</span>' if words else ""
+
+
+def _auto_vector_style(key: str, prov: dict) -> VectorStyle:
+    """Style of a layer the map style does not name: a constraint layer gets its catalogue
+    names (an illustrative one says so and starts hidden), anything else its key."""
+    from sitekit.labels import constraint_title
+
+    con = constraint_title(key, prov)
+    if con is None:
+        return VectorStyle(name_en=key)
+    en, zh, illustrative = con
+    return VectorStyle(
+        name_en=en,
+        name_zh=zh,
+        color="#b30000",
+        fill_color="#fb6a4a",
+        fill_opacity=0.25,
+        weight=1.0,
+        dash_array="4 3",
+        show=not illustrative,
+    )
 
 
 def _layer_keys(style: MapStyle, rasters: dict, vectors: dict) -> list[str]:
@@ -665,7 +713,7 @@ def render_map(
         gdf = vectors[key]
         if gdf.crs is None:
             raise LayerError(f"vector layer '{key}' has no CRS")
-        vs = style.vectors.get(key) or VectorStyle(name_en=key)
+        vs = style.vectors.get(key) or _auto_vector_style(key, prov)
         label = esc(style.label(vs.name_en, vs.name_zh))
         mark = _modelled(key, prov)
         title = label + mark
@@ -694,7 +742,7 @@ def render_map(
         layer.add_to(m)
         objs[key] = layer
         if key not in ("prefectures", "counties"):
-            legends.append((key, _vector_legend(vs, title)))
+            legends.append((key, _vector_legend(vs, title, style)))
 
     folium.LayerControl(collapsed=style.layer_control_collapsed).add_to(m)
     fs = plugins.Fullscreen(position="topleft")

@@ -59,7 +59,9 @@ DEMO_NOTE = (
 )
 
 _CSS = """
-body{font:14px/1.45 system-ui,'Noto Sans CJK SC','Microsoft YaHei',sans-serif;margin:0 auto;
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,Arial,'Noto Sans CJK SC',
+ 'Noto Sans SC','Source Han Sans SC','Microsoft YaHei','PingFang SC','Hiragino Sans GB',
+ 'WenQuanYi Micro Hei',sans-serif;margin:0 auto;
  max-width:1150px;padding:0 18px 40px;color:#222}
 h1{font-size:24px;margin:18px 0 4px}h2{font-size:19px;border-bottom:2px solid #ccc;
  padding-bottom:3px;margin-top:30px}h3{font-size:15px;margin:16px 0 6px}
@@ -72,6 +74,15 @@ td.t,th.t{text-align:left}pre{background:#f7f7f7;border:1px solid #ddd;padding:8
  font-size:12px}.charts{display:flex;flex-wrap:wrap;gap:14px}.chart{flex:1 1 520px}
 .chart svg{width:100%;height:auto}.single{max-width:640px}.note{color:#666;font-size:12px}
 """
+
+
+def _status_note(key: str, prov: Mapping[str, Any]) -> str:
+    """The data status of a table (modelled / illustrative inputs, :func:`sitekit.tags.status`)."""
+    from sitekit import tags
+
+    if not prov.get("modelled") and not prov.get("inputs"):
+        return ""
+    return f'<p class="note modelled">{esc(tags.status(key, prov))}</p>'
 
 
 def esc(value: Any) -> str:
@@ -322,8 +333,10 @@ def render_report(
     for tech, df in sites.items():
         if df is None or not len(df):
             continue
-        en, zh = TECH.get(tech, (tech, ""))
+        tech = tech.removesuffix("_sites")  # run.py passes the layer names (pv_sites, …)
+        en, zh = TECH.get(tech, (tech.replace("_", " "), ""))
         parts.append(_h(2, f"Top {TOP_N} {en} sites", f"{zh}前{TOP_N}名场址", f"top-{tech}"))
+        parts.append(_status_note(f"{tech}_sites", prov))
         parts.append(
             _table(
                 _top(df, "rank", True),

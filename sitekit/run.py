@@ -9,6 +9,7 @@ leaves the previous results intact and never a half-written file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -617,6 +618,17 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             ps_res, ps_pairs = others["ps"]
             cache.save_frames("ps_pairs", ps_key, {"reservoirs": ps_res, "pairs": ps_pairs})
         timings["compute_s"] = time.perf_counter() - t1
+        # honest tags for every file (sitekit.tags, issue 26): what is modelled or illustrative
+        from sitekit import labels, tags
+
+        tag_prov = _provenance(catalog, recipes, pipe, grid, timings, t0)
+        tag_prov["exclusion_legend"] = (
+            [list(b) for b in graphs[0].constraints.legend] if graphs else []
+        )
+        tag_prov["exclusion_legends"] = {
+            g.recipe.technology: [list(b) for b in g.constraints.legend] for g in graphs
+        }
+        run_recipes = [r for _, r, _ in recipes]
         # ---- rasters
         rdir = stage / "rasters"
         raster_out = {
@@ -664,11 +676,31 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             if pipe.dem_is_modelled and key in ("elevation", "slope", "aspect", "hillshade"):
                 da_np.attrs["modelled"] = "demo terrain"
             rasters[key] = da_np
-            cog_jobs.append((rdir / f"{fname}.tif", da_np))
+            cog_jobs.append(
+                (
+                    rdir / f"{fname}.tif",
+                    tags.for_file(
+                        key, da_np, tag_prov, template, layers["study_fraction"], run_recipes
+                    ),
+                )
+            )
         # the combined exclusion-reasons raster of the first recipe is the headline one
         if graphs:
             first = graphs[0].recipe.technology
-            cog_jobs.append((rdir / "exclusion_reasons.tif", rasters[f"{first}_exclusion_reasons"]))
+            reasons = f"{first}_exclusion_reasons"
+            cog_jobs.append(
+                (
+                    rdir / "exclusion_reasons.tif",
+                    tags.for_file(
+                        "exclusion_reasons",
+                        rasters[reasons],
+                        tag_prov,
+                        attrs[reasons],
+                        layers["study_fraction"],
+                        run_recipes,
+                    ),
+                )
+            )
         # written on a thread of their own while the sites, tables, GeoPackage and map are made:
         # GDAL's COG encoding releases the GIL and takes the CPU the client's Python leaves idle
         cogs = cog_pool.submit(_write_cogs, write_cog, cog_jobs)
@@ -732,7 +764,7 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 candidates=candidates,
                 points=pts,
                 point_names=names,
-                write_table=export.write_table,
+                write_table=functools.partial(export.write_table, provenance=tag_prov),
             )
             if graphs
             else {}
@@ -742,10 +774,12 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         if "ps" in others:
             summaries.append(_ps_summary(others["ps"][1], pref_names))
         summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
-        export.write_table(stage / "summary.csv", summary)
+        cnty_gdf = cnty[2] if cnty else None  # Chinese names and adcodes next to the English ones
+        sites = {k: labels.with_admin_names(v, pref_gdf, cnty_gdf) for k, v in sites.items()}
+        export.write_table(stage / "summary.csv", summary, provenance=tag_prov)
         for key, gdf in sites.items():
-            export.write_table(stage / f"{key}.csv", gdf)
-            export.write_table(stage / f"{key}.xlsx", gdf)
+            export.write_table(stage / f"{key}.csv", gdf, provenance=tag_prov)
+            export.write_table(stage / f"{key}.xlsx", gdf, provenance=tag_prov)
 
         # ---- vectors → GeoPackage
         vectors: dict[str, Any] = {"prefectures": pref_gdf}
@@ -755,10 +789,10 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         if extra.get("layer") is not None:
             vectors["technical_potential"] = extra["layer"]
         if "ps" in others:
-            ps_res, ps_pairs = others["ps"]
+            ps_res, ps_pairs = (labels.with_admin_names(f, pref_gdf) for f in others["ps"])
             vectors["ps_reservoirs"] = ps_res
             vectors["ps_pairs"] = ps_pairs
-            export.write_table(stage / "ps_pairs.csv", ps_pairs)
+            export.write_table(stage / "ps_pairs.csv", ps_pairs, provenance=tag_prov)
         for gdf in feats.values():
             kinds = set(gdf.geom_type)
             vectors[
@@ -824,6 +858,9 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             )
             timings["map_s"] = time.perf_counter() - t1
         timings["rasters_s"] = cogs.result()  # the writer's own time; it overlapped the above
+        from sitekit.rasterstyle import write_sidecars  # .qml (+ attribute tables) for QGIS
+
+        write_sidecars(rdir, provenance=tag_prov)
         if cache is not None:
             cache.commit()
             provenance["cache"] = {
@@ -934,6 +971,8 @@ def _provenance(catalog, recipes, pipe, grid, timings, t0) -> dict[str, Any]:
             inputs[spec.id] = {
                 "path": str(spec.path),
                 "sha256": file_sha256(path) if path.exists() else None,
+                "name_zh": spec.name_zh,
+                "name_en": spec.name_en,
                 "modelled": spec.modelled,
                 "illustrative": spec.illustrative,
                 "source": spec.source,

@@ -388,8 +388,19 @@ class MapStyle(_Spec):
         return f"{zh} / {en}"
 
     def field_label(self, name: str) -> str:
+        """Bilingual label of an attribute: the style's ``fields`` entry, else sitekit's
+        vocabulary (:data:`sitekit.labels.FIELDS`, units in brackets), else the name itself."""
         f = self.fields.get(name)
-        return self.label(f.en, f.zh) if f else name
+        if f:
+            return self.label(f.en, f.zh)
+        from sitekit.labels import field_info
+
+        info = field_info(name)
+        if info is None:
+            return name
+        zh, en, unit = info
+        u = f" [{unit}]" if unit else ""
+        return self.label(en + u, zh + u)
 
 
 def load_style(path: str | Path) -> MapStyle:

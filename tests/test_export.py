@@ -118,7 +118,9 @@ def test_layer_styles_follow_the_qgis_convention(gpkg: Path, results: dict) -> N
 def test_metadata_extension(gpkg: Path) -> None:
     md = read_metadata(gpkg)
     assert md["geopackage"] == PROVENANCE
-    assert md["tables"] == {"pv_sites": {"recipe": "pipelines/pv.yaml"}}
+    assert md["tables"]["pv_sites"]["recipe"] == "pipelines/pv.yaml"
+    assert md["tables"]["pv_sites"]["title"] == "光伏场址 / PV sites"
+    assert {"modelled", "illustrative", "data_status"} <= set(md["tables"]["pv_sites"])
     with sqlite3.connect(gpkg) as con:
         rows = con.execute("SELECT md_scope, md_standard_uri, mime_type FROM gpkg_metadata")
         assert set(rows.fetchall()) == {("dataset", export.METADATA_URI, "application/json")}
@@ -127,7 +129,9 @@ def test_metadata_extension(gpkg: Path) -> None:
         ).fetchall()
         assert sorted(ext) == [("gpkg_metadata",), ("gpkg_metadata_reference",)]
         refs = con.execute("SELECT reference_scope, table_name FROM gpkg_metadata_reference")
-        assert sorted(refs.fetchall(), key=str) == [("geopackage", None), ("table", "pv_sites")]
+        refs = refs.fetchall()  # the whole file, then each layer (title and data status)
+        assert ("geopackage", None) in refs and ("table", "pv_sites") in refs
+        assert len(refs) == 1 + len(md["tables"])
 
 
 def test_geopackage_in_cgcs2000(results: dict, tmp_path: Path) -> None:
@@ -300,13 +304,114 @@ def test_xlsx_round_trip(results: dict, tmp_path: Path) -> None:
     sites = results["vectors"]["pv_sites"].copy()
     sites.loc[1, "county"] = "=1+1"
     out = write_table(tmp_path / "pv.xlsx", sites, sheet_name="pv_sites")
-    back = pd.read_excel(out, engine="openpyxl")
+    back = pd.read_excel(out, engine="openpyxl", header=1)  # row 1: 中文 / English labels
     assert list(back.columns[:3]) == ["site_id", "prefecture", "county"]
     assert back["site_id"].iloc[0] == XSS and back["county"].iloc[1] == "=1+1"
     np.testing.assert_allclose(back["energy_gwh"], sites["energy_gwh"])
     ws = load_workbook(out)["pv_sites"]
-    assert ws["C3"].value == "=1+1" and ws["C3"].data_type == "s"  # text, not a formula
+    assert ws["C4"].value == "=1+1" and ws["C4"].data_type == "s"  # text, not a formula
     assert _files(tmp_path) == ["pv.xlsx"]
+
+
+RUN_PROV = {
+    "modelled": {"terrain": "demo terrain — refined", "solar": "modelled (pvlib)", "wind": "real"},
+    "inputs": {
+        "nobuild": {
+            "name_en": "No-build zones",
+            "illustrative": True,
+            "source": "x",
+            "licence": "y",
+        },
+        "towns": {"name_en": "Towns", "source": "GeoNames", "licence": "CC BY 4.0"},
+    },
+    "exclusion_legend": [[0, "nobuild", "No-build zones", "禁建区"]],
+}
+
+
+def test_geopackage_is_version_1_2_with_titles_and_field_aliases(
+    results: dict, tmp_path: Path
+) -> None:
+    out = write_geopackage(tmp_path / "a.gpkg", results["vectors"], metadata=RUN_PROV)
+    with sqlite3.connect(out) as con:
+        assert con.execute("PRAGMA user_version").fetchone() == (10200,)  # GeoPackage 1.2.0
+        rows = dict(
+            (t, (i, d))
+            for t, i, d in con.execute(
+                "SELECT table_name, identifier, description FROM gpkg_contents"
+            )
+        )
+    assert rows["pv_sites"][0] == "光伏场址 / PV sites"
+    assert rows["pv_sites"][1].startswith("MODELLED from solar resource: modelled (pvlib)")
+    assert "demo terrain (modelled relief)" in rows["pv_sites"][1]
+    assert "ILLUSTRATIVE inputs: No-build zones" in rows["pv_sites"][1]
+    assert "MODELLED" not in rows["prefectures"][1]
+    root = ET.fromstring(read_styles(out)["pv_sites"].split("\n", 1)[1])
+    aliases = {a.get("field"): a.get("name") for a in root.findall("aliases/alias")}
+    assert aliases["capacity_mw"] == "装机容量 (MW)"
+    assert aliases["lcoe_cny_per_kwh"] == "平准化度电成本 (元/kWh)"
+    assert "Fields" in root.get("styleCategories")
+
+
+def test_xlsx_has_labels_filter_frozen_header_and_notes(results: dict, tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    sites = results["vectors"]["pv_sites"]
+    out = write_table(tmp_path / "pv_sites.xlsx", sites, provenance=RUN_PROV)
+    wb = load_workbook(out)
+    ws = wb["pv_sites"]
+    header = [c.value for c in ws[1]]
+    names = [c.value for c in ws[2]]
+    assert names[0] == "site_id" and names[-1] == "data_status"
+    assert header[names.index("capacity_mw")] == "装机容量 / Capacity (MW)"
+    assert ws.freeze_panes == "A3" and ws.auto_filter.ref.startswith("A2:")
+    assert ws.max_row == len(sites) + 2
+    assert ws.cell(3, len(names)).value.startswith("MODELLED from solar resource")
+    notes = [[c for c in r if c is not None] for r in wb["notes 说明"].iter_rows(values_only=True)]
+    flat = " ".join(str(c) for r in notes for c in r)
+    assert "demo terrain" in flat and "No-build zones" in flat and "CC BY 4.0" in flat
+    assert ["capacity_mw", "装机容量", "Capacity", "MW"] in notes
+    csv = write_table(tmp_path / "pv_sites.csv", sites, provenance=RUN_PROV)
+    back = pd.read_csv(csv, encoding="utf-8-sig")
+    assert back["data_status"].str.startswith("MODELLED").all()
+
+
+def test_cog_keeps_flags_nodata_and_colour_table(tmp_path: Path) -> None:
+    from sitekit import tags
+
+    grid = small_grid((40, 40), 250.0, chunks=20)
+    reasons = np.zeros(grid.shape, np.uint32)
+    reasons[:10] = 1
+    inside = np.ones(grid.shape, np.float32)
+    inside[:, :5] = 0  # outside the study area
+    arr = _lazy(grid, reasons, "pv_exclusion_reasons", units="1")
+    arr.attrs.update(flag_masks=[1], flag_meanings="nobuild")
+    out = tags.for_file("pv_exclusion_reasons", arr, RUN_PROV, arr.attrs, inside)
+    path = write_cog(tmp_path / "r.tif", out, blocksize=128)
+    with rasterio.open(path) as src:
+        t = src.tags()
+        data = src.read(1)
+        assert src.nodata == tags.REASONS_NODATA
+    assert t["flag_masks"] == "1" and t["flag_meanings"] == "nobuild"
+    assert t["flag_names"] == "nobuild=禁建区 / No-build zones" and t["illustrative"] == "yes"
+    assert (data[:, :5] == tags.REASONS_NODATA).all() and (data[:10, 5:] == 1).all()
+    assert (data[10:, 5:] == 0).all()  # allowed inside ≠ outside
+    elig = _lazy(grid, (reasons == 0).astype(np.uint8), "pv_eligible", units="1")
+    path = write_cog(tmp_path / "e.tif", tags.for_file("pv_eligible", elig, RUN_PROV, {}, inside))
+    with rasterio.open(path) as src:
+        assert src.nodata == 255 and src.colormap(1)[1][:3] == (26, 152, 80)
+        assert src.read(1)[0, 0] == 255 and src.tags()["flag_meanings"] == "not_eligible eligible"
+
+
+def test_wind_cf_method_tag_states_the_losses() -> None:
+    from types import SimpleNamespace
+
+    from sitekit import tags
+
+    recipe = SimpleNamespace(technology="wind", wind=SimpleNamespace(losses_pct=12.0))
+    m = tags.honest_method(
+        "wind_cf", "power curve X, Weibull k=2, no wake/availability losses", [recipe]
+    )
+    assert "no wake" not in m and "net of 12 % losses" in m
 
 
 def test_table_format_is_checked(tmp_path: Path) -> None:

@@ -118,7 +118,8 @@ def test_layers_legends_banner_and_modelled_labels(page: str) -> None:
     # legends: colour bar with units, exclusion reasons with their codes, rank classes
     assert "kWh/kWp/yr" in text and "linear-gradient" in text
     assert "ELEV — 高海拔 / High elevation" in text and "SETTLE" in text
-    assert "rank ≤ 10" in text and "cost_class = A" in text
+    assert "排名 / Rank ≤ 10" in text and "成本等级 / Cost class = A" in text
+    assert "rank ≤" not in text and "cost_class =" not in text  # no raw ids in legends
     for control in [
         "L.control.scale",
         "L.control.fullscreen",
