@@ -127,9 +127,12 @@ class Pipeline:
 
     def connection_distance(self, recipe: Recipe, forbidden: xr.DataArray | None) -> xr.DataArray:
         """Least-cost distance [km of flat-equivalent line] to the nearest connection point."""
-        key = ("lcd", recipe.grid.layer)
+        key = ("lcd", recipe.grid.model_dump_json())
         if key not in self._memo:
-            cost = proximity.cost_surface(self.slope, forbidden, forbidden_cost=20.0)
+            penalty = rules.cost_penalty(recipe.grid.cost_terms, self, recipe)
+            cost = proximity.cost_surface(
+                self.slope, forbidden, penalty, forbidden_cost=recipe.grid.forbidden_cost
+            )
             # the forbidden mask is a constraint of the recipe: key by its settings, not its name
             spec = next(
                 (c.model_dump(mode="json") for c in recipe.constraints
@@ -137,6 +140,7 @@ class Pipeline:
                 None,
             )  # fmt: skip
             params = (recipe.grid.layer, forbidden is not None and forbidden.name, spec)
+            params += (recipe.grid.model_dump(mode="json"),)  # cost terms, forbidden cost
             self._memo[key] = self._cached(
                 "connection_distance",
                 params,

@@ -187,10 +187,35 @@ class WindResource(_M):
     losses_pct: float = Field(12.0, ge=0, lt=100, description="wake, availability, electrical")
 
 
+class CostTerm(_M):
+    """One multiplier of the least-cost connection surface (on top of the slope term)."""
+
+    layer: LayerRef = Field(description="derived layer or catalogue raster id")
+    classes: dict[int, float] | None = Field(
+        None, description="categorical raster: class code → cost multiplier (others 1)"
+    )
+    above: float | None = Field(None, description="continuous raster: multiply where value > this")
+    multiplier: float | None = Field(None, gt=0, description="multiplier used with `above`")
+
+    @model_validator(mode="after")
+    def _one(self) -> CostTerm:
+        if (self.classes is None) == (self.above is None or self.multiplier is None):
+            raise ValueError("give either classes, or above and multiplier")
+        return self
+
+
 class GridConnection(_M):
     layer: str = Field(description="catalogue layer id of connection points/lines")
     name_field: str = "name"
     line_layer: str | None = None
+    forbidden: list[str] = Field(
+        default_factory=lambda: ["nobuild"],
+        description="constraint/rule ids a connection line avoids (cost forbidden_cost)",
+    )
+    forbidden_cost: float = Field(20.0, gt=0, description="cost multiplier in forbidden pixels")
+    cost_terms: list[CostTerm] = Field(
+        default_factory=list, description="extra multipliers: land cover, crossings …"
+    )
 
 
 class Economics(_M):

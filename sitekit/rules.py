@@ -450,3 +450,48 @@ def prefecture_name(value: Any) -> Any:
         return value
     first = value.strip().split()[0].lower() if value.strip() else ""
     return _PREFECTURES.get(first, value.strip())
+
+
+# -- least-cost connection surface (called by sitekit.pipeline / sitekit.run) -----------------
+def cost_penalty(terms: list[Any], pipe: Any, recipe: Any) -> Any:
+    """Product of a recipe's ``grid.cost_terms`` multipliers (None without terms).
+
+    A ``classes`` term maps class codes of a categorical raster to multipliers (others 1); an
+    ``above``/``multiplier`` term multiplies where a layer exceeds a value. NaN never penalises.
+    Categorical layers must be declared ``categorical: true`` (nearest/mode resampling).
+    """
+    from sitekit.errors import LayerError
+
+    out = None
+    for t in terms:
+        x = pipe.derived(t.layer, recipe)
+        if t.classes is not None:
+            if t.layer in pipe.catalog and not pipe.catalog.layer(t.layer).categorical:
+                spec = pipe.catalog.layer(t.layer)
+                raise LayerError(
+                    f"{pipe.catalog.where(spec)}: grid.cost_terms uses class codes on a layer "
+                    "that is not `categorical: true`"
+                )
+            m = x * 0 + 1.0
+            for code, mult in t.classes.items():
+                m = m.where(x != code, float(mult))
+        else:
+            m = (x * 0 + 1.0).where(~(x > t.above), float(t.multiplier))
+        m = m.fillna(1.0).astype(np.float32)
+        out = m if out is None else out * m
+    return out
+
+
+def forbidden_mask(graph: Any) -> Any:
+    """Union of the masks of the recipe's ``grid.forbidden`` constraints (None if none apply).
+
+    The union keeps the name of a single constraint (so cached results keyed by it stay valid).
+    """
+    ids = getattr(graph.recipe.grid, "forbidden", ["nobuild"])
+    masks = [graph.constraints.masks[i] for i in ids if i in graph.constraints.masks]
+    if not masks:
+        return None
+    out = masks[0]
+    for m in masks[1:]:
+        out = out | m
+    return out.rename(masks[0].name if len(masks) == 1 else "+".join(ids))

@@ -29,6 +29,7 @@ except ImportError:  # Windows: stale staging folders are not swept
 import dask
 import pandas as pd
 
+from sitekit import rules
 from sitekit.catalog import Catalog
 from sitekit.errors import InputError
 from sitekit.grid import DEFAULT_CHUNK, DEFAULT_CRS
@@ -588,8 +589,9 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             arrays[f"{t}_exclusion_reasons"] = g.constraints.reasons
             arrays["grid_distance"] = pipe.grid_distance(g.recipe)
             arrays["nearest_point"] = pipe.nearest_point(g.recipe)
+            # the line avoids the recipe's grid.forbidden constraints (default: nobuild)
             arrays["connection_distance"] = pipe.connection_distance(
-                g.recipe, g.constraints.masks.get("nobuild")
+                g.recipe, rules.forbidden_mask(g)
             )
             if t == "pv":
                 arrays["pv_yield"] = pipe.pv_yield(g.recipe)

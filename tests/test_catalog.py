@@ -442,3 +442,73 @@ def test_bilinear_categorical_refused(tiny_catalog: Path) -> None:
     )
     with pytest.raises(RecipeError, match=r"catalog.yaml:\d+.*use `resampling: nearest`"):
         Catalog(tiny_catalog)
+
+
+def test_any_catalogue_raster_as_threshold_class_rule_and_criterion(tiny_catalog: Path) -> None:
+    """A catalogue raster (not a derived layer) works as (a) a class rule, (b) a threshold and
+    (c) a scoring criterion, through the same recipe keys as the derived layers."""
+    from sitekit import scoring
+    from sitekit.constraints import evaluate
+    from sitekit.pipeline import Pipeline
+    from sitekit.recipe import ClassesC, Criterion, ThresholdC, load_recipe
+
+    grid = Catalog(tiny_catalog).grid(1000.0, chunks=16)
+    r0, c0 = grid.shape[0] // 2 - 2, grid.shape[1] // 2 - 2
+    cropland = [(r0 + i, c0 + j) for i in range(3) for j in range(4)]
+    water = [(r0 + 5, c0), (r0 + 5, c0 + 1)]
+    _worldcover_on_grid_blocks(tiny_catalog.parent, grid, {40: cropland, 80: water})
+    tiny_catalog.write_text(tiny_catalog.read_text() + LANDCOVER_ENTRY)
+    pipe = Pipeline(Catalog(tiny_catalog), grid)
+    base, _ = load_recipe(Path(__file__).resolve().parents[1] / "pipelines" / "pv.yaml")
+    recipe = base.model_copy(
+        update={
+            "rules": [],
+            "constraints": [
+                ClassesC(kind="classes", id="crop", layer="landcover", exclude_classes=[40]),
+                ThresholdC(kind="threshold", id="wet", layer="landcover", op=">=", value=80),
+            ],
+        }
+    )
+    res = evaluate(pipe.constraint_objects(recipe), grid)
+    assert res.masks["crop"].values.sum() == 12
+    assert res.masks["wet"].values.sum() == 2
+    crit = Criterion(
+        id="lc", layer="landcover", membership={"kind": "step", "threshold": 35, "above": False},
+        weight=1.0,
+    )  # fmt: skip
+    x = pipe.derived(crit.layer, recipe)
+    m = scoring.membership(x, "step", threshold=35, above=False).values
+    # grassland (30) everywhere scores 1; the 14 burnt pixels score 0
+    assert np.nansum(m == 0) == 14
+    # a class rule on a continuous raster is refused
+    bad = recipe.model_copy(
+        update={"constraints": [ClassesC(kind="classes", id="x", layer="dem", exclude_classes=[1])]}
+    )
+    with pytest.raises(LayerError, match="not `categorical: true`"):
+        pipe.constraint_objects(bad)
+    with pytest.raises(RecipeError, match="unknown layer 'nope'"):
+        pipe.derived("nope", recipe)
+
+
+def test_land_cover_cost_term_of_the_connection_surface(tiny_catalog: Path) -> None:
+    from sitekit.pipeline import Pipeline
+    from sitekit.recipe import CostTerm, load_recipe
+    from sitekit.rules import cost_penalty
+
+    grid = Catalog(tiny_catalog).grid(1000.0, chunks=16)
+    r0, c0 = grid.shape[0] // 2 - 2, grid.shape[1] // 2 - 2
+    cropland = [(r0 + i, c0 + j) for i in range(3) for j in range(4)]
+    _worldcover_on_grid_blocks(tiny_catalog.parent, grid, {40: cropland})
+    tiny_catalog.write_text(tiny_catalog.read_text() + LANDCOVER_ENTRY)
+    pipe = Pipeline(Catalog(tiny_catalog), grid)
+    recipe, _ = load_recipe(Path(__file__).resolve().parents[1] / "pipelines" / "pv.yaml")
+    terms = [CostTerm(layer="landcover", classes={40: 5.0})]
+    pen = cost_penalty(terms, pipe, recipe).values
+    assert (pen == 5.0).sum() == 12 and np.isin(pen, (1.0, 5.0)).all()
+    # a threshold term on the DEM (2000 m + 1000 m per degree east): × 3 above 2300 m
+    dem = pipe.derived("dem", recipe).values
+    both = cost_penalty([*terms, CostTerm(layer="dem", above=2300.0, multiplier=3.0)], pipe, recipe)
+    expect = np.where(pen == 5.0, 5.0, 1.0) * np.where(dem > 2300.0, 3.0, 1.0)
+    assert np.allclose(both.values, expect)
+    with pytest.raises(LayerError, match="not `categorical: true`"):
+        cost_penalty([CostTerm(layer="dem", classes={1: 2.0})], pipe, recipe)

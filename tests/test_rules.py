@@ -165,3 +165,20 @@ def test_gem_columns_and_prefecture_spellings() -> None:
     assert list(out["prefecture"]) == ["Liangshan", "Panzhihua"]
     assert list(out["status"]) == ["operating", "construction"]
     assert out["capacity_mw"].iloc[0] == 50.0 and np.isnan(out["capacity_mw"].iloc[1])
+
+
+def test_forbidden_mask_unions_the_recipes_grid_forbidden_constraints() -> None:
+    import xarray as xr
+
+    a = xr.DataArray(np.array([[True, False], [False, False]]), name="nobuild")
+    b = xr.DataArray(np.array([[False, True], [False, False]]), name="eco_redline")
+    graph = SimpleNamespace(
+        recipe=SimpleNamespace(grid=SimpleNamespace(forbidden=["nobuild", "eco_redline", "zz"])),
+        constraints=SimpleNamespace(masks={"nobuild": a, "eco_redline": b}),
+    )
+    m = rules.forbidden_mask(graph)
+    assert m.values.tolist() == [[True, True], [False, False]]
+    graph.recipe.grid.forbidden = ["nobuild"]
+    assert rules.forbidden_mask(graph).name == "nobuild"  # single: its own name (cache keys)
+    graph.recipe.grid.forbidden = ["zz"]
+    assert rules.forbidden_mask(graph) is None
