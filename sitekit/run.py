@@ -67,6 +67,8 @@ class RunOptions:
     data_roots: tuple[Path, ...] = ()
     map_style: Path | None = None
     cache_dir: Path | None = None  # None: no on-disk cache of intermediate layers
+    #: further pumped-storage recipes: each writes its own set into ``out/<recipe name>/``
+    extra_pumped_storage: tuple[Path, ...] = ()
     #: refuse a grid larger than this machine's memory/disk before computing (check_grid_size)
     size_check: bool = True
     #: steps run on the finished staging folder before it replaces ``out`` (demo: route, hosting)
@@ -467,6 +469,7 @@ def run_job(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     from sitekit.cache import CacheDamagedError, drop
     from sitekit.errors import SitekitWarning
 
+    recipe_paths, opts = _extra_runs(list(recipe_paths), opts)
     dropped: list[str] = []
     while True:
         try:
@@ -502,6 +505,58 @@ def _grid_shape(catalog: Catalog, opts: RunOptions) -> tuple[int, int]:
         raise InputError(f"--resolution {opts.resolution_m}: give a positive number of metres")
     x0, y0, x1, y1 = catalog.study_area.to_crs(opts.crs).total_bounds
     return math.ceil((y1 - y0) / res), math.ceil((x1 - x0) / res)
+
+
+def _extra_runs(recipe_paths: list[Path], opts: RunOptions) -> tuple[list[Path], RunOptions]:
+    """Split off every further recipe of a technology already in the run (and every further
+    pumped-storage recipe, ``opts.extra_pumped_storage``): each writes its own complete set of
+    outputs into ``OUT/<recipe name>/``, run after the main run on its staging folder, so the
+    names of one never overwrite another's and all land together. Every recipe is validated
+    first, before anything heavy starts."""
+    from dataclasses import replace
+
+    from sitekit.recipe import load_ps_recipe
+
+    first: list[Path] = []
+    later: list[tuple[list[Path], Path | None]] = []
+    seen: set[str] = set()
+    for p in recipe_paths:
+        r, _ = load_recipe(p, list(opts.overrides))
+        if r.technology in seen:
+            later.append(([Path(p)], None))
+        else:
+            first.append(Path(p))
+            seen.add(r.technology)
+    for ps in opts.extra_pumped_storage:
+        load_ps_recipe(ps, list(opts.overrides))
+        later.append(([], Path(ps)))
+    if not later:
+        return recipe_paths, opts
+    taken = {p.stem for p in first} | ({Path(opts.pumped_storage).stem}
+                                       if opts.pumped_storage else set())  # fmt: skip
+    names: list[str] = []
+    for paths, ps in later:
+        stem = (paths[0] if paths else ps).stem
+        name, k = stem, 2
+        while name in taken or name in _RESERVED:
+            name, k = f"{stem}-{k}", k + 1
+        taken.add(name)
+        names.append(name)
+    then = opts.post
+
+    def post(stage: Path) -> None:
+        for (paths, ps), name in zip(later, names, strict=True):
+            sub = replace(opts, out=stage / name, force=False, post=None, pumped_storage=ps,
+                          extra_pumped_storage=())  # fmt: skip
+            run_job(paths, sub)
+        if then is not None:
+            then(stage)
+
+    return first, replace(opts, post=post, extra_pumped_storage=())
+
+
+#: top-level names of a run folder a further recipe's folder may not take
+_RESERVED = {"rasters", "route", "hosting", "overlays"}
 
 
 def _one_per_technology(recipes: list[tuple[Path, Recipe, str]]) -> None:

@@ -6,6 +6,7 @@ members, in the right numbers.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -21,7 +22,7 @@ from sitekit.catalog import Catalog
 from sitekit.cli import cli, register
 from sitekit.errors import InputError, LayerError, RecipeError, SitekitWarning
 from sitekit.recipe import load_recipe
-from sitekit.run import RunOptions, check_cluster_options, run_job
+from sitekit.run import RunOptions, check_cluster_options
 
 register()
 REPO = Path(__file__).resolve().parents[1]
@@ -159,23 +160,48 @@ def test_non_finite_numbers_are_refused(override: str) -> None:
 
 
 # ------------------------------------------------------------------------------ recipes, options
-def test_two_recipes_of_one_technology_are_refused(tiny_catalog: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "tiny_wind_2.yaml"
-    shutil.copy(TINY_WIND, copy)
-    opts = RunOptions(catalog=tiny_catalog, out=tmp_path / "out")
-    with pytest.raises(InputError, match="both 'wind' recipes"):
-        run_job([TINY_WIND, copy], opts)
-    assert not (tmp_path / "out").exists()
+def _wind_recipe(tmp_path: Path, name: str, threshold: float) -> Path:
+    text = TINY_WIND.read_text()
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text.replace("name_en:", f"# {name}\nname_en:", 1))
+    return path
 
 
-def test_two_pumped_storage_recipes_are_refused(tiny_catalog: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "tiny_ps_2.yaml"
-    shutil.copy(TINY_PS, copy)
+def test_two_recipes_of_one_technology_write_two_sets(tiny_catalog: Path, tmp_path: Path) -> None:
+    """The second recipe's sites, layers and rasters land in OUT/<recipe name>/, complete, and
+    never overwrite the first's (the run used to write both into the same names)."""
+    second = tmp_path / "strict_wind.yaml"
+    second.write_text(TINY_WIND.read_text())
+    out = tmp_path / "out"
     res = CliRunner().invoke(
-        cli, ["run", str(TINY_PS), str(copy), "--catalog", str(tiny_catalog),
-              "--out", str(tmp_path / "out")],
+        cli,
+        ["-q", "run", str(TINY_WIND), str(second), "--catalog", str(tiny_catalog),
+         "--out", str(out), "--resolution", "1000", "--no-processes", "--workers", "1",
+         "--no-map", "--no-cache",
+         "--set", "sites.score_threshold=0.2"],
     )  # fmt: skip
-    assert res.exit_code == 2 and "2 pumped-storage recipes" in res.output
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    for folder in (out, out / "strict_wind"):
+        assert (folder / "wind_sites.csv").is_file(), folder
+        assert (folder / "summary.csv").is_file() and (folder / "rasters").is_dir()
+    runs = [json.loads((f / "run.json").read_text()) for f in (out, out / "strict_wind")]
+    assert [sorted(r["recipes"]) for r in runs] == [["tiny_wind.yaml"], ["strict_wind.yaml"]]
+
+
+def test_two_pumped_storage_recipes_write_two_sets(tiny_catalog: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "tiny_ps_2.yaml"
+    copy.write_text(TINY_PS.read_text())
+    bad = tmp_path / "broken_ps.yaml"
+    bad.write_text(TINY_PS.read_text() + "\nnot_a_key: 1\n")
+    base = ["-q", "run", str(TINY_PS), "--catalog", str(tiny_catalog), "--resolution", "1000",
+            "--no-processes", "--workers", "1", "--no-map", "--no-cache"]  # fmt: skip
+    res = CliRunner().invoke(cli, [*base, str(bad), "--out", str(tmp_path / "bad")])
+    assert res.exit_code == 2 and "not_a_key" in res.output  # a second recipe is validated too
+    assert not (tmp_path / "bad").exists()
+    res = CliRunner().invoke(cli, [*base, str(copy), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert (tmp_path / "out" / "ps_pairs.csv").is_file()
+    assert (tmp_path / "out" / "tiny_ps_2" / "ps_pairs.csv").is_file()
 
 
 @pytest.mark.parametrize(

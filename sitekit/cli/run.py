@@ -140,15 +140,10 @@ def run(ctx: click.Context, recipes: tuple[Path, ...], **kw) -> None:
         from sitekit.run import run_job
 
     ps = [p for p in recipes if _is_ps(p)]
-    if len(ps) > 1:
-        from sitekit.errors import InputError
-
-        raise InputError(
-            f"{len(ps)} pumped-storage recipes ({', '.join(map(str, ps))}); a run takes one: "
-            "run each into its own --out folder"
-        )
     kw["pumped_storage"] = ps[0] if ps else None
-    run_job([p for p in recipes if not _is_ps(p)], _options(ctx, **kw))
+    opts = _options(ctx, **kw)
+    opts.extra_pumped_storage = tuple(ps[1:])  # each into OUT/<recipe name>/
+    run_job([p for p in recipes if not _is_ps(p)], opts)
 
 
 def _is_ps(path: Path) -> bool:
