@@ -36,7 +36,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 #: Density of water [kg/m³].
 RHO_WATER = 1000.0
@@ -85,28 +84,44 @@ class CostModel:
     )
 
 
-def energy_gwh(head_m, volume_m3, efficiency: float = 0.8):
-    """Storable energy of a pair: ρ·g·H·V·η / 3.6e12.
+def energy_gwh(head_m, usable_volume_m3, efficiency: float = 0.9):
+    """Stored energy per cycle: E = V_usable · ρ · g · head · η / 3.6e12.
 
     Parameters
     ----------
     head_m : array-like
         Head between the two water levels [m].
-    volume_m3 : array-like
-        Usable water volume [m³].
+    usable_volume_m3 : array-like
+        Usable water volume (between minimum operating level and full supply level) [m³].
     efficiency : float
-        Efficiency applied to the potential energy [-] (the round-trip efficiency by default;
-        the ANU atlas uses generation efficiency 0.9 × usable volume 0.85 = 0.765 [3]).
+        Generation efficiency η [-] (ANU atlas: 0.9; the usable fraction 0.85 is separate).
 
     Returns
     -------
-    Energy [GWh].
+    Energy [GWh] per full cycle (storage, not annual generation).
 
     References
     ----------
-    Stocks et al. (2021), Joule 5(1) 270–284 (energy = ρ g H V η).
+    Stocks et al. (2021), Joule 5(1) 270–284; ANU PHES_Searching ``variables``
+    (generation_efficiency 0.9, usable_volume 0.85) and ``find_required_volume`` [3].
     """
-    return RHO_WATER * GRAVITY * np.asarray(head_m) * np.asarray(volume_m3) * efficiency / J_PER_GWH
+    return (
+        RHO_WATER * GRAVITY * np.asarray(head_m) * np.asarray(usable_volume_m3) * efficiency
+        / J_PER_GWH
+    )  # fmt: skip
+
+
+def required_volume_m3(energy, head_m, efficiency: float = 0.9, usable_fraction: float = 0.85):
+    """Gross reservoir volume [m³] that stores ``energy`` [GWh] at ``head_m`` [m].
+
+    V = E · 3.6e12 / (ρ g head η u), u the usable fraction of the gross volume (ANU
+    ``find_required_volume``: 5 GWh at 213 m needs 11.27 GL with η 0.9, u 0.85) [3].
+    """
+    return (
+        np.asarray(energy, dtype=np.float64) * J_PER_GWH
+        / (RHO_WATER * GRAVITY * np.asarray(head_m, dtype=np.float64) * efficiency
+           * usable_fraction)
+    )  # fmt: skip
 
 
 def dam_wall_volume_m3(height_m, length_m, crest_width_m=10.0, batter=3.0, freeboard_m=1.5):
@@ -135,30 +150,6 @@ def dam_wall_volume_m3(height_m, length_m, crest_width_m=10.0, batter=3.0, freeb
     """
     h = np.asarray(height_m, dtype=np.float64) + freeboard_m
     return h * (crest_width_m + batter * h) * np.asarray(length_m, dtype=np.float64)
-
-
-def storage_hours_for(energy, hours=(6.0, 18.0, 50.0), max_power_mw: float = 3600.0):
-    """Storage duration class of each pair: the shortest whose power fits ``max_power_mw``.
-
-    Parameters
-    ----------
-    energy : array-like
-        Energy [GWh].
-    hours : sequence of float
-        Duration classes [h] (ANU atlas: 6, 18 and 50 h).
-    max_power_mw : float
-        Largest plant considered [MW]; pairs too big for it at every duration get the longest.
-
-    Returns
-    -------
-    Duration [h] per pair.
-    """
-    e = np.asarray(energy, dtype=np.float64)
-    hs = np.sort(np.asarray(hours, dtype=np.float64))
-    out = np.full(e.shape, hs[-1])
-    for h in hs[::-1]:
-        out = np.where(e * 1000.0 / h <= max_power_mw, h, out)
-    return out
 
 
 def _power_parts_usd(power_mw, head_m, separation_m, m: CostModel):
@@ -255,62 +246,3 @@ def class_a_cutoff_usd_per_kw(storage_hours, model: CostModel | None = None):
     m = model or CostModel()
     p_cut, s_cut = min(m.class_cutoffs.items())[1]
     return p_cut + np.asarray(storage_hours, dtype=np.float64) * s_cut
-
-
-def price_pairs(
-    head_m,
-    separation_km,
-    volume_m3,
-    water_rock_upper,
-    water_rock_lower,
-    *,
-    efficiency: float = 0.8,
-    hours=(6.0, 18.0, 50.0),
-    max_power_mw: float = 3600.0,
-    model: CostModel | None = None,
-) -> pd.DataFrame:
-    """Energy, duration, power, ANU costs and class of upper/lower reservoir pairs.
-
-    Parameters
-    ----------
-    head_m, separation_km, volume_m3 : array-like
-        Head [m], distance [km] and usable volume [m³] of each pair.
-    water_rock_upper, water_rock_lower : array-like
-        Water-to-rock ratio of each reservoir [-] (inf: no wall, e.g. an existing reservoir).
-    efficiency : float
-        Efficiency in the energy formula [-].
-    hours : sequence of float
-        Storage-duration classes [h]; each pair gets the shortest whose power ≤ max_power_mw.
-    max_power_mw : float
-    model : CostModel, optional
-
-    Returns
-    -------
-    DataFrame: ``head_m``, ``separation_km``, ``slope`` [-], ``volume_m3``, ``energy_gwh``,
-    ``power_mw``, ``storage_hours``, ``power_cost_usd_per_kw``, ``storage_cost_usd_per_kwh``,
-    ``cost_usd_per_kw`` (total), ``cost_class``, ``rel_cost`` (total / class-A limit) and the
-    pair ``water_rock_ratio`` = V / (V/WRᵤ + V/WRₗ): each reservoir's dam rock scaled to the
-    usable volume, as the ANU pair W/R [3].
-    """
-    m = model or CostModel()
-    head = np.asarray(head_m, dtype=np.float64)
-    sep = np.asarray(separation_km, dtype=np.float64)
-    vol = np.asarray(volume_m3, dtype=np.float64)
-    e = energy_gwh(head, vol, efficiency)
-    h = storage_hours_for(e, hours, max_power_mw)
-    power = e * 1000.0 / h
-    rock = vol / np.asarray(water_rock_upper) + vol / np.asarray(water_rock_lower)
-    pcost = power_cost_usd_per_kw(power, head, sep, m)
-    scost = storage_cost_usd_per_kwh(rock, e, m)
-    total = pcost + scost * h
-    with np.errstate(divide="ignore", invalid="ignore"):
-        wr = np.where(rock > 0, vol / rock, np.inf)
-    return pd.DataFrame(
-        {
-            "head_m": head, "separation_km": sep, "slope": head / (sep * 1000.0),
-            "volume_m3": vol, "energy_gwh": e, "power_mw": power, "storage_hours": h,
-            "power_cost_usd_per_kw": pcost, "storage_cost_usd_per_kwh": scost,
-            "cost_usd_per_kw": total, "cost_class": cost_class(total, h, m),
-            "rel_cost": total / class_a_cutoff_usd_per_kw(h, m), "water_rock_ratio": wr,
-        }
-    )  # fmt: skip

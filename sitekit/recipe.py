@@ -333,35 +333,72 @@ def as_dict(recipe: Recipe) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- pumped storage
 class PSSearch(_M):
-    """Search parameters (→ :class:`sitekit.pumped_storage.PumpedStorageParams`)."""
+    """Search parameters (→ :class:`sitekit.pumped_storage.PumpedStorageParams`; defaults from
+    the ANU atlas ``variables`` file, Stocks et al. 2021)."""
 
-    dam_height_m: float = Field(40.0, gt=0)
+    dam_heights_m: list[float] = Field(
+        default_factory=lambda: [float(h) for h in range(10, 151, 10)],
+        min_length=1,
+        description="dam heights tried at each dam site [m] (ANU 10, 20 … 150)",
+    )
     min_head_m: float = Field(300.0, gt=0)
     max_head_m: float = Field(800.0, gt=0)
     max_separation_km: float = Field(15.0, gt=0)
     min_slope: float = Field(0.05, gt=0, description="head / separation (ANU 1:20)")
-    round_trip_efficiency: float = Field(0.8, gt=0, le=1)
-    storage_hours: list[float] = Field(default_factory=lambda: [6.0, 18.0, 50.0], min_length=1)
+    generation_efficiency: float = Field(0.9, gt=0, le=1, description="η (ANU 0.9)")
+    usable_fraction: float = Field(
+        0.85, gt=0, le=1, description="usable share of the gross volume (ANU 0.85)"
+    )
+    classes: list[tuple[float, float]] = Field(
+        default_factory=lambda: [
+            (2.0, 6.0), (5.0, 18.0), (15.0, 18.0), (50.0, 50.0), (150.0, 50.0), (500.0, 168.0),
+            (1500.0, 504.0),
+        ],
+        min_length=1,
+        description="[energy GWh, storage hours] classes a pair is sized to (ANU)",
+    )  # fmt: skip
     max_power_mw: float = Field(3600.0, gt=0)
     min_volume_gl: float = Field(1.0, gt=0)
-    min_energy_gwh: float = Field(2.0, gt=0)
-    min_water_rock: float = Field(3.0, gt=0)
+    min_water_rock: float = Field(3.0, gt=0, description="reservoir W/R at its best dam (ANU 3)")
+    min_pair_water_rock: float = Field(1.5, gt=0, description="pair W/R (ANU 1.5)")
     max_pairs: int | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _heads(self) -> PSSearch:
-        if not self.dam_height_m < self.min_head_m <= self.max_head_m:
-            raise ValueError("need dam_height_m < min_head_m <= max_head_m")
+        if sorted(set(self.dam_heights_m)) != self.dam_heights_m or min(self.dam_heights_m) <= 0:
+            raise ValueError("dam_heights_m must be increasing and > 0")
+        if not max(self.dam_heights_m) < self.min_head_m <= self.max_head_m:
+            raise ValueError("need max(dam_heights_m) < min_head_m <= max_head_m")
+        if not any(e * 1000.0 / h <= self.max_power_mw for e, h in self.classes):
+            raise ValueError("no class has power (energy / hours) ≤ max_power_mw")
         return self
 
 
 class ExistingReservoirs(_M):
-    layer: str = Field(description="catalogue id of power plants (points)")
-    fuel_field: str = "fuel"
-    fuel: str = "Hydro"
-    capacity_field: str = "capacity_mw"
-    min_capacity_mw: float = Field(300.0, ge=0)
+    """Real reservoirs used as bluefield lower reservoirs (a catalogue layer with the
+    published normal pool level per dam; rows without one are not used)."""
+
+    layer: str = Field(description="catalogue id of the reservoir table (dam points)")
     name_field: str = "name"
+    level_field: str = Field("water_level_m", description="normal pool level [m]")
+    volume_field: str | None = Field("volume_gl", description="capacity [GL] (empty: ample)")
+    reach_km: float = Field(60.0, gt=0, description="farthest flooded pixel from the dam")
+
+
+class PSGrid(_M):
+    """Grid connection of pumped-storage pairs (distance from the upper reservoir)."""
+
+    layer: str = Field(description="catalogue layer id of connection points/lines")
+    name_field: str = "name"
+    connection_cny_per_km: dict[int, float] = Field(
+        default_factory=dict, description="line cost by voltage class [kV → CNY/km]"
+    )
+    connection_bay_cny: dict[int, float] = Field(
+        default_factory=dict, description="substation bay cost by voltage class [kV → CNY]"
+    )
+    voltage_by_capacity_mw: dict[int, float] = Field(
+        default_factory=dict, description="voltage class [kV] → largest plant [MW] it connects"
+    )
 
 
 class PumpedStorageRecipe(_M):
@@ -371,6 +408,7 @@ class PumpedStorageRecipe(_M):
     description: str | None = None
     search: PSSearch = Field(default_factory=PSSearch)
     existing_reservoirs: ExistingReservoirs | None = None
+    grid: PSGrid | None = None
     constraints: list[Constraint] = Field(default_factory=list)
 
 

@@ -39,17 +39,20 @@ SITE_COLUMNS = [
     "area_km2",
     "mean_score",
 ]
-PAIR_COLUMNS = [
+PAIR_COLUMNS = [  # pumped storage: storage per cycle, never annual generation
     "pair_id",
     "prefecture",
-    "head_m",
-    "energy_gwh",
+    "storage_gwh",
     "power_mw",
     "storage_hours",
-    "volume_gl",
+    "head_m",
+    "dam_height_m",
+    "mean_depth_m",
     "separation_km",
+    "grid_distance_km",
     "cost_class",
     "uses_existing_reservoir",
+    "lower_name",
 ]
 TECH = {"pv": ("PV", "光伏"), "wind": ("Wind", "风电"), "ps": ("Pumped storage", "抽水蓄能")}
 MODELLED = "modelled / 模拟"
@@ -168,13 +171,17 @@ def _supply_curves(sites: Mapping[str, gpd.GeoDataFrame]) -> str | None:
 
 
 def _ps_by_class(pairs: gpd.GeoDataFrame | None, style: MapStyle) -> str | None:
-    if pairs is None or not len(pairs) or not {"energy_gwh", "cost_class"} <= set(pairs.columns):
+    if pairs is None or not len(pairs) or not {"storage_gwh", "cost_class"} <= set(pairs.columns):
         return None
     df = pd.DataFrame(pairs.drop(columns=pairs.geometry.name, errors="ignore"))
     if "prefecture" not in df:
         df["prefecture"] = "all"
     pivot = df.pivot_table(
-        index="prefecture", columns="cost_class", values="energy_gwh", aggfunc="sum", fill_value=0.0
+        index="prefecture",
+        columns="cost_class",
+        values="storage_gwh",
+        aggfunc="sum",
+        fill_value=0.0,
     )
     fig, ax = _figure()
     from matplotlib.patches import Patch
@@ -189,7 +196,7 @@ def _ps_by_class(pairs: gpd.GeoDataFrame | None, style: MapStyle) -> str | None:
         ax.bar([str(p) for p in pivot.index], v, bottom=bottom, color=colour)
         handles.append(Patch(color=colour, label=f"class {cls}"))
         bottom += v
-    ax.set_ylabel("storage energy [GWh]")
+    ax.set_ylabel("storage per cycle [GWh]")
     ax.tick_params(axis="x", labelrotation=20)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(handles=handles, frameon=False)
@@ -266,7 +273,8 @@ def render_report(
     summary : one row per (prefecture, technology): ``eligible_km2``, ``potential_mw``,
         ``energy_gwh``, ``n_sites``.
     sites : candidate sites per technology (``pv``, ``wind`` …), with the site attributes.
-    ps_pairs : pumped-storage pairs (``energy_gwh``, ``cost_class``, ``prefecture`` …) or None.
+    ps_pairs : pumped-storage pairs (``storage_gwh`` per cycle, ``cost_class``, ``prefecture`` …)
+        or None.
     recipes : recipe name → YAML text as used.
     provenance : ``title``, ``demo_terrain``, ``modelled`` {layer: bool or label}, sources …
     style : for bilingual column labels and number formats; None = default.
@@ -326,7 +334,7 @@ def render_report(
     ps_chart = _ps_by_class(ps_pairs, style)
     if ps_chart:
         parts.append(
-            _h(2, "Pumped-storage energy by cost class", "抽水蓄能储能量（按成本等级）", "ps")
+            _h(2, "Pumped-storage storage by class [GWh]", "抽水蓄能储能容量（按成本等级）", "ps")
         )  # noqa: E501
         parts.append(f'<div class="chart single">{ps_chart}</div>')
 
@@ -348,7 +356,7 @@ def render_report(
         parts.append(
             _h(2, f"Top {TOP_N} pumped-storage pairs", f"抽水蓄能前{TOP_N}名站点对", "top-ps")
         )  # noqa: E501
-        parts.append(_table(_top(ps_pairs, "energy_gwh", False), style, PAIR_COLUMNS))
+        parts.append(_table(_top(ps_pairs, "storage_gwh", False), style, PAIR_COLUMNS))
 
     from sitekit.validation import report_section
 

@@ -954,29 +954,12 @@ def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple
 
     recipe, text = load_ps_recipe(opts.pumped_storage, list(opts.overrides))
     cons = pipe.constraints(recipe, inclusion=False)
-    s = recipe.search
-    params = ps.PumpedStorageParams(
-        dam_height_m=s.dam_height_m,
-        min_head_m=s.min_head_m,
-        max_head_m=s.max_head_m,
-        max_separation_km=s.max_separation_km,
-        min_slope=s.min_slope,
-        round_trip_efficiency=s.round_trip_efficiency,
-        storage_hours=tuple(s.storage_hours),
-        max_power_mw=s.max_power_mw,
-        min_volume_gl=s.min_volume_gl,
-        min_energy_gwh=s.min_energy_gwh,
-        min_water_rock=s.min_water_rock,
-        max_pairs=s.max_pairs,
-    )
+    params = ps.params_from_recipe(recipe)
     existing = None
     if recipe.existing_reservoirs:
         ex = recipe.existing_reservoirs
-        plants = pipe.catalog.vector(ex.layer, pipe.grid)
-        keep = (plants[ex.fuel_field].astype(str) == ex.fuel) & (
-            plants[ex.capacity_field].astype(float) >= ex.min_capacity_mw
-        )
-        existing = plants[keep].rename(columns={ex.name_field: "name"})[["name", "geometry"]]
+        existing = ps.existing_from_layer(pipe.catalog.vector(ex.layer, pipe.grid), ex)
+    feats = pipe.catalog.vector(recipe.grid.layer, pipe.grid) if recipe.grid else None
     _, _, pref = pipe.zones["prefecture"]
     zone_field = "name_en" if "name_en" in pref.columns else pref.columns[0]
     excluded = cons.excluded | (pipe.grid.study_fraction() <= 0)
@@ -988,7 +971,7 @@ def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple
     def _search(layers: dict[str, Any]) -> Any:
         # built on the persisted layers: a search graph over the lazy ones made dask copy their
         # whole upstream graph (DEM read, constraints) once per argument, 5 copies at 250 m
-        return ps.find_pairs(
+        found = ps.find_pairs(
             layers["elevation"].rechunk(tile),
             layers["_ps_excluded"].rechunk(tile),
             pipe.grid,
@@ -997,6 +980,7 @@ def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple
             zones=pref,
             zone_field=zone_field,
         )
+        return dask.delayed(ps.connect_found, pure=True)(found, feats, recipe.grid)
 
     arrays["ps"] = _search
     arrays["ps_exclusion_reasons"] = cons.reasons
@@ -1013,7 +997,9 @@ def _ps_summary(pairs: Any, prefectures: list[str]) -> pd.DataFrame:
                 "technology": "pumped_storage",
                 "eligible_km2": float("nan"),
                 "potential_mw": round(float(p["power_mw"].sum()), 3) if len(p) else 0.0,
-                "energy_gwh": round(float(p["energy_gwh"].sum()), 3) if len(p) else 0.0,
+                # storage per cycle, never annual generation (energy_gwh stays PV/wind only)
+                "energy_gwh": float("nan"),
+                "storage_gwh": round(float(p["storage_gwh"].sum()), 3) if len(p) else 0.0,
                 "n_sites": len(p),
             }
         )
