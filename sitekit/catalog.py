@@ -140,6 +140,8 @@ class Catalog:
         self._rasters: dict[tuple[str, str], xr.DataArray] = {}
         self.source_crs: dict[str, str] = {}
         self._files: dict[str, list[Path]] = {}
+        #: share [0–1] of the study area where each opened raster has data
+        self.coverage: dict[str, float] = {}
 
     # -- lookup --------------------------------------------------------------------------
     def __contains__(self, layer_id: str) -> bool:
@@ -233,9 +235,12 @@ class Catalog:
         if key not in self._rasters:
             if spec.kind != "raster":
                 raise RecipeError(f"{self.where(spec)} is a {spec.kind} layer, a raster is needed")
+            seen: dict[str, float] = {}
             self._rasters[key] = io.open_raster(
-                self.file(spec), spec, grid, self.where(spec), resampling
+                self.file(spec), spec, grid, self.where(spec), resampling, report=seen
             )
+            if "coverage" in seen:  # share of the study area with data (run.json)
+                self.coverage[layer_id] = seen["coverage"]
         return self._rasters[key]
 
     def open_all(self, grid: Grid) -> dict[str, Any]:

@@ -349,9 +349,16 @@ def _approx_res_m(info: dict[str, Any]) -> float:
 
 
 def open_raster(
-    path: Path, spec: LayerSpec, grid: Grid, where: str, resampling: str | None = None
+    path: Path,
+    spec: LayerSpec,
+    grid: Grid,
+    where: str,
+    resampling: str | None = None,
+    report: dict[str, float] | None = None,
 ) -> xr.DataArray:
-    """Validate a raster and return it lazily warped onto ``grid`` (float32, NaN = nodata)."""
+    """Validate a raster and return it lazily warped onto ``grid`` (float32, NaN = nodata).
+
+    ``report`` (a dict) receives ``coverage``: the share of the study area with data."""
     info = raster_info(path, spec, where)
     # coverage of the study area
     gb = transform_bounds(info["crs"], grid.crs.to_wkt(), *info["bounds"], densify_pts=21)
@@ -397,6 +404,8 @@ def open_raster(
                 SitekitWarning,
                 stacklevel=2,
             )
+    if report is not None:
+        report["coverage"] = share
     rs = _RESAMPLING[resampling or spec.resampling or "bilinear"]
     src_crs = info["crs"]
     src_nodata = info["nodata"]

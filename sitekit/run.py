@@ -1021,6 +1021,10 @@ def _provenance(catalog, recipes, pipe, grid, timings, t0) -> dict[str, Any]:
                 "source": spec.source,
                 "licence": spec.licence,
             }
+            if spec.id in catalog.coverage:  # < 99 % only with allow_gaps (then excluded)
+                inputs[spec.id]["study_area_coverage_pct"] = round(
+                    100.0 * catalog.coverage[spec.id], 2
+                )
         except Exception as exc:  # noqa: BLE001 - provenance must not fail a run
             inputs[spec.id] = {"error": str(exc)}
     return {

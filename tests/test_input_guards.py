@@ -263,3 +263,32 @@ def test_a_silent_scheduler_is_an_error_not_a_hang() -> None:
     assert time.monotonic() - t0 < 10
     with pytest.raises(InputError):
         check_scheduler("tcp://127.0.0.1:1", timeout_s=2.0)
+
+
+def test_allow_gaps_reports_the_gap_and_excludes_it_from_eligible_area(
+    tiny_catalog: Path, tmp_path: Path
+) -> None:
+    """A DEM covering 60 % of the study area (101.0–101.3 of 101.0–101.5 °E): with allow_gaps
+    the run goes on, run.json says 60 %, and the eligible area is within the covered part."""
+    raw = _tiny_dem(tiny_catalog)
+    _dem(tiny_catalog.parent / "dem.tif", raw[:, :40].copy())
+    tiny_catalog.write_text(
+        tiny_catalog.read_text().replace("    units: m\n", "    units: m\n    allow_gaps: true\n")
+    )
+    out = tmp_path / "out"
+    with pytest.warns(SitekitWarning, match="40.7% of the study area"):
+        res = CliRunner().invoke(
+            cli,
+            ["-q", "run", str(TINY_WIND), "--catalog", str(tiny_catalog), "--out", str(out),
+             "--resolution", "1000", "--no-processes", "--workers", "1", "--no-map",
+             "--no-cache"],
+        )  # fmt: skip
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    run = json.loads((out / "run.json").read_text())
+    assert run["inputs"]["dem"]["study_area_coverage_pct"] == pytest.approx(60.0, abs=3.0)
+    import pandas as pd
+
+    summary = pd.read_csv(out / "summary.csv", encoding="utf-8-sig")
+    col = [c for c in summary.columns if c.startswith("eligible_km2")][0]
+    area_km2 = 0.5 * 111.32 * np.cos(np.radians(30.25)) * 0.5 * 110.85  # 0.5° × 0.5° box
+    assert 0 < summary[col].sum() <= 0.62 * area_km2
