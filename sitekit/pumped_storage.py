@@ -95,7 +95,8 @@ PAIR_COLUMNS = [
 ]  # fmt: skip
 RESERVOIR_COLUMNS = [
     "reservoir_id", "role", "water_level_m", "dam_height_m", "volume_gl", "area_km2",
-    "mean_depth_m", "dam_volume_m3", "water_rock_ratio", "existing", "name", "pair_id",
+    "mean_depth_m", "dam_volume_m3", "water_rock_ratio", "existing", "name", "outline_method",
+    "pair_id",
 ]  # fmt: skip
 #: ANU atlas reservoir sizings ``test = E, h`` (``variables``): (energy [GWh], storage [h]).
 ANU_CLASSES: tuple[tuple[float, float], ...] = (
@@ -529,6 +530,7 @@ def _search_window(
     )  # fmt: skip
     new["existing"] = False
     new["name"] = None
+    new["outline_method"] = "DEM flooded behind a new dam"
     m = len(p.dam_heights_m)
     ex_rows, ex_pix = [], {}
     for i, ex in enumerate(existing):
@@ -545,7 +547,7 @@ def _search_window(
                 **{f"a{j}": np.nan for j in range(m)}, **{f"w{j}": 0.0 for j in range(m)},
                 "best_height_m": np.nan, "water_rock": np.inf, "n_px": ex.pixels.size,
                 "row": (rr + r_off).mean(), "col": (cc + c_off).mean(), "core": False,
-                "existing": True, "name": ex.name,
+                "existing": True, "name": ex.name, "outline_method": ex.method,
                 # the window's part of the lake: its nearest pixel to an upper sets the distance
                 "_ex_px": (rr[win] + r_off) * gx + cc[win] + c_off,
             }
@@ -751,7 +753,8 @@ def _frames(chosen, flooded, res_tab, pixels, grid, p, zones, zone_field):
                                   np.repeat(vol, 2) / 1e6),
             "area_km2": np.where(ex, ex_area, area) / 1e6, "mean_depth_m": depth,
             "dam_volume_m3": np.where(ex, 0.0, dams), "water_rock_ratio": wr, "existing": ex,
-            "name": names, "pair_id": np.repeat(np.arange(1, n + 1), 2),
+            "name": names, "outline_method": r["outline_method"].to_numpy(object),
+            "pair_id": np.repeat(np.arange(1, n + 1), 2),
         },
         columns=RESERVOIR_COLUMNS,
     )  # fmt: skip

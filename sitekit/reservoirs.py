@@ -74,7 +74,7 @@ def flood(
     grid: Grid,
     radius_km: float = 0.5,
     reach_km: float = 60.0,
-    snap_px: int = 2,
+    snap_m: float = 1000.0,
 ) -> list[Flooded]:
     """Existing reservoirs as pixel sets at their normal pool level.
 
@@ -90,8 +90,9 @@ def flood(
         Disc radius where the DEM at the dam lies above the pool level [km].
     reach_km : float
         Largest distance of a flooded pixel from the dam [km].
-    snap_px : int
-        The dam snaps to the lowest filled pixel within this many pixels (the valley floor).
+    snap_m : float
+        The dam snaps to the lowest filled pixel within this distance [m] (the valley floor:
+        published dam coordinates are good to a few hundred metres).
 
     Returns
     -------
@@ -106,6 +107,7 @@ def flood(
     inv = ~grid.transform
     res = grid.resolution_m
     name_col = next((c for c in ("name", "name_en", "name_zh") if c in gdf.columns), None)
+    snap_px = max(0, round(snap_m / res))
     out = []
     for _, row in gdf.iterrows():
         geom, level = row.geometry, float(row["water_level_m"])
