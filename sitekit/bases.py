@@ -1,0 +1,217 @@
+"""Hydro–wind–solar complementary bases (水风光一体化基地): how much PV and wind a hydro plant's
+export line can carry, from typical-day profiles (:mod:`sitekit.profiles`).
+
+For one base — a hydro plant with installed MW ``P``, an export line of ``C`` MW and the PV and
+wind sites of its catchment — a linear programme over 12 typical days × 24 h (weights = days
+of the month) chooses the PV MW ``x_pv``, the wind MW ``x_w``, the hourly hydro output
+``h[m,t]`` and the curtailment ``c[m,t]`` that maximise the PV+wind energy delivered::
+
+    max  Σ_m D_m Σ_t (x_pv p[m,t] + x_w w[m,t] − c[m,t])
+    s.t. h[m,t] + x_pv p[m,t] + x_w w[m,t] − c[m,t] ≤ C          (line)
+         0 ≤ c[m,t] ≤ x_pv p[m,t] + x_w w[m,t]                   (only generation is curtailed)
+         Σ_t h[m,t] = E_m                                          (the day's hydro energy is fixed)
+         lo_m ≤ h[m,t] ≤ P                                         (regulation class bounds)
+         Σ D_m Σ_t c ≤ α Σ D_m Σ_t (x_pv p + x_w w)                (annual curtailment limit α)
+         0 ≤ x_pv ≤ PV MW of the catchment, 0 ≤ x_w ≤ wind MW of the catchment
+
+solved with scipy ``linprog`` (HiGHS). The same LP with the MW fixed gives the least-curtailment
+dispatch of a chosen set of sites (:func:`dispatch`). Hydro has priority on its own line (its
+energy is never curtailed: water that cannot pass the line in a day is counted as spilled
+before the PV/wind are added); hydro moves within the day only, never between days or months.
+
+Limits of the method (screening, not a grid study): typical days average out the weather, so
+curtailment on real cloudy/windy days is under-stated; the line is the plant's own export line
+(default: installed MW × ``line_rating_factor``, :class:`sitekit.hosting.LineShareAssumption`),
+not the backbone behind it; one plant per base (cascades are not pooled).
+
+References
+----------
+Ming, B. et al. (2017): Optimizing utility-scale photovoltaic power generation for integration
+into a hydropower reservoir by incorporating long- and short-term operational decisions. Applied
+Energy 204, 432–445 — the setting (PV sharing a reservoir plant's line, Longyangxia); the LP
+here is this module's own, simpler, typical-day form.
+Virtanen, P. et al. (2020): SciPy 1.0. Nature Methods 17, 261–272; Huangfu, Q., Hall, J.A.J.
+(2018): Parallelizing the dual revised simplex method. Math. Prog. Comp. 10, 119–142 (HiGHS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linprog
+from scipy.sparse import coo_matrix, csr_matrix, hstack, vstack
+
+from sitekit.errors import InputError, SitekitError
+from sitekit.profiles import DAYS_IN_MONTH, HydroProfile
+
+#: dry season of the southwest China hydro system (枯水期): December–May [month numbers]
+DRY_MONTHS = (12, 1, 2, 3, 4, 5)
+_T = 12 * 24
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A base's typical days [MW], each (12, 24), and the MW of PV and wind."""
+
+    line_mw: float
+    pv_mw: float
+    wind_mw: float
+    hydro: np.ndarray  # dispatched hydro output
+    pv: np.ndarray  # PV generation before curtailment
+    wind: np.ndarray  # wind generation before curtailment
+    curtailed: np.ndarray  # PV+wind curtailed
+
+    @property
+    def flow(self) -> np.ndarray:
+        """Line flow [MW] (12, 24)."""
+        return self.hydro + self.pv + self.wind - self.curtailed
+
+    def energy_gwh(self, a: np.ndarray) -> float:
+        """Annual energy [GWh] of a (12, 24) power array [MW]."""
+        return float((a.sum(axis=1) * DAYS_IN_MONTH).sum() / 1000.0)
+
+    def monthly_gwh(self, a: np.ndarray) -> np.ndarray:
+        """Monthly energy [GWh] (12,) of a (12, 24) power array [MW]."""
+        return a.sum(axis=1) * DAYS_IN_MONTH / 1000.0
+
+    def summary(self) -> dict[str, float]:
+        """Annual metrics: generated/delivered/curtailed PV+wind [GWh], curtailment share,
+        line utilisation before (hydro alone) and after [-], firm share [-]."""
+        gen = self.energy_gwh(self.pv + self.wind)
+        cur = self.energy_gwh(self.curtailed)
+        cap = self.line_mw * 8.76
+        flow = self.flow
+        total = self.energy_gwh(flow)
+        firm = float((flow.min(axis=1) * 24 * DAYS_IN_MONTH).sum() / 1000.0)
+        return {
+            "hydro_gwh": self.energy_gwh(self.hydro),
+            "generated_gwh": gen,
+            "added_gwh": gen - cur,
+            "curtailed_gwh": cur,
+            "curtailment": cur / gen if gen > 0 else 0.0,
+            "utilisation_before": self.energy_gwh(self.hydro) / cap if cap > 0 else np.nan,
+            "utilisation_after": total / cap if cap > 0 else np.nan,
+            "firm_share": firm / total if total > 0 else np.nan,
+        }
+
+
+def _check(profile: np.ndarray, what: str) -> np.ndarray:
+    p = np.asarray(profile, float)
+    if p.shape != (12, 24) or not np.isfinite(p).all() or (p < 0).any():
+        raise InputError(f"{what} profile must be 12 × 24 finite values ≥ 0 [MW/MW]")
+    return p
+
+
+def _lp(hydro: HydroProfile, line_mw: float, pv: np.ndarray, wind: np.ndarray, *,
+        curtailment_limit: float, pv_bounds: tuple[float, float],
+        wind_bounds: tuple[float, float], size: bool) -> Dispatch:  # fmt: skip
+    """Build and solve the LP of the module docstring (``size``: maximise delivered energy;
+    else the MW are fixed by equal bounds and curtailment is minimised)."""
+    if not line_mw > 0:
+        raise InputError(f"line capacity must be > 0 MW, got {line_mw}")
+    p, w = _check(pv, "PV").ravel(), _check(wind, "wind").ravel()
+    d = np.repeat(DAYS_IN_MONTH, 24)  # weight of each typical hour [days]
+    cap_h = min(line_mw, hydro.max_mw)
+    e_day = np.minimum(hydro.energy_mwh_per_day, 24.0 * cap_h)  # what the line can take
+    lo = np.minimum(hydro.min_mw, e_day / 24.0)
+    lo_h = np.repeat(lo, 24)
+    # variables: [x_pv, x_w, h(288), c(288)]
+    n = 2 + 2 * _T
+    eye = csr_matrix(np.eye(_T))
+    gen = csr_matrix(np.column_stack([p, w]))
+    # line: gen·x + h − c ≤ C ; curtail ≤ generation: −gen·x + c ≤ 0
+    a_line = hstack([gen, eye, -eye])
+    a_cur = hstack([-gen, csr_matrix((_T, _T)), eye])
+    # annual curtailment limit: Σ d c − α Σ d gen·x ≤ 0
+    e_pv, e_w = float((d * p).sum()), float((d * w).sum())
+    a_lim = csr_matrix(np.r_[-curtailment_limit * e_pv, -curtailment_limit * e_w,
+                             np.zeros(_T), d][None, :])  # fmt: skip
+    a_ub = vstack([a_line, a_cur, a_lim]).tocsr()
+    b_ub = np.r_[np.full(_T, line_mw), np.zeros(_T), 0.0]
+    rows = np.repeat(np.arange(12), 24)
+    a_eq = hstack([csr_matrix((12, 2)), coo_matrix((np.ones(_T), (rows, np.arange(_T))),
+                   shape=(12, _T)), csr_matrix((12, _T))]).tocsr()  # fmt: skip
+    b_eq = e_day
+    bounds = [pv_bounds, wind_bounds, *zip(lo_h, np.full(_T, cap_h), strict=True),
+              *((0.0, None),) * _T]  # fmt: skip
+    cost = np.zeros(n)
+    cost[2 + _T :] = d / 1000.0
+    if size:
+        cost[0], cost[1] = -e_pv / 1000.0, -e_w / 1000.0
+    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds,
+                  method="highs")  # fmt: skip
+    if res.status != 0:
+        raise SitekitError(f"base LP not solved: {res.message}")
+    x = res.x
+    hydro_mw = x[2 : 2 + _T].reshape(12, 24)
+    cur = np.clip(x[2 + _T :], 0.0, None).reshape(12, 24)
+    return Dispatch(line_mw, float(x[0]), float(x[1]), hydro_mw, float(x[0]) * p.reshape(12, 24),
+                    float(x[1]) * w.reshape(12, 24), cur)  # fmt: skip
+
+
+def size_base(hydro: HydroProfile, line_mw: float, pv: np.ndarray, wind: np.ndarray, *,
+              curtailment_limit: float = 0.05, pv_max_mw: float = np.inf,
+              wind_max_mw: float = np.inf) -> Dispatch:  # fmt: skip
+    """PV and wind MW [MW] the line carries with at most ``curtailment_limit`` [-] of their
+    annual energy curtailed, maximising the PV+wind energy delivered (module docstring).
+
+    ``pv``/``wind``: per-MW typical-day output [MW/MW] (12, 24); ``pv_max_mw``/``wind_max_mw``:
+    the MW available in the catchment (``inf`` = unlimited)."""
+    if not 0 <= curtailment_limit < 1:
+        raise InputError(f"curtailment limit must be in [0, 1), got {curtailment_limit}")
+    big = 1e3 * line_mw  # "unlimited" is bounded by what a line could ever see
+    return _lp(hydro, line_mw, pv, wind, curtailment_limit=curtailment_limit,
+               pv_bounds=(0.0, float(min(pv_max_mw, big))),
+               wind_bounds=(0.0, float(min(wind_max_mw, big))), size=True)  # fmt: skip
+
+
+def dispatch(hydro: HydroProfile, line_mw: float, pv: np.ndarray, wind: np.ndarray, *,
+             pv_mw: float, wind_mw: float) -> Dispatch:  # fmt: skip
+    """Least-curtailment dispatch of fixed PV and wind MW with the hydro re-dispatched within
+    each day (no curtailment limit)."""
+    return _lp(hydro, line_mw, pv, wind, curtailment_limit=1.0, pv_bounds=(pv_mw, pv_mw),
+               wind_bounds=(wind_mw, wind_mw), size=False)  # fmt: skip
+
+
+def correlations(hydro: np.ndarray, pv: np.ndarray, wind: np.ndarray) -> dict[str, float]:
+    """Pearson correlations of the monthly energy of hydro with PV and with wind (seasonal
+    complementarity: < 0 = complementary) and of PV with wind over the 288 typical hours."""
+
+    def corr(a: np.ndarray, b: np.ndarray) -> float:
+        if np.std(a) == 0 or np.std(b) == 0:
+            return float("nan")
+        return float(np.corrcoef(a, b)[0, 1])
+
+    month = lambda a: np.asarray(a, float).sum(axis=1) * DAYS_IN_MONTH  # noqa: E731
+    return {
+        "corr_hydro_pv_monthly": corr(month(hydro), month(pv)),
+        "corr_hydro_wind_monthly": corr(month(hydro), month(wind)),
+        "corr_pv_wind_hourly": corr(np.ravel(pv), np.ravel(wind)),
+    }
+
+
+def pick_sites(sites: pd.DataFrame, target_mw: float) -> np.ndarray:
+    """Sites taken cheapest first (``lcoe_cny_per_kwh``, then ``site_id``), whole, while their
+    cumulative MW stays ≤ ``target_mw`` [MW]; returns a boolean mask in the given order."""
+    take = np.zeros(len(sites), bool)
+    if not len(sites) or target_mw <= 0:
+        return take
+    order = np.lexsort((sites["site_id"].astype(str).to_numpy(),
+                        sites["lcoe_cny_per_kwh"].to_numpy(float)))  # fmt: skip
+    left = target_mw + 1e-6
+    for i in order:
+        mw = float(sites["capacity_mw"].iloc[i])
+        if mw <= left:
+            take[i] = True
+            left -= mw
+    return take
+
+
+def weighted_profile(profiles: np.ndarray, mw: np.ndarray) -> np.ndarray:
+    """Capacity-weighted mean per-MW profile [MW/MW] of (n, 12, 24) site profiles."""
+    mw = np.asarray(mw, float)
+    if profiles.shape[0] == 0 or mw.sum() <= 0:
+        return np.zeros((12, 24))
+    return np.tensordot(mw, profiles, axes=1) / mw.sum()

@@ -1,0 +1,113 @@
+"""Base sizing (sitekit.bases) on synthetic typical days with hand-computed answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sitekit import bases
+from sitekit.profiles import DAYS_IN_MONTH, hydro_profile
+
+H = np.arange(24) + 0.5
+#: a PV day: a half-cosine between 7:00 and 19:00, peak 1.0 MW/MW at 13:00, every month
+PV = np.tile(np.clip(np.cos((H - 13.0) / 12.0 * np.pi), 0.0, None), (12, 1))
+NO_WIND = np.zeros((12, 24))
+
+
+def test_flat_hydro_at_half_line_takes_exactly_the_pv_that_fills_it() -> None:
+    # 100 MW plant, 100 MW line, CF 0.5 spread ∝ days: flat 50 MW, utilisation 50 %
+    hp = hydro_profile(100.0, 0.5, DAYS_IN_MONTH, "run_of_river", 0.0)
+    r = bases.size_base(hp, 100.0, PV, NO_WIND, curtailment_limit=0.0)
+    peak = PV.max()
+    assert r.pv_mw == pytest.approx(50.0 / peak, rel=1e-6)
+    s = r.summary()
+    assert s["curtailed_gwh"] == pytest.approx(0.0, abs=1e-6)
+    assert s["utilisation_before"] == pytest.approx(0.5)
+    # after: hydro 438 GWh + PV (50/peak) MW × Σ days × Σ_t PV [MWh] over 876 GWh
+    pv_gwh = 50.0 / peak * (PV.sum(axis=1) * DAYS_IN_MONTH).sum() / 1000.0
+    assert s["utilisation_after"] == pytest.approx((438.0 + pv_gwh) / 876.0, rel=1e-6)
+    assert s["added_gwh"] == pytest.approx(pv_gwh, rel=1e-6)
+
+
+def test_a_curtailment_limit_admits_more_pv_and_is_met() -> None:
+    hp = hydro_profile(100.0, 0.5, DAYS_IN_MONTH, "run_of_river", 0.0)
+    r0 = bases.size_base(hp, 100.0, PV, NO_WIND, curtailment_limit=0.0)
+    r5 = bases.size_base(hp, 100.0, PV, NO_WIND, curtailment_limit=0.05)
+    assert r5.pv_mw > r0.pv_mw
+    assert r5.summary()["curtailment"] == pytest.approx(0.05, abs=1e-6)
+
+
+def test_seasonal_plant_takes_more_pv_in_the_dry_season_than_run_of_river() -> None:
+    # same monthly energy; the seasonal plant moves its day's water out of the PV hours, the
+    # run-of-river plant cannot (flat within the day)
+    shares = [6.5, 5.8, 6.3, 6.5, 7.5, 9.0, 11.0, 11.0, 10.5, 9.5, 8.4, 8.0]
+    ror = hydro_profile(100.0, 0.5, shares, "run_of_river", 0.0)
+    seas = hydro_profile(100.0, 0.5, shares, "seasonal", 0.1)
+    a = bases.dispatch(ror, 100.0, PV, NO_WIND, pv_mw=100.0, wind_mw=0.0)
+    b = bases.dispatch(seas, 100.0, PV, NO_WIND, pv_mw=100.0, wind_mw=0.0)
+    dry = [m - 1 for m in bases.DRY_MONTHS]
+    pv_in = lambda d: d.monthly_gwh(d.pv - d.curtailed)[dry].sum()  # noqa: E731
+    assert pv_in(b) > pv_in(a)
+    # January by hand: run-of-river flat at 100 × 0.5 × 8760 × 6.5/100 / 31 / 24 = 38.3 MW,
+    # so PV above 61.7 MW is curtailed (peak 100 MW × PV.max()); the seasonal plant drops to its
+    # 10 MW minimum at noon
+    jan_ror = 100.0 * 0.5 * 8760 * 6.5 / 100.0 / 31 / 24
+    peak = 100.0 * PV.max()
+    assert a.curtailed[0].max() == pytest.approx(peak - (100.0 - jan_ror), abs=1e-6)
+    assert b.curtailed[0].max() == pytest.approx(peak + 10.0 - 100.0, abs=1e-6)
+    # and sized with the same limit, the seasonal plant's line carries more PV
+    sa = bases.size_base(ror, 100.0, PV, NO_WIND, curtailment_limit=0.05)
+    sb = bases.size_base(seas, 100.0, PV, NO_WIND, curtailment_limit=0.05)
+    assert sb.pv_mw > sa.pv_mw
+
+
+def test_curtailment_rises_monotonically_with_pv_mw() -> None:
+    shares = [4.0, 3.3, 3.5, 4.3, 6.5, 11.0, 16.0, 15.5, 14.0, 10.0, 6.5, 5.4]
+    hp = hydro_profile(100.0, 0.5, shares, "daily", 0.5)
+    cur = [bases.dispatch(hp, 100.0, PV, NO_WIND, pv_mw=mw, wind_mw=0.0).summary()["curtailed_gwh"]
+           for mw in (0.0, 20.0, 40.0, 60.0, 80.0, 100.0, 150.0)]  # fmt: skip
+    assert cur[0] == pytest.approx(0.0, abs=1e-9)
+    assert np.all(np.diff(cur) >= -1e-9)
+    assert cur[-1] > cur[-2] > 0.0
+
+
+def test_hydro_keeps_its_daily_energy_and_bounds_when_redispatched() -> None:
+    shares = [6.5, 5.8, 6.3, 6.5, 7.5, 9.0, 11.0, 11.0, 10.5, 9.5, 8.4, 8.0]
+    hp = hydro_profile(100.0, 0.5, shares, "seasonal", 0.1)
+    d = bases.dispatch(hp, 100.0, PV, NO_WIND, pv_mw=80.0, wind_mw=0.0)
+    assert np.allclose(d.hydro.sum(axis=1), hp.energy_mwh_per_day, rtol=1e-7)
+    assert d.hydro.min() >= 10.0 - 1e-7 and d.hydro.max() <= 100.0 + 1e-7
+    assert d.flow.max() <= 100.0 + 1e-6
+
+
+def test_wind_fills_the_night_that_pv_cannot() -> None:
+    # flat wind 1 MW/MW at night only: with the hydro at noon-free dispatch both fit
+    night = np.tile(np.where((H < 7) | (H > 19), 1.0, 0.0), (12, 1))
+    hp = hydro_profile(100.0, 0.5, DAYS_IN_MONTH, "run_of_river", 0.0)
+    r = bases.size_base(hp, 100.0, PV, night, curtailment_limit=0.0)
+    assert r.wind_mw == pytest.approx(50.0, rel=1e-6)
+    assert r.pv_mw == pytest.approx(50.0 / PV.max(), rel=1e-6)  # PV peak 0.991 at 12:30
+    c = bases.correlations(hp.flat(), PV, night)
+    assert c["corr_pv_wind_hourly"] < 0  # complementary within the day
+
+
+def test_catchment_limits_bound_the_sizing() -> None:
+    hp = hydro_profile(100.0, 0.5, DAYS_IN_MONTH, "run_of_river", 0.0)
+    r = bases.size_base(hp, 100.0, PV, NO_WIND, curtailment_limit=0.05, pv_max_mw=30.0)
+    assert r.pv_mw == pytest.approx(30.0)
+
+
+def test_seasonal_correlation_sign() -> None:
+    wet = np.tile(np.array([1, 1, 1, 1, 2, 3, 4, 4, 3, 2, 1, 1], float)[:, None], (1, 24))
+    dry = 5.0 - wet
+    c = bases.correlations(wet, dry, wet)
+    assert c["corr_hydro_pv_monthly"] < -0.9 and c["corr_hydro_wind_monthly"] > 0.9
+
+
+def test_pick_sites_cheapest_first_whole() -> None:
+    s = pd.DataFrame({"site_id": ["a", "b", "c", "d"], "capacity_mw": [40.0, 30.0, 50.0, 10.0],
+                      "lcoe_cny_per_kwh": [0.30, 0.20, 0.25, 0.40]})  # fmt: skip
+    # order b (30), c (50) → 80; a (40) does not fit in 95; d (10) does → 90
+    assert list(bases.pick_sites(s, 95.0)) == [False, True, True, True]
+    assert not bases.pick_sites(s, 0.0).any()
