@@ -188,6 +188,29 @@ def with_admin_names(gdf: Any, prefectures: Any = None, counties: Any = None) ->
     return out
 
 
+#: titles of layers the map style may not name: layer → (中文, English)
+LAYER_TITLES: dict[str, tuple[str, str]] = {
+    "technical_potential": ("技术可开发量（按县）", "Technical potential by county"),
+    "grid_lines": ("输电线路", "Grid lines"),
+    "routes": ("线路方案", "Routes"),
+    "hosting_points": ("并网点承载能力", "Grid point hosting capacity"),
+    "hydro_bases": ("水风光一体化基地", "Hydro-wind-solar bases"),
+}
+
+
+def extra_title(name: str) -> tuple[str, str] | None:
+    """(中文, English) of a layer from :data:`LAYER_TITLES` or an ``existing_<tech>_plants``
+    name; None if unknown."""
+    if name in LAYER_TITLES:
+        return LAYER_TITLES[name]
+    if name.startswith("existing_") and name.endswith("_plants"):
+        tech = name.removeprefix("existing_").removesuffix("_plants")
+        zh = {"pv": "光伏", "wind": "风电", "hydro": "水电"}.get(tech, tech)
+        en = TECH_EN.get(tech, tech.replace("_", " "))
+        return f"现有{zh}电站", f"Existing {en.lower() if tech != 'pv' else en} plants"
+    return None
+
+
 def layer_title(name: str, style: Any = None, provenance: Mapping[str, Any] | None = None) -> str:
     """``中文 / English`` display title of a GeoPackage/map layer: from the map style, the
     constraint's catalogue names (illustrative ones say so), or the layer name itself."""
@@ -205,4 +228,5 @@ def layer_title(name: str, style: Any = None, provenance: Mapping[str, Any] | No
     rs = style.rasters.get(name) if hasattr(style, "rasters") else None
     if rs is not None:
         return f"{rs.name_zh} / {rs.name_en}" if rs.name_zh else rs.name_en
-    return name
+    extra = extra_title(name)
+    return f"{extra[0]} / {extra[1]}" if extra else name

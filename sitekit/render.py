@@ -538,11 +538,14 @@ def _tag_mark(key: str, prov: dict) -> str:
 def _auto_vector_style(key: str, prov: dict) -> VectorStyle:
     """Style of a layer the map style does not name: a constraint layer gets its catalogue
     names (an illustrative one says so and starts hidden), anything else its key."""
-    from sitekit.labels import constraint_title
+    from sitekit.labels import constraint_title, extra_title
 
     con = constraint_title(key, prov)
     if con is None:
-        return VectorStyle(name_en=key)
+        zh_en = extra_title(key)
+        if zh_en is None:
+            return VectorStyle(name_en=key)
+        return VectorStyle(name_en=zh_en[1], name_zh=zh_en[0])
     en, zh, illustrative = con
     return VectorStyle(
         name_en=en,

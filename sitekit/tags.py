@@ -56,7 +56,8 @@ def depends_on(key: str, provenance: Mapping[str, Any] | None) -> tuple[list[str
 
     Raster keys (``pv_score``, ``wind_cf``, ``exclusion_reasons`` …) and GeoPackage/table layer
     names (``pv_sites``, ``ps_pairs`` …) are both understood; an unknown key is taken to depend on
-    everything modelled (a conservative tag is better than a missing one)."""
+    everything modelled and on the illustrative constraints (a conservative tag is better than a
+    missing one)."""
     mod = modelled_sources(provenance)
     ill = illustrative_inputs(provenance)
     constraint_ill = [ill[c] for c in sorted(_constraint_codes(provenance)) if c in ill]
@@ -86,7 +87,7 @@ def depends_on(key: str, provenance: Mapping[str, Any] | None) -> tuple[list[str
         return [mod[k] for k in (*resource, "terrain") if k in mod], constraint_ill
     if key in ("exclusion_reasons", "summary"):
         return list(mod.values()), constraint_ill
-    return list(mod.values()), list(ill.values())
+    return list(mod.values()), constraint_ill
 
 
 def status(key: str, provenance: Mapping[str, Any] | None) -> str:
