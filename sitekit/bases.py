@@ -215,3 +215,128 @@ def weighted_profile(profiles: np.ndarray, mw: np.ndarray) -> np.ndarray:
     if profiles.shape[0] == 0 or mw.sum() <= 0:
         return np.zeros((12, 24))
     return np.tensordot(mw, profiles, axes=1) / mw.sum()
+
+
+# -- bases from the plant table and the sites -------------------------------------------------
+#: GEM Global Hydropower Tracker columns read by :func:`anchor_plants`
+GEM_COLUMNS = {"Project Name": "hydro_plant", "Project Name (local lang/script)": "hydro_plant_zh",
+               "Capacity (MW)": "hydro_mw", "Status": "status", "Technology Type": "technology",
+               "River / Watercourse": "river"}  # fmt: skip
+
+
+def anchor_plants(plants, spec, *, crs, dedupe_km: float = 2.0):
+    """The plants that anchor bases, in ``crs`` (metric): GEM rows with a status in
+    ``spec.statuses``, not pumped storage, ≥ ``spec.min_hydro_mw``; a plant listed twice under
+    one Chinese name, or within ``dedupe_km`` [km] of a larger one, counts once (the largest)."""
+    import geopandas as gpd
+
+    missing = [c for c in GEM_COLUMNS if c not in plants.columns]
+    if missing:
+        raise InputError(f"hydro plant table lacks GEM columns {missing}")
+    p = plants.rename(columns=GEM_COLUMNS).to_crs(crs)
+    p["hydro_mw"] = pd.to_numeric(p["hydro_mw"], errors="coerce")
+    tech = p["technology"].astype(str).str.lower()
+    keep = (p["status"].isin(spec.statuses) & ~tech.str.contains("pumped")
+            & (p["hydro_mw"] >= spec.min_hydro_mw))  # fmt: skip
+    p = p[keep].sort_values("hydro_mw", ascending=False, kind="stable")
+    p = p.drop_duplicates("hydro_plant_zh", keep="first").reset_index(drop=True)
+    xy = np.column_stack([p.geometry.x.to_numpy(), p.geometry.y.to_numpy()])
+    drop = np.zeros(len(p), bool)
+    for i in range(len(p)):
+        if not drop[i]:
+            near = np.hypot(*(xy[i + 1 :] - xy[i]).T) <= dedupe_km * 1000.0
+            drop[i + 1 :] |= near
+    return gpd.GeoDataFrame(p[~drop].reset_index(drop=True), geometry="geometry", crs=crs)
+
+
+def build_bases(plants, sites: dict, spec, *, crs, clearness=0.6, design=None):
+    """Size a base at every anchor plant (:func:`anchor_plants`).
+
+    Every PV/wind site whose centre lies within ``spec.radius_km`` of an anchor joins its
+    nearest anchor (its catchment). The LP (:func:`size_base`) runs on the capacity-weighted
+    profile of the catchment; the sites are then taken cheapest first, whole, up to the LP's MW
+    per technology (:func:`pick_sites`), and the chosen sites are dispatched again
+    (:func:`dispatch`) for the reported figures.
+
+    Returns (bases GeoDataFrame in ``crs``, sites DataFrame: base_id, technology, site_id,
+    capacity_mw, energy_gwh, lcoe_cny_per_kwh, distance_km, bundled; {base_id: Dispatch}).
+    """
+    import geopandas as gpd
+    import shapely
+
+    from sitekit import profiles as pr
+    from sitekit.hosting import _all_sites
+
+    anchors = anchor_plants(plants, spec, crs=crs)
+    s = _all_sites({t: g for t, g in sites.items() if t in ("pv", "wind")}, crs)
+    cen = shapely.centroid(np.asarray(s.geometry.values, dtype=object))
+    owner, dist = np.full(len(s), -1), np.full(len(s), np.nan)
+    if len(anchors) and len(s):
+        tree = shapely.STRtree(np.asarray(anchors.geometry.values, dtype=object))
+        (si, bi), dd = tree.query_nearest(cen, max_distance=spec.radius_km * 1000.0,
+                                          return_distance=True, all_matches=False)  # fmt: skip
+        owner[si], dist[si] = bi, dd / 1000.0
+    s["anchor"], s["distance_km"] = owner, dist
+    rows, site_rows, runs = [], [], {}
+    for i, a in anchors.iterrows():
+        bid = f"HWS{i + 1:02d}"
+        mine = s[s["anchor"] == i]
+        prof = {}
+        for tech in ("pv", "wind"):
+            g = mine[mine["technology"] == tech]
+            prof[tech] = (g, pr.site_profiles(g, tech, wind=spec.wind, clearness=clearness,
+                                              design=design))  # fmt: skip
+        reg, reg_src = pr.regulation_class(a["technology"], a["hydro_plant_zh"], spec)
+        table = spec.hydro_shares.get(str(a["hydro_plant_zh"]), spec.hydro_shares[reg])
+        hp = pr.hydro_profile(float(a["hydro_mw"]), spec.hydro_capacity_factor,
+                              table.monthly_shares, reg, spec.regulation[reg].min_output_frac)  # fmt: skip
+        given = pd.to_numeric(pd.Series([a.get("line_mw", np.nan)]), errors="coerce").iloc[0]
+        line_mw = float(given) if np.isfinite(given) and given > 0 else (
+            float(a["hydro_mw"]) * spec.line_rating_factor)  # fmt: skip
+        line_src = "catalogue" if np.isfinite(given) and given > 0 else (
+            f"default: installed MW × {spec.line_rating_factor:g}")  # fmt: skip
+        gp, pp = prof["pv"]
+        gw, pw = prof["wind"]
+        pv_all = weighted_profile(pp, gp["capacity_mw"].to_numpy(float))
+        w_all = weighted_profile(pw, gw["capacity_mw"].to_numpy(float))
+        lp = size_base(hp, line_mw, pv_all, w_all, curtailment_limit=spec.curtailment_limit,
+                       pv_max_mw=float(gp["capacity_mw"].sum()),
+                       wind_max_mw=float(gw["capacity_mw"].sum()))  # fmt: skip
+        take_p, take_w = pick_sites(gp, lp.pv_mw), pick_sites(gw, lp.wind_mw)
+        pv_mw = float(gp["capacity_mw"].to_numpy(float)[take_p].sum())
+        w_mw = float(gw["capacity_mw"].to_numpy(float)[take_w].sum())
+        pv_c = weighted_profile(pp[take_p], gp["capacity_mw"].to_numpy(float)[take_p])
+        w_c = weighted_profile(pw[take_w], gw["capacity_mw"].to_numpy(float)[take_w])
+        d = dispatch(hp, line_mw, pv_c, w_c, pv_mw=pv_mw, wind_mw=w_mw)
+        runs[bid] = d
+        summ = d.summary()
+        corr = correlations(hp.flat(), pv_all, w_all)
+        ids = [*gp["site_id"].astype(str)[take_p], *gw["site_id"].astype(str)[take_w]]
+        rows.append({
+            "base_id": bid, "hydro_plant": a["hydro_plant"], "hydro_plant_zh": a["hydro_plant_zh"],
+            "river": a["river"], "status": a["status"], "regulation": reg,
+            "regulation_source": reg_src, "hydro_mw": float(a["hydro_mw"]), "line_mw": line_mw,
+            "line_source": line_src, "pv_candidates_mw": float(gp["capacity_mw"].sum()),
+            "wind_candidates_mw": float(gw["capacity_mw"].sum()), "pv_mw_lp": lp.pv_mw,
+            "wind_mw_lp": lp.wind_mw, "pv_mw": pv_mw, "wind_mw": w_mw,
+            "n_sites": len(ids), "site_ids": " ".join(ids),
+            **{k: summ[k] for k in ("hydro_gwh", "generated_gwh", "added_gwh", "curtailed_gwh",
+                                    "curtailment", "utilisation_before", "utilisation_after",
+                                    "firm_share")},
+            "hydro_spilled_gwh": hp.spilled_mwh_per_yr / 1000.0, **corr,
+            "hydro_shares_status": table.status, "wind_shape_status": spec.wind.status,
+            "geometry": a.geometry,
+        })  # fmt: skip
+        for g, take in ((gp, take_p), (gw, take_w)):
+            for k in range(len(g)):
+                r = g.iloc[k]
+                site_rows.append({"base_id": bid, "technology": r["technology"],
+                                  "site_id": str(r["site_id"]), "capacity_mw": r["capacity_mw"],
+                                  "energy_gwh": r["energy_gwh"],
+                                  "lcoe_cny_per_kwh": r["lcoe_cny_per_kwh"],
+                                  "distance_km": r["distance_km"], "bundled": bool(take[k])})  # fmt: skip
+    cols = list(rows[0]) if rows else ["base_id", "geometry"]
+    out = gpd.GeoDataFrame(pd.DataFrame(rows, columns=cols), geometry="geometry", crs=crs)
+    site_cols = ["base_id", "technology", "site_id", "capacity_mw", "energy_gwh",
+                 "lcoe_cny_per_kwh", "distance_km", "bundled"]  # fmt: skip
+    return out, pd.DataFrame(site_rows, columns=site_cols), runs

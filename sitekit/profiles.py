@@ -32,6 +32,7 @@ run-of-river).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -165,6 +166,7 @@ def scale_to_cf(shape: np.ndarray, cf: float) -> np.ndarray:
     return np.clip(np.asarray(shape, float) * (cf / m), 0.0, 1.0)
 
 
+@functools.lru_cache(maxsize=256)
 def pv_shape(lat: float, lon: float, clearness, design: solar.PVDesign | None = None) -> np.ndarray:
     """Typical-day AC output per kWp DC at a point [kW/kWp], (12, 24), Beijing time.
 

@@ -111,3 +111,59 @@ def test_pick_sites_cheapest_first_whole() -> None:
     # order b (30), c (50) → 80; a (40) does not fit in 95; d (10) does → 90
     assert list(bases.pick_sites(s, 95.0)) == [False, True, True, True]
     assert not bases.pick_sites(s, 0.0).any()
+
+
+def _gem(rows):
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    cols = {"Project Name": [], "Project Name (local lang/script)": [], "Capacity (MW)": [],
+            "Status": [], "Technology Type": [], "River / Watercourse": []}  # fmt: skip
+    pts = []
+    for name, zh, mw, status, tech, x, y in rows:
+        for c, v in zip(cols, (name, zh, mw, status, tech, "R"), strict=True):
+            cols[c].append(v)
+        pts.append(Point(x, y))
+    return gpd.GeoDataFrame(cols, geometry=pts, crs=3857)
+
+
+def test_build_bases_anchors_catchments_and_bundling(tmp_path) -> None:
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from sitekit.bases_outputs import write_bases
+    from sitekit.profiles import load_bases_spec
+
+    spec = load_bases_spec(
+        __import__("pathlib").Path(__file__).parents[1] / "pipelines" / "bases.yaml"
+    )
+    plants = _gem([
+        ("Big", "大站", 2000, "operating", "conventional storage", 0, 0),
+        ("Big twin", "大站", 1900, "operating", "conventional storage", 5000, 0),  # same name
+        ("Near", "近站", 1500, "operating", "conventional storage", 1000, 0),  # within 2 km
+        ("Pumped", "抽蓄", 3000, "operating", "pumped storage", 200000, 0),
+        ("Planned", "规划", 3000, "pre-construction", "conventional storage", 300000, 0),
+        ("Small", "小站", 500, "operating", "run-of-river", 400000, 0),
+    ])  # fmt: skip
+    assert list(bases.anchor_plants(plants, spec, crs=3857)["hydro_plant"]) == ["Big"]
+    wind = gpd.GeoDataFrame(
+        {"site_id": ["w1", "w2", "w3"], "capacity_mw": [600.0, 900.0, 100.0],
+         "energy_gwh": [600 * 8.76 * 0.3, 900 * 8.76 * 0.3, 100 * 8.76 * 0.3],
+         "lcoe_cny_per_kwh": [0.2, 0.3, 0.25]},
+        geometry=[box(10000, 0, 11000, 1000), box(20000, 0, 21000, 1000),
+                  box(90000, 0, 91000, 1000)], crs=3857)  # w3 is 90 km away: no base  # fmt: skip
+    out, sites, runs = bases.build_bases(plants, {"wind": wind}, spec, crs=3857)
+    assert len(out) == 1 and out["line_mw"].iloc[0] == 2000.0
+    assert set(sites["site_id"]) == {"w1", "w2"}  # catchment 50 km
+    r = out.iloc[0]
+    assert r["wind_mw"] <= r["wind_mw_lp"] + 1e-6  # whole sites, up to the LP's MW
+    assert r["curtailment"] <= spec.curtailment_limit + 1e-6
+    assert r["utilisation_after"] >= r["utilisation_before"]
+    assert r["regulation"] == "daily" and r["hydro_shares_status"] == "unverified"
+    files = write_bases(out, sites, runs, tmp_path, limit=0.05, make_map=False)
+    got = pd.read_csv(files["csv"])
+    assert got["base_id"].tolist() == ["HWS01"]
+    month = pd.read_csv(files["monthly_csv"])
+    assert month["hydro_gwh"].sum() == pytest.approx(r["hydro_gwh"], rel=1e-4)
+    assert (tmp_path / "bases" / "HWS01.png").stat().st_size > 0
+    assert "水风光" in files["md"].read_text(encoding="utf-8")

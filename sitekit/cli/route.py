@@ -185,11 +185,21 @@ def _run_cache(run_dir: Path) -> Path | None:
     show_default=True,
     help="Hydro capacity factor for the spare-line estimate [0–1].",
 )
+@click.option(
+    "--bases",
+    "bases_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Hydro–wind–solar base settings [default: pipelines/bases.yaml]; needs the catalogue "
+    "layer hydro_plants_gem.",
+)
+@click.option("--no-bases", is_flag=True, help="Skip the hydro–wind–solar base sizing.")
 @data_root_opt
 @click.pass_context
 def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, force: bool,
             straight_line: bool, plants_layer: str, radius_km: float, min_hydro_mw: float,
-            hydro_cf: float, data_roots: tuple[Path, ...]) -> None:  # fmt: skip
+            hydro_cf: float, bases_file: Path | None, no_bases: bool,
+            data_roots: tuple[Path, ...]) -> None:  # fmt: skip
     """Capacity per connection point with supply curves, and hydro–wind–solar bases."""
     from sitekit import hosting as hz
     from sitekit import proximity, routes
@@ -207,8 +217,13 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
         red = run.redlines
         forbidden = run.grid.rasterize(red) if red is not None else None
         cost = proximity.cost_surface(run.slope, forbidden, forbidden_cost=20.0)
+    sites, n_bases = run.sites, None
+    if not no_bases and cat is not None and "hydro_plants_gem" in cat:
+        from sitekit.bases_outputs import run_bases
+
+        sites, n_bases = run_bases(run, cat, bases_file, out)  # bundled sites leave the points
     per, curves = hz.hosting_capacity(
-        run.sites, run.points, cost=cost, grid=run.grid, cache_dir=_run_cache(run_dir)
+        sites, run.points, cost=cost, grid=run.grid, cache_dir=_run_cache(run_dir)
     )
     hz.write_hosting(per, curves, run.points, out)
     msg = f"{per['total_mw'].sum():,.0f} MW gathered at {int((per['total_mw'] > 0).sum())} points"
@@ -224,6 +239,8 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
         msg += f"; {len(bases)} hydro bases"
     elif not ctx.obj.get("quiet"):
         click.echo(f"no '{plants_layer}' layer in {catalog}: hydro bases skipped")
+    if n_bases is not None:
+        msg += f"; {n_bases} hydro–wind–solar bases sized (bases.csv)"
     if not ctx.obj.get("quiet"):
         click.echo(msg)
     click.echo(f"sitekit: hosting results written to {out} (hosting.csv, supply_curves.png …)")

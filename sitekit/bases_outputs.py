@@ -1,0 +1,187 @@
+"""Write the hydro–wind–solar bases (:func:`sitekit.bases.build_bases`): ``bases.csv``,
+``bases_sites.csv``, ``bases_monthly.csv``, ``bases.gpkg`` (layers ``hydro_wind_solar_bases`` and
+``bases_sites``), a monthly stacked chart per base (``bases/<id>.png``), ``bases.md`` (中文/English)
+and ``bases_map.html``. Every file is written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from sitekit.atomic import atomic_path
+from sitekit.bases import Dispatch
+
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def _csv(target: Path, df: pd.DataFrame) -> Path:
+    if isinstance(df, gpd.GeoDataFrame):
+        df = pd.DataFrame(df.drop(columns=df.geometry.name))
+    with atomic_path(target) as tmp:
+        df.to_csv(tmp, index=False, encoding="utf-8-sig", float_format="%.6g")
+    return target
+
+
+def monthly_table(runs: dict[str, Dispatch]) -> pd.DataFrame:
+    """Per base and month: hydro, PV and wind delivered, curtailed [GWh], line capacity [GWh]."""
+    rows = []
+    for bid, d in runs.items():
+        gen = d.pv + d.wind
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share_pv = np.where(gen > 0, d.pv / gen, 0.0)
+        pv_in = d.monthly_gwh(d.pv - d.curtailed * share_pv)
+        w_in = d.monthly_gwh(d.wind - d.curtailed * (1 - share_pv) * (gen > 0))
+        for m in range(12):
+            rows.append({"base_id": bid, "month": m + 1,
+                         "hydro_gwh": d.monthly_gwh(d.hydro)[m], "pv_gwh": pv_in[m],
+                         "wind_gwh": w_in[m], "curtailed_gwh": d.monthly_gwh(d.curtailed)[m],
+                         "line_gwh": d.line_mw * 24 * [31, 28, 31, 30, 31, 30, 31, 31, 30, 31,
+                                                       30, 31][m] / 1000.0})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _chart(target: Path, row: pd.Series, month: pd.DataFrame) -> Path:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(12)
+    bottom = np.zeros(12)
+    for col, colour, label in (("hydro_gwh", "#2c7fb8", "hydro"), ("pv_gwh", "#fdae61", "PV"),
+                               ("wind_gwh", "#1a9641", "wind"),
+                               ("curtailed_gwh", "#d7191c", "curtailed")):  # fmt: skip
+        v = month[col].to_numpy(float)
+        ax.bar(x, v, bottom=bottom, color=colour, label=label,
+               hatch="//" if col == "curtailed_gwh" else None)  # fmt: skip
+        bottom += v
+    ax.step(np.r_[x - 0.5, 11.5], np.r_[month["line_gwh"], month["line_gwh"].iloc[-1]],
+            where="post", color="k", lw=1, label="line capacity")  # fmt: skip
+    ax.set_xticks(x, MONTHS)
+    ax.set_ylabel("energy per month [GWh]")
+    name = row["hydro_plant"] if str(row["hydro_plant"]).isascii() else row["base_id"]
+    ax.set_title(f"{row['base_id']} {name}: {row['pv_mw']:,.0f} MW PV + {row['wind_mw']:,.0f} MW "
+                 f"wind on a {row['line_mw']:,.0f} MW line (modelled typical days)", fontsize=9)  # fmt: skip
+    ax.legend(fontsize=8, ncol=5, loc="upper left")
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return target
+
+
+def bases_markdown(bases: pd.DataFrame, limit: float) -> str:
+    """The report section, 中文/English."""
+    lines = [
+        "# Hydro–wind–solar bases / 水风光一体化基地",
+        "",
+        f"Per large hydro plant (GEM Global Hydropower Tracker, May 2023, CC BY 4.0): the PV and "
+        f"wind MW its export line carries with ≤ {limit:.0%} of their energy curtailed, from "
+        "modelled typical days (12 months × 24 h; LP solved with scipy/HiGHS). MODELLED: the wind "
+        "and hydro monthly shapes are illustrative (status `unverified` in pipelines/bases.yaml).",
+        f"每座大型水电站外送线路在风光弃电率 ≤ {limit:.0%} 时可汇集的光伏、风电装机（典型日模型，"
+        "线性规划求解）。风电与水电月分布为示意数据（未核实），非实测。",
+        "",
+        "| base 基地 | hydro 水电站 | regulation 调节 | hydro MW | line MW | PV MW | wind MW "
+        "| sites | added GWh/yr | curtailment 弃电率 | utilisation 利用率 before→after |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for _, r in bases.iterrows():
+        lines.append(
+            f"| {r['base_id']} | {r['hydro_plant_zh']} {r['hydro_plant']} | {r['regulation']} "
+            f"| {r['hydro_mw']:,.0f} | {r['line_mw']:,.0f} | {r['pv_mw']:,.0f} "
+            f"| {r['wind_mw']:,.0f} | {r['n_sites']} | {r['added_gwh']:,.0f} "
+            f"| {r['curtailment']:.1%} | {r['utilisation_before']:.0%} → "
+            f"{r['utilisation_after']:.0%} |"
+        )
+    lines += ["", "Charts: `bases/<base_id>.png`. Sites bundled into a base are allocated to its "
+              "line and are not counted at any grid point (hosting.csv). / 纳入基地的场址计入其"
+              "外送线路，不再计入并网点容量。"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_bases(bases: gpd.GeoDataFrame, sites: pd.DataFrame, runs: dict[str, Dispatch],
+                out_dir: str | Path, *, limit: float, site_shapes: gpd.GeoDataFrame | None = None,
+                make_map: bool = True, grid=None) -> dict[str, Path]:  # fmt: skip
+    """Write the bases' files into ``out_dir`` (see module docstring); returns {name: path}."""
+    from sitekit.export import write_geopackage
+
+    out = Path(out_dir)
+    (out / "bases").mkdir(parents=True, exist_ok=True)
+    month = monthly_table(runs)
+    files = {"csv": _csv(out / "bases.csv", bases),
+             "sites_csv": _csv(out / "bases_sites.csv", sites),
+             "monthly_csv": _csv(out / "bases_monthly.csv", month)}  # fmt: skip
+    layers = {"hydro_wind_solar_bases": bases}
+    if site_shapes is not None and len(site_shapes):
+        layers["bases_sites"] = site_shapes
+    files["gpkg"] = write_geopackage(out / "bases.gpkg", layers)
+    for _, r in bases.iterrows():
+        files[f"png_{r['base_id']}"] = _chart(out / "bases" / f"{r['base_id']}.png", r,
+                                             month[month["base_id"] == r["base_id"]])  # fmt: skip
+    target = out / "bases.md"
+    with atomic_path(target) as tmp:
+        Path(tmp).write_text(bases_markdown(bases, limit), encoding="utf-8")
+    files["md"] = target
+    if make_map and grid is not None and len(bases):
+        files["map_html"] = _map(out / "bases_map.html", bases, site_shapes, grid)
+    return files
+
+
+def _map(target: Path, bases: gpd.GeoDataFrame, site_shapes, grid) -> Path:
+    from sitekit import render
+    from sitekit.style import MapStyle, VectorStyle
+
+    base = MapStyle()
+    extra = {"hydro_wind_solar_bases": VectorStyle(name_en="Hydro–wind–solar bases",
+                                                   name_zh="水风光一体化基地", color="#08519c",
+                                                   weight=2.0, fill=True)}  # fmt: skip
+    style = MapStyle(title_en="Hydro–wind–solar bases", title_zh="水风光一体化基地",
+                     vectors={**base.vectors, **extra}, layer_control_collapsed=False)  # fmt: skip
+    cols = ["base_id", "hydro_plant", "hydro_plant_zh", "hydro_mw", "line_mw", "pv_mw", "wind_mw",
+            "curtailment", "utilisation_before", "utilisation_after", "geometry"]  # fmt: skip
+    vectors = {"hydro_wind_solar_bases": bases[cols]}
+    if site_shapes is not None and len(site_shapes):
+        for tech in sorted(set(site_shapes["technology"])):
+            vectors[f"{tech}_sites"] = site_shapes[site_shapes["technology"] == tech]
+    return render.render_map(target, grid=grid, rasters={}, vectors=vectors, style=style,
+                             provenance={"title": "Hydro–wind–solar bases / 水风光一体化基地"})  # fmt: skip
+
+
+def run_bases(run, cat, spec_file: Path | None, out_dir: Path) -> tuple[dict, int]:
+    """The hosting step's bases: read the GEM plants and ``spec_file`` (default
+    ``pipelines/bases.yaml``), size every base, write its files into ``out_dir``. Returns the
+    run's sites without the bundled ones (they are allocated to their base's line, not to a
+    grid point) and the number of bases."""
+    from sitekit.bases import build_bases
+    from sitekit.io import read_vector
+    from sitekit.profiles import load_bases_spec
+    from sitekit.run import REPO_ROOT
+
+    spec = load_bases_spec(spec_file or REPO_ROOT / "pipelines" / "bases.yaml")
+    layer = cat.layer("hydro_plants_gem")
+    plants = read_vector(cat.file(layer), layer, cat.where(layer))
+    clear = cat.file(cat.layer("ghi_calibration")) if "ghi_calibration" in cat else 0.6
+    bases, sites, runs = build_bases(plants, run.sites, spec, crs=run.grid.crs,
+                                     clearness=str(clear) if not isinstance(clear, float)
+                                     else clear)  # fmt: skip
+    bundled = sites[sites["bundled"]]
+    keyed = set(zip(bundled["technology"], bundled["site_id"], strict=True))
+    left, shapes = {}, []
+    for tech, g in run.sites.items():
+        if g is None or not len(g) or "site_id" not in g.columns:
+            left[tech] = g
+            continue
+        mask = np.array([(tech, str(i)) in keyed for i in g["site_id"]], bool)
+        left[tech] = g[~mask]
+        if mask.any():
+            part = g[mask][["site_id", "capacity_mw", "geometry"]].copy()
+            part["technology"] = tech
+            b = bundled.set_index(["technology", "site_id"])["base_id"]
+            part["base_id"] = [b.get((tech, str(i)), "") for i in part["site_id"]]
+            shapes.append(part.to_crs(run.grid.crs))
+    site_shapes = (gpd.GeoDataFrame(pd.concat(shapes, ignore_index=True), geometry="geometry",
+                                    crs=run.grid.crs) if shapes else None)  # fmt: skip
+    write_bases(bases, sites, runs, out_dir, limit=spec.curtailment_limit,
+                site_shapes=site_shapes, grid=run.grid)  # fmt: skip
+    return left, len(bases)
