@@ -109,9 +109,12 @@ def zone_totals(
     n_prefectures: int,
     n_counties: int,
     n_bits: int,
-) -> np.ndarray:
+    compute: bool = True,
+) -> Any:
     """:func:`block_sums` over the whole grid: dask layers block by block on the workers (only
-    the per-zone sums travel), NumPy layers in one call. Returns the summed array [px units]."""
+    the per-zone sums travel), NumPy layers in one call. Returns the summed array [px units]
+    (with ``compute=False`` and dask layers: the list of per-block delayed sums, to compute
+    together with others and add up)."""
     layers = [
         prefecture_id,
         county_id,
@@ -141,6 +144,8 @@ def zone_totals(
         for a in layers
     ]
     parts = [dask.delayed(block_sums, pure=True)(*bs, *args) for bs in zip(*blocks, strict=True)]
+    if not compute:
+        return parts
     return np.sum(dask.compute(*parts), axis=0)
 
 

@@ -827,6 +827,7 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             else {}
         )
         timings["potential_s"] = time.perf_counter() - t1
+        timings.update(extra.get("timings", {}))
 
         if "ps" in others:
             summaries.append(_ps_summary(others["ps"][1], pref_names))
