@@ -85,6 +85,7 @@ from sitekit.hydrology import (  # noqa: F401 - re-exported (public API of this 
     flow_accumulation,
     flow_receivers,
 )
+from sitekit.ps_sizing import size_pairs
 
 PAIR_COLUMNS = [
     "pair_id", "storage_gwh", "power_mw", "storage_hours", "head_m", "separation_km", "slope",
@@ -400,16 +401,6 @@ def _candidates(zo, zf2, recv, ppmask, exclusion, res, p, offset=(0, 0)):
 
 
 # -- pair sizing -----------------------------------------------------------------------------
-def _interp_rows(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Row-wise linear interpolation: y at x on each row's increasing curve (xs, ys)."""
-    k = np.clip((xs < x[:, None]).sum(axis=1), 1, xs.shape[1] - 1)
-    r = np.arange(x.size)
-    x0, x1, y0, y1 = xs[r, k - 1], xs[r, k], ys[r, k - 1], ys[r, k]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = np.where(np.isfinite(x1) & (x1 > x0), (x - x0) / (x1 - x0), 0.0)
-    return y0 + np.clip(t, 0.0, 1.0) * (np.where(np.isfinite(y1), y1, y0) - y0)
-
-
 def _curves(c: pd.DataFrame, p: PumpedStorageParams):
     """(volume [m³], wall [m³], height [m]) curves with a leading zero column; max volume.
 
@@ -423,80 +414,6 @@ def _curves(c: pd.DataFrame, p: PumpedStorageParams):
     zero = np.zeros((len(c), 1))
     hs = np.broadcast_to(np.asarray((0.0, *p.dam_heights_m)), (len(c), m + 1))
     return np.hstack([zero, v]), np.hstack([zero, np.nan_to_num(w)]), hs, vmax
-
-
-def size_pairs(
-    head_m, separation_km, curves_upper, curves_lower, p: PumpedStorageParams
-) -> pd.DataFrame:
-    """Size pairs to the largest ANU class they can fill; power, costs and cost class.
-
-    Parameters
-    ----------
-    head_m, separation_km : array-like
-        Head [m] and reservoir separation [km] per pair.
-    curves_upper, curves_lower : tuple
-        (volume [m³], wall [m³], dam height [m]) per reservoir and dam height (rows = pairs,
-        increasing volume, first column 0) and the largest allowed volume [m³] (see
-        :func:`_curves`).
-    p : PumpedStorageParams
-
-    Returns
-    -------
-    DataFrame per pair (``class_index`` −1 where no class fits): ``storage_gwh`` (per cycle),
-    ``storage_hours``, ``power_mw`` = E/h ≤ ``max_power_mw``, ``volume_m3`` (gross, per
-    reservoir), ``upper_dam_height_m``, ``lower_dam_height_m`` (interpolated), ``upper_dam_m3``,
-    ``lower_dam_m3``, ``water_rock_ratio`` (pair: V / total wall), ``power_cost_usd_per_kw``,
-    ``storage_cost_usd_per_kwh``, ``cost_usd_per_kw``, ``cost_class``, ``rel_cost``.
-
-    References
-    ----------
-    ANU PHES_Searching ``pairing.cpp`` (``check_good_pair``) and ``phes_base.cpp``
-    (``find_required_volume``, ``set_FOM``); Stocks et al. (2021).
-    """
-    head = np.asarray(head_m, np.float64)
-    sep = np.asarray(separation_km, np.float64)
-    n = head.size
-    out = {
-        "class_index": np.full(n, -1), "storage_gwh": np.full(n, np.nan),
-        "storage_hours": np.full(n, np.nan), "power_mw": np.full(n, np.nan),
-        "volume_m3": np.full(n, np.nan), "upper_dam_height_m": np.full(n, np.nan),
-        "lower_dam_height_m": np.full(n, np.nan), "upper_dam_m3": np.full(n, np.nan),
-        "lower_dam_m3": np.full(n, np.nan), "water_rock_ratio": np.full(n, np.nan),
-        "power_cost_usd_per_kw": np.full(n, np.nan),
-        "storage_cost_usd_per_kwh": np.full(n, np.nan), "cost_usd_per_kw": np.full(n, np.nan),
-        "cost_class": np.full(n, "", dtype=object), "rel_cost": np.full(n, np.nan),
-    }  # fmt: skip
-    (vu, wu, hu, vmu), (vl, wl, hl, vml) = curves_upper, curves_lower
-    for k, (e, hours) in enumerate(p.served_classes()):
-        v = np.asarray(p.required_volume_m3(e, head), np.float64)
-        fits = (v <= vmu) & (v <= vml)
-        if not fits.any():
-            continue
-        i = np.flatnonzero(fits)
-        vi = v[i]
-        du, dl = _interp_rows(vi, vu[i], wu[i]), _interp_rows(vi, vl[i], wl[i])
-        rock = du + dl
-        with np.errstate(divide="ignore"):
-            wr = np.where(rock > 0, vi / rock, np.inf)
-        power = e * 1000.0 / hours
-        pcost = psc.power_cost_usd_per_kw(power, head[i], sep[i], p.cost)
-        scost = psc.storage_cost_usd_per_kwh(rock, e, p.cost)
-        total = pcost + scost * hours
-        cls = psc.cost_class(total, hours, p.cost)
-        good = (wr >= p.min_pair_water_rock) & (cls != "")
-        i, g = i[good], good
-        vals = {
-            "class_index": k, "storage_gwh": e, "storage_hours": hours, "power_mw": power,
-            "volume_m3": vi[g], "upper_dam_height_m": _interp_rows(vi, vu[fits], hu[fits])[g],
-            "lower_dam_height_m": _interp_rows(vi, vl[fits], hl[fits])[g],
-            "upper_dam_m3": du[g], "lower_dam_m3": dl[g], "water_rock_ratio": wr[g],
-            "power_cost_usd_per_kw": pcost[g], "storage_cost_usd_per_kwh": scost[g],
-            "cost_usd_per_kw": total[g], "cost_class": cls[g],
-            "rel_cost": total[g] / psc.class_a_cutoff_usd_per_kw(hours, p.cost),
-        }  # fmt: skip
-        for key, val in vals.items():
-            out[key][i] = val
-    return pd.DataFrame(out)
 
 
 # -- one window ------------------------------------------------------------------------------
@@ -598,11 +515,19 @@ def _pair(c: pd.DataFrame, t: Affine, gx: int, p: PumpedStorageParams) -> pd.Dat
     maxd = p.max_separation_km * 1000.0
     tree = cKDTree(xy[~ex])
     new_idx = np.flatnonzero(~ex)
-    parts = [(np.zeros(0, np.int64),) * 2 + (np.zeros(0),)]
+    parts = [(np.zeros(0, np.int64),) * 2 + (np.zeros(0),) * 2]
+
+    def keep(i, j, sep):  # head window and slope (ANU 1:20), filtered block by block
+        sep = np.maximum(sep, abs(t.a))
+        head = lev[i] - lev[j]
+        ok = (i != j) & (head >= p.min_head_m) & (head <= p.max_head_m)
+        ok &= head >= p.min_slope * sep
+        return i[ok], j[ok], sep[ok], head[ok]
+
     for b in range(0, iu.size, 4096):  # blocks of uppers bound the memory
         blk = iu[b : b + 4096]
         d = cKDTree(xy[blk]).sparse_distance_matrix(tree, maxd, output_type="ndarray")
-        parts.append((blk[d["i"]], new_idx[d["j"]], d["v"]))
+        parts.append(keep(blk[d["i"]], new_idx[d["j"]], d["v"]))
     if ex.any():  # nearest lake pixel of each existing reservoir
         px = [np.asarray(v) for v in c.loc[ex, "_ex_px"]]
         owner = np.repeat(np.flatnonzero(ex), [v.size for v in px])
@@ -612,14 +537,9 @@ def _pair(c: pd.DataFrame, t: Affine, gx: int, p: PumpedStorageParams) -> pd.Dat
         if d.size:
             f = pd.DataFrame({"i": iu[d["i"]], "j": owner[d["j"]], "v": d["v"]})
             f = f.groupby(["i", "j"], sort=True)["v"].min().reset_index()
-            parts.append((f["i"].to_numpy(), f["j"].to_numpy(), f["v"].to_numpy()))
-    i, j, sep = (np.concatenate(x) for x in zip(*parts, strict=True))
-    sep = np.maximum(sep, abs(t.a))
-    head = lev[i] - lev[j]
-    ok = (i != j) & (head >= p.min_head_m) & (head <= p.max_head_m) & (head / sep >= p.min_slope)
-    i, j, sep, head = i[ok], j[ok], sep[ok], head[ok]
-    cur = _curves(c, p)
-    out = size_pairs(head, sep / 1000.0, tuple(a[i] for a in cur), tuple(a[j] for a in cur), p)
+            parts.append(keep(f["i"].to_numpy(), f["j"].to_numpy(), f["v"].to_numpy()))
+    i, j, sep, head = (np.concatenate(x) for x in zip(*parts, strict=True))
+    out = size_pairs(head, sep / 1000.0, i, j, _curves(c, p), p)
     keys = c["key"].to_numpy()
     out.insert(0, "upper_key", keys[i])
     out.insert(1, "lower_key", keys[j])

@@ -433,3 +433,60 @@ def test_fill_depressions_by_hand() -> None:
     filled = fill_depressions(z)
     assert filled[2, 2] == 3.0 and filled[2, 4] == -2.0
     assert np.isnan(filled[3, 5]) and (filled[0] == 1.0).all()
+
+
+def test_size_pairs_equals_a_per_pair_reference():
+    """The numba sizing equals a plain loop: largest class whose volume both reservoirs hold,
+    walls by np.interp on each reservoir's curve, pair W/R and class-E cost limits."""
+    from sitekit.ps_sizing import size_pairs
+
+    rng = np.random.default_rng(7)
+    p = PumpedStorageParams(max_power_mw=1000.0)  # 150/50, 500/168, 1500/504 (≈3 GW) not served
+    hs = np.array((0.0, *p.dam_heights_m))
+    n_res = 40
+    area = rng.uniform(0.05, 3.0, n_res)[:, None] * 1e6  # [m²] per m of height, growing
+    vol = np.cumsum(np.diff(hs, prepend=0.0)[None, :] * area * (1 + hs / 100.0), axis=1)
+    wall = np.vstack([psc.dam_wall_volume_m3(hs, rng.uniform(100, 3000)) for _ in range(n_res)])
+    wall[:, 0] = 0.0
+    cut = rng.integers(3, hs.size, n_res)  # highest allowed height index
+    for r, k in enumerate(cut):
+        vol[r, k + 1 :] = np.inf
+    vmax = vol[np.arange(n_res), cut]
+    hgt = np.broadcast_to(hs, vol.shape)
+    n = 300
+    up, lo = rng.integers(0, n_res, n), rng.integers(0, n_res, n)
+    head, sep = rng.uniform(300, 800, n), rng.uniform(1, 15, n)
+    got = size_pairs(head, sep, up, lo, (vol, wall, hgt, vmax), p)
+    classes = p.served_classes()
+    assert all(e * 1000 / h <= 1000.0 for e, h in classes) and len(classes) == 4
+    for q in range(n):
+        want = None
+        for k in range(len(classes) - 1, -1, -1):
+            e, h = classes[k]
+            v = p.required_volume_m3(e, head[q])
+            if v > min(vmax[up[q]], vmax[lo[q]]):
+                continue
+            d = [np.interp(v, vol[r, : cut[r] + 1], wall[r, : cut[r] + 1]) for r in (up[q], lo[q])]
+            rock = d[0] + d[1]
+            cost = psc.power_cost_usd_per_kw(e * 1000 / h, head[q], sep[q]) + (
+                168.0 * rock / (e * 1e6) * h
+            )
+            if v / rock < p.min_pair_water_rock or psc.cost_class(cost, h).item() == "":
+                continue
+            want = (k, v, d[0], d[1], cost)
+            break
+        row = got.iloc[q]
+        if want is None:
+            assert row["class_index"] == -1
+            continue
+        k, v, du, dl, cost = want
+        assert row["class_index"] == k
+        assert row["storage_gwh"] == classes[k][0] and row["storage_hours"] == classes[k][1]
+        assert row["power_mw"] <= 1000.0
+        assert row["volume_m3"] == pytest.approx(v)
+        assert row["upper_dam_m3"] == pytest.approx(du) and row["lower_dam_m3"] == pytest.approx(dl)
+        assert row["cost_usd_per_kw"] == pytest.approx(cost)
+        assert row["cost_class"] == psc.cost_class(cost, classes[k][1]).item()
+        assert 0 <= row["upper_dam_height_m"] <= hs[cut[up[q]]]
+    assert (got["class_index"] >= 0).sum() > 50  # the check is not vacuous
+    assert (got["class_index"] < len(classes) - 1).sum() > 5  # and some fall to smaller classes
