@@ -92,7 +92,7 @@ def test_bases_spec_refuses_unknown_keys_and_non_finite(tmp_path: Path) -> None:
                    encoding="utf-8")  # fmt: skip
     with pytest.raises(RecipeError):
         pr.load_bases_spec(bad)
-    bad.write_text(text.replace("[1.30, 1.40,", "[1.40,"), encoding="utf-8")
+    bad.write_text(text.replace("[1.20, 1.20, 1.20, 1.05,", "[1.20, 1.20, 1.05,"), encoding="utf-8")
     with pytest.raises(RecipeError, match="12"):
         pr.load_bases_spec(bad)
 
