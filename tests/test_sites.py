@@ -335,3 +335,26 @@ def test_zone_areas_by_hand_in_strips(monkeypatch) -> None:
         zone_areas(incl, zone + 1, ["A", "B"], 0.25)
     with pytest.raises(ValueError, match="zone ids outside"):  # raised on a worker, too
         zone_areas(da.from_array(incl, chunks=4), da.from_array(zone + 1, chunks=4), ["A"], 0.25)
+
+
+def test_candidates_hold_every_site_with_its_centre_and_top_n_flag() -> None:
+    grid, score, energy, dist, zone = _landscape()
+    rules = SiteRules(0.5, 0.2, 5.0, 40.0, max_sites=1)  # top 1 per prefecture
+    top, _, every = extract_sites(
+        grid, score=score, inclusion=np.ones_like(score), energy_kwh_per_kw=energy,
+        grid_distance_km=dist, connection_distance_km=dist,
+        nearest_point=np.zeros(score.shape, np.int64), point_names=["Sub A"],
+        prefecture_id=zone, prefecture_names=["West", "East"], county_id=zone,
+        county_names=["W county", "E county"], rules=rules, economics=ECON, candidates=True,
+    )  # fmt: skip
+    assert len(top) == 2 and len(every) == 3  # B (West, 2nd) is only in the candidates
+    assert every["in_top_n"].sum() == 2
+    assert set(every.loc[every["in_top_n"], "site_id"]) == set(top["site_id"])
+    assert every["lcoe_cny_per_kwh"].is_monotonic_increasing
+    assert every["capacity_mw"].sum() == pytest.approx(120.0)
+    # block A = rows 2–11, cols 2–11 of a 100 m grid: centre at x = 0 + 7 × 100 m
+    a = every.set_index("energy_gwh").loc[72.0]
+    x0, y0 = grid.transform * (7.0, 7.0)
+    assert a["x_m"] == pytest.approx(x0) and a["y_m"] == pytest.approx(y0)
+    assert a["connection_kv"] == 110 and a["point_index"] == 0
+    assert a["connection_cny_per_kw"] == pytest.approx(2 * 800000 / 40e3)
