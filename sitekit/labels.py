@@ -75,6 +75,30 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "n_sites": ("场址数", "Sites", ""),
     "lon_deg": ("经度", "Longitude", "°"),
     "lat_deg": ("纬度", "Latitude", "°"),
+    "data_status": (
+        "数据状态（模拟/示意输入）",
+        "Data status (modelled / illustrative inputs)",
+        "",
+    ),
+    "storage_gwh": ("储能电量（每循环）", "Storage per cycle", "GWh"),
+    "mean_depth_m": ("平均水深", "Mean depth", "m"),
+    "lower_dam_height_m": ("下库坝高", "Lower dam height", "m"),
+    "lower_mean_depth_m": ("下库平均水深", "Lower mean depth", "m"),
+    "usable_volume_gl": ("有效库容", "Usable volume", "GL"),
+    "score": ("适宜性得分", "Suitability score", "0–1"),
+    "score_percentile": ("得分百分位", "Score percentile", "%"),
+    "eligible": ("适宜", "Eligible", ""),
+    "excluded_by": ("排除原因", "Excluded by", ""),
+    "cf_modelled": ("模拟容量系数", "Modelled capacity factor", "0–1"),
+    "connection_cost_cny": ("并网费用", "Connection cost", "元"),
+    "connection_kv": ("并网电压", "Connection voltage", "kV"),
+    "gem_id": ("GEM 编号", "GEM ID", ""),
+    "location_accuracy": ("位置精度", "Location accuracy", ""),
+    "phase": ("期次", "Phase", ""),
+    "status": ("状态", "Status", ""),
+    "start_year": ("投运年份", "Start year", ""),
+    "excluded_km2": ("排除面积", "Excluded area", "km²"),
+    "study_km2": ("研究区面积", "Study area", "km²"),
 }
 #: (layer, field) where a field means something else in that layer
 LAYER_FIELDS: dict[tuple[str, str], tuple[str, str, str]] = {
@@ -87,9 +111,41 @@ TECH_ZH = {"pv": "光伏", "wind": "风电", "pumped_storage": "抽水蓄能"}
 TECH_EN = {"pv": "PV", "wind": "Wind", "pumped_storage": "Pumped storage"}
 
 
+#: per-technology columns ``<tech>_<stem>[_after_competition]`` → (中文, English, unit)
+_TECH_STEMS: dict[str, tuple[str, str, str]] = {
+    "eligible_km2": ("可用面积", "eligible area", "km²"),
+    "excluded_km2": ("排除面积（合计）", "excluded area, all rules", "km²"),
+    "study_km2": ("研究区面积", "study area", "km²"),
+    "shared_km2": ("与其他技术共用面积", "area shared with other technologies", "km²"),
+    "mean_cf": ("平均容量系数", "mean capacity factor", "0–1"),
+    "technical_potential_mw": ("技术可开发量", "technical potential", "MW"),
+    "technical_potential_gwh": ("技术可开发电量", "technical potential", "GWh/yr"),
+}
+
+
+def _pattern_info(field: str) -> tuple[str, str, str] | None:
+    """Names of the per-technology columns (``pv_eligible_km2``, ``wind_excluded_steep_km2``,
+    ``pv_mean_cf_after_competition`` …)."""
+    tech = next((t for t in ("pv", "wind") if field.startswith(f"{t}_")), None)
+    if tech is None:
+        return None
+    rest = field.removeprefix(f"{tech}_")
+    after = rest.endswith("_after_competition")
+    rest = rest.removesuffix("_after_competition")
+    zh_after, en_after = ("（用地竞争后）", " after competition") if after else ("", "")
+    if rest in _TECH_STEMS:
+        zh, en, unit = _TECH_STEMS[rest]
+    elif rest.startswith("excluded_") and rest.endswith("_km2"):
+        code = rest.removeprefix("excluded_").removesuffix("_km2")
+        zh, en, unit = f"排除面积：{code}", f"excluded by {code}", "km²"
+    else:
+        return None
+    return f"{TECH_ZH[tech]}{zh}{zh_after}", f"{TECH_EN[tech]} {en}{en_after}", unit
+
+
 def field_info(field: str, layer: str | None = None) -> tuple[str, str, str] | None:
     """(中文, English, unit) of a field, or None when sitekit has no name for it."""
-    return LAYER_FIELDS.get((layer or "", field)) or FIELDS.get(field)
+    return LAYER_FIELDS.get((layer or "", field)) or FIELDS.get(field) or _pattern_info(field)
 
 
 def alias_zh(field: str, layer: str | None = None) -> str:

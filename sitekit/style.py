@@ -249,6 +249,28 @@ def _vectors() -> dict[str, VectorStyle]:
             label="permanent",
             label_min_zoom=8,
         ),
+        "technical_potential": v(  # potential.csv per county: all eligible land, not top-N sites
+            name_en="PV technical potential by county (after competition)",
+            name_zh="县级光伏技术可开发量（用地竞争后）",
+            color="#555555",
+            weight=0.5,
+            fill_opacity=0.45,
+            show=False,
+            color_by="pv_technical_potential_mw_after_competition",
+            breaks=[50000, 150000, 300000],
+            colors=["#fff5eb", "#fdbe85", "#fd8d3c", "#d94701"],
+            popup_fields=[
+                "name_en",
+                "pv_technical_potential_mw_after_competition",
+                "pv_technical_potential_gwh_after_competition",
+                "wind_technical_potential_mw_after_competition",
+                "wind_technical_potential_gwh_after_competition",
+                "pv_technical_potential_mw",
+                "wind_technical_potential_mw",
+                "pv_eligible_km2",
+                "pv_excluded_km2",
+            ],
+        ),
         "grid_lines": v(
             name_en="Grid lines", name_zh="输电线路", color="#7b3294", weight=2.0, fill=False
         ),
@@ -289,9 +311,14 @@ def _vectors() -> dict[str, VectorStyle]:
             ],
         ),
         "wind_sites": _site_style(
-            "Wind sites", "风电场址", "#08306b", ["#08306b", "#2171b5", "#6baed6", "#c6dbef"]
+            "Wind sites (top N per prefecture)",
+            "风电场址（各市州前N名）",
+            "#08306b",
+            ["#08306b", "#2171b5", "#6baed6", "#c6dbef"],
         ),
-        "pv_sites": _site_style("PV sites", "光伏场址", "#67000d", RANK_COLOURS),
+        "pv_sites": _site_style(
+            "PV sites (top N per prefecture)", "光伏场址（各市州前N名）", "#67000d", RANK_COLOURS
+        ),
         "grid_points": v(
             name_en="Grid connection points",
             name_zh="并网点",
@@ -340,7 +367,41 @@ def _fields() -> dict[str, FieldLabel]:
         "name_zh": f(en="Name (Chinese)", zh="中文名"),
         "voltage_kv": f(en="Voltage [kV]", zh="电压 [kV]", decimals=0),
         "eligible_km2": f(en="Eligible area [km²]", zh="可用面积 [km²]", decimals=0),
-        "potential_mw": f(en="Potential [MW]", zh="技术可开发量 [MW]", decimals=0),
+        "potential_mw": f(en="Top-N sites [MW]", zh="前N名场址装机 [MW]", decimals=0),
+        "pv_technical_potential_mw_after_competition": f(
+            en="PV technical potential after competition [MW]",
+            zh="光伏技术可开发量（用地竞争后）[MW]",
+            decimals=0,
+        ),
+        "pv_technical_potential_gwh_after_competition": f(
+            en="PV technical potential after competition [GWh/yr]",
+            zh="光伏技术可开发电量（用地竞争后）[GWh]",
+            decimals=0,
+        ),
+        "wind_technical_potential_mw_after_competition": f(
+            en="Wind technical potential after competition [MW]",
+            zh="风电技术可开发量（用地竞争后）[MW]",
+            decimals=0,
+        ),
+        "wind_technical_potential_gwh_after_competition": f(
+            en="Wind technical potential after competition [GWh/yr]",
+            zh="风电技术可开发电量（用地竞争后）[GWh]",
+            decimals=0,
+        ),
+        "pv_technical_potential_mw": f(
+            en="PV technical potential if alone [MW]", zh="光伏技术可开发量（单独）[MW]", decimals=0
+        ),
+        "wind_technical_potential_mw": f(
+            en="Wind technical potential if alone [MW]",
+            zh="风电技术可开发量（单独）[MW]",
+            decimals=0,
+        ),
+        "pv_eligible_km2": f(
+            en="PV eligible area if alone [km²]", zh="光伏可用面积（单独）[km²]", decimals=0
+        ),
+        "pv_excluded_km2": f(
+            en="Excluded for PV, all rules [km²]", zh="光伏排除面积（合计）[km²]", decimals=0
+        ),
         "n_sites": f(en="Sites", zh="场址数", decimals=0),
         "technology": f(en="Technology", zh="技术类型"),
     }

@@ -119,7 +119,10 @@ def test_metadata_extension(gpkg: Path) -> None:
     md = read_metadata(gpkg)
     assert md["geopackage"] == PROVENANCE
     assert md["tables"]["pv_sites"]["recipe"] == "pipelines/pv.yaml"
-    assert md["tables"]["pv_sites"]["title"] == "光伏场址 / PV sites"
+    assert (
+        md["tables"]["pv_sites"]["title"]
+        == "光伏场址（各市州前N名） / PV sites (top N per prefecture)"
+    )
     assert {"modelled", "illustrative", "data_status"} <= set(md["tables"]["pv_sites"])
     with sqlite3.connect(gpkg) as con:
         rows = con.execute("SELECT md_scope, md_standard_uri, mime_type FROM gpkg_metadata")
@@ -340,7 +343,7 @@ def test_geopackage_is_version_1_2_with_titles_and_field_aliases(
                 "SELECT table_name, identifier, description FROM gpkg_contents"
             )
         )
-    assert rows["pv_sites"][0] == "光伏场址 / PV sites"
+    assert rows["pv_sites"][0] == "光伏场址（各市州前N名） / PV sites (top N per prefecture)"
     assert rows["pv_sites"][1].startswith("MODELLED from solar resource: modelled (pvlib)")
     assert "demo terrain (modelled relief)" in rows["pv_sites"][1]
     assert "ILLUSTRATIVE inputs: No-build zones" in rows["pv_sites"][1]

@@ -109,7 +109,7 @@ def test_layers_legends_banner_and_modelled_labels(page: str) -> None:
         "PSH pairs",
         "Grid connection points",
         "Grid lines",
-        "光伏场址 / PV sites",
+        "光伏场址（各市州前N名） / PV sites (top N per prefecture)",
         "甲州 / Jia",
     ]:
         assert name in text, name
