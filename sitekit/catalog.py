@@ -174,6 +174,17 @@ class Catalog:
         self.files(spec)
         return p
 
+    def content_key(self) -> dict[str, list[str]]:
+        """SHA-256 of every file each layer is read from ({layer id: [sha256, ...]}), for cache
+        keys: new tiles behind a VRT or a changed ``.dbf``/``.prj`` sidecar give a new key."""
+        from sitekit.provenance import file_sha256
+
+        return {
+            s.id: [file_sha256(f) for f in self.files(s) if f.is_file()]
+            for s in self.spec.layers
+            if self.file(s).is_file()
+        }
+
     def files(self, spec: LayerSpec) -> list[Path]:
         """Every file the layer is read from: its own, VRT members, sidecars (for cache keys)."""
         from sitekit.sources import dependencies

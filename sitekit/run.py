@@ -608,11 +608,7 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
 
         inputs_key = digest(  # the code's own digest is in every key (cache.code_digest)
             catalog.digest(),
-            {  # every file a layer reads: VRT members and sidecars too (sitekit.sources)
-                s.id: [file_sha256(f) for f in catalog.files(s) if f.is_file()]
-                for s in catalog.spec.layers
-                if catalog.file(s).is_file()
-            },
+            catalog.content_key(),  # every file a layer reads: VRT members, sidecars too
         )
         cache = LayerCache(opts.cache_dir, grid, inputs_key)
     pipe = Pipeline(catalog, grid, cache)

@@ -128,6 +128,33 @@ def test_vrt_members_and_sidecars_are_part_of_the_layer(tiny_catalog: Path) -> N
     assert _mean_on_grid(tiny_catalog) > 0  # and it reads
 
 
+def test_new_tiles_behind_a_vrt_or_a_new_sidecar_change_the_cache_key(tiny_catalog: Path) -> None:
+    (tiny_catalog.parent / "tiles").mkdir()
+    shutil.move(tiny_catalog.parent / "dem.tif", tiny_catalog.parent / "tiles" / "dem.tif")
+    _point_dem_at_vrt(tiny_catalog, "tiles/dem.tif")
+    key = Catalog(tiny_catalog).content_key()
+    raw = _tiny_dem_at(tiny_catalog.parent / "tiles" / "dem.tif")
+    _dem(tiny_catalog.parent / "tiles" / "dem.tif", raw + 5.0)  # the VRT file is unchanged
+    assert Catalog(tiny_catalog).content_key()["dem"] != key["dem"]
+
+    import geopandas as gpd
+
+    area = gpd.read_file(tiny_catalog.parent / "area.gpkg")
+    area.to_file(tiny_catalog.parent / "area.shp")
+    tiny_catalog.write_text(tiny_catalog.read_text().replace("area.gpkg", "area.shp"))
+    cat = Catalog(tiny_catalog)
+    assert {".shp", ".shx", ".dbf", ".prj"} <= {p.suffix for p in cat.files(cat.layer("area"))}
+    before = cat.content_key()["area"]
+    prj = tiny_catalog.parent / "area.prj"
+    prj.write_text(prj.read_text().replace("WGS_1984", "WGS_1984 "))
+    assert Catalog(tiny_catalog).content_key()["area"] != before
+
+
+def _tiny_dem_at(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
 def test_a_pipe_as_a_layer_path_is_refused_without_hanging(tiny_catalog: Path) -> None:
     (tiny_catalog.parent / "dem.tif").unlink()
     os.mkfifo(tiny_catalog.parent / "dem.tif")
