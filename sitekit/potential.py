@@ -19,7 +19,8 @@ county rows add up to their prefecture exactly and all rows to the study area.
 
 Area removed by one reason: Σ study fraction × pixel area over the pixels whose reason bit is
 set (``exclusion_reasons``; a fraction-rule constraint sets its bit where it covers ≥ 50 % of a
-pixel). Area removed by all reasons together: Σ (study fraction − inclusion fraction) × pixel
+pixel) and that lose some eligible land (a forced-inclusion zone can lift a reason; its own bit
+is reported as ``forced_<id>_km2``, the area it keeps eligible). Area removed by all reasons together: Σ (study fraction − inclusion fraction) × pixel
 area, exact for fraction-rule layers. Per-reason areas overlap, so they add up to more than the
 union whenever two reasons cover the same land.
 
@@ -61,12 +62,14 @@ def block_sums(
     n_county: int,
     n_zones: int,
     n_bits: int,
+    forced_bits: int = 0,
 ) -> np.ndarray:
     """Per-zone sums of one block (runs on a worker; NumPy only).
 
     The zone of a pixel is ``pref × (n_county + 1) + county`` (ids 0 = none). Returns float64
     ``(len(QUANTITIES) + n_bits, n_zones)``: the :data:`QUANTITIES` rows, then Σ study fraction
-    over the pixels with each reason bit set [px]. NaN counts as 0.
+    over the pixels with each reason bit set that lose eligible land (for the ``forced_bits``:
+    all pixels with the bit) [px]. NaN counts as 0.
     """
     z = (np.asarray(pref, np.int64) * (n_county + 1) + np.asarray(county, np.int64)).ravel()
     if z.size and not 0 <= z.min() <= z.max() < n_zones:
@@ -90,7 +93,11 @@ def block_sums(
         cap_a * e,
         np.where(sh, inc_a, 0.0),
     ]
-    cols += [np.where((r >> np.uint32(b)) & np.uint32(1), sf, 0.0) for b in range(n_bits)]
+    removed = np.where(inc < sf - 1e-6, sf, 0.0)  # a forced-inclusion zone may lift a reason
+    cols += [
+        np.where((r >> np.uint32(b)) & np.uint32(1), sf if forced_bits >> b & 1 else removed, 0.0)
+        for b in range(n_bits)
+    ]
     return np.stack([np.bincount(z, c, minlength=n_zones) for c in cols])
 
 
@@ -109,6 +116,7 @@ def zone_totals(
     n_prefectures: int,
     n_counties: int,
     n_bits: int,
+    forced_bits: int = 0,
     compute: bool = True,
 ) -> Any:
     """:func:`block_sums` over the whole grid: dask layers block by block on the workers (only
@@ -128,7 +136,7 @@ def zone_totals(
     ]
     layers = [getattr(a, "data", a) if hasattr(a, "dims") else a for a in layers]
     n_zones = (n_prefectures + 1) * (n_counties + 1)
-    args = (density_mw_per_km2, n_counties, n_zones, n_bits)
+    args = (density_mw_per_km2, n_counties, n_zones, n_bits, forced_bits)
     lazy = next((a for a in layers if hasattr(a, "to_delayed")), None)
     if lazy is None:
         return block_sums(*(np.asarray(a) for a in layers), *args)
@@ -198,7 +206,8 @@ def potential_table(
                 "excluded_km2": v["excluded"] * pa,
             }
             for j, c in enumerate(_c):
-                out[f"excluded_{c}_km2"] = float(np.sum(_b[j][idx])) * pa
+                name = f"{c}_km2" if c.startswith("forced_") else f"excluded_{c}_km2"
+                out[name] = float(np.sum(_b[j][idx])) * pa
             out.update(
                 {
                     "eligible_km2": v["eligible"] * pa,

@@ -811,7 +811,7 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 grid=grid,
                 layers=layers,
                 recipes=techs,
-                legends={g.recipe.technology: g.constraints.legend for g in graphs},
+                legends={g.recipe.technology: g.constraints for g in graphs},
                 land=land,
                 zones=zones,
                 candidates=candidates,

@@ -188,7 +188,8 @@ def run_outputs(
     cnty_names = cnty[1] if cnty else []
     sums, codes = {}, {}
     for t in recipes:
-        legend = legends[t]
+        legend = getattr(legends[t], "legend", legends[t])  # a ConstraintResult or its legend
+        forced = int(getattr(legends[t], "forced_bits", 0))
         codes[t] = [rb.code for rb in legend]
         sums[t] = potential.zone_totals(
             prefecture_id=layers["prefecture_id"],
@@ -204,12 +205,18 @@ def run_outputs(
             n_prefectures=len(pref_names),
             n_counties=len(cnty_names),
             n_bits=len(legend),
+            forced_bits=forced,
             compute=False,
         )
     # both technologies in one round trip: they share the competition graph
     done = dask.compute(sums)[0]
     sums = {t: np.sum(v, axis=0) if isinstance(v, list | tuple) else v for t, v in done.items()}
     timings = {"potential_sums_s": time.perf_counter() - t0}
+    for t in recipes:  # forced-inclusion bits keep land: report them as such
+        forced = int(getattr(legends[t], "forced_bits", 0))
+        for rb in getattr(legends[t], "legend", legends[t]):
+            if forced & (1 << rb.bit):
+                codes[t][rb.bit] = f"forced_{rb.code}"
     pot = potential.potential_table(
         sums,
         pixel_area_km2=grid.pixel_area_km2,

@@ -237,3 +237,23 @@ def test_land_use_needs_one_rule_for_both_recipes() -> None:
     assert float(land["wind"].capacity_after.sum().compute()) == pytest.approx(50 * 3)
     with pytest.raises(RecipeError, match="competition.rule differs"):
         supply.land_use(layers, {"pv": recipe("pv_first", 40), "wind": recipe("shared", 3)})
+
+
+def test_forced_inclusion_lifts_a_reason_and_is_reported_as_kept_land() -> None:
+    pref, county, study, reasons, incl, energy = _county_grid()
+    reasons[:2, 8:] |= 4  # bit 2: a forced-inclusion zone over 4 px of the bit-0 strip
+    incl[:2, 8:] = 1.0  # ... which keeps them eligible
+    sums = potential.zone_totals(
+        prefecture_id=pref, county_id=county, study_fraction=study, reasons=reasons,
+        inclusion=incl, inclusion_after=incl, capacity_after_mw_per_km2=incl * 40.0,
+        shared=np.zeros(pref.shape, bool), energy_kwh_per_kw=energy, density_mw_per_km2=40.0,
+        n_prefectures=2, n_counties=3, n_bits=3, forced_bits=4,
+    )  # fmt: skip
+    df = potential.potential_table(
+        {"pv": sums}, pixel_area_km2=PA, prefecture_names=["A", "B"],
+        county_names=["a1", "a2", "b1"], reason_codes={"pv": ["nobuild", "steep", "forced_plan"]},
+    )  # fmt: skip
+    tot = df[df["level"] == "study_area"].iloc[0]
+    assert tot["excluded_nobuild_km2"] == pytest.approx(16 * PA)  # 20 px less the 4 kept
+    assert tot["forced_plan_km2"] == pytest.approx(4 * PA)
+    assert tot["excluded_km2"] == pytest.approx((32 + 0.5) * PA)
