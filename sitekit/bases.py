@@ -14,7 +14,9 @@ of the month) chooses the PV MW ``x_pv``, the wind MW ``x_w``, the hourly hydro 
          Σ D_m Σ_t c ≤ α Σ D_m Σ_t (x_pv p + x_w w)                (annual curtailment limit α)
          0 ≤ x_pv ≤ PV MW of the catchment, 0 ≤ x_w ≤ wind MW of the catchment
 
-solved with scipy ``linprog`` (HiGHS). The same LP with the MW fixed gives the least-curtailment
+with a secondary term −ε Σ_m D_m 24 z_m (z_m ≤ each hour's line flow, ε = :data:`FIRM_WEIGHT`)
+that picks, among equally good dispatches, the one with the highest daily minimum line flow
+(the firm share reported), solved with scipy ``linprog`` (HiGHS). The same LP with the MW fixed gives the least-curtailment
 dispatch of a chosen set of sites (:func:`dispatch`). Hydro has priority on its own line (its
 energy is never curtailed: water that cannot pass the line in a day is counted as spilled
 before the PV/wind are added); hydro moves within the day only, never between days or months.
@@ -49,6 +51,8 @@ from sitekit.profiles import DAYS_IN_MONTH, HydroProfile
 #: dry season of the southwest China hydro system (枯水期): December–May [month numbers]
 DRY_MONTHS = (12, 1, 2, 3, 4, 5)
 _T = 12 * 24
+#: weight of the secondary objective (flattest line flow) against delivered energy [-]
+FIRM_WEIGHT = 1e-3
 
 
 @dataclass(frozen=True)
@@ -117,27 +121,33 @@ def _lp(hydro: HydroProfile, line_mw: float, pv: np.ndarray, wind: np.ndarray, *
     e_day = np.minimum(hydro.energy_mwh_per_day, 24.0 * cap_h)  # what the line can take
     lo = np.minimum(hydro.min_mw, e_day / 24.0)
     lo_h = np.repeat(lo, 24)
-    # variables: [x_pv, x_w, h(288), c(288)]
-    n = 2 + 2 * _T
+    # variables: [x_pv, x_w, h(288), c(288), z(12)]; z = each day's lowest line flow
+    n = 2 + 2 * _T + 12
     eye = csr_matrix(np.eye(_T))
     gen = csr_matrix(np.column_stack([p, w]))
-    # line: gen·x + h − c ≤ C ; curtail ≤ generation: −gen·x + c ≤ 0
-    a_line = hstack([gen, eye, -eye])
-    a_cur = hstack([-gen, csr_matrix((_T, _T)), eye])
+    rows = np.repeat(np.arange(12), 24)
+    pick = coo_matrix((np.ones(_T), (np.arange(_T), rows)), shape=(_T, 12))
+    none = csr_matrix((_T, 12))
+    # line: gen·x + h − c ≤ C ; curtail ≤ generation: −gen·x + c ≤ 0 ; z ≤ flow
+    a_line = hstack([gen, eye, -eye, none])
+    a_cur = hstack([-gen, csr_matrix((_T, _T)), eye, none])
+    a_min = hstack([-gen, -eye, eye, pick])
     # annual curtailment limit: Σ d c − α Σ d gen·x ≤ 0
     e_pv, e_w = float((d * p).sum()), float((d * w).sum())
     a_lim = csr_matrix(np.r_[-curtailment_limit * e_pv, -curtailment_limit * e_w,
-                             np.zeros(_T), d][None, :])  # fmt: skip
-    a_ub = vstack([a_line, a_cur, a_lim]).tocsr()
-    b_ub = np.r_[np.full(_T, line_mw), np.zeros(_T), 0.0]
-    rows = np.repeat(np.arange(12), 24)
+                             np.zeros(_T), d, np.zeros(12)][None, :])  # fmt: skip
+    a_ub = vstack([a_line, a_cur, a_min, a_lim]).tocsr()
+    b_ub = np.r_[np.full(_T, line_mw), np.zeros(_T), np.zeros(_T), 0.0]
     a_eq = hstack([csr_matrix((12, 2)), coo_matrix((np.ones(_T), (rows, np.arange(_T))),
-                   shape=(12, _T)), csr_matrix((12, _T))]).tocsr()  # fmt: skip
+                   shape=(12, _T)), csr_matrix((12, _T + 12))]).tocsr()  # fmt: skip
     b_eq = e_day
     bounds = [pv_bounds, wind_bounds, *zip(lo_h, np.full(_T, cap_h), strict=True),
-              *((0.0, None),) * _T]  # fmt: skip
+              *((0.0, None),) * _T, *((0.0, None),) * 12]  # fmt: skip
     cost = np.zeros(n)
-    cost[2 + _T :] = d / 1000.0
+    cost[2 + _T : 2 + 2 * _T] = d / 1000.0
+    # secondary: among equally good dispatches, the flattest line flow (highest daily minimum);
+    # FIRM_WEIGHT < 1 so that curtailing energy never buys a higher minimum
+    cost[2 + 2 * _T :] = -FIRM_WEIGHT * 24.0 * DAYS_IN_MONTH / 1000.0
     if size:
         cost[0], cost[1] = -e_pv / 1000.0, -e_w / 1000.0
     res = linprog(cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds,
@@ -146,7 +156,7 @@ def _lp(hydro: HydroProfile, line_mw: float, pv: np.ndarray, wind: np.ndarray, *
         raise SitekitError(f"base LP not solved: {res.message}")
     x = res.x
     hydro_mw = x[2 : 2 + _T].reshape(12, 24)
-    cur = np.clip(x[2 + _T :], 0.0, None).reshape(12, 24)
+    cur = np.clip(x[2 + _T : 2 + 2 * _T], 0.0, None).reshape(12, 24)
     return Dispatch(line_mw, float(x[0]), float(x[1]), hydro_mw, float(x[0]) * p.reshape(12, 24),
                     float(x[1]) * w.reshape(12, 24), cur)  # fmt: skip
 
@@ -218,6 +228,27 @@ def weighted_profile(profiles: np.ndarray, mw: np.ndarray) -> np.ndarray:
 
 
 # -- bases from the plant table and the sites -------------------------------------------------
+def _bundle(hp: HydroProfile, line_mw: float, gp, pp, take_p, gw, pw, take_w,
+            limit: float) -> Dispatch:  # fmt: skip
+    """Dispatch the chosen whole sites; while their curtailment exceeds ``limit`` (their
+    profiles differ from the catchment mean the LP sized on), drop the dearest chosen site.
+    ``take_p``/``take_w`` are updated in place."""
+    while True:
+        mp, mw = gp["capacity_mw"].to_numpy(float), gw["capacity_mw"].to_numpy(float)
+        d = dispatch(hp, line_mw, weighted_profile(pp[take_p], mp[take_p]),
+                     weighted_profile(pw[take_w], mw[take_w]), pv_mw=float(mp[take_p].sum()),
+                     wind_mw=float(mw[take_w].sum()))  # fmt: skip
+        if d.summary()["curtailment"] <= limit + 1e-9 or not (take_p.any() or take_w.any()):
+            return d
+        cost = np.r_[np.where(take_p, gp["lcoe_cny_per_kwh"].to_numpy(float), -np.inf),
+                     np.where(take_w, gw["lcoe_cny_per_kwh"].to_numpy(float), -np.inf)]  # fmt: skip
+        k = int(np.argmax(np.nan_to_num(cost, nan=np.inf, neginf=-np.inf)))
+        if k < len(take_p):
+            take_p[k] = False
+        else:
+            take_w[k - len(take_p)] = False
+
+
 #: GEM Global Hydropower Tracker columns read by :func:`anchor_plants`
 GEM_COLUMNS = {"Project Name": "hydro_plant", "Project Name (local lang/script)": "hydro_plant_zh",
                "Capacity (MW)": "hydro_mw", "Status": "status", "Technology Type": "technology",
@@ -303,11 +334,8 @@ def build_bases(plants, sites: dict, spec, *, crs, clearness=0.6, design=None):
                        pv_max_mw=float(gp["capacity_mw"].sum()),
                        wind_max_mw=float(gw["capacity_mw"].sum()))  # fmt: skip
         take_p, take_w = pick_sites(gp, lp.pv_mw), pick_sites(gw, lp.wind_mw)
-        pv_mw = float(gp["capacity_mw"].to_numpy(float)[take_p].sum())
-        w_mw = float(gw["capacity_mw"].to_numpy(float)[take_w].sum())
-        pv_c = weighted_profile(pp[take_p], gp["capacity_mw"].to_numpy(float)[take_p])
-        w_c = weighted_profile(pw[take_w], gw["capacity_mw"].to_numpy(float)[take_w])
-        d = dispatch(hp, line_mw, pv_c, w_c, pv_mw=pv_mw, wind_mw=w_mw)
+        d = _bundle(hp, line_mw, gp, pp, take_p, gw, pw, take_w, spec.curtailment_limit)
+        pv_mw, w_mw = d.pv_mw, d.wind_mw
         runs[bid] = d
         summ = d.summary()
         corr = correlations(hp.flat(), pv_all, w_all)

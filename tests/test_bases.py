@@ -167,3 +167,32 @@ def test_build_bases_anchors_catchments_and_bundling(tmp_path) -> None:
     assert month["hydro_gwh"].sum() == pytest.approx(r["hydro_gwh"], rel=1e-4)
     assert (tmp_path / "bases" / "HWS01.png").stat().st_size > 0
     assert "水风光" in files["md"].read_text(encoding="utf-8")
+
+
+def test_firm_share_is_the_flattest_dispatch() -> None:
+    # no PV/wind: a seasonal plant could put its day anywhere; the secondary objective keeps the
+    # line flow flat, so the whole day is firm (share 1)
+    shares = [6.5, 5.8, 6.3, 6.5, 7.5, 9.0, 11.0, 11.0, 10.5, 9.5, 8.4, 8.0]
+    hp = hydro_profile(100.0, 0.5, shares, "seasonal", 0.1)
+    d = bases.dispatch(hp, 100.0, PV, NO_WIND, pv_mw=0.0, wind_mw=0.0)
+    assert d.summary()["firm_share"] == pytest.approx(1.0)
+    # with 40 MW of PV the hydro makes room at noon and fills the night: daily minimum =
+    # (day's hydro + PV energy) / 24 as long as the hydro can flatten it (January: 38.3 MW mean
+    # hydro, PV ≤ 39.7 MW ≤ 100 − 10 MW minimum at noon)
+    d = bases.dispatch(hp, 100.0, PV, NO_WIND, pv_mw=40.0, wind_mw=0.0)
+    jan = (hp.energy_mwh_per_day[0] + 40.0 * PV[0].sum()) / 24.0
+    assert d.flow[0].min() == pytest.approx(jan, rel=1e-6)
+    assert d.summary()["curtailed_gwh"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_bundle_drops_the_dearest_site_until_the_limit_holds() -> None:
+    hp = hydro_profile(100.0, 0.5, DAYS_IN_MONTH, "run_of_river", 0.0)  # flat 50 MW
+    sites = pd.DataFrame({"site_id": ["a", "b"], "capacity_mw": [40.0, 40.0],
+                          "lcoe_cny_per_kwh": [0.2, 0.3]})  # fmt: skip
+    prof = np.stack([PV, PV])
+    take = np.array([True, True])
+    none = pd.DataFrame({"site_id": [], "capacity_mw": [], "lcoe_cny_per_kwh": []})
+    d = bases._bundle(hp, 100.0, sites, prof, take, none, np.zeros((0, 12, 24)),
+                      np.zeros(0, bool), 0.0)  # fmt: skip
+    assert list(take) == [True, False] and d.pv_mw == 40.0
+    assert d.summary()["curtailment"] == pytest.approx(0.0, abs=1e-9)
