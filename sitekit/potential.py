@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numba
 import numpy as np
 
 #: quantities summed per zone by :func:`block_sums`, in row order (then one row per reason bit)
@@ -46,6 +47,42 @@ QUANTITIES = (
     "mwh_after",  # Σ capacity density after competition × energy
     "shared",  # Σ inclusion on land shared with the other technology [px]
 )
+
+
+@numba.njit(cache=True, nogil=True)
+def _sums_kernel(  # pragma: no cover - numba
+    z, sf, r, inc, inc_a, cap_a, sh, e, dens, n_bits, forced_bits, out
+):
+    """One pass over a block's pixels: the rows of :func:`block_sums_reference` in ``out``."""
+    nq = 9
+    for i in range(z.size):
+        k = z[i]
+        s = np.float64(sf[i])
+        a = np.float64(inc[i])
+        b = np.float64(inc_a[i])
+        c = np.float64(cap_a[i])
+        en = np.float64(e[i])
+        s = 0.0 if s != s else s  # NaN counts as 0
+        a = 0.0 if a != a else a
+        b = 0.0 if b != b else b
+        c = 0.0 if c != c else c
+        en = 0.0 if en != en else en
+        out[0, k] += s
+        out[1, k] += max(s - a, 0.0)
+        out[2, k] += a
+        out[3, k] += a * dens
+        out[4, k] += a * dens * en
+        out[5, k] += b
+        out[6, k] += c
+        out[7, k] += c * en
+        if sh[i]:
+            out[8, k] += b
+        bits = r[i]
+        if bits:
+            removed = s if a < s - 1e-6 else 0.0
+            for j in range(n_bits):
+                if (bits >> j) & 1:
+                    out[nq + j, k] += s if (forced_bits >> j) & 1 else removed
 
 
 def block_sums(
@@ -64,7 +101,38 @@ def block_sums(
     n_bits: int,
     forced_bits: int = 0,
 ) -> np.ndarray:
-    """Per-zone sums of one block (runs on a worker; NumPy only).
+    """:func:`block_sums_reference` in one numba pass (no per-quantity temporaries): the
+    per-zone sums of one block, run on a worker."""
+    z = (np.asarray(pref, np.int64) * (n_county + 1) + np.asarray(county, np.int64)).ravel()
+    if z.size and not 0 <= z.min() <= z.max() < n_zones:
+        raise ValueError(f"zone ids outside 0..{n_zones - 1}")
+    out = np.zeros((len(QUANTITIES) + n_bits, n_zones))
+    flat = [np.ascontiguousarray(a).ravel() for a in (study, incl, incl_after, cap_after, energy)]
+    sf, inc, inc_a, cap_a, e = flat
+    sh = np.ascontiguousarray(shared, dtype=bool).ravel()
+    r = np.ascontiguousarray(reasons, dtype=np.uint32).ravel()
+    _sums_kernel(z, sf, r, inc, inc_a, cap_a, sh, e, float(density_mw_per_km2), n_bits,
+                 int(forced_bits), out)  # fmt: skip
+    return out
+
+
+def block_sums_reference(
+    pref: np.ndarray,
+    county: np.ndarray,
+    study: np.ndarray,
+    reasons: np.ndarray,
+    incl: np.ndarray,
+    incl_after: np.ndarray,
+    cap_after: np.ndarray,
+    shared: np.ndarray,
+    energy: np.ndarray,
+    density_mw_per_km2: float,
+    n_county: int,
+    n_zones: int,
+    n_bits: int,
+    forced_bits: int = 0,
+) -> np.ndarray:
+    """Per-zone sums of one block, in NumPy (the reference for :func:`block_sums`).
 
     The zone of a pixel is ``pref × (n_county + 1) + county`` (ids 0 = none). Returns float64
     ``(len(QUANTITIES) + n_bits, n_zones)``: the :data:`QUANTITIES` rows, then Σ study fraction

@@ -257,3 +257,37 @@ def test_forced_inclusion_lifts_a_reason_and_is_reported_as_kept_land() -> None:
     assert tot["excluded_nobuild_km2"] == pytest.approx(16 * PA)  # 20 px less the 4 kept
     assert tot["forced_plan_km2"] == pytest.approx(4 * PA)
     assert tot["excluded_km2"] == pytest.approx((32 + 0.5) * PA)
+
+
+def test_numba_block_sums_equal_the_numpy_reference() -> None:
+    rng = np.random.default_rng(7)
+    n = 64
+    pref = rng.integers(0, 3, (n, n)).astype(np.int32)
+    county = rng.integers(0, 4, (n, n)).astype(np.int32)
+    study = rng.random((n, n)).astype(np.float32)
+    study[0, :5] = np.nan
+    reasons = rng.integers(0, 16, (n, n)).astype(np.uint32)
+    incl = np.where(reasons == 0, study, study * rng.random((n, n))).astype(np.float32)
+    after = np.where(rng.random((n, n)) < 0.3, 0, incl).astype(np.float32)
+    shared = rng.random((n, n)) < 0.2
+    energy = (rng.random((n, n)) * 1800).astype(np.float32)
+    energy[3, 3] = np.nan
+    args = (
+        pref,
+        county,
+        study,
+        reasons,
+        incl,
+        after,
+        after * 30,
+        shared,
+        energy,
+        40.0,
+        3,
+        12,
+        4,
+        8,
+    )
+    np.testing.assert_allclose(
+        potential.block_sums(*args), potential.block_sums_reference(*args), rtol=1e-9, atol=1e-9
+    )
