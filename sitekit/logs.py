@@ -82,7 +82,8 @@ class ProgressLines:
 
     On a terminal: one bar redrawn in place (``\\r``) at most every :data:`BAR_INTERVAL_S`.
     Elsewhere (a file, a pipe, a CI log): a line at the start, then at most one line every
-    ``interval_s`` seconds, then one line at the end — so a 1-minute run writes a handful of
+    ``interval_s`` seconds — or every tenth of the time elapsed once that is longer, so an hour
+    writes ~50 lines, not 360 — then one line at the end: a 1-minute run writes a handful of
     lines, not hundreds of redraws.
     """
 
@@ -115,7 +116,8 @@ class ProgressLines:
         """Show ``done`` of ``total`` if it is time to (the first update always shows)."""
         now = self.clock()
         frac = done / total if total else 1.0
-        if self._last is not None and now - self._last < self.interval_s:
+        wait = self.interval_s if self.tty else max(self.interval_s, 0.1 * (now - self.t0))
+        if self._last is not None and now - self._last < wait:
             return
         if not self.tty and frac == self._frac:
             return  # nothing new to say

@@ -52,6 +52,18 @@ def test_progress_into_a_file_is_a_line_per_interval_not_a_redraw_per_poll() -> 
     assert lines[-1].startswith("sitekit: computing layers: done (300/300 tasks")
 
 
+def test_progress_lines_thin_out_on_long_runs() -> None:
+    """An hour of polls gives ~50 lines (every 10 s, then every tenth of the elapsed time)."""
+    clock, out = _Clock(), io.StringIO()
+    bar = logs.ProgressLines("computing layers", stream=out, tty=False, clock=clock)
+    for i in range(18000):
+        clock.t = i * 0.2
+        bar.update(i, 18000)
+    lines = out.getvalue().splitlines()
+    assert 30 <= len(lines) <= 60, len(lines)
+    assert lines[1].endswith("10 s)") and lines[2].endswith("20 s)")
+
+
 def test_progress_on_a_terminal_redraws_one_bar_in_place() -> None:
     clock, out = _Clock(), io.StringIO()
     bar = logs.ProgressLines("computing layers", stream=out, tty=True, clock=clock)
@@ -270,7 +282,7 @@ def test_every_table_says_whether_it_rests_on_modelled_inputs(demo_logs) -> None
         wb = load_workbook(xlsx)
         ws = wb.worksheets[0]
         assert ws.freeze_panes == "A3" and ws.auto_filter.ref, xlsx.name
-        assert all(CJK.search(str(c.value)) for c in ws[1] if c.value != "data_status")
+        assert all(CJK.search(str(c.value)) for c in ws[1]), [c.value for c in ws[1]]
         notes = " ".join(
             str(c) for r in wb["notes 说明"].iter_rows(values_only=True) for c in r if c
         )
@@ -295,6 +307,9 @@ def test_map_and_report_show_no_raw_ids_and_say_what_is_modelled(demo_logs) -> N
         "cost_class =",
     ):
         assert raw not in visible, raw
+    for m in re.finditer(r"var p = feature.properties, K = (\[.*?\]), T", page):
+        raw = [k for k in json.loads(m.group(1)) if not CJK.search(k)]
+        assert raw == [], raw  # every popup field has a Chinese / English label
     assert "示意禁建区 / Illustrative no-build zones" in page
     assert "modelled / 模拟" in page and "illustrative / 示意" in page
     assert "Noto Sans CJK SC" in page and "Microsoft YaHei" in page and "PingFang SC" in page
