@@ -69,15 +69,13 @@ import dask.array as da
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 from affine import Affine
-from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from sitekit import pumped_storage_cost as psc
 from sitekit import reservoirs as rsv
 from sitekit.errors import InputError
-from sitekit.grid import Grid, shapes
+from sitekit.grid import Grid
 from sitekit.hydrology import (  # noqa: F401 - re-exported (public API of this module)
     _D8,
     dam_sites,
@@ -85,20 +83,17 @@ from sitekit.hydrology import (  # noqa: F401 - re-exported (public API of this 
     flow_accumulation,
     flow_receivers,
 )
+from sitekit.ps_geometry import _candidates, reservoir_candidates  # noqa: F401 - re-exported
+from sitekit.ps_select import (  # noqa: F401 - re-exported (public API of this module)
+    PAIR_COLUMNS,
+    RESERVOIR_COLUMNS,
+    _select,
+    add_grid_connection,
+    connect_found,
+    flood_to_volume,
+)
 from sitekit.ps_sizing import size_pairs
 
-PAIR_COLUMNS = [
-    "pair_id", "storage_gwh", "power_mw", "storage_hours", "head_m", "separation_km", "slope",
-    "volume_gl", "usable_volume_gl", "dam_height_m", "mean_depth_m", "lower_dam_height_m",
-    "lower_mean_depth_m", "water_rock_ratio", "cost_class", "cost_usd_per_kw",
-    "cost_usd_per_kwh", "cost_cny_per_kw", "power_cost_usd_per_kw", "storage_cost_usd_per_kwh",
-    "grid_distance_km", "uses_existing_reservoir", "upper_id", "lower_id", "lower_name",
-]  # fmt: skip
-RESERVOIR_COLUMNS = [
-    "reservoir_id", "role", "water_level_m", "dam_height_m", "volume_gl", "area_km2",
-    "mean_depth_m", "dam_volume_m3", "water_rock_ratio", "existing", "name", "outline_method",
-    "pair_id",
-]  # fmt: skip
 #: ANU atlas reservoir sizings ``test = E, h`` (``variables``): (energy [GWh], storage [h]).
 ANU_CLASSES: tuple[tuple[float, float], ...] = (
     (2.0, 6.0), (5.0, 18.0), (15.0, 18.0), (50.0, 50.0), (150.0, 50.0), (500.0, 168.0),
@@ -224,180 +219,6 @@ def hydrology(z, res: float, params: PumpedStorageParams | None = None):
     """Filled DEM, D8 receivers and dam-site mask (:func:`sitekit.hydrology.dam_sites`)."""
     p = params or PumpedStorageParams()
     return dam_sites(z, p.contour_interval_m, p.steps(res)[2])
-
-
-# -- reservoir geometry ----------------------------------------------------------------------
-def _walk(zf, recv, pp, h, k_max):
-    """(member pixel, candidate) pairs: pixels whose flow path meets a pour point within H."""
-    cid = np.full(zf.size, -1, np.int64)
-    cid[pp] = np.arange(pp.size)
-    q = np.flatnonzero(np.isfinite(zf))
-    cur, zq = q.copy(), zf[q]
-    mq, mc = [], []
-    for step in range(k_max + 1):
-        c = cid[cur]
-        hit = c >= 0
-        mq.append(q[hit])
-        mc.append(c[hit])
-        nxt = recv[cur]
-        keep = nxt >= 0
-        if step == k_max:
-            break
-        keep[keep] = (zq[keep] - zf[nxt[keep]]) < h
-        q, cur, zq = q[keep], nxt[keep], zq[keep]
-        if not q.size:
-            break
-    return np.concatenate(mq), np.concatenate(mc)
-
-
-def _edges(zf, shape, mq, mc, zpp, hmax, npp):
-    """Wall edges of every candidate at its highest dam: (candidate, outside pixel, base, top).
-
-    A wall stands on a 4-neighbour edge from a member to a non-member pixel below the water level
-    when the dam height H > base = max(z_f of both) − z₀ (height H − base, one pixel long, as
-    the ANU search); a diagonal edge is a leak only while both shared neighbours are dry
-    (H ≤ top = min(z_f of them) − z₀). ``top`` is inf for 4-neighbour edges.
-    """
-    ny, nx = shape
-    keys = np.sort(mq * npp + mc)
-
-    def member(n, c):
-        k = n * npp + c
-        return keys[np.minimum(np.searchsorted(keys, k), keys.size - 1)] == k
-
-    # a member on the window border floods an edge (bad) pixel: heights above it are not
-    # allowed anyway, so its walls do not matter
-    r, col = np.divmod(mq, nx)
-    inner = (r > 0) & (r < ny - 1) & (col > 0) & (col < nx - 1)
-    mq, mc = mq[inner], mc[inner]
-    lv = zpp[mc] + hmax
-    out_c, out_n, out_b, out_t = [], [], [], []
-    for dr, dc in _D8:
-        n = mq + dr * nx + dc
-        w = np.flatnonzero(zf[n] < lv)
-        w = w[~member(n[w], mc[w])]
-        z0 = zpp[mc[w]]
-        base = np.maximum(zf[mq[w]], zf[n[w]]) - z0
-        top = np.full(w.size, np.inf)
-        if dr and dc:
-            for off in (dr * nx, dc):
-                top = np.minimum(top, zf[mq[w] + off] - z0)
-        keep = base < top
-        out_c.append(mc[w][keep])
-        out_n.append(n[w][keep])
-        out_b.append(base[keep])
-        out_t.append(top[keep])
-    return tuple(np.concatenate(a) for a in (out_c, out_n, out_b, out_t))
-
-
-def reservoir_candidates(z, exclusion, res: float, params: PumpedStorageParams | None = None):
-    """New reservoir candidates on a DEM (eager numpy core of the search).
-
-    Parameters
-    ----------
-    z : ndarray (rows, cols)
-        Elevation [m], NaN for nodata, square pixels of ``res`` m.
-    exclusion : ndarray of bool
-        True where nothing may be built.
-    res : float
-        Pixel size [m].
-    params : PumpedStorageParams, optional
-
-    Returns
-    -------
-    (table, member_px, member_cand, member_depth) : DataFrame with one row per kept candidate —
-    ``pp`` (pour point flat index), ``level_m`` (dam-site elevation z₀ [m]), per dam height j of
-    ``dam_heights_m`` the volume ``v{j}`` [m³] (NaN where an excluded pixel would be flooded or
-    walled), flooded pixels ``a{j}`` and wall volume ``w{j}`` [m³], ``best_height_m`` (best
-    W/R), ``water_rock`` there, ``n_px``, mean ``row``/``col`` at the best height, ``cand`` —
-    and the members at the highest dam: flat pixel index, candidate, height above z₀ [m].
-
-    References
-    ----------
-    Stocks et al. (2021); Lu et al. (2018); ANU PHES_Searching ``screening.cpp``.
-    """
-    p = params or PumpedStorageParams()
-    zf, recv, pp = hydrology(z, res, p)
-    return _candidates(np.asarray(z, dtype=np.float64), zf, recv.ravel(), pp, exclusion, res, p)
-
-
-def _candidates(zo, zf2, recv, ppmask, exclusion, res, p, offset=(0, 0)):
-    """Candidates of one window from its DEM, filled DEM, local receivers and dam sites.
-
-    Mean ``row``/``col`` are in the coordinates of the window origin ``offset`` (rows, cols).
-    """
-    ny, nx = zo.shape
-    zf = np.asarray(zf2, np.float64).ravel()
-    heights = np.asarray(p.dam_heights_m, np.float64)
-    hmax = float(heights[-1])
-    a_px = res * res
-    k_max = p.steps(res)[0]
-    pp = np.flatnonzero(ppmask)
-    npp = pp.size
-    zpp = zf[pp]
-    mq, mc = _walk(zf, recv, pp, hmax, k_max)
-    dz = zf[mq] - zpp[mc]  # height above the dam site on the pit-filled DEM, in [0, hmax)
-    inv = ~np.isfinite(zf2)
-    edge = ndimage.binary_dilation(inv, np.ones((3, 3), bool)) | inv
-    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
-    bad_px = (edge | np.asarray(exclusion, bool)).ravel()
-    # the highest allowed dam: flooding a bad pixel needs H > its dz, walling one H > base
-    bad_h = np.full(npp, np.inf)
-    b = bad_px[mq]
-    np.minimum.at(bad_h, mc[b], dz[b])
-    ec, en, eb, et = _edges(zf, (ny, nx), mq, mc, zpp, hmax, npp)
-    b = bad_px[en]
-    np.minimum.at(bad_h, ec[b], eb[b])
-    m = heights.size
-    vol, area, dam = (np.zeros((npp, m)) for _ in range(3))
-    for j, h in enumerate(heights):
-        vol[:, j] = np.bincount(mc, weights=np.maximum(h - dz, 0.0), minlength=npp) * a_px
-        area[:, j] = np.bincount(mc, weights=dz < h, minlength=npp)
-        on = (eb < h) & (h <= et)
-        wv = psc.dam_wall_volume_m3(
-            h - eb[on], res, p.dam_crest_width_m, p.dam_batter, p.freeboard_m
-        )
-        dam[:, j] = np.bincount(ec[on], weights=wv, minlength=npp)
-    allowed = heights[None, :] <= bad_h[:, None]
-    vol[~allowed] = np.nan
-    with np.errstate(divide="ignore", invalid="ignore"):
-        wr = np.where(dam > 0, vol / dam, np.inf)
-    wr[~allowed] = -np.inf
-    jbest = np.argmax(wr, axis=1)
-    wr_best = wr[np.arange(npp), jbest]
-    vmax = np.nanmax(np.where(allowed, vol, -np.inf), axis=1, initial=-np.inf)
-    ok = allowed[:, 0] & (vmax >= p.min_volume_m3()) & (wr_best >= p.min_water_rock)
-    hbest = heights[jbest]
-    # non-maximum suppression at the best heights: drop a candidate overlapping a better one
-    sel = ok[mc] & (dz < hbest[mc])
-    sq, sc = mq[sel], mc[sel]
-    cand = np.flatnonzero(ok)
-    vbest = vol[np.arange(npp), jbest]
-    rank = np.zeros(npp, np.int64)
-    rank[cand[np.lexsort((pp[cand], -vbest[cand], -wr_best[cand]))]] = np.arange(cand.size)
-    best = np.full(zf.size, npp, np.int64)
-    np.minimum.at(best, sq, rank[sc])
-    ok &= np.bincount(sc, weights=best[sq] != rank[sc], minlength=npp) == 0
-    keep = np.flatnonzero(ok)
-    sel = ok[sc]
-    sq, sc = sq[sel], sc[sel]
-    n_px = np.bincount(sc, minlength=npp)
-    rows, cols = np.divmod(sq, nx)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rbar = np.bincount(sc, weights=rows + offset[0], minlength=npp)[keep] / n_px[keep]
-        cbar = np.bincount(sc, weights=cols + offset[1], minlength=npp)[keep] / n_px[keep]
-    table = pd.DataFrame(
-        {
-            "pp": pp[keep], "level_m": zpp[keep],
-            **{f"v{j}": vol[keep, j] for j in range(m)},
-            **{f"a{j}": area[keep, j] * a_px for j in range(m)},
-            **{f"w{j}": dam[keep, j] for j in range(m)},
-            "best_height_m": hbest[keep], "water_rock": wr_best[keep], "n_px": n_px[keep],
-            "row": rbar, "col": cbar, "cand": keep,
-        }
-    )  # fmt: skip
-    sel = ok[mc]
-    return table, mq[sel], mc[sel], dz[sel]
 
 
 # -- pair sizing -----------------------------------------------------------------------------
@@ -552,187 +373,6 @@ def _pair(c: pd.DataFrame, t: Affine, gx: int, p: PumpedStorageParams) -> pd.Dat
     return out[rank < p.max_lowers_per_upper].reset_index(drop=True)
 
 
-# -- global selection and vectorisation ------------------------------------------------------
-def _polygons(pix_list: list[np.ndarray], grid: Grid) -> list:
-    """Vectorise disjoint pixel sets (one GDAL polygonize call over their bounding box)."""
-    if not pix_list:
-        return []
-    allpix = np.concatenate(pix_list)
-    rr, cc = np.divmod(allpix, grid.shape[1])
-    r0, c0 = int(rr.min()), int(cc.min())
-    lab = np.zeros((int(rr.max()) - r0 + 1, int(cc.max()) - c0 + 1), np.int32)
-    lab[rr - r0, cc - c0] = np.repeat(np.arange(1, len(pix_list) + 1), [p.size for p in pix_list])
-    parts: dict[int, list] = {}
-    for g, v in shapes(lab, mask=lab > 0, connectivity=4, transform=grid.window_transform(r0, c0)):
-        parts.setdefault(int(v), []).append(shapely.geometry.shape(g))
-    return [
-        parts[i][0] if len(parts[i]) == 1 else shapely.unary_union(parts[i])
-        for i in range(1, len(pix_list) + 1)
-    ]
-
-
-def flood_to_volume(depth_m: np.ndarray, volume_m3: float, pixel_area_m2: float):
-    """Exact dam height [m] whose reservoir holds ``volume_m3`` and the flooded-pixel mask.
-
-    ``depth_m`` are the members' heights above the dam site on the pit-filled DEM; at height H
-    the volume is Σ max(H − d, 0) · a, piecewise linear in H, solved exactly.
-    """
-    d = np.sort(depth_m)
-    k = np.arange(1, d.size + 1)
-    cum = np.cumsum(d)
-    # volume when the level reaches the next pixel's depth: a·(k·d[k] − Σ_{i<k} d_i)
-    nxt = np.append(d[1:], np.inf)
-    vol_at_next = (k * nxt - cum) * pixel_area_m2
-    i = int(np.searchsorted(vol_at_next, volume_m3))
-    i = min(i, d.size - 1)
-    h = (volume_m3 / pixel_area_m2 + cum[i]) / (i + 1)
-    return h, depth_m < h
-
-
-def _select(results, grid: Grid, p: PumpedStorageParams, zones=None, zone_field="name_en"):
-    """Greedy non-overlapping selection over all windows; GeoDataFrames in the grid CRS.
-
-    A new reservoir is used once, flooded to the height that holds its pair's volume; an
-    existing reservoir may serve several pairs while their volumes fit its capacity.
-    """
-    pairs = [r["pairs"] for r in results if len(r["pairs"])]
-    res_tab = pd.concat([r["reservoirs"] for r in results], ignore_index=True)
-    res_tab = res_tab.drop_duplicates("key").set_index("key")
-    pixels: dict[int, tuple] = {}
-    for r in results:
-        for k, v in r["pixels"].items():
-            pixels.setdefault(int(k), v)
-    allp = pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame()
-    chosen, flooded = [], []
-    a_px = grid.resolution_m**2
-    if len(allp):
-        allp["neg_e"] = -allp["storage_gwh"]
-        allp = allp.drop_duplicates(["upper_key", "lower_key"])
-        allp = allp.sort_values(["rel_cost", "neg_e", "upper_key", "lower_key"], kind="stable")
-        used_keys: set[int] = set()
-        left: dict[int, float] = {}  # remaining volume of existing reservoirs [m³]
-        used_px = np.zeros(grid.shape[0] * grid.shape[1], bool)
-        for row in allp.itertuples(index=False):
-            u, lo = int(row.upper_key), int(row.lower_key)
-            if u in used_keys or lo in used_keys:
-                continue
-            sets, hts = [], []
-            for key in (u, lo):
-                pix, depth = pixels[key]
-                if depth is None:  # existing: its volume must still hold the pair's
-                    cap = left.setdefault(key, float(res_tab.at[key, "v0"]))
-                    sets.append(None if row.volume_m3 <= cap else False)
-                    hts.append(np.nan)
-                    continue
-                h, m = flood_to_volume(depth, row.volume_m3, a_px)
-                sets.append(pix[m])
-                hts.append(h)
-            if any(s is False for s in sets):
-                continue
-            pu, pl = (s if s is not None else np.zeros(0, np.int64) for s in sets)
-            if used_px[pu].any() or used_px[pl].any() or np.intersect1d(pu, pl).size:
-                continue
-            for key, s in zip((u, lo), sets, strict=True):
-                if s is None:
-                    left[key] -= row.volume_m3
-                else:
-                    used_keys.add(key)
-            used_px[pu] = used_px[pl] = True
-            chosen.append(row)
-            flooded.append((pu, pl, hts[0], hts[1]))
-            if p.max_pairs is not None and len(chosen) >= p.max_pairs:
-                break
-    return _frames(chosen, flooded, res_tab, pixels, grid, p, zones, zone_field)
-
-
-def _frames(chosen, flooded, res_tab, pixels, grid, p, zones, zone_field):
-    t = grid.transform
-    ch = pd.DataFrame(chosen, columns=chosen[0]._fields) if chosen else pd.DataFrame()
-    n = len(ch)
-    keys = np.column_stack([ch["upper_key"], ch["lower_key"]]).ravel() if n else []
-    r = res_tab.loc[keys].reset_index()
-    ex = r["existing"].astype(bool).to_numpy()
-    a_px = grid.resolution_m**2
-    vol = ch["volume_m3"].to_numpy(float) if n else np.zeros(0)
-    dams = np.column_stack([ch["upper_dam_m3"], ch["lower_dam_m3"]]).ravel() if n else []
-    hts = np.array([h for f in flooded for h in f[2:]], float)
-    px = [s for f in flooded for s in f[:2]]
-    area = np.array([s.size * a_px for s in px], float)
-    cap = r["v0"].to_numpy(float)
-    names = [v if isinstance(v, str) else None for v in r["name"]]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        depth = np.where(ex, np.nan, np.repeat(vol, 2) / area)
-        wr = np.where(ex, np.nan, np.repeat(vol, 2) / np.asarray(dams, float))
-    ex_area = np.array([pixels[int(k)][0].size * a_px for k in keys], float)
-    reservoirs = pd.DataFrame(
-        {
-            "reservoir_id": np.arange(1, 2 * n + 1), "role": ["upper", "lower"] * n,
-            "water_level_m": np.where(ex, r["level_m"], r["level_m"] + hts),
-            "dam_height_m": np.where(ex, np.nan, hts),
-            "volume_gl": np.where(ex, np.where(np.isfinite(cap), cap / 1e6, np.nan),
-                                  np.repeat(vol, 2) / 1e6),
-            "area_km2": np.where(ex, ex_area, area) / 1e6, "mean_depth_m": depth,
-            "dam_volume_m3": np.where(ex, 0.0, dams), "water_rock_ratio": wr, "existing": ex,
-            "name": names, "outline_method": r["outline_method"].to_numpy(object),
-            "pair_id": np.repeat(np.arange(1, n + 1), 2),
-        },
-        columns=RESERVOIR_COLUMNS,
-    )  # fmt: skip
-    polys = [None] * (2 * n)
-    new = np.flatnonzero(~ex)
-    for i, g in zip(new, _polygons([px[i] for i in new], grid), strict=True):
-        polys[i] = g
-    lake_poly: dict[int, Any] = {}
-    for i in np.flatnonzero(ex):
-        k = int(keys[i])
-        if k not in lake_poly:
-            lake_poly[k] = _polygons([pixels[k][0]], grid)[0]
-        polys[i] = lake_poly[k]
-    xy = np.column_stack([t.c + t.a * (r["col"] + 0.5), t.f + t.e * (r["row"] + 0.5)])
-    lines = [shapely.LineString(xy[2 * i : 2 * i + 2]) for i in range(n)]
-    pairs = pd.DataFrame(
-        {
-            "pair_id": np.arange(1, n + 1), "upper_id": np.arange(1, 2 * n, 2),
-            "lower_id": np.arange(2, 2 * n + 1, 2), "uses_existing_reservoir": ex[1::2],
-            "lower_name": names[1::2], "dam_height_m": hts[0::2], "mean_depth_m": depth[0::2],
-            "lower_dam_height_m": hts[1::2], "lower_mean_depth_m": depth[1::2],
-            "grid_distance_km": np.full(n, np.nan),
-            **{c: ch[c].to_numpy() for c in (
-                "head_m", "separation_km", "slope", "storage_gwh", "power_mw", "storage_hours",
-                "cost_class", "cost_usd_per_kw", "power_cost_usd_per_kw",
-                "storage_cost_usd_per_kwh", "water_rock_ratio") if n},
-        },
-        columns=PAIR_COLUMNS,
-    )  # fmt: skip
-    if n:
-        pairs["volume_gl"] = vol / 1e6
-        pairs["usable_volume_gl"] = vol * p.usable_fraction / 1e6
-        pairs["water_rock_ratio"] = pairs["water_rock_ratio"].where(
-            np.isfinite(pairs["water_rock_ratio"].astype(float))
-        )
-        pairs["cost_usd_per_kwh"] = pairs["cost_usd_per_kw"] / pairs["storage_hours"]
-        pairs["cost_cny_per_kw"] = pairs["cost_usd_per_kw"] * p.cost.cny_per_usd
-    pairs = gpd.GeoDataFrame(pairs, geometry=gpd.GeoSeries(lines, crs=grid.crs, dtype="geometry"))
-    reservoirs = gpd.GeoDataFrame(
-        reservoirs, geometry=gpd.GeoSeries(polys, crs=grid.crs, dtype="geometry")
-    )
-    if zones is not None:
-        _add_zone(pairs, reservoirs, grid, zones, zone_field)
-    return reservoirs, pairs
-
-
-def _add_zone(pairs, reservoirs, grid, zones, zone_field) -> None:
-    """``prefecture`` column: the zone holding each pair's upper end / each reservoir's centre."""
-    z = grid.to_grid_crs(zones, "zones")[[zone_field, "geometry"]]
-    for gdf, pts in (
-        (pairs, shapely.get_point(pairs.geometry.values, 0)),
-        (reservoirs, reservoirs.geometry.representative_point().values),
-    ):
-        pts_gdf = gpd.GeoDataFrame(geometry=gpd.GeoSeries(pts, crs=grid.crs), index=gdf.index)
-        hit = gpd.sjoin(pts_gdf, z, how="left", predicate="within")
-        gdf["prefecture"] = hit[~hit.index.duplicated()][zone_field].reindex(gdf.index)
-
-
 # -- public API ------------------------------------------------------------------------------
 def _inputs(dem, exclusion, grid: Grid, params: PumpedStorageParams | None):
     p = params or PumpedStorageParams()
@@ -843,53 +483,6 @@ def find_pairs(
 def _flood_task(existing, hyd, grid, radius_km, reach_km):
     """Dask task: flood the existing reservoirs on the global filled DEM."""
     return rsv.flood(existing, hyd[0], hyd[1], grid, radius_km, reach_km)
-
-
-def add_grid_connection(
-    pairs: gpd.GeoDataFrame,
-    features: gpd.GeoDataFrame,
-    cny_per_km: dict[int, float] | None = None,
-    bay_cny: dict[int, float] | None = None,
-    voltage_by_capacity_mw: dict[int, float] | None = None,
-) -> gpd.GeoDataFrame:
-    """Grid distance [km] from each pair's upper reservoir centroid to the nearest connection
-    feature, the voltage class [kV] its power needs and the connection cost [CNY] = distance ×
-    line cost + bay cost of that class (as the PV/wind sites; straight-line distance).
-
-    ``pairs`` and ``features`` are in the same metric CRS; a copy of ``pairs`` is returned.
-    """
-    out = pairs.copy()
-    if not len(out) or features is None or not len(features):
-        return out
-    feats = features.to_crs(out.crs) if features.crs != out.crs else features
-    start = gpd.GeoSeries(shapely.get_point(out.geometry.values, 0), crs=out.crs)
-    idx = feats.sindex.nearest(start.values, return_all=False)
-    d = shapely.distance(start.values[idx[0]], feats.geometry.values[idx[1]])
-    dist = np.full(len(out), np.nan)
-    dist[idx[0]] = d / 1000.0
-    out["grid_distance_km"] = dist
-    if voltage_by_capacity_mw:
-        kv_sorted = sorted(voltage_by_capacity_mw.items(), key=lambda kv: kv[1])
-        power = out["power_mw"].to_numpy(float)
-        kv = np.full(len(out), np.nan)
-        for v, cap in kv_sorted[::-1]:
-            kv = np.where(power <= cap, v, kv)
-        out["connection_kv"] = kv
-        line = np.array([(cny_per_km or {}).get(int(v), np.nan) if v == v else np.nan for v in kv])
-        bay = np.array([(bay_cny or {}).get(int(v), 0.0) if v == v else np.nan for v in kv])
-        out["connection_cost_cny"] = dist * line + bay
-    return out
-
-
-def connect_found(found, features, grid_spec) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    """(reservoirs, pairs) with the pairs' grid distance and connection cost (dask task)."""
-    res, pairs = found
-    if grid_spec is None or features is None:
-        return res, pairs
-    return res, add_grid_connection(
-        pairs, features, grid_spec.connection_cny_per_km, grid_spec.connection_bay_cny,
-        grid_spec.voltage_by_capacity_mw,
-    )  # fmt: skip
 
 
 def params_from_recipe(recipe: Any) -> PumpedStorageParams:
