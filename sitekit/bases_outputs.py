@@ -159,6 +159,7 @@ def run_bases(run, cat, spec_file: Path | None, out_dir: Path) -> tuple[dict, in
     from sitekit.run import REPO_ROOT
 
     spec = load_bases_spec(spec_file or REPO_ROOT / "pipelines" / "bases.yaml")
+    spec = with_reservoir_regulation(spec, cat)
     layer = cat.layer("hydro_plants_gem")
     plants = read_vector(cat.file(layer), layer, cat.where(layer))
     clear = cat.file(cat.layer("ghi_calibration")) if "ghi_calibration" in cat else 0.6
@@ -185,3 +186,27 @@ def run_bases(run, cat, spec_file: Path | None, out_dir: Path) -> tuple[dict, in
     write_bases(bases, sites, runs, out_dir, limit=spec.curtailment_limit,
                 site_shapes=site_shapes, grid=run.grid)  # fmt: skip
     return left, len(bases)
+
+
+def with_reservoir_regulation(spec, cat):
+    """``spec`` with the catalogue's ``reservoirs`` table rows that carry a ``regulation`` class
+    (run_of_river / daily / seasonal; optional ``regulation_source``) put before its own
+    ``plant_regulation`` rows, matched on ``name_zh``. Unchanged when the table has no such
+    column."""
+    from sitekit.io import read_vector
+    from sitekit.profiles import REGULATION_CLASSES, PlantRegulation
+
+    if "reservoirs" not in cat:
+        return spec
+    layer = cat.layer("reservoirs")
+    table = read_vector(cat.file(layer), layer, cat.where(layer))
+    if not {"regulation", "name_zh"} <= set(table.columns):
+        return spec
+    rows = []
+    for _, r in table.iterrows():
+        reg = str(r["regulation"]).strip()
+        if reg in REGULATION_CLASSES and str(r["name_zh"]).strip():
+            src = r.get("regulation_source", "")
+            rows.append(PlantRegulation(name_zh=str(r["name_zh"]).strip(), regulation=reg,
+                                        source=f"reservoirs table: {src or 'no source given'}"))  # fmt: skip
+    return spec.model_copy(update={"plant_regulation": rows + list(spec.plant_regulation)})

@@ -196,3 +196,87 @@ def test_bundle_drops_the_dearest_site_until_the_limit_holds() -> None:
                       np.zeros(0, bool), 0.0)  # fmt: skip
     assert list(take) == [True, False] and d.pv_mw == 40.0
     assert d.summary()["curtailment"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_reservoir_table_regulation_comes_before_the_spec(tmp_path) -> None:
+    from pathlib import Path
+
+    from sitekit.bases_outputs import with_reservoir_regulation
+    from sitekit.catalog import Catalog
+    from sitekit.profiles import load_bases_spec, regulation_class
+
+    (tmp_path / "res.csv").write_text(
+        "name,name_zh,lon,lat,regulation,regulation_source\n"
+        "Guandi,官地,101.9,27.8,seasonal,test source\n"
+        "X,某站,101.0,27.0,weekly,ignored: not a class\n",
+        encoding="utf-8",
+    )
+    import geopandas as gpd
+    import shapely
+
+    gpd.GeoDataFrame(geometry=[shapely.box(101, 27, 102, 28)], crs=4326).to_file(
+        tmp_path / "area.gpkg", engine="pyogrio")  # fmt: skip
+    (tmp_path / "cat.yaml").write_text(
+        "name: t\nstudy_area: area\nlayers:\n"
+        "  - {id: area, kind: vector, path: area.gpkg, role: boundary}\n"
+        "  - id: reservoirs\n    kind: points-csv\n    path: res.csv\n"
+        "    x: lon\n    y: lat\n    crs: EPSG:4326\n    role: other\n",
+        encoding="utf-8",
+    )
+    spec = load_bases_spec(Path(__file__).parents[1] / "pipelines" / "bases.yaml")
+    assert regulation_class("conventional storage", "官地水电站", spec)[0] == "daily"
+    got = with_reservoir_regulation(spec, Catalog(tmp_path / "cat.yaml"))
+    cls, src = regulation_class("conventional storage", "雅砻江官地水电站", got)
+    assert cls == "seasonal" and src == "reservoirs table: test source"
+    assert len(got.plant_regulation) == len(spec.plant_regulation) + 1
+
+
+def test_cli_hosting_bundles_sites_into_bases_and_out_of_the_points(tmp_path) -> None:
+    from pathlib import Path
+
+    import geopandas as gpd
+    import shapely
+    from click.testing import CliRunner
+    from test_routes import write_run
+
+    import sitekit.cli.route  # noqa: F401  (registers the verbs)
+    from sitekit.cli import cli
+
+    g = write_run(tmp_path / "run")
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 8000, 6000)], crs=g.crs).to_file(
+        cat / "area.gpkg", engine="pyogrio")  # fmt: skip
+    # one GEM-format plant on top of site P1 (1000, 1000): 1,000 MW, conventional storage
+    lonlat = gpd.GeoSeries([shapely.Point(1000, 1000)], crs=g.crs).to_crs(4326).iloc[0]
+    (cat / "gem.csv").write_text(
+        "Project Name,Project Name (local lang/script),Capacity (MW),Status,Technology Type,"
+        "River / Watercourse,Latitude,Longitude\n"
+        f"Test dam,测试水电站,1000,operating,conventional storage,R,{lonlat.y},{lonlat.x}\n",
+        encoding="utf-8",
+    )
+    (cat / "catalog.yaml").write_text(
+        "name: t\nstudy_area: area\nlayers:\n"
+        "  - {id: area, kind: vector, path: area.gpkg, role: boundary}\n"
+        "  - {id: hydro_plants_gem, kind: points-csv, path: gem.csv, x: Longitude, y: Latitude, "
+        "crs: 'EPSG:4326', role: other}\n", encoding="utf-8")  # fmt: skip
+    spec = Path(__file__).parents[1] / "pipelines" / "bases.yaml"
+    (cat / "bases.yaml").write_text(
+        spec.read_text(encoding="utf-8").replace("radius_km: 50 ", "radius_km: 2 "),
+        encoding="utf-8",
+    )
+    res = CliRunner().invoke(cli, ["hosting", "--run", str(tmp_path / "run"), "--catalog",
+                                   str(cat / "catalog.yaml"), "--bases",
+                                   str(cat / "bases.yaml")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "run" / "hosting"
+    b = pd.read_csv(out / "bases.csv", encoding="utf-8-sig")
+    # within 2 km only P1 (120 MW, at the dam): the 1,000 MW line takes it whole, uncurtailed
+    assert b["site_ids"].tolist() == ["P1"] and b["pv_mw"].tolist() == [120.0]
+    assert b["curtailment"].iloc[0] == pytest.approx(0.0, abs=1e-9)
+    # P1 is on the base's line, not at a grid point: the points gather the other 140 MW
+    per = pd.read_csv(out / "hosting.csv", encoding="utf-8-sig")
+    assert per["total_mw"].sum() == pytest.approx(60 + 30 + 50)
+    assert "1 hydro–wind–solar bases sized" in res.output
+    for name in ("bases.gpkg", "bases.md", "bases_map.html", "bases/HWS01.png"):
+        assert (out / name).stat().st_size > 0
