@@ -457,9 +457,10 @@ def allocate(
     ``connection_distance_km``) and every point within ``radius_km`` of its centre (at the
     straight distance × the site's detour factor, connection / straight distance to its own
     point, ≥ 1), that has at least the site's MW left; a site fits whole or not at all. A site
-    that fits nowhere "needs new transmission": it keeps its cheapest point and the cost of a
-    new line there (line at its voltage class + bay; the backbone reinforcement beyond that
-    point is not costed).
+    that fits nowhere "needs new transmission": a new line of its voltage class (+ bay) to the
+    cheapest point of at least that class at any distance (its own cheapest point when none
+    is); the backbone reinforcement beyond that point is not costed. With ``economics``, a site
+    fits only points whose ``voltage_kv`` is at least the class its MW needs.
 
     With ``economics`` (``{technology: recipe economics}``) the connection voltage (by site
     MW), cost [CNY/kW] and total LCOE follow the point the site gets; without, the LCOE stays.
@@ -489,6 +490,16 @@ def allocate(
     x, y = out["x_m"].to_numpy(float), out["y_m"].to_numpy(float)
     order = np.lexsort((out["site_id"].astype(str).to_numpy(),
                         out["lcoe_cny_per_kwh"].to_numpy(float)))  # fmt: skip
+    # the voltage class a site needs (by its MW) and the points' voltages: a site connects only
+    # to a point of at least its class (a 500 kV line does not end in a 110 kV substation)
+    need = np.zeros(n)
+    for tech, e in (economics or {}).items():
+        m = (out["technology"] == tech).to_numpy()
+        if m.any():
+            need[m] = connection_cost_cny_per_kw(np.zeros(int(m.sum())), mw[m], e)[1]
+    volts = (pd.to_numeric(points["voltage_kv"], errors="coerce").to_numpy(float)
+             if "voltage_kv" in points.columns else np.full(len(px), np.inf))  # fmt: skip
+    volts = np.where(np.isnan(volts), np.inf, volts)  # unknown voltage: not a reason to refuse
     got = np.full(n, -1)
     km = np.full(n, np.nan)
     status = np.full(n, NEW_TRANSMISSION, dtype=object)
@@ -504,13 +515,17 @@ def allocate(
             cost[own[i]] = own_km[i]
             cand = np.union1d(cand, [own[i]])
         cand = cand[np.argsort(cost[cand], kind="stable")]
-        fits = cand[left[cand] >= mw[i] - 1e-9]
+        fits = cand[(left[cand] >= mw[i] - 1e-9) & (volts[cand] >= need[i])]
         if len(fits):
             j = fits[0]
             left[j] -= mw[i]
             got[i], km[i], status[i] = j, cost[j], ALLOCATED
-        else:
-            got[i] = own[i] if own[i] >= 0 else (cand[0] if len(cand) else -1)
+        else:  # a new line of its class to the cheapest point of that class, at any distance
+            able = np.nonzero(volts >= need[i])[0]
+            if len(able):
+                got[i] = able[np.argmin(cost[able])]
+            else:
+                got[i] = own[i] if own[i] >= 0 else (cand[0] if len(cand) else -1)
             km[i] = cost[got[i]] if got[i] >= 0 else np.nan
     out["allocation_order"] = rank
     out["allocated_point_index"] = got

@@ -315,3 +315,31 @@ def test_hydro_base_adds_only_up_to_its_spare_line_capacity():
     # spare 1800 MW; P2 (1000 MW, 0.22) fits first, P1 (1500 MW, 0.30) no longer does
     assert b["allocated_mw"] == 1000.0 and b["not_allocated_mw"] == 1500.0
     assert (bases["allocated_mw"] <= bases["spare_mw"] + 1e-9).all()
+
+
+def test_a_site_connects_only_to_a_point_of_its_voltage_class():
+    # A 150 MW site needs 220 kV: the 110 kV point next to it (300 MW in the catalogue) is
+    # refused, the 220 kV point 10 km east takes it
+    s, pts = _two_competing()
+    s = s.iloc[[0]].assign(capacity_mw=150.0, energy_gwh=225.0)
+    pts = pts.assign(available_mw=[300.0, np.nan])
+    cap, _ = hosting.point_capacity_mw(pts)
+    a = hosting.allocate(s, pts, cap, radius_km=50, economics={"pv": ECON_PV}).iloc[0]
+    assert a["allocated_point_index"] == 1 and a["connection_kv"] == 220
+    assert a["connection_status"] == hosting.ALLOCATED
+    # a 600 MW site (500 kV class: the recipe's largest) fits no point: a new 500 kV line goes
+    # to the cheapest point able to take it, whatever its distance
+    s6 = s.assign(capacity_mw=600.0, energy_gwh=900.0)
+    econ = ECON_PV.model_copy(update={
+        "voltage_by_capacity_mw": {110: 100, 220: 500, 500: 100000},
+        "connection_cny_per_km": {110: 8e5, 220: 1.5e6, 500: 3.5e6},
+        "connection_bay_cny": {110: 8e6, 220: 2e7, 500: 6e7}})  # fmt: skip
+    far = pd.concat([pts, gpd.GeoDataFrame({"name": ["P3"], "voltage_kv": [500], "available_mw":
+                     [100.0]}, geometry=[shapely.Point(0, 90_000)], crs=GRID.crs)],
+                    ignore_index=True)  # fmt: skip
+    cap, _ = hosting.point_capacity_mw(far)
+    a = hosting.allocate(s6, far, cap, radius_km=50, economics={"pv": econ}).iloc[0]
+    assert a["connection_status"] == hosting.NEW_TRANSMISSION and a["connection_kv"] == 500
+    assert a["allocated_point_index"] == 2  # P3, 88 km away, the only 500 kV point
+    assert a["allocated_connection_km"] == pytest.approx(88.0)  # detour factor 1
+    assert a["new_transmission_cny"] == pytest.approx(88.0 * 3.5e6 + 6e7)
