@@ -81,8 +81,10 @@ class Dispatch:
         return a.sum(axis=1) * DAYS_IN_MONTH / 1000.0
 
     def summary(self) -> dict[str, float]:
-        """Annual metrics: generated/delivered/curtailed PV+wind [GWh], curtailment share,
-        line utilisation before (hydro alone) and after [-], firm share [-]."""
+        """Annual metrics: hydro, PV+wind generated, delivered (``added_gwh``) and curtailed
+        [GWh]; curtailment = curtailed / generated [-]; line utilisation = energy / (line MW ×
+        8760 h) before (hydro alone) and after [-]; firm share = the part of the line's annual
+        energy under each typical day's lowest hourly flow (a block there every hour) [-]."""
         gen = self.energy_gwh(self.pv + self.wind)
         cur = self.energy_gwh(self.curtailed)
         cap = self.line_mw * 8.76

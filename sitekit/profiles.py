@@ -127,12 +127,12 @@ class BasesSpec(_M):
     regulation: dict[str, RegulationRule]
     plant_regulation: list[PlantRegulation] = Field(default_factory=list)
 
-    @field_validator("regulation")
+    @field_validator("regulation", "hydro_shares")
     @classmethod
-    def _classes(cls, v: dict[str, RegulationRule]) -> dict[str, RegulationRule]:
+    def _classes(cls, v: dict) -> dict:
         missing = set(REGULATION_CLASSES) - set(v)
         if missing:
-            raise ValueError(f"regulation needs every class: missing {sorted(missing)}")
+            raise ValueError(f"needs an entry for every class: missing {sorted(missing)}")
         return v
 
 

@@ -280,3 +280,18 @@ def test_cli_hosting_bundles_sites_into_bases_and_out_of_the_points(tmp_path) ->
     assert "1 hydro–wind–solar bases sized" in res.output
     for name in ("bases.gpkg", "bases.md", "bases_map.html", "bases/HWS01.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_a_plant_of_its_own_in_hydro_shares_wins_over_its_class() -> None:
+    from pathlib import Path
+
+    from sitekit.profiles import HydroShares, load_bases_spec
+
+    spec = load_bases_spec(Path(__file__).parents[1] / "pipelines" / "bases.yaml")
+    own = HydroShares(monthly_shares=list(DAYS_IN_MONTH), status="cited", source="test")
+    spec = spec.model_copy(update={"hydro_shares": {**spec.hydro_shares, "大站": own}})
+    plants = _gem([("Big", "大站", 2000, "operating", "conventional storage", 0, 0)])
+    out, _, runs = bases.build_bases(plants, {}, spec, crs=3857)
+    assert out["hydro_shares_status"].tolist() == ["cited"]
+    # shares ∝ days: the same energy every day = 2000 MW × 0.5 × 24 h
+    assert np.allclose(runs["HWS01"].hydro.sum(axis=1), 2000 * 0.5 * 24)

@@ -95,6 +95,9 @@ def test_bases_spec_refuses_unknown_keys_and_non_finite(tmp_path: Path) -> None:
     bad.write_text(text.replace("[1.20, 1.20, 1.20, 1.05,", "[1.20, 1.20, 1.05,"), encoding="utf-8")
     with pytest.raises(RecipeError, match="12"):
         pr.load_bases_spec(bad)
+    bad.write_text(text.replace("  seasonal:       #", "  seasonalx:       #"), encoding="utf-8")
+    with pytest.raises(RecipeError, match="seasonal"):
+        pr.load_bases_spec(bad)
 
 
 def test_pv_shape_from_the_pvlib_chain_is_zero_at_night_and_peaks_after_1pm_bjt() -> None:
