@@ -97,6 +97,9 @@ def _select(results, grid: Grid, p: PumpedStorageParams, zones=None, zone_field=
         used_keys: set[int] = set()
         left: dict[int, float] = {}  # remaining volume of existing reservoirs [m³]
         used_px = np.zeros(grid.shape[0] * grid.shape[1], bool)
+        for pix, depth in pixels.values():  # no new reservoir floods an existing lake
+            if depth is None:
+                used_px[pix] = True
         for row in allp.itertuples(index=False):
             u, lo = int(row.upper_key), int(row.lower_key)
             if u in used_keys or lo in used_keys:

@@ -490,3 +490,16 @@ def test_size_pairs_equals_a_per_pair_reference():
         assert 0 <= row["upper_dam_height_m"] <= hs[cut[up[q]]]
     assert (got["class_index"] >= 0).sum() > 50  # the check is not vacuous
     assert (got["class_index"] < len(classes) - 1).sum() > 5  # and some fall to smaller classes
+
+
+def test_new_reservoir_never_floods_an_existing_lake(notch):
+    grid, dem, _ = notch
+    # a lake outline over notch pixels (20, 11..13): the notch reservoir would flood it
+    x0, y1 = grid.transform * (11, 20)
+    x1, y0 = grid.transform * (14, 21)
+    lake = gpd.GeoDataFrame(
+        {"name": ["Lake"], "water_level_m": [1000.0]},
+        geometry=[shapely.box(x0 + 1, y0 + 1, x1 - 1, y1 - 1)], crs=grid.crs,
+    )  # fmt: skip
+    _, pairs = find_pairs_numpy(dem.values, np.zeros(grid.shape, bool), grid, NOTCH, existing=lake)
+    assert len(pairs) == 0
