@@ -162,3 +162,31 @@ def test_validate_command_needs_a_plant_list(tmp_path: Path) -> None:
     run = _run_folder(tmp_path)
     res = CliRunner().invoke(cli, ["validate", str(run)])
     assert res.exit_code == 2 and "pass --plants FILE" in res.output
+
+
+def test_report_section_lists_applied_missing_and_outside() -> None:
+    from sitekit.validation import report_section
+
+    prov = {
+        "rules": {
+            "wind": {
+                "eligible_share": 0.9,
+                "eligible_share_without_rules": 0.95,
+                "study_area_km2": 100.0,
+                "rules": [
+                    {"id": "water_no_pv_wind", "name_zh": "水", "name_en": "water",
+                     "status": "applied", "layer": "water", "removed_km2": 5.0,
+                     "removed_only_km2": 0.0, "citation": "水河湖〔2022〕216号"},
+                    {"id": "eco_redline", "name_zh": "红线", "name_en": "redline",
+                     "status": "layer_missing", "citation": "自然资发〔2022〕142号"},
+                ],
+            }
+        },
+        "validation": [{"technology": "wind", "auc_operating_vs_random_eligible": 0.55}],
+        "existing_plants": {"wind": {"outside": ["Sichuan Xichang Wanao wind farm"]}},
+    }  # fmt: skip
+    html = report_section(prov)
+    assert "NOT applied: layer missing" in html and "自然资发〔2022〕142号" in html
+    assert "95.0 % with the recipe's own constraints, 90.0 % with the rules" in html
+    assert "Sichuan Xichang Wanao wind farm" in html and "0.55" in html
+    assert report_section({}) == ""
