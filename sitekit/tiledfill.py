@@ -102,12 +102,13 @@ def _flood_tile(z: np.ndarray, record: bool, spill: np.ndarray):  # pragma: no c
         for rr in range(max(r - 1, 0), min(r + 2, ny)):
             for cc in range(max(c - 1, 0), min(c + 2, nx)):
                 if closed[rr, cc]:
-                    ln = lab[rr, cc]
-                    if record and ln != lc and np.isfinite(out[rr, cc]):
-                        w = np.float64(max(level, out[rr, cc]))
-                        key = min(lc, ln) * np.int64(nlab + 1) + max(lc, ln)
-                        if key not in ekey or w < ekey[key]:
-                            ekey[key] = w
+                    if record:
+                        ln = lab[rr, cc]
+                        if ln != lc and np.isfinite(out[rr, cc]):
+                            w = np.float64(max(level, out[rr, cc]))
+                            key = min(lc, ln) * np.int64(nlab + 1) + max(lc, ln)
+                            if w < ekey.get(key, np.inf):
+                                ekey[key] = w
                     continue
                 closed[rr, cc] = True
                 lab[rr, cc] = lc
