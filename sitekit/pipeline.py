@@ -6,6 +6,7 @@ memoised on the :class:`Pipeline`, so PV and wind share one slope, one distance-
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -125,11 +126,23 @@ class Pipeline:
             )
         return self._memo[key]
 
-    def connection_distance(self, recipe: Recipe, forbidden: xr.DataArray | None) -> xr.DataArray:
-        """Least-cost distance [km of flat-equivalent line] to the nearest connection point."""
-        key = ("lcd", recipe.grid.model_dump_json())
+    def connection_distance(
+        self,
+        recipe: Recipe,
+        forbidden: xr.DataArray | None,
+        crossing: xr.DataArray | None = None,
+    ) -> xr.DataArray:
+        """Least-cost distance [km of flat-equivalent line] to the nearest connection point
+        (``crossing``: per-rule crossing multipliers, :func:`sitekit.rules.crossing_penalty`)."""
+        crossed = [
+            c.model_dump(mode="json") for c in recipe.constraints
+            if c.id in recipe.grid.crossing_costs
+        ]  # fmt: skip
+        key = ("lcd", recipe.grid.model_dump_json(), json.dumps(crossed, sort_keys=True))
         if key not in self._memo:
             penalty = rules.cost_penalty(recipe.grid.cost_terms, self, recipe)
+            if crossing is not None:
+                penalty = crossing if penalty is None else penalty * crossing
             cost = proximity.cost_surface(
                 self.slope, forbidden, penalty, forbidden_cost=recipe.grid.forbidden_cost
             )
@@ -140,7 +153,7 @@ class Pipeline:
                 None,
             )  # fmt: skip
             params = (recipe.grid.layer, forbidden is not None and forbidden.name, spec)
-            params += (recipe.grid.model_dump(mode="json"),)  # cost terms, forbidden cost
+            params += (recipe.grid.model_dump(mode="json"), crossed)  # cost terms, crossings
             self._memo[key] = self._cached(
                 "connection_distance",
                 params,

@@ -213,6 +213,10 @@ class GridConnection(_M):
         description="constraint/rule ids a connection line avoids (cost forbidden_cost)",
     )
     forbidden_cost: float = Field(20.0, gt=0, description="cost multiplier in forbidden pixels")
+    crossing_costs: dict[str, float] = Field(
+        default_factory=dict,
+        description="constraint/rule id → cost multiplier where a line crosses it (e.g. water: 3)",
+    )
     cost_terms: list[CostTerm] = Field(
         default_factory=list, description="extra multipliers: land cover, crossings …"
     )

@@ -495,3 +495,23 @@ def forbidden_mask(graph: Any) -> Any:
     for m in masks[1:]:
         out = out | m
     return out.rename(masks[0].name if len(masks) == 1 else "+".join(ids))
+
+
+def crossing_penalty(graph: Any) -> Any:
+    """Cost multiplier of the recipe's ``grid.crossing_costs`` (constraint or rule id → factor
+    where a connection line crosses that constraint's mask), None when there are none.
+
+    Overlapping crossings multiply (a redline lake costs both factors), as the per-crossing
+    penalties of reVX least-cost transmission add up along a path.
+    """
+    costs = getattr(graph.recipe.grid, "crossing_costs", {}) or {}
+    out = None
+    for cid, factor in costs.items():
+        mask = graph.constraints.masks.get(cid)
+        if mask is None:
+            continue
+        m = (mask.astype(np.float32) * np.float32(factor - 1.0) + np.float32(1.0)).astype(
+            np.float32
+        )
+        out = m if out is None else out * m
+    return None if out is None else out.rename("crossing_penalty")

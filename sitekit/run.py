@@ -642,7 +642,7 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             arrays["nearest_point"] = pipe.nearest_point(g.recipe)
             # the line avoids the recipe's grid.forbidden constraints (default: nobuild)
             arrays["connection_distance"] = pipe.connection_distance(
-                g.recipe, rules.forbidden_mask(g)
+                g.recipe, rules.forbidden_mask(g), rules.crossing_penalty(g)
             )
             if t == "pv":
                 arrays["pv_yield"] = pipe.pv_yield(g.recipe)

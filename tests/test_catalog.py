@@ -512,3 +512,33 @@ def test_land_cover_cost_term_of_the_connection_surface(tiny_catalog: Path) -> N
     assert np.allclose(both.values, expect)
     with pytest.raises(LayerError, match="not `categorical: true`"):
         cost_penalty([CostTerm(layer="dem", classes={1: 2.0})], pipe, recipe)
+
+
+def test_crossing_cost_of_a_rule_lengthens_the_connection(tiny_catalog: Path) -> None:
+    """A per-rule crossing cost makes the least-cost connection dearer exactly where the line
+    must cross that rule's mask, and leaves pixels that need not cross it unchanged."""
+    from types import SimpleNamespace
+
+    from sitekit import rules
+    from sitekit.pipeline import Pipeline
+    from sitekit.recipe import ThresholdC, load_recipe
+
+    grid = Catalog(tiny_catalog).grid(1000.0, chunks=16)
+    pipe = Pipeline(Catalog(tiny_catalog), grid)
+    base, _ = load_recipe(Path(__file__).resolve().parents[1] / "pipelines" / "pv.yaml")
+    band = ThresholdC(kind="threshold", id="band", layer="dem", op=">", value=2300.0)
+    grid_cfg = base.grid.model_copy(update={"layer": "towns", "forbidden": []})
+    plain = base.model_copy(update={"rules": [], "constraints": [band], "grid": grid_cfg})
+    dear = plain.model_copy(
+        update={"grid": grid_cfg.model_copy(update={"crossing_costs": {"band": 10.0}})}
+    )
+    masks = {"band": pipe.constraints(plain).masks["band"]}
+    d0 = pipe.connection_distance(plain, None).values
+    g1 = SimpleNamespace(recipe=dear, constraints=SimpleNamespace(masks=masks))
+    d1 = pipe.connection_distance(dear, None, rules.crossing_penalty(g1)).values
+    inside = np.isfinite(d0)
+    assert (d1[inside] >= d0[inside] - 1e-4).all()  # a penalty never shortens a path
+    assert (d1[inside] > d0[inside] * 1.5).any()  # pixels in the band cost ≥ 10 × per metre
+    # town A (101.1 °E, DEM 2200 m) sits west of the band: pixels around it are unchanged
+    low = pipe.derived("dem", plain).values < 2250.0
+    assert np.allclose(d1[inside & low & (d0 < 3.0)], d0[inside & low & (d0 < 3.0)], atol=1e-3)

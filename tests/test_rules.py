@@ -182,3 +182,20 @@ def test_forbidden_mask_unions_the_recipes_grid_forbidden_constraints() -> None:
     assert rules.forbidden_mask(graph).name == "nobuild"  # single: its own name (cache keys)
     graph.recipe.grid.forbidden = ["zz"]
     assert rules.forbidden_mask(graph) is None
+
+
+def test_crossing_penalty_multiplies_per_rule() -> None:
+    import xarray as xr
+
+    water = xr.DataArray(np.array([[True, True], [False, False]]), name="water")
+    red = xr.DataArray(np.array([[True, False], [True, False]]), name="eco_redline")
+    graph = SimpleNamespace(
+        recipe=SimpleNamespace(
+            grid=SimpleNamespace(crossing_costs={"water": 3.0, "eco_redline": 50.0})
+        ),
+        constraints=SimpleNamespace(masks={"water": water, "eco_redline": red}),
+    )
+    # both on (0,0): 3 × 50; water alone: 3; redline alone: 50; neither: 1
+    assert rules.crossing_penalty(graph).values.tolist() == [[150.0, 3.0], [50.0, 1.0]]
+    graph.recipe.grid.crossing_costs = {}
+    assert rules.crossing_penalty(graph) is None
