@@ -35,6 +35,9 @@ from typing import Any
 import numba
 import numpy as np
 
+#: names of the rows of pixels whose centre lies in no prefecture / no county
+NO_PREFECTURE = "(edge pixels, centre in no prefecture)"
+NO_COUNTY = "(centre in no county)"
 #: quantities summed per zone by :func:`block_sums`, in row order (then one row per reason bit)
 QUANTITIES = (
     "study",  # Σ study fraction [px]
@@ -246,15 +249,16 @@ def potential_table(
     "study_area" | "prefecture" | "county": study_km2, excluded_km2 (all reasons, overlaps once),
     ``excluded_<code>_km2`` per reason, eligible_km2, technical_potential_mw, technical_potential_gwh,
     mean_cf (alone), and the same after competition (``*_after_competition``), shared_km2.
-    County rows whose pixel centres lie in no county are named "(no county)"; prefecture
-    rows for pixels in no prefecture "(no prefecture)".
+    Pixels whose centre lies in no county are named :data:`NO_COUNTY`, in no prefecture
+    :data:`NO_PREFECTURE` (edge pixels of the study area: their share of it is kept, so all rows
+    add up to the study area).
     """
     import pandas as pd
 
     pa = pixel_area_km2
     nc = len(county_names)
-    pnames = ["(no prefecture)", *prefecture_names]
-    cnames = ["(no county)", *county_names]
+    pnames = [NO_PREFECTURE, *prefecture_names]
+    cnames = [NO_COUNTY, *county_names]
     rows: list[dict[str, Any]] = []
     for tech, s in sums.items():
         q = {k: s[i] for i, k in enumerate(QUANTITIES)}

@@ -93,7 +93,13 @@ def test_counties_add_up_to_prefectures_and_the_study_area() -> None:
     np.testing.assert_allclose(cnty.loc[pref.index].to_numpy(), pref.to_numpy(), rtol=1e-3)
     tot = df[df["level"] == "study_area"][num].iloc[0]
     np.testing.assert_allclose(pref.sum().to_numpy(), tot.to_numpy(), rtol=1e-3)
-    assert "(no prefecture)" not in set(df["prefecture"])  # every pixel is zoned here
+    assert potential.NO_PREFECTURE not in set(df["prefecture"])  # every pixel is zoned here
+    zp, zc, study, reasons, incl, energy = _county_grid()
+    zp[0, 0] = zc[0, 0] = 0  # one pixel whose centre lies in no prefecture (and no county)
+    df = _table(_sums(zp, zc, study, reasons, incl, energy))
+    row = df[(df["level"] == "prefecture") & (df["prefecture"] == potential.NO_PREFECTURE)]
+    assert row["study_km2"].tolist() == pytest.approx([PA])
+    assert df.query("level == 'prefecture'")["study_km2"].sum() == pytest.approx(100 * PA)
 
 
 def test_dask_blocks_give_the_numpy_answer() -> None:
