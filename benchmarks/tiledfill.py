@@ -237,8 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         "args": {"tile": a.tile, "workers": a.workers},
         "runs": [],
     }
+    sizes = [int(s) for s in a.sizes.split(",")]
+    if store.exists():  # keep the runs of other sizes (one size per invocation is fine)
+        old = json.loads(store.read_text())
+        doc["runs"] = [r for r in old["runs"] if r["size"] not in sizes]
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    for size in [int(s) for s in a.sizes.split(",")]:
+    for size in sizes:
         src = generate(size, work)
         outs = {}
         for mode in a.modes.split(","):
@@ -252,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 a.time_limit_min * 60,
                 int(a.mem_limit_gib * GIB),
             )
-            r.update(size=size, mode=mode)
+            r.update(size=size, mode=mode, date=doc["date"], commit=commit)
             if "error" in r:
                 print("\n".join(r["error"]), file=sys.stderr)
             if "skipped" not in r and "error" not in r:
@@ -262,8 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(outs) == 2:
             same = identical(outs["global"], outs["tiled"])
             for r in doc["runs"]:
-                if r["size"] == size:
+                if r["size"] == size and r["mode"] in outs:
                     r["identical"] = "yes" if same else "**NO**"
+    doc["runs"].sort(key=lambda r: (r["size"], r["mode"]))
     store.write_text(json.dumps(doc, indent=1, default=str))
     write_section(a.results, report(doc))
     return 0
