@@ -150,3 +150,22 @@ def test_weighted_score_rejects_bad_input() -> None:
         scoring.weighted_score([(a, "cubic", {})], [1])
     with pytest.raises(ValueError, match="low != high"):
         scoring.weighted_score([(a, "linear", {"low": 1.0, "high": 1.0})], [1])
+
+
+def test_a_user_set_pumped_storage_efficiency_is_used(tmp_path) -> None:
+    """Mutation-testing hole of issue 22: the recipe's efficiency must reach the volume a class
+    needs, not be replaced by the ANU default 0.9."""
+    from sitekit.pumped_storage import params_from_recipe
+    from sitekit.recipe import load_ps_recipe
+
+    f = tmp_path / "ps.yaml"
+    f.write_text(
+        "technology: pumped_storage\nname_zh: 抽蓄\nname_en: PSH\nsearch: {}\n", encoding="utf-8"
+    )
+    recipe, _ = load_ps_recipe(f, ["search.generation_efficiency=0.75"])
+    p = params_from_recipe(recipe)
+    assert p.generation_efficiency == 0.75
+    # 1 GWh at 500 m head: V = 3.6e12 J / (1000 kg/m³ × 9.81 m/s² × 500 m × 0.75 × 0.85)
+    want = 3.6e12 / (1000.0 * 9.81 * 500.0 * 0.75 * p.usable_fraction)
+    assert p.required_volume_m3(1.0, 500.0) == pytest.approx(want, rel=1e-12)
+    assert p.usable_fraction == 0.85
