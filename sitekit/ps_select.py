@@ -28,7 +28,8 @@ PAIR_COLUMNS = [
     "volume_gl", "usable_volume_gl", "dam_height_m", "mean_depth_m", "lower_dam_height_m",
     "lower_mean_depth_m", "water_rock_ratio", "cost_class", "cost_usd_per_kw",
     "cost_usd_per_kwh", "cost_cny_per_kw", "power_cost_usd_per_kw", "storage_cost_usd_per_kwh",
-    "grid_distance_km", "uses_existing_reservoir", "upper_id", "lower_id", "lower_name",
+    "grid_distance_km", "uses_existing_reservoir", "upper_id", "lower_id", "upper_name",
+    "lower_name",
 ]  # fmt: skip
 RESERVOIR_COLUMNS = [
     "reservoir_id", "role", "water_level_m", "dam_height_m", "volume_gl", "area_km2",
@@ -181,7 +182,8 @@ def _frames(chosen, flooded, res_tab, pixels, grid, p, zones, zone_field):
     pairs = pd.DataFrame(
         {
             "pair_id": np.arange(1, n + 1), "upper_id": np.arange(1, 2 * n, 2),
-            "lower_id": np.arange(2, 2 * n + 1, 2), "uses_existing_reservoir": ex[1::2],
+            "lower_id": np.arange(2, 2 * n + 1, 2),
+            "uses_existing_reservoir": ex[0::2] | ex[1::2], "upper_name": names[0::2],
             "lower_name": names[1::2], "dam_height_m": hts[0::2], "mean_depth_m": depth[0::2],
             "lower_dam_height_m": hts[1::2], "lower_mean_depth_m": depth[1::2],
             "grid_distance_km": np.full(n, np.nan),

@@ -25,7 +25,9 @@ Joule 2021; Lu et al. 2018; open code ``ANU-RE100/PHES_Searching``, ``src/screen
    ``max_dam_height``). A candidate needs a volume ≥ ``min_volume_gl`` and a best water-to-
    rock ratio ≥ ``min_water_rock`` (ANU 3); overlapping candidates keep the best W/R.
 3. **Existing reservoirs** (bluefield, :mod:`sitekit.reservoirs`): real reservoirs at their
-   published normal pool level, flooded on the DEM, no dam cost.
+   published normal pool level, flooded on the DEM, no dam cost, as the lower or the upper
+   reservoir of a new one (never two existing ones, as ANU); several pairs may share one while
+   their volumes fit its capacity; no new reservoir floods it.
 4. **Pairs sized to the ANU energy/storage classes** (:func:`size_pairs`): for each class
    (E, h) that a pair can serve (power E/h ≤ ``max_power_mw``) the required gross volume is
    V = E / (ρ g head η u) with generation efficiency η (ANU 0.9) and usable fraction u (ANU
@@ -358,7 +360,9 @@ def _pair(c: pd.DataFrame, t: Affine, gx: int, p: PumpedStorageParams) -> pd.Dat
         if d.size:
             f = pd.DataFrame({"i": iu[d["i"]], "j": owner[d["j"]], "v": d["v"]})
             f = f.groupby(["i", "j"], sort=True)["v"].min().reset_index()
-            parts.append(keep(f["i"].to_numpy(), f["j"].to_numpy(), f["v"].to_numpy()))
+            fi, fj, fv = f["i"].to_numpy(), f["j"].to_numpy(), f["v"].to_numpy()
+            parts.append(keep(fi, fj, fv))  # new upper above an existing lower (bluefield)
+            parts.append(keep(fj, fi, fv))  # existing upper above a new lower, owned by its core
     i, j, sep, head = (np.concatenate(x) for x in zip(*parts, strict=True))
     out = size_pairs(head, sep / 1000.0, i, j, _curves(c, p), p)
     keys = c["key"].to_numpy()
@@ -369,8 +373,10 @@ def _pair(c: pd.DataFrame, t: Affine, gx: int, p: PumpedStorageParams) -> pd.Dat
     out.insert(4, "slope", head / sep)
     out = out[out["class_index"] >= 0]
     out = out.sort_values(["upper_key", "rel_cost", "lower_key"], kind="stable")
+    # lowers kept per new upper (an existing upper's pairs are owned by their lowers' windows)
     rank = out.groupby("upper_key").cumcount()
-    return out[rank < p.max_lowers_per_upper].reset_index(drop=True)
+    keep_row = (rank < p.max_lowers_per_upper) | (out["upper_key"] < 0)
+    return out[keep_row].reset_index(drop=True)
 
 
 # -- public API ------------------------------------------------------------------------------
@@ -406,7 +412,7 @@ def find_pairs_numpy(
         The metric study grid.
     params : PumpedStorageParams, optional
     existing : GeoDataFrame, optional
-        Existing reservoirs usable as lower reservoirs (:func:`sitekit.reservoirs.flood`):
+        Existing reservoirs usable as lower or upper reservoirs (:func:`sitekit.reservoirs.flood`):
         ``water_level_m`` (normal pool level [m]; rows without one are not used), optional
         ``name``, ``volume_gl`` (capacity [GL], default ample); points (dams: flooded on the
         DEM to the pool level) or polygons (real lake outlines).

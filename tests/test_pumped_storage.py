@@ -503,3 +503,55 @@ def test_new_reservoir_never_floods_an_existing_lake(notch):
     )  # fmt: skip
     _, pairs = find_pairs_numpy(dem.values, np.zeros(grid.shape, bool), grid, NOTCH, existing=lake)
     assert len(pairs) == 0
+
+
+def test_existing_reservoir_as_upper_above_a_new_lower(notch):
+    grid, dem, _ = notch
+    # a lake (3×3 px on the plateau, 0.4 km east of the notch's end) held at 1900 m: the notch
+    # (dam site 1480 m) is its new lower reservoir, head 420 m, no wall at the lake
+    x0, y1 = grid.transform * (21, 19)
+    x1, y0 = grid.transform * (24, 22)
+    lake = gpd.GeoDataFrame(
+        {"name": ["High lake"], "water_level_m": [1900.0], "volume_gl": [50.0]},
+        geometry=[shapely.box(x0 + 1, y0 + 1, x1 - 1, y1 - 1)], crs=grid.crs,
+    )  # fmt: skip
+    p = PumpedStorageParams(**{**NOTCH.__dict__, "max_head_m": 450.0})
+    res, pairs = find_pairs_numpy(dem.values, np.zeros(grid.shape, bool), grid, p, existing=lake)
+    assert len(pairs) == 1
+    pair = pairs.iloc[0]
+    assert pair["head_m"] == 1900.0 - 1480.0
+    assert pair["uses_existing_reservoir"] and pair["upper_name"] == "High lake"
+    assert np.isnan(pair["dam_height_m"]) and pair["lower_dam_height_m"] > 0
+    # separation: notch centroid (col 13.5) to the lake's nearest pixel centre (col 21)
+    assert pair["separation_km"] == pytest.approx((21 - 13.5) * RES / 1000.0)
+    v = psc.required_volume_m3(pair["storage_gwh"], 420.0, 0.9, 0.85)
+    assert pair["volume_gl"] == pytest.approx(v / 1e6)
+    up = res.set_index("reservoir_id").loc[pair["upper_id"]]
+    assert up["existing"] and up["water_level_m"] == 1900.0 and up["dam_volume_m3"] == 0.0
+
+
+@pytest.mark.parametrize("chunks", [45])
+def test_chunked_search_with_lakes_equals_unchunked(chunks):
+    """Existing lakes as lower and as upper reservoirs: the chunked search still equals the
+    unchunked one (a lake's pairs are owned by the window of their new reservoir)."""
+    grid = small_grid((150, 150), RES, chunks=chunks)
+    dem = mountain_terrain(grid, relief_m=1200.0, wavelength_m=2500.0, seed=3)
+    z = dem.values
+    lakes = []
+    for (r, c), q in (((30, 40), 3), ((110, 100), 97), ((75, 75), 50)):
+        x0, y1 = grid.transform * (c, r)
+        x1, y0 = grid.transform * (c + 4, r + 4)
+        lakes.append((shapely.box(x0 + 1, y0 + 1, x1 - 1, y1 - 1), float(np.percentile(z, q))))
+    lakes = gpd.GeoDataFrame(
+        {"name": ["Low", "High", "Mid"], "water_level_m": [lv for _, lv in lakes]},
+        geometry=[g for g, _ in lakes], crs=grid.crs,
+    )  # fmt: skip
+    excl = np.zeros(grid.shape, bool)
+    res_u, pairs_u = find_pairs_numpy(z, excl, grid, MOUNTAIN, existing=lakes)
+    lazy = find_pairs(dem, grid.wrap(dask.array.from_array(excl, chunks), "excl"), grid, MOUNTAIN,
+                      existing=lakes)  # fmt: skip
+    res_c, pairs_c = lazy.compute()
+    assert pairs_c.drop(columns="geometry").equals(pairs_u.drop(columns="geometry"))
+    assert res_c.drop(columns="geometry").equals(res_u.drop(columns="geometry"))
+    ex = pairs_u[pairs_u["uses_existing_reservoir"]]
+    assert ex["lower_name"].notna().any() and ex["upper_name"].notna().any()  # both roles
