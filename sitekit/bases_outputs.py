@@ -94,9 +94,23 @@ def bases_markdown(bases: pd.DataFrame, limit: float) -> str:
             f"| {r['curtailment']:.1%} | {r['utilisation_before']:.0%} → "
             f"{r['utilisation_after']:.0%} |"
         )
-    lines += ["", "Charts: `bases/<base_id>.png`. Sites bundled into a base are allocated to its "
-              "line and are not counted at any grid point (hosting.csv). / 纳入基地的场址计入其"
-              "外送线路，不再计入并网点容量。"]  # fmt: skip
+    empty = int((bases["n_sites"] == 0).sum()) if len(bases) else 0
+    lines += [
+        "",
+        "Charts: `bases/<base_id>.png`. Sites bundled into a base are allocated to its line and are "
+        "not counted at any grid point (hosting.csv). / 纳入基地的场址计入其外送线路，不再计入并网点容量。",
+        "",
+        "Notes / 说明:",
+        f"- {empty} of {len(bases)} bases have no candidate site within the radius: a base's "
+        "catchment holds the run's listed sites (the top-N per prefecture, `sites.max_sites`), not "
+        "all eligible land. / 基地汇集范围内仅计本次运行列出的前N名场址。",
+        "- Line = the plant's installed MW × `line_rating_factor` unless the plant table gives "
+        "`line_mw`; the backbone behind it is not modelled. / 线路容量默认取电站装机。",
+        "- Typical days average the weather out: curtailment on real days is higher. / "
+        "典型日平均掉天气波动，实际弃电率更高。",
+        "- `hydro_bases.csv` is the older static screening ratio (spare line = hydro MW × (1 − CF)); "
+        "`bases.csv` supersedes it. / hydro_bases.csv 为旧的静态估算。",
+    ]
     return "\n".join(lines) + "\n"
 
 
