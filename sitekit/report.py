@@ -264,6 +264,7 @@ def render_report(
     provenance: Mapping[str, Any],
     style: MapStyle | None = None,
     potential: pd.DataFrame | None = None,
+    supply: pd.DataFrame | None = None,
 ) -> Path:
     """Write the self-contained run report (HTML with inline SVG charts) and return its path.
 
@@ -280,6 +281,8 @@ def render_report(
     style : for bilingual column labels and number formats; None = default.
     potential : ``potential.csv`` rows (:mod:`sitekit.potential`): the technical potential over
         all eligible land, shown per prefecture; None = no such section.
+    supply : ``supply_curve.csv`` rows (:mod:`sitekit.supply`): MW allocated to existing
+        connection points / needing new transmission; None = no such table.
     """
     style = style or MapStyle()
     prov = dict(provenance or {})
@@ -323,7 +326,7 @@ def render_report(
 
     from sitekit.supply import report_tables
 
-    for i, (en, zh, table) in enumerate(report_tables(potential)):
+    for i, (en, zh, table) in enumerate(report_tables(potential, supply)):
         parts.append(_h(2, en, zh, f"potential-{i}"))
         parts.append(_table(table, style))
     curves = _supply_curves(sites)

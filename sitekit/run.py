@@ -909,6 +909,7 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 recipes={p.name: text for p, _, text in recipes},
                 provenance=provenance,
                 potential=extra.get("potential"),
+                supply=extra.get("supply"),
                 style=st,  # the run's labels (top-N sites vs technical potential)
             )
             timings["map_s"] = time.perf_counter() - t1

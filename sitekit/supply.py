@@ -289,11 +289,15 @@ POTENTIAL_HEADERS = {
 }
 
 
-def report_tables(pot: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+def report_tables(
+    pot: pd.DataFrame, supply: pd.DataFrame | None = None
+) -> list[tuple[str, str, pd.DataFrame]]:
     """(English title, Chinese title, table) for the run report: the technical potential per
-    prefecture, and the share of the study area each exclusion rule removes [%]."""
+    prefecture, the share of the study area each exclusion rule removes [%] and, given the
+    supply curve, the MW allocated to existing connection points or needing new lines."""
+    out = allocation_table(supply)
     if pot is None or not len(pot):
-        return []
+        return out
     p = pot[pot["level"].isin(["prefecture", "study_area"])].copy()
     p["prefecture"] = p["prefecture"].where(p["level"] != "study_area", "Study area 研究区")
     cols = [c for c in POTENTIAL_HEADERS if c in p.columns]
@@ -311,4 +315,38 @@ def report_tables(pot: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
             t1,
         ),
         ("Share of the study area each rule removes", "各排除规则占研究区面积比例", share),
+        *out,
+    ]
+
+
+def allocation_table(supply: pd.DataFrame | None) -> list[tuple[str, str, pd.DataFrame]]:
+    """Candidate sites' MW allocated to existing connection points and MW that needs new
+    transmission (with the new lines' cost), per technology, from ``supply_curve.csv``."""
+    if supply is None or not len(supply):
+        return []
+    g = supply.groupby(["technology", "connection_status"])
+    t = g.agg(
+        n_sites=("site_id", "size"),
+        capacity_mw=("capacity_mw", "sum"),
+        energy_gwh=("energy_gwh", "sum"),
+        new_transmission_cny_bn=("new_transmission_cny", lambda x: x.sum() / 1e9),
+    ).reset_index()
+    zh = {"allocated": "已分配", "needs new transmission": "需新建输电"}
+    t["connection_status"] = [f"{s} {zh.get(s, '')}".strip() for s in t["connection_status"]]
+    t = t.round({"capacity_mw": 1, "energy_gwh": 1, "new_transmission_cny_bn": 3}).rename(
+        columns={
+            "technology": "Technology 技术",
+            "connection_status": "Connection 并网",
+            "n_sites": "Sites 场址数",
+            "capacity_mw": "MW 装机",
+            "energy_gwh": "GWh/yr 年发电量",
+            "new_transmission_cny_bn": "New lines [bn CNY] 新建线路投资 [十亿元]",
+        }
+    )
+    return [
+        (
+            "All candidate sites: allocated to existing connection points or needing new lines",
+            "全部候选场址：已分配至现有并网点或需新建输电",
+            t,
+        )
     ]

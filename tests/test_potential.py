@@ -297,3 +297,20 @@ def test_numba_block_sums_equal_the_numpy_reference() -> None:
     np.testing.assert_allclose(
         potential.block_sums(*args), potential.block_sums_reference(*args), rtol=1e-9, atol=1e-9
     )
+
+
+def test_report_tables_name_technical_potential_and_allocated() -> None:
+    from sitekit import supply
+
+    sums = _sums(*_county_grid())
+    pot = _table(sums)
+    sc = supply.supply_curve(_allocated(), ["P0", "P1"])
+    tables = supply.report_tables(pot, sc)
+    titles = [en for en, _, _ in tables]
+    assert titles[0].startswith("Technical potential") and "allocated" in titles[-1]
+    alloc = tables[-1][2].groupby("Connection 并网").sum(numeric_only=True)
+    assert alloc.loc["allocated 已分配", "MW 装机"] == pytest.approx(40 + 30 + 20)  # pv + wind
+    new = alloc.loc["needs new transmission 需新建输电"]
+    assert new["New lines [bn CNY] 新建线路投资 [十亿元]"] == pytest.approx(0.05)
+    share = tables[1][2].set_index("Prefecture 市州")
+    assert share.loc["Study area 研究区", "all rules 合计 [%]"] == pytest.approx(36.5)
