@@ -282,7 +282,8 @@ def anchor_plants(plants, spec, *, crs, dedupe_km: float = 2.0):
     return gpd.GeoDataFrame(p[~drop].reset_index(drop=True), geometry="geometry", crs=crs)
 
 
-def build_bases(plants, sites: dict, spec, *, crs, clearness=0.6, design=None):
+def build_bases(plants, sites: dict, spec, *, crs, clearness=0.6, design=None,
+                profiles_out: dict | None = None):  # fmt: skip
     """Size a base at every anchor plant (:func:`anchor_plants`).
 
     Every PV/wind site whose centre lies within ``spec.radius_km`` of an anchor joins its
@@ -290,6 +291,9 @@ def build_bases(plants, sites: dict, spec, *, crs, clearness=0.6, design=None):
     profile of the catchment; the sites are then taken cheapest first, whole, up to the LP's MW
     per technology (:func:`pick_sites`), and the chosen sites are dispatched again
     (:func:`dispatch`) for the reported figures.
+
+    ``profiles_out``, when given, receives every catchment site's per-MW typical day
+    ``{(base_id, technology, site_id): (12, 24) array}``.
 
     Returns (bases GeoDataFrame in ``crs``, sites DataFrame: base_id, technology, site_id,
     capacity_mw, energy_gwh, lcoe_cny_per_kwh, distance_km, bundled; {base_id: Dispatch}).
@@ -319,6 +323,9 @@ def build_bases(plants, sites: dict, spec, *, crs, clearness=0.6, design=None):
             g = mine[mine["technology"] == tech]
             prof[tech] = (g, pr.site_profiles(g, tech, wind=spec.wind, clearness=clearness,
                                               design=design))  # fmt: skip
+            if profiles_out is not None:
+                for sid, arr in zip(g["site_id"].astype(str), prof[tech][1], strict=True):
+                    profiles_out[(bid, tech, sid)] = arr
         reg, reg_src = pr.regulation_class(a["technology"], a["hydro_plant_zh"], spec)
         table = spec.hydro_shares.get(str(a["hydro_plant_zh"]), spec.hydro_shares[reg])
         hp = pr.hydro_profile(float(a["hydro_mw"]), spec.hydro_capacity_factor,
@@ -370,3 +377,33 @@ def build_bases(plants, sites: dict, spec, *, crs, clearness=0.6, design=None):
     site_cols = ["base_id", "technology", "site_id", "capacity_mw", "energy_gwh",
                  "lcoe_cny_per_kwh", "distance_km", "bundled"]  # fmt: skip
     return out, pd.DataFrame(site_rows, columns=site_cols), runs
+
+
+def hydro_table(plants, spec) -> pd.DataFrame:
+    """Every conventional (not pumped-storage) plant of a GEM table, any status, with its
+    regulation class (and source), monthly-shares status and modelled monthly generation
+    [GWh] (installed MW × ``spec.hydro_capacity_factor`` × 8760 h × monthly shares)."""
+    from sitekit import profiles as pr
+
+    missing = [c for c in GEM_COLUMNS if c not in plants.columns]
+    if missing:
+        raise InputError(f"hydro plant table lacks GEM columns {missing}")
+    p = pd.DataFrame(plants.drop(columns=plants.geometry.name)).rename(columns=GEM_COLUMNS)
+    p = p[~p["technology"].astype(str).str.lower().str.contains("pumped")]
+    rows = []
+    for _, a in p.iterrows():
+        mw = float(pd.to_numeric(a["hydro_mw"], errors="coerce"))
+        if not np.isfinite(mw) or mw <= 0:
+            continue
+        reg, src = pr.regulation_class(a["technology"], a["hydro_plant_zh"], spec)
+        table = spec.hydro_shares.get(str(a["hydro_plant_zh"]), spec.hydro_shares[reg])
+        hp = pr.hydro_profile(mw, spec.hydro_capacity_factor, table.monthly_shares, reg,
+                              spec.regulation[reg].min_output_frac)  # fmt: skip
+        gwh = hp.energy_mwh_per_day * DAYS_IN_MONTH / 1000.0
+        rows.append({"hydro_plant": a["hydro_plant"], "hydro_plant_zh": a["hydro_plant_zh"],
+                     "river": a["river"], "status": a["status"], "technology": a["technology"],
+                     "hydro_mw": mw, "regulation": reg, "regulation_source": src,
+                     "shares_status": table.status,
+                     **{f"gwh_m{m + 1:02d}": gwh[m] for m in range(12)},
+                     "spilled_gwh": hp.spilled_mwh_per_yr / 1000.0})  # fmt: skip
+    return pd.DataFrame(rows)

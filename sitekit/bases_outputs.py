@@ -1,7 +1,9 @@
 """Write the hydro–wind–solar bases (:func:`sitekit.bases.build_bases`): ``bases.csv``,
-``bases_sites.csv``, ``bases_monthly.csv``, ``bases.gpkg`` (layers ``hydro_wind_solar_bases`` and
-``bases_sites``), a monthly stacked chart per base (``bases/<id>.png``), ``bases.md`` (中文/English)
-and ``bases_map.html``. Every file is written atomically."""
+``bases_sites.csv``, ``bases_monthly.csv``, ``bases.gpkg`` (layers ``hydro_wind_solar_bases``
+and ``bases_sites``), a monthly stacked chart per base (``bases/<id>.png``), ``bases.md``
+(中文/English) and ``bases_map.html``; the hosting step's :func:`run_bases` adds
+``bases_site_profiles.csv`` (typical days of the catchment sites) and ``hydro_profiles.csv``
+(every GEM plant's class and monthly generation). Every file is written atomically."""
 
 from __future__ import annotations
 
@@ -167,7 +169,7 @@ def run_bases(run, cat, spec_file: Path | None, out_dir: Path) -> tuple[dict, in
     ``pipelines/bases.yaml``), size every base, write its files into ``out_dir``. Returns the
     run's sites without the bundled ones (they are allocated to their base's line, not to a
     grid point) and the number of bases."""
-    from sitekit.bases import build_bases
+    from sitekit.bases import build_bases, hydro_table
     from sitekit.io import read_vector
     from sitekit.profiles import load_bases_spec
     from sitekit.run import REPO_ROOT
@@ -177,7 +179,9 @@ def run_bases(run, cat, spec_file: Path | None, out_dir: Path) -> tuple[dict, in
     layer = cat.layer("hydro_plants_gem")
     plants = read_vector(cat.file(layer), layer, cat.where(layer))
     clear = cat.file(cat.layer("ghi_calibration")) if "ghi_calibration" in cat else 0.6
+    profiles: dict = {}
     bases, sites, runs = build_bases(plants, run.sites, spec, crs=run.grid.crs,
+                                     profiles_out=profiles,
                                      clearness=str(clear) if not isinstance(clear, float)
                                      else clear)  # fmt: skip
     bundled = sites[sites["bundled"]]
@@ -199,6 +203,8 @@ def run_bases(run, cat, spec_file: Path | None, out_dir: Path) -> tuple[dict, in
                                     crs=run.grid.crs) if shapes else None)  # fmt: skip
     write_bases(bases, sites, runs, out_dir, limit=spec.curtailment_limit,
                 site_shapes=site_shapes, grid=run.grid)  # fmt: skip
+    _csv(Path(out_dir) / "hydro_profiles.csv", hydro_table(plants, spec))
+    _csv(Path(out_dir) / "bases_site_profiles.csv", profile_table(profiles))
     return left, len(bases)
 
 
@@ -224,3 +230,15 @@ def with_reservoir_regulation(spec, cat):
             rows.append(PlantRegulation(name_zh=str(r["name_zh"]).strip(), regulation=reg,
                                         source=f"reservoirs table: {src or 'no source given'}"))  # fmt: skip
     return spec.model_copy(update={"plant_regulation": rows + list(spec.plant_regulation)})
+
+
+def profile_table(profiles: dict) -> pd.DataFrame:
+    """``{(base_id, technology, site_id): (12, 24)}`` as rows base_id, technology, site_id,
+    month, h00…h23 [MW per MW installed, Beijing time]."""
+    rows = []
+    for (bid, tech, sid), arr in profiles.items():
+        for m in range(12):
+            rows.append({"base_id": bid, "technology": tech, "site_id": sid, "month": m + 1,
+                         **{f"h{h:02d}": float(arr[m, h]) for h in range(24)}})  # fmt: skip
+    cols = ["base_id", "technology", "site_id", "month", *(f"h{h:02d}" for h in range(24))]
+    return pd.DataFrame(rows, columns=cols)

@@ -280,6 +280,10 @@ def test_cli_hosting_bundles_sites_into_bases_and_out_of_the_points(tmp_path) ->
     assert "1 hydro–wind–solar bases sized" in res.output
     for name in ("bases.gpkg", "bases.md", "bases_map.html", "bases/HWS01.png"):
         assert (out / name).stat().st_size > 0
+    prof = pd.read_csv(out / "bases_site_profiles.csv", encoding="utf-8-sig")
+    assert set(prof["site_id"]) == {"P1"} and len(prof) == 12  # the catchment site, 12 days
+    hyd = pd.read_csv(out / "hydro_profiles.csv", encoding="utf-8-sig")
+    assert hyd["hydro_plant"].tolist() == ["Test dam"]
 
 
 def test_a_plant_of_its_own_in_hydro_shares_wins_over_its_class() -> None:
@@ -295,3 +299,23 @@ def test_a_plant_of_its_own_in_hydro_shares_wins_over_its_class() -> None:
     assert out["hydro_shares_status"].tolist() == ["cited"]
     # shares ∝ days: the same energy every day = 2000 MW × 0.5 × 24 h
     assert np.allclose(runs["HWS01"].hydro.sum(axis=1), 2000 * 0.5 * 24)
+
+
+def test_hydro_table_every_conventional_plant_with_its_monthly_energy() -> None:
+    from pathlib import Path
+
+    from sitekit.profiles import load_bases_spec
+
+    spec = load_bases_spec(Path(__file__).parents[1] / "pipelines" / "bases.yaml")
+    plants = _gem([
+        ("Dam", "坝", 100, "pre-construction", "conventional storage", 0, 0),
+        ("River", "径流", 50, "operating", "run-of-river", 1, 0),
+        ("Pumped", "抽蓄", 3000, "operating", "pumped storage", 2, 0),
+    ])  # fmt: skip
+    t = bases.hydro_table(plants, spec).set_index("hydro_plant")
+    assert list(t.index) == ["Dam", "River"]  # any status; pumped storage is not generation
+    months = [f"gwh_m{m:02d}" for m in range(1, 13)]
+    assert t.loc["Dam", months].sum() == pytest.approx(100 * 0.5 * 8.76)
+    assert t.loc["River", "regulation"] == "run_of_river"
+    # run-of-river default shares: July 16 % of 50 MW × 0.5 × 8,760 h
+    assert t.loc["River", "gwh_m07"] == pytest.approx(50 * 0.5 * 8.76 * 0.16)
