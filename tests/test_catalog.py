@@ -15,7 +15,7 @@ from rasterio.transform import from_origin
 import sitekit.cli.layers  # noqa: F401,E402  (registers the verb)
 from sitekit.catalog import Catalog
 from sitekit.cli import cli, main  # noqa: F401
-from sitekit.errors import CRSError, LayerError, RecipeError
+from sitekit.errors import CRSError, LayerError, RecipeError, SitekitWarning
 
 
 def _edit(cat: Path, old: str, new: str) -> Path:
@@ -210,7 +210,9 @@ def test_raster_on_the_grid_is_read_without_warping(tmp_path: Path) -> None:
     assert not any("read-aligned" in str(k) for k in warped.data.__dask_graph__())
     # a grid reaching past the file: NaN outside it; the file's nodata pixel is NaN too
     part = small_grid((66, 50), 1000.0, (-3000.0, -23_000.0), chunks=16)  # top = file's top
-    partial = io.open_raster(tmp_path / "dem.tif", spec, part, "dem").values
+    gaps = spec.model_copy(update={"allow_gaps": True})  # partial cover is an error otherwise
+    with pytest.warns(SitekitWarning, match="allow_gaps"):
+        partial = io.open_raster(tmp_path / "dem.tif", gaps, part, "dem").values
     assert np.isnan(partial[46:]).all() and np.isfinite(partial[:46].ravel()[1:]).all()
     assert np.isnan(partial[0, 0])
     np.testing.assert_array_equal(partial[:46].ravel()[1:], z[:, :50].ravel()[1:])
@@ -318,7 +320,10 @@ def test_open_raster_falls_back_to_the_full_overview_when_the_sample_sees_no_dat
     from sitekit.testing import small_grid
 
     grid = small_grid((512, 512), 100.0, (0.0, 0.0), chunks=128)
-    spec = LayerSpec(id="dem", kind="raster", path="dem.tif", role="terrain", units="m")
+    # allow_gaps: data on 10 % of the area is the point here (the coverage rule is tested in io)
+    spec = LayerSpec(
+        id="dem", kind="raster", path="dem.tif", role="terrain", units="m", allow_gaps=True
+    )
     info0 = {"shape": (512, 512)}
     z = np.full((512, 512), 1500.0)
     _tiled_dem(tmp_path / "dem.tif", grid, z)
@@ -336,7 +341,8 @@ def test_open_raster_falls_back_to_the_full_overview_when_the_sample_sees_no_dat
     _tiled_dem(tmp_path / "dem.tif", grid, z)
     quick = io._sampled_overview(tmp_path / "dem.tif", spec, info, "dem", (0, 512, 0, 512))
     assert not np.isfinite(quick[0]).any()
-    out = io.open_raster(tmp_path / "dem.tif", spec, grid, "dem")  # accepted via the full one
+    with pytest.warns(SitekitWarning, match="allow_gaps"):  # accepted via the full overview
+        out = io.open_raster(tmp_path / "dem.tif", spec, grid, "dem")
     assert np.isfinite(out.values).mean() == pytest.approx(52 / 512)
     # implausible values inside a sampled tile
     z = np.full((512, 512), 1500.0)
