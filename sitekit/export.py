@@ -38,6 +38,7 @@ import xarray as xr
 from sitekit.atomic import atomic_path
 from sitekit.errors import CRSError, InputError, LayerError, OutputError
 from sitekit.grid import parse_crs
+from sitekit.logs import LOGGER
 from sitekit.style import MapStyle, VectorStyle
 
 #: URI naming the JSON provenance document stored in gpkg_metadata.
@@ -145,6 +146,7 @@ def write_geopackage(
         )
         _write_metadata(tmp, metadata, per_layer)
         tmp.replace(part)
+    LOGGER.debug("GeoPackage %s %s: %s", GPKG_VERSION, path, ", ".join(layers))
     return Path(path)
 
 

@@ -16,6 +16,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
+from sitekit.logs import LOGGER
 from sitekit.style import MapStyle, RasterStyle
 
 _HEAD = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
@@ -242,4 +243,5 @@ def write_sidecars(
             side = tif.with_name(tif.name + ".aux.xml")
             write_text(side, aux)
             written.append(side)
+    LOGGER.debug("%d QGIS style files (.qml, .aux.xml) in %s", len(written), raster_dir)
     return written
