@@ -239,7 +239,8 @@ class LayerCache:
         from sitekit.ownership import claim_cache
 
         self.root = Path(root).resolve()  # workers get absolute paths (a shared folder)
-        claim_cache(self.root)  # tagged as sitekit's: an untagged folder of other files refused
+        # an untagged folder of other files is refused; the tag is written at commit()
+        claim_cache(self.root, create=False)
         self.grid = grid
         self.inputs_key = inputs_key
         self.pending: list[tuple[Path, int]] = []  # (folder, number of blocks)
@@ -289,7 +290,12 @@ class LayerCache:
 
     def commit(self) -> None:
         """Mark every layer saved whole during this run as complete (call after a successful
-        run). A layer of which only some blocks were computed stays incomplete."""
+        run). A layer of which only some blocks were computed stays incomplete. The folder is
+        tagged as sitekit's cache (``CACHEDIR.TAG``, :mod:`sitekit.ownership`)."""
+        from sitekit.ownership import claim_cache
+
+        if self.root.exists():
+            claim_cache(self.root)
         for folder, nblocks in self.pending:
             if (
                 folder.is_dir()

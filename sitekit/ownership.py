@@ -148,12 +148,16 @@ def _looks_like_cache(root: Path) -> bool:
     return True
 
 
-def claim_cache(root: Path) -> None:
+def claim_cache(root: Path, create: bool = True) -> None:
     """Make ``root`` a sitekit cache folder (create it, write the tag) or raise
     :class:`OutputError` when it already holds files that are not a cache's.
 
-    A folder that cannot be written is left as it is (the cache then only reads, or warns)."""
+    With ``create=False`` a missing folder is left missing (a run that fails before it caches
+    anything leaves nothing behind; the tag is written when the run commits). A folder that
+    cannot be written is left as it is (the cache then only reads, or warns)."""
     root = Path(root)
+    if not create and not root.exists():
+        return
     if root.exists() and not root.is_dir():
         raise OutputError(
             f"cache folder {root} exists and is not a folder; choose another --cache-dir"

@@ -120,6 +120,14 @@ def test_an_untagged_cache_of_an_earlier_release_is_adopted(tmp_path: Path) -> N
     assert (cache / CACHE_TAG).is_file()
 
 
+def test_a_run_that_fails_before_caching_leaves_no_cache_folder(tmp_path: Path) -> None:
+    layer_cache = LayerCache(tmp_path / "cache", small_grid((4, 4), 100.0), "k")
+    assert not (tmp_path / "cache").exists()
+    (tmp_path / "cache" / "slope-0123456789abcdef0123").mkdir(parents=True)  # a run wrote
+    layer_cache.commit()
+    assert (tmp_path / "cache" / CACHE_TAG).is_file()  # tagged when the run commits
+
+
 # ------------------------------------------------------------------------------ --out --force
 def _results(folder: Path, marked: bool = True) -> None:
     folder.mkdir(parents=True, exist_ok=True)
