@@ -112,6 +112,13 @@ def test_cache_cli_info_and_prune(cache) -> None:
     res = runner.invoke(cli, ["cache", "info", str(root)])
     assert res.exit_code == 0, res.output
     assert "layer" in res.output and "rasters" in res.output and "total" in res.output
+    res = runner.invoke(cli, ["cache", "info", str(root), "--format", "json"])
+    import json
+
+    rows = {r["kind"]: r for r in json.loads(res.output)}
+    assert rows["total"]["entries"] == sum(r["entries"] for k, r in rows.items() if k != "total")
+    res = runner.invoke(cli, ["cache", "info", str(root), "--format", "csv"])
+    assert res.output.splitlines()[0] == "kind,entries,size_gb,oldest_last_used_days"
     res = runner.invoke(cli, ["cache", "prune", str(root)])
     assert res.exit_code == 2 and "--older-than" in res.output
     for e in entries(root):

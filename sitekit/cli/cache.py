@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from sitekit.cli import cli
+from sitekit.cli.options import format_opt
 
 cache_dir_arg = click.argument(
     "cache_dir",
@@ -27,26 +28,36 @@ def cache_group() -> None:
 
 @cache_group.command("info")
 @cache_dir_arg
-def info(cache_dir: Path) -> None:
+@format_opt
+def info(cache_dir: Path, fmt: str) -> None:
     """Entries, size and last use by kind in CACHE_DIR."""
     import time
 
     from sitekit.cachedir import entries, summary
+    from sitekit.cli.tables import emit_table
     from sitekit.ownership import require_cache
 
     if cache_dir.exists():
         require_cache(cache_dir)
     listed = entries(cache_dir)
-    if not listed:
-        click.echo(f"sitekit: {cache_dir} holds no cache entries")
+    if not listed and fmt == "table":
+        click.echo(f"sitekit: {cache_dir} holds no cache entries", err=True)
         return
-    click.echo(f"{'kind':12s} {'entries':>8s} {'size':>10s}")
+    now = time.time()
+    rows: list[list[object]] = []
     for kind, (n, size) in sorted(summary(listed).items()):
-        click.echo(f"{kind:12s} {n:8d} {_gb(size):>10s}")
-    total = sum(e.size for e in listed)
-    days = (time.time() - listed[0].last_used) / 86400.0
-    click.echo(
-        f"{'total':12s} {len(listed):8d} {_gb(total):>10s}  (oldest last used {days:.1f} days ago)"
+        oldest = min(e.last_used for e in listed if e.kind == kind)
+        rows.append([kind, n, round(size / 1e9, 3), round((now - oldest) / 86400.0, 1)])
+    if listed:
+        total = sum(e.size for e in listed)
+        rows.append(["total", len(listed), round(total / 1e9, 3),
+                     round((now - listed[0].last_used) / 86400.0, 1)])  # fmt: skip
+    emit_table(
+        ["kind", "entries", "size_gb", "oldest_last_used_days"],
+        rows,
+        fmt,
+        title=f"sitekit cache {cache_dir}",
+        headers=["kind", "entries", "size [GB]", "oldest last use [days]"],
     )
 
 
