@@ -9,6 +9,7 @@ import click
 
 from sitekit.cli import cli
 from sitekit.cli.options import catalog_opt, data_root_opt, force_opt
+from sitekit.logs import LOGGER
 
 run_opt = click.option(
     "--run",
@@ -124,9 +125,17 @@ def route(ctx: click.Context, route_file: Path | None, run_dir: Path, catalog: P
         )
         cap = report.capacity
         mw = cap.loc[cap["rank_class"] == "all", "capacity_mw"].sum()
-        click.echo(f"route {report.length_km:.1f} km; constraints crossed: {crossed}; "
-                   f"{mw:,.0f} MW of sites within ±{corridor_km:g} km")  # fmt: skip
-    click.echo(f"sitekit: route report written to {out} (route_summary.md, route_map.html …)")
+        LOGGER.info(f"route {report.length_km:.1f} km; constraints crossed: {crossed}; "
+                    f"{mw:,.0f} MW of sites within ±{corridor_km:g} km")  # fmt: skip
+    LOGGER.info(f"route report written to {_shown(ctx, out)} (route_summary.md, route_map.html …)")
+
+
+def _shown(ctx: click.Context, path: Path) -> Path:
+    """``path`` as the user will find it: inside the demo's staging folder, under ``--out``."""
+    stage, final = (ctx.obj or {}).get("staged_as", (None, None))
+    if stage is not None and Path(path).is_relative_to(stage):
+        return Path(final) / Path(path).relative_to(stage)
+    return Path(path)
 
 
 def _run_cache(run_dir: Path) -> Path | None:
@@ -237,10 +246,9 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
                               crs=run.grid.crs)  # fmt: skip
         hz.write_hydro_bases(bases, out)
         msg += f"; {len(bases)} hydro bases"
-    elif not ctx.obj.get("quiet"):
-        click.echo(f"no '{plants_layer}' layer in {catalog}: hydro bases skipped")
+    else:
+        LOGGER.info(f"no '{plants_layer}' layer in {catalog}: hydro bases skipped")
     if n_bases is not None:
         msg += f"; {n_bases} hydro–wind–solar bases sized (bases.csv)"
-    if not ctx.obj.get("quiet"):
-        click.echo(msg)
-    click.echo(f"sitekit: hosting results written to {out} (hosting.csv, supply_curves.png …)")
+    LOGGER.info(msg)
+    LOGGER.info(f"hosting results written to {_shown(ctx, out)} (hosting.csv, supply_curves.png …)")

@@ -116,6 +116,7 @@ def demo(ctx: click.Context, **kw) -> None:
     example = REPO / "layers" / "sichuan-west" / "routes" / "example_route.geojson"
 
     def grid_steps(stage: Path) -> None:
+        ctx.obj["staged_as"] = (stage, opts.out)  # messages name --out, not the staging folder
         if example.exists() and kw["catalog"] is None:
             ctx.invoke(
                 route_cmd,
