@@ -79,6 +79,32 @@ def supply_curve(sites: pd.DataFrame, point_names: list[str]) -> pd.DataFrame:
     return out
 
 
+def plot_supply_curve(supply: pd.DataFrame, target: Path) -> Path:
+    """``supply_curve.png``: total LCOE incl. connection [CNY/kWh] against cumulative capacity
+    [GW] of ALL candidate sites, one step line per technology (written atomically)."""
+    from matplotlib.figure import Figure
+
+    from sitekit.atomic import atomic_path
+
+    fig = Figure(figsize=(8, 4.8), layout="constrained")
+    ax = fig.subplots()
+    names = {"pv": "PV", "wind": "Wind"}  # PNG: no CJK font is assumed
+    for tech, g in supply.groupby("technology", sort=True):
+        g = g[np.isfinite(g["total_lcoe_cny_per_kwh"].to_numpy(float))]
+        x = np.r_[0.0, g["cumulative_mw"].to_numpy(float) / 1000.0]
+        y = g["total_lcoe_cny_per_kwh"].to_numpy(float)
+        if len(y):
+            ax.stairs(y, x, baseline=None, label=f"{names.get(tech, tech)} ({x[-1]:,.0f} GW)")
+    ax.set_xlabel("cumulative capacity of all candidate sites [GW]")
+    ax.set_ylabel("total LCOE incl. grid connection [CNY/kWh]")
+    ax.set_title("Supply curves: all candidate sites (not the top-N lists)")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return target
+
+
 def check_sites(df: pd.DataFrame, *, max_lcoe_cny_per_kwh: float = 20.0) -> list[str]:
     """Invariants every site / supply-curve table keeps; returns the broken ones (empty = ok).
 
@@ -265,6 +291,8 @@ def run_outputs(
             warnings.warn(f"supply curve: {'; '.join(checks)}", SitekitWarning, stacklevel=2)
         write_table(stage / "grid_allocation.csv", per_point)
     write_table(stage / "supply_curve.csv", supply)
+    if len(supply):
+        plot_supply_curve(supply, stage / "supply_curve.png")
     return {"potential": pot, "supply": supply, "per_point": per_point, "layer": layer,
             "checks": checks, "timings": timings}  # fmt: skip
 

@@ -314,3 +314,11 @@ def test_report_tables_name_technical_potential_and_allocated() -> None:
     assert new["New lines [bn CNY] 新建线路投资 [十亿元]"] == pytest.approx(0.05)
     share = tables[1][2].set_index("Prefecture 市州")
     assert share.loc["Study area 研究区", "all rules 合计 [%]"] == pytest.approx(36.5)
+
+
+def test_supply_curve_png_is_written(tmp_path) -> None:
+    from sitekit import supply
+
+    sc = supply.supply_curve(_allocated(), ["P0", "P1"])
+    out = supply.plot_supply_curve(sc, tmp_path / "supply_curve.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
