@@ -864,6 +864,8 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         provenance["validation"] = [] if validation is None else validation.to_dict("records")
         legend = [tuple(b) for b in graphs[0].constraints.legend] if graphs else []
         provenance["exclusion_legend"] = legend
+        # PV∩wind site area [km²]: 0 unless the recipes' competition rule is "shared"
+        provenance["site_overlap_km2"] = supply.site_overlaps(sites)[1] if graphs else {}
         export.write_geopackage(
             stage / "sitekit.gpkg", vectors, crs=opts.export_crs, metadata=provenance
         )

@@ -378,3 +378,28 @@ def allocation_table(supply: pd.DataFrame | None) -> list[tuple[str, str, pd.Dat
             t,
         )
     ]
+
+
+def site_overlaps(sites: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per site, the area [km²] that a site of another technology also covers (0 unless the
+    competition rule is "shared"), and the total per pair of layers ``"a∩b"`` [km²].
+    Geometries in one metric CRS; the inputs are not changed."""
+    import shapely
+
+    keys = sorted(k for k, g in sites.items() if g is not None and len(g))
+    per: dict[str, np.ndarray] = {}
+    totals: dict[str, float] = {}
+    for k in keys:
+        geoms = np.asarray(sites[k].geometry.values, dtype=object)
+        shared = np.zeros(len(geoms))
+        for other in keys:
+            if other == k:
+                continue
+            og = np.asarray(sites[other].geometry.values, dtype=object)
+            left, right = shapely.STRtree(og).query(geoms, predicate="intersects")
+            inter = shapely.area(shapely.intersection(geoms[left], og[right])) / 1e6
+            np.add.at(shared, left, inter)
+            if k < other:
+                totals[f"{k}∩{other}"] = round(float(inter.sum()), 4)
+        per[k] = shared
+    return per, totals

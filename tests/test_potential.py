@@ -322,3 +322,23 @@ def test_supply_curve_png_is_written(tmp_path) -> None:
     sc = supply.supply_curve(_allocated(), ["P0", "P1"])
     out = supply.plot_supply_curve(sc, tmp_path / "supply_curve.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_site_overlap_is_measured_per_site() -> None:
+    import geopandas as gpd
+    import shapely
+
+    from sitekit import supply
+
+    pv = gpd.GeoDataFrame({"site_id": ["P1", "P2"]},
+                          geometry=[shapely.box(0, 0, 2000, 1000), shapely.box(5000, 0, 6000, 1000)],
+                          crs=3857)  # fmt: skip
+    wind = gpd.GeoDataFrame({"site_id": ["W1"]}, geometry=[shapely.box(1000, 0, 3000, 1000)],
+                            crs=3857)  # fmt: skip
+    per, totals = supply.site_overlaps({"pv_sites": pv, "wind_sites": wind})
+    assert per["pv_sites"].tolist() == [1.0, 0.0] and per["wind_sites"].tolist() == [1.0]
+    assert totals == {"pv_sites∩wind_sites": 1.0}
+    apart = wind.set_geometry([shapely.box(3000, 0, 4000, 1000)])
+    assert supply.site_overlaps({"pv_sites": pv, "wind_sites": apart})[1] == {
+        "pv_sites∩wind_sites": 0.0
+    }
