@@ -79,3 +79,32 @@ def test_embedded_table_levels_are_cited_or_empty():
     assert gdf.crs.to_epsg() == 4326 and len(gdf) == len(df)
     b = gdf.total_bounds  # in and next to the four prefectures
     assert b[0] > 97.3 and b[2] < 104.5 and b[1] > 26.0 and b[3] < 34.4
+
+
+def test_recipe_layer_to_existing_reservoirs(tmp_path):
+    """The recipe's existing_reservoirs keys map a layer's columns; rows without a pool level
+    are dropped (never guessed); a missing column is an input error naming the key to set."""
+    from sitekit.errors import InputError
+    from sitekit.pumped_storage import existing_from_layer, params_from_recipe
+    from sitekit.recipe import load_ps_recipe
+
+    f = tmp_path / "ps.yaml"
+    f.write_text(
+        "technology: pumped_storage\nname_zh: 抽蓄\nname_en: PSH\n"
+        "search: {classes: [[5, 18], [50, 50]], max_power_mw: 1200}\n"
+        "existing_reservoirs: {layer: dams, name_field: dam, level_field: npl, reach_km: 30}\n",
+        encoding="utf-8",
+    )
+    recipe, _ = load_ps_recipe(f)
+    p = params_from_recipe(recipe)
+    assert p.classes == ((5.0, 18.0), (50.0, 50.0)) and p.existing_reach_km == 30.0
+    assert p.served_classes() == [(5.0, 18.0), (50.0, 50.0)]  # 1000 MW ≤ 1200 MW
+    layer = gpd.GeoDataFrame(
+        {"dam": ["A", "B"], "npl": [1200.0, np.nan], "volume_gl": [5.0, 1.0]},
+        geometry=[shapely.Point(0, 0), shapely.Point(1, 1)], crs="EPSG:3857",
+    )  # fmt: skip
+    out = existing_from_layer(layer, recipe.existing_reservoirs)
+    assert list(out["name"]) == ["A"] and list(out["water_level_m"]) == [1200.0]
+    assert list(out["volume_gl"]) == [5.0]
+    with pytest.raises(InputError, match="level_field"):
+        existing_from_layer(layer.drop(columns="npl"), recipe.existing_reservoirs)
