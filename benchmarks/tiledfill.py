@@ -79,9 +79,8 @@ class NpyTarget:
         self.path, self.shape, self.dtype, self.ndim = path, shape, np.dtype(np.float32), 2
 
     def __setitem__(self, key, value) -> None:
-        m = np.load(self.path, mmap_mode="r+")
+        m = np.load(self.path, mmap_mode="r+")  # shared mapping: the page cache writes it back
         m[key] = value
-        m.flush()
 
 
 def _global_task(src: str, dst: str) -> float:
