@@ -178,16 +178,13 @@ def damaged(entry: Path, detail: str, also: tuple[Path, ...] = ()) -> None:
 
 def drop(*paths: Path) -> None:
     """Remove cache entries (files with their checksum sidecars, or whole layer folders)."""
-    for p in paths:
-        p = Path(p)
+    from sitekit.cachedir import remove_path
+
+    for p in map(Path, paths):
         with contextlib.suppress(OSError):
-            if p.is_dir():
-                gone = p.with_name(f".damaged-{uuid.uuid4().hex}")
-                p.rename(gone)
-                shutil.rmtree(gone, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-                Path(str(p) + SUM_SUFFIX).unlink(missing_ok=True)
+            remove_path(p, "damaged")
+            if not p.is_dir():
+                remove_path(Path(str(p) + SUM_SUFFIX), "damaged")
 
 
 def write_with_sum(entry: Path, source: Path) -> None:

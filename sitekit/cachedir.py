@@ -143,15 +143,21 @@ def prune(
 
 
 def _remove(entry: Entry) -> None:
-    """Delete an entry; a layer folder is renamed first, so no run sees it half deleted."""
+    """Delete an entry (its files, or its folder: see :func:`remove_path`)."""
     for p in entry.paths:
-        with contextlib.suppress(FileNotFoundError):
-            if p.is_dir():
-                gone = p.with_name(f".pruned-{uuid.uuid4().hex}")
-                p.rename(gone)
-                shutil.rmtree(gone, ignore_errors=True)
-            else:
-                p.unlink()
+        remove_path(p)
+
+
+def remove_path(path: Path, why: str = "pruned") -> None:
+    """Delete a cache file, or a layer folder renamed first (``.<why>-<uuid>``) so that no run
+    sees it half deleted; a path already gone is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir():
+            gone = path.with_name(f".{why}-{uuid.uuid4().hex}")
+            path.rename(gone)
+            shutil.rmtree(gone, ignore_errors=True)
+        else:
+            path.unlink()
 
 
 def summary(listed: list[Entry]) -> dict[str, tuple[int, int]]:
