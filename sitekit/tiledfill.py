@@ -142,6 +142,7 @@ _NO_SPILL = np.empty(0, np.float64)
 def _edges_of_tile(z: np.ndarray) -> dict[str, Any]:
     """Pass 1 of one chunk: its edge rows/columns, their labels and its spill edges (small)."""
     _, lab, keys, wts, nlab = _flood_tile(np.ascontiguousarray(z), True, _NO_SPILL)
+    wdt = np.float32 if z.dtype == np.float32 else np.float64  # weights are DEM values: exact
     side = {
         "top": (z[0, :], lab[0, :]),
         "bottom": (z[-1, :], lab[-1, :]),
@@ -149,10 +150,10 @@ def _edges_of_tile(z: np.ndarray) -> dict[str, Any]:
         "right": (z[:, -1], lab[:, -1]),
     }
     return {
-        "sides": {s: (np.array(v, np.float64), np.array(lv)) for s, (v, lv) in side.items()},
-        "a": keys // (nlab + 1),
-        "b": keys % (nlab + 1),
-        "w": wts,
+        "sides": {s: (np.array(v, wdt), np.array(lv)) for s, (v, lv) in side.items()},
+        "a": (keys // (nlab + 1)).astype(np.int32),
+        "b": (keys % (nlab + 1)).astype(np.int32),
+        "w": wts.astype(wdt),
         "nlab": int(nlab),
         "finite": bool(np.isfinite(z).any()),
     }
@@ -179,8 +180,8 @@ def _minimax(n: int, indptr: np.ndarray, nbr: np.ndarray, wt: np.ndarray) -> np.
             continue
         done[u] = True
         for e in range(indptr[u], indptr[u + 1]):
-            v = nbr[e]
-            cand = max(lv, wt[e])
+            v = np.int64(nbr[e])
+            cand = max(lv, np.float64(wt[e]))
             if cand < level[v]:
                 level[v] = cand
                 heapq.heappush(heap, (cand, v))
@@ -194,7 +195,7 @@ def _link(za, la, zb, lb, out: list) -> None:
     out.append((la[both], lb[both], np.maximum(za[both], zb[both])))
     for f, g, lz, zz in ((fa, fb, la, za), (fb, fa, lb, zb)):
         m = f & ~g  # a hole across the chunk edge: the pixel drains
-        out.append((lz[m], np.zeros(m.sum(), np.int64), zz[m]))
+        out.append((lz[m], np.zeros(m.sum(), lz.dtype), zz[m]))
 
 
 def _solve(parts: list[list[dict]]) -> list[np.ndarray | None]:
@@ -204,10 +205,12 @@ def _solve(parts: list[list[dict]]) -> list[np.ndarray | None]:
     if not any(p["finite"] for p in flat):
         return [None] * len(flat)
     base = np.concatenate([[0], np.cumsum([p["nlab"] for p in flat])[:-1]])
+    n = int(base[-1] + flat[-1]["nlab"] + 1)  # nodes: 0 (the outlet) and every label
+    itype = np.int32 if n < 2**31 else np.int64  # node ids; ~0.6 kB per label in all
 
     def glob(t: int, lab: np.ndarray) -> np.ndarray:
-        lab = lab.astype(np.int64)
-        return np.where(lab > 0, lab + base[t], 0)
+        lab = lab.astype(itype)
+        return np.where(lab > 0, lab + itype(base[t]), itype(0))
 
     def side(i: int, j: int, s: str) -> tuple[np.ndarray, np.ndarray]:
         v, lab = flat[i * nbj + j]["sides"][s]
@@ -226,20 +229,18 @@ def _solve(parts: list[list[dict]]) -> list[np.ndarray | None]:
             ):
                 if on_border:  # the DEM border drains: a hole beyond it
                     v, lab = side(i, j, s)
-                    _link(v, lab, np.full(v.size, np.nan), np.zeros(v.size, np.int64), edges)
+                    _link(v, lab, np.full(v.size, np.nan, v.dtype), np.zeros_like(lab), edges)
             if j + 1 < nbj:  # right neighbour: same rows, offsets −1, 0, +1
                 (za, la), (zb, lb) = side(i, j, "right"), side(i, j + 1, "left")
-                n = za.size
                 for d in (-1, 0, 1):
                     a0, b0 = max(0, -d), max(0, d)
-                    m = n - abs(d)
+                    m = za.size - abs(d)
                     _link(za[a0 : a0 + m], la[a0 : a0 + m], zb[b0 : b0 + m], lb[b0 : b0 + m], edges)
             if i + 1 < nbi:  # lower neighbour: same columns, offsets −1, 0, +1
                 (za, la), (zb, lb) = side(i, j, "bottom"), side(i + 1, j, "top")
-                n = za.size
                 for d in (-1, 0, 1):
                     a0, b0 = max(0, -d), max(0, d)
-                    m = n - abs(d)
+                    m = za.size - abs(d)
                     _link(za[a0 : a0 + m], la[a0 : a0 + m], zb[b0 : b0 + m], lb[b0 : b0 + m], edges)
             if i + 1 < nbi and j + 1 < nbj:  # lower-right corner
                 (za, la), (zb, lb) = side(i, j, "bottom"), side(i + 1, j + 1, "top")
@@ -249,11 +250,14 @@ def _solve(parts: list[list[dict]]) -> list[np.ndarray | None]:
                 _link(za[:1], la[:1], zb[-1:], lb[-1:], edges)
     a = np.concatenate([e[0] for e in edges])
     b = np.concatenate([e[1] for e in edges])
-    w = np.concatenate([e[2] for e in edges]).astype(np.float64)
-    n = int(base[-1] + flat[-1]["nlab"] + 1)
+    w = np.concatenate([e[2] for e in edges])
+    del edges
     src, dst, wt = np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([w, w])
+    del a, b, w
     order = np.argsort(src, kind="stable")
     indptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))])
+    if indptr.size != n + 1 or (src.size and src.min() < 0):  # _minimax does not check bounds
+        raise RuntimeError(f"tiledfill: spill-graph node ids outside 0..{n - 1} (a bug)")
     level = _minimax(n, indptr, dst[order], wt[order])
     return [
         np.concatenate([[-np.inf], level[base[t] + 1 : base[t] + 1 + p["nlab"]]])
