@@ -140,12 +140,7 @@ class Pipeline:
         ]  # fmt: skip
         key = ("lcd", recipe.grid.model_dump_json(), json.dumps(crossed, sort_keys=True))
         if key not in self._memo:
-            penalty = rules.cost_penalty(recipe.grid.cost_terms, self, recipe)
-            if crossing is not None:
-                penalty = crossing if penalty is None else penalty * crossing
-            cost = proximity.cost_surface(
-                self.slope, forbidden, penalty, forbidden_cost=recipe.grid.forbidden_cost
-            )
+            cost = self.line_cost(recipe, forbidden, crossing)
             # the forbidden mask is a constraint of the recipe: key by its settings, not its name
             spec = next(
                 (c.model_dump(mode="json") for c in recipe.constraints
@@ -160,6 +155,37 @@ class Pipeline:
                 proximity.least_cost_distance(cost, self.grid_features(recipe), self.grid),
             )
         return self._memo[key]
+
+    def line_cost(
+        self,
+        recipe: Recipe,
+        forbidden: xr.DataArray | None,
+        crossing: xr.DataArray | None = None,
+    ) -> xr.DataArray:
+        """Cost per metre [1, flat open ground = 1] of a connection line across each pixel: the
+        ONE surface of the least-cost connections (:meth:`connection_distance`) and of the route
+        suggestions (:meth:`connection_cost`, ``sitekit route --from/--to``).
+
+        Slope term × the recipe's ``grid.cost_terms`` (any raster: class codes or a threshold,
+        :func:`sitekit.rules.cost_penalty`) × ``crossing`` (per-rule crossing multipliers,
+        :func:`sitekit.rules.crossing_penalty`); ``forbidden`` pixels cost
+        ``grid.forbidden_cost`` (:func:`sitekit.proximity.cost_surface`).
+        """
+        penalty = rules.cost_penalty(recipe.grid.cost_terms, self, recipe)
+        if crossing is not None:
+            penalty = crossing if penalty is None else penalty * crossing
+        return proximity.cost_surface(
+            self.slope, forbidden, penalty, forbidden_cost=recipe.grid.forbidden_cost
+        )
+
+    def connection_cost(self, recipe: Recipe) -> tuple[xr.DataArray, xr.DataArray | None]:
+        """``(line cost [1], forbidden mask or None)`` of a recipe as loaded (its ``rules``
+        expanded here): :meth:`line_cost` with the masks of the recipe's ``grid.forbidden``
+        and ``grid.crossing_costs`` constraints, as ``sitekit run`` builds its connections."""
+        recipe, _ = rules.expand(recipe, self.catalog, DERIVED)
+        view = _ConstraintView(recipe, self.constraints(recipe))
+        forbidden = rules.forbidden_mask(view)
+        return self.line_cost(recipe, forbidden, rules.crossing_penalty(view)), forbidden
 
     # -- resources -------------------------------------------------------------------------
     def pv_yield(self, recipe: Recipe) -> xr.DataArray:
@@ -385,6 +411,15 @@ class Pipeline:
             memberships=memberships,
             rule_status=rule_status,
         )
+
+
+@dataclass
+class _ConstraintView:
+    """A recipe with its constraint masks: what :func:`sitekit.rules.forbidden_mask` and
+    :func:`sitekit.rules.crossing_penalty` read of a :class:`TechGraph`."""
+
+    recipe: Any
+    constraints: cons_lib.ConstraintResult
 
 
 def _dump(model: Any) -> Any:

@@ -250,6 +250,82 @@ def open_run(run_dir: str | Path, catalog: Any = None, chunks: int = 1024) -> Ru
                      constraints)  # fmt: skip
 
 
+@dataclass
+class RunCost:
+    """A run's connection cost surface (:func:`run_connection_cost`)."""
+
+    cost: xr.DataArray  # cost per metre [1, flat open ground = 1]
+    forbidden: xr.DataArray | None  # the recipe's grid.forbidden zones (bool), or None
+    technology: str
+    description: str  # what the surface holds, for the route summary
+
+
+def run_connection_cost(
+    run_dir: str | Path, catalog: Any, grid: Grid, *, technology: str | None = None
+) -> RunCost | None:
+    """The cost surface the run's least-cost connections used, rebuilt from ``run.json``.
+
+    The recipe (of ``technology``, default: the first PV/wind recipe of the run) is read back
+    from ``run.json`` and handed with the catalogue to
+    :meth:`sitekit.pipeline.Pipeline.connection_cost`: slope term × ``grid.cost_terms`` (any
+    raster) × ``grid.crossing_costs`` (per rule), ``grid.forbidden`` zones at
+    ``grid.forbidden_cost`` — the same function ``sitekit run`` prices connections with. Lazy.
+
+    Returns None when the run folder has no ``run.json`` with a PV/wind recipe (an older or
+    hand-made folder) or no catalogue is given: the caller then falls back to slope only.
+
+    Raises
+    ------
+    InputError : ``technology`` not among the run's recipes, or the catalogue's grid is not the
+        run's (another catalogue, resolution or CRS).
+    """
+    import json
+
+    import yaml
+
+    from sitekit.pipeline import Pipeline
+    from sitekit.recipe import Recipe
+
+    run = Path(run_dir)
+    try:
+        prov = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    recipes = {}
+    for name, entry in (prov.get("recipes") or {}).items():
+        if isinstance(entry, dict) and entry.get("technology") in ("pv", "wind"):
+            recipes.setdefault(entry["technology"], (name, entry.get("yaml", "")))
+    if catalog is None or not recipes:
+        return None
+    if technology is not None and technology not in recipes:
+        raise InputError(f"{run / 'run.json'}: the run has no '{technology}' recipe (it has "
+                         f"{', '.join(recipes)}); choose one of those")  # fmt: skip
+    tech = technology or next(iter(recipes))
+    name, text = recipes[tech]
+    recipe = Recipe.model_validate(yaml.safe_load(text))
+    g = prov.get("grid", {})
+    mine = catalog.grid(float(g.get("resolution_m", grid.resolution_m)), grid.crs,
+                        int(g.get("chunks", grid.chunks)))  # fmt: skip
+    if tuple(mine.shape) != tuple(grid.shape) or not mine.transform.almost_equals(grid.transform):
+        raise InputError(
+            f"catalogue {catalog.path} gives a {mine.shape[0]}×{mine.shape[1]} grid at "
+            f"{tuple(round(v) for v in mine.bounds)}, the run {run} a {grid.shape[0]}×"
+            f"{grid.shape[1]} one at {tuple(round(v) for v in grid.bounds)}; pass the run's "
+            "catalogue with --catalog"
+        )
+    cost, forbidden = Pipeline(catalog, mine).connection_cost(recipe)
+    r = recipe.grid
+    parts = ["slope"]
+    parts += [f"{t.layer} ×{{{', '.join(f'{k}: {v:g}' for k, v in t.classes.items())}}}"
+              if t.classes is not None else f"{t.layer} > {t.above:g} ×{t.multiplier:g}"
+              for t in r.cost_terms]  # fmt: skip
+    parts += [f"crossing {k} ×{v:g}" for k, v in r.crossing_costs.items()]
+    if forbidden is not None:
+        parts.append(f"forbidden {'+'.join(r.forbidden)} ×{r.forbidden_cost:g}")
+    desc = f"recipe {name} ({tech}): {', '.join(parts)}"
+    return RunCost(cost, forbidden, tech, desc)
+
+
 @functools.lru_cache(maxsize=16)
 def _to_lonlat_wkt(wkt: str) -> pyproj.Transformer:
     return transformer(pyproj.CRS.from_wkt(wkt), 4326)
@@ -665,18 +741,25 @@ def suggest_route(
     redlines: gpd.GeoDataFrame | None = None,
     redline_names: tuple[str, str] = ("Redlines", "生态保护红线"),
     penalty: float = REDLINE_PENALTY,
+    avoid: bool = True,
+    surface: str = "",
 ) -> SuggestedRoute:
     """Least-cost route from ``start_xy`` to ``end_xy`` [grid CRS, m] avoiding redlines if possible.
 
     Redline polygons are burnt with ``all_touched`` (a pixel they touch is forbidden) and joined
     with ``forbidden_mask``. If no path avoids them (start or end enclosed), the search repeats
     with the cost inside them multiplied by ``penalty`` [1] per metre, which makes the path cross
-    the fewest redline km, and each crossing is reported.
+    the fewest redline km, and each crossing is reported. With ``avoid=False`` the path follows
+    ``cost`` as given (it already prices the forbidden zones, e.g. a run's connection surface
+    with ``grid.forbidden_cost``: :meth:`sitekit.pipeline.Pipeline.connection_cost`), and the
+    redlines/forbidden mask only name the crossings.
 
     Parameters
     ----------
     cost : cost per metre on the grid [1] (:func:`sitekit.proximity.cost_surface` without the
         redlines; ``inf``/NaN stay impassable in both searches).
+    avoid : override the forbidden pixels (impassable, then ×``penalty``) or keep ``cost``.
+    surface : what ``cost`` is, for the method text (e.g. the recipe it was built from).
 
     Returns
     -------
@@ -700,7 +783,12 @@ def suggest_route(
         forbidden = grid.wrap(fm, "forbidden", "bool")
     method = "least-cost path avoiding redlines"
     crosses = False
-    if forbidden is None:
+    if not avoid:
+        method = "least-cost path on the connection cost surface"
+        method += f" ({surface})" if surface else ""
+        crosses = True  # whatever it crosses is reported (crossings below)
+        res = proximity.least_cost_path(cost, start, [end], grid)
+    elif forbidden is None:
         res = proximity.least_cost_path(cost, start, [end], grid)
     else:
         try:
@@ -724,7 +812,7 @@ def suggest_route(
     step = grid.resolution_m / 4
     n = max(1, math.ceil(straight.length / step))
     mids = shapely.line_interpolate_point(straight, (np.arange(n) + 0.5) * straight.length / n)
-    c_forb = cost if forbidden is None else _override(cost, forbidden, None, grid)
+    c_forb = cost if forbidden is None or not avoid else _override(cost, forbidden, None, grid)
     (cs,) = sample([c_forb], grid, shapely.get_x(mids), shapely.get_y(mids), "nearest")
     straight_cost = float(np.sum(np.where(np.isnan(cs), np.inf, cs)) * straight.length / n / 1e3)
     return SuggestedRoute(line, line.length / 1e3, res.cost_m / 1e3, straight.length / 1e3,
@@ -847,7 +935,8 @@ def route_summary_markdown(report: RouteReport, suggestion: SuggestedRoute | Non
                   f"{sg.straight_km:.1f} km (ratio / 比值 {sg.length_ratio:.2f})",
                   f"- Cost / 成本: {sg.cost_km:.1f} km-equivalent / 等效公里; straight line / "
                   f"直线: {_cost_text(sg.straight_cost_km)}",
-                  f"- Redline km crossed / 穿越红线长度: {sg.crossings['length_km'].sum():.2f} km "
+                  f"- Forbidden-zone km crossed / 穿越禁止通行区长度: "
+                  f"{sg.crossings['length_km'].sum():.2f} km "
                   f"in {len(sg.crossings)} crossing(s) / 次", ""]  # fmt: skip
     lines += ["## Notes / 说明", "", "- Crossings: stretches of the line inside a constraint "
               "(polygon geometry, or quarter-pixel sampling of a raster mask). / 穿越：线路位于约束范围内"

@@ -440,3 +440,95 @@ def test_cli_route_file_and_suggestion(tmp_path):
     assert "Least-cost suggestion" in (tmp_path / "sug" / "route_summary.md").read_text()
     bad = runner.invoke(cli, ["route", "--run", str(tmp_path / "run"), "--from", "1,2"])
     assert bad.exit_code == 2 and bad.output.count("\n") == 1
+
+
+# -- the run's connection cost surface -------------------------------------------------------
+def write_recipe_run(folder: Path, catalog_path: Path, recipes: dict) -> Grid:
+    """A run folder of the tiny catalogue as `sitekit run` leaves it for `sitekit route`:
+    rasters/elevation.tif + slope.tif on the catalogue's 1 km grid, the study area in
+    sitekit.gpkg, and run.json with the catalogue path, the grid and each recipe's YAML."""
+    import json
+
+    import yaml
+
+    from sitekit.catalog import Catalog
+    from sitekit.pipeline import Pipeline
+
+    cat = Catalog(catalog_path)
+    g = cat.grid(1000.0, chunks=16)
+    pipe = Pipeline(cat, g)
+    (folder / "rasters").mkdir(parents=True)
+    for name, arr in (("elevation", pipe.elevation), ("slope", pipe.slope)):
+        with rasterio.open(
+            folder / "rasters" / f"{name}.tif", "w", driver="GTiff", width=g.shape[1],
+            height=g.shape[0], count=1, dtype="float32", crs=g.crs.to_wkt(),
+            transform=g.transform, nodata=np.nan,
+        ) as dst:  # fmt: skip
+            dst.write(np.asarray(arr.values, np.float32), 1)
+    cat.study_area.to_crs(g.crs).to_file(folder / "sitekit.gpkg", layer="prefectures",
+                                         engine="pyogrio")  # fmt: skip
+    prov = {
+        "catalog": str(catalog_path),
+        "grid": {"resolution_m": 1000.0, "chunks": 16, "shape": list(g.shape)},
+        "recipes": {
+            f"{t}.yaml": {"technology": t, "yaml": yaml.safe_dump(r.model_dump(mode="json"))}
+            for t, r in recipes.items()
+        },
+    }
+    (folder / "run.json").write_text(json.dumps(prov), encoding="utf-8")
+    return g
+
+
+def test_suggestion_follows_the_recipe_cost_surface_round_a_land_cover_class(tiny_catalog):
+    """A WorldCover water band (class 80, from a lon/lat raster at ~50 m) runs down the 1 km
+    grid, open at one pixel. With the PV recipe's ``grid.cost_terms`` {80: ×100} the suggested
+    route goes through the gap; by hand on the 8-connected grid (uniform slope): start and end
+    10 px either side of the band, 19 rows below the gap: 2 × (10·√2 + 9) = 46.28 km. The wind
+    recipe has no cost term: straight across, 20 km."""
+    from test_catalog import LANDCOVER_ENTRY, _worldcover_on_grid_blocks
+
+    from sitekit.catalog import Catalog
+    from sitekit.recipe import CostTerm, load_recipe
+
+    grid0 = Catalog(tiny_catalog).grid(1000.0, chunks=16)
+    ny, nx = grid0.shape
+    cb, gap, row = nx // 2, 8, 27
+    band = [(r, cb) for r in range(ny) if r != gap]
+    _worldcover_on_grid_blocks(tiny_catalog.parent, grid0, {80: band})
+    tiny_catalog.write_text(tiny_catalog.read_text() + LANDCOVER_ENTRY)
+    repo = Path(__file__).resolve().parents[1] / "pipelines"
+    recipes = {}
+    for t in ("pv", "wind"):
+        base, _ = load_recipe(repo / f"{t}.yaml")
+        cfg = base.grid.model_copy(update={"layer": "towns"})
+        if t == "pv":
+            cfg = cfg.model_copy(
+                update={"cost_terms": [CostTerm(layer="landcover", classes={80: 100.0})]}
+            )
+        recipes[t] = base.model_copy(update={"rules": [], "constraints": [], "grid": cfg,
+                                             "existing_plants": None})  # fmt: skip
+    g = write_recipe_run(tiny_catalog.parent / "run", tiny_catalog, recipes)
+    x = lambda c: g.bounds[0] + (c + 0.5) * g.resolution_m  # noqa: E731
+    y = g.bounds[3] - (row + 0.5) * g.resolution_m
+    a, b = _lonlat(g, [(x(cb - 10), y), (x(cb + 10), y)])
+    runner = CliRunner()
+    lengths = {}
+    for t in ("pv", "wind"):
+        out = tiny_catalog.parent / f"sug-{t}"
+        res = runner.invoke(cli, ["route", "--run", str(tiny_catalog.parent / "run"), "--out",
+                                  str(out), "--from", f"{a[0]},{a[1]}", "--to", f"{b[0]},{b[1]}",
+                                  "--technology", t, "--no-map"])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        sug = gpd.read_file(out / "route_suggestion.geojson").to_crs(g.crs)
+        lengths[t] = sug["length_km"].iloc[0]
+        line = sug.geometry.iloc[0]
+        if t == "pv":
+            assert "landcover ×{80: 100}" in sug["method"].iloc[0]
+            gap_px = shapely.box(x(cb) - 500, y + (row - gap) * 1000 - 500,
+                                 x(cb) + 500, y + (row - gap) * 1000 + 500)  # fmt: skip
+            assert line.intersects(gap_px)
+            for r in band:  # never through a water pixel
+                cy = g.bounds[3] - (r[0] + 0.5) * 1000
+                assert not line.intersects(shapely.Point(x(cb), cy).buffer(400))
+    assert lengths["pv"] == pytest.approx(2 * (10 * math.sqrt(2) + 9), abs=0.05)
+    assert lengths["wind"] == pytest.approx(20.0, abs=1e-6)

@@ -78,21 +78,30 @@ def _lonlat(value: str, opt: str) -> tuple[float, float]:
 @click.option("--layer", default=None, help="Layer of a multi-layer route file.")
 @click.option("--route-crs", default=None, help="CRS of a route file that declares none.")
 @click.option("--no-map", is_flag=True, help="Skip route_map.html.")
+@click.option(
+    "--technology",
+    type=click.Choice(["pv", "wind"]),
+    default=None,
+    help="Whose recipe's connection cost surface a suggestion follows [default: the run's first].",
+)
 @data_root_opt
 @click.pass_context
 def route(ctx: click.Context, route_file: Path | None, run_dir: Path, catalog: Path,
           out: Path | None, force: bool, corridor_km: float, sample_m: float | None,
           from_: str | None, to: str | None, layer: str | None, route_crs: str | None,
-          no_map: bool, data_roots: tuple[Path, ...]) -> None:  # fmt: skip
+          no_map: bool, technology: str | None, data_roots: tuple[Path, ...]) -> None:  # fmt: skip
     """Evaluate ROUTE_FILE (GeoJSON, KML, GPKG, Shapefile; any CRS) against a run's layers, or
-    suggest a least-cost route with --from/--to; writes profile, crossings, sites, summary, map."""
+    suggest a least-cost route with --from/--to on the cost surface the run's connections used
+    (slope, recipe cost terms, crossing costs, forbidden zones); writes profile, crossings,
+    sites, summary, map."""
     from sitekit import proximity, routes
     from sitekit.errors import InputError
     from sitekit.grid import transformer
 
     if (route_file is None) == (from_ is None or to is None):
         raise InputError("give either a ROUTE_FILE or both --from LON,LAT and --to LON,LAT")
-    run = routes.open_run(run_dir, _catalog(catalog, data_roots))
+    cat = _catalog(catalog or _run_catalog(run_dir), data_roots)
+    run = routes.open_run(run_dir, cat)
     out = _out_dir(out, run_dir, "route", force)
     suggestion = None
     if route_file is not None:
@@ -101,10 +110,19 @@ def route(ctx: click.Context, route_file: Path | None, run_dir: Path, catalog: P
     else:
         tr = transformer(4326, run.grid.crs)
         a, b = _lonlat(from_, "--from"), _lonlat(to, "--to")
-        suggestion = routes.suggest_route(
-            tr.transform(*a), tr.transform(*b), cost=proximity.cost_surface(run.slope),
-            grid=run.grid, redlines=run.redlines,
-        )  # fmt: skip
+        rc = routes.run_connection_cost(run_dir, cat, run.grid, technology=technology)
+        if rc is not None:  # the run's own connection surface (sitekit.pipeline.line_cost)
+            suggestion = routes.suggest_route(
+                tr.transform(*a), tr.transform(*b), cost=rc.cost, grid=run.grid,
+                forbidden_mask=rc.forbidden, avoid=False, surface=rc.description,
+            )  # fmt: skip
+        else:  # no recipe in the folder: slope only, constraint polygons avoided
+            LOGGER.warning(f"{run_dir}: no run.json recipe (or no catalogue): the suggestion "
+                           "uses slope only and avoids every constraint polygon")  # fmt: skip
+            suggestion = routes.suggest_route(
+                tr.transform(*a), tr.transform(*b), cost=proximity.cost_surface(run.slope),
+                grid=run.grid, redlines=run.redlines,
+            )  # fmt: skip
         line, name = suggestion.line, f"least-cost route {from_} → {to}"
     report = routes.evaluate_route(
         line, grid=run.grid, elevation=run.elevation, slope=run.slope,
@@ -136,6 +154,17 @@ def _shown(ctx: click.Context, path: Path) -> Path:
     if stage is not None and Path(path).is_relative_to(stage):
         return Path(final) / Path(path).relative_to(stage)
     return Path(path)
+
+
+def _run_catalog(run_dir: Path) -> Path | None:
+    """The catalogue the run used (``run.json`` → ``catalog``), if that file still exists."""
+    import json
+
+    try:
+        path = Path(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["catalog"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return path if path.is_file() else None
 
 
 def _run_cache(run_dir: Path) -> Path | None:
