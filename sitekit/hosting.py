@@ -446,6 +446,7 @@ def allocate(
     *,
     radius_km: float = DEFAULT_RADIUS_KM,
     economics: dict[str, Any] | None = None,
+    search_radius_km: float | None = None,
 ) -> pd.DataFrame:
     """Connect sites to points of limited capacity, cheapest site first (reV's competitive
     supply-curve sort: NREL reV ``supply_curve/supply_curve.py``, ``SupplyCurve`` — remaining
@@ -464,6 +465,15 @@ def allocate(
 
     With ``economics`` (``{technology: recipe economics}``) the connection voltage (by site
     MW), cost [CNY/kW] and total LCOE follow the point the site gets; without, the LCOE stays.
+
+    Search radius: a point farther than ``search_radius_km`` (else the technology's
+    ``economics.search_radius_km``; none = no limit) in a straight line from the site centre is
+    out of the site's reach — not even its own least-cost point is connected then — so a site
+    with no point in reach "needs new transmission". This is the clip radius of reVX's
+    least-cost transmission (NREL reVX ``least_cost_xmission/least_cost_xmission_cli.py``,
+    option ``--radius``: the cost raster is clipped to that radius around each supply-curve
+    point, so features beyond it get no connection; without it reVX clips to the two nearest
+    sinks × 1.05, ``NUM_NN_SINKS``/``CLIP_RASTER_BUFFER``).
 
     Parameters
     ----------
@@ -500,6 +510,13 @@ def allocate(
     volts = (pd.to_numeric(points["voltage_kv"], errors="coerce").to_numpy(float)
              if "voltage_kv" in points.columns else np.full(len(px), np.inf))  # fmt: skip
     volts = np.where(np.isnan(volts), np.inf, volts)  # unknown voltage: not a reason to refuse
+    reach = np.full(n, np.inf)  # search radius per site [km straight line]
+    for tech, e in (economics or {}).items():
+        r_km = getattr(e, "search_radius_km", None)
+        if r_km is not None:
+            reach[(out["technology"] == tech).to_numpy()] = r_km
+    if search_radius_km is not None:
+        reach[:] = search_radius_km
     got = np.full(n, -1)
     km = np.full(n, np.nan)
     status = np.full(n, NEW_TRANSMISSION, dtype=object)
@@ -510,10 +527,11 @@ def allocate(
         straight_own = d_km[own[i]] if own[i] >= 0 else np.nan
         detour = own_km[i] / straight_own if straight_own > 0 else 1.0
         cost = d_km * max(1.0, detour if np.isfinite(detour) else 1.0)
-        cand = np.nonzero(d_km <= radius_km)[0]
+        cand = np.nonzero((d_km <= radius_km) & (d_km <= reach[i]))[0]
         if own[i] >= 0:
             cost[own[i]] = own_km[i]
-            cand = np.union1d(cand, [own[i]])
+            if d_km[own[i]] <= reach[i]:  # beyond the search radius: no connection to it
+                cand = np.union1d(cand, [own[i]])
         cand = cand[np.argsort(cost[cand], kind="stable")]
         fits = cand[(left[cand] >= mw[i] - 1e-9) & (volts[cand] >= need[i])]
         if len(fits):

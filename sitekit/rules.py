@@ -28,10 +28,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sitekit.errors import RecipeError
+from sitekit.resources import data_root
 from sitekit.specs import load_yaml_model
 
 #: the rule catalogue shipped with sitekit
-RULES_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "rules"
+RULES_DIR = data_root() / "pipelines" / "rules"
 Technology = Literal["pv", "wind", "pumped_storage"]
 
 

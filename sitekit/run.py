@@ -37,8 +37,10 @@ from sitekit.ownership import check_replaceable
 from sitekit.pipeline import Pipeline, TechGraph
 from sitekit.provenance import file_sha256, versions
 from sitekit.recipe import Recipe, load_recipe, recipe_digest
+from sitekit.resources import data_root
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+#: the folder holding pipelines/, layers/ and maps/ (a checkout, or the wheel's bundled copy)
+REPO_ROOT = data_root()
 #: pumped-storage search tile edge [px] (with a halo of the maximum separation around each)
 PS_TILE_PX = 2048
 
@@ -73,6 +75,10 @@ class RunOptions:
     size_check: bool = True
     #: steps run on the finished staging folder before it replaces ``out`` (demo: route, hosting)
     post: Callable[[Path], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.catalog = Path(self.catalog)  # str paths from Python users
+        self.out = Path(self.out)
 
 
 @dataclass

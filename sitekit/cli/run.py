@@ -23,8 +23,9 @@ from sitekit.cli.options import (
     threads_opt,
     workers_opt,
 )
+from sitekit.resources import data_root
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = data_root()  # pipelines/, layers/, maps/: a checkout or the wheel's bundled copy
 
 
 def _options(ctx: click.Context, **kw) -> object:
