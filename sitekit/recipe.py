@@ -240,6 +240,14 @@ class Economics(_M):
     reference_capacity_mw: float = Field(
         100.0, gt=0, description="site size assumed for the per-pixel LCOE raster [MW]"
     )
+    search_radius_km: float | None = Field(
+        None,
+        gt=0,
+        description="straight-line radius around a site within which it may connect to an "
+        "existing connection point [km]; a site with no point of its class in reach needs new "
+        "transmission. Default none (no limit). As the clip radius of reVX least-cost "
+        "transmission (least-cost-xmission --radius)",
+    )
 
 
 class Sites(_M):
