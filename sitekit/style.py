@@ -136,6 +136,17 @@ class VectorStyle(_Spec):
 
 
 RANK_COLOURS = ["#b10026", "#fc4e2a", "#feb24c", "#ffeda0"]
+#: built plants by GEM tracker status (green = operating, oranges = coming, greys = not coming)
+PLANT_STATUS_COLOURS = {
+    "operating": "#1b7837",
+    "construction": "#e08214",
+    "pre-construction": "#fdb863",
+    "announced": "#b2abd2",
+    "shelved": "#969696",
+    "mothballed": "#737373",
+    "cancelled": "#bdbdbd",
+    "retired": "#525252",
+}
 
 
 def _rasters() -> dict[str, RasterStyle]:
@@ -318,6 +329,31 @@ def _vectors() -> dict[str, VectorStyle]:
         ),
         "pv_sites": _site_style(
             "PV sites (top N per prefecture)", "光伏场址（各市州前N名）", "#67000d", RANK_COLOURS
+        ),
+        "existing_wind_plants": v(  # recipe existing_plants: GEM Wind Power Tracker rows
+            name_en="Wind farms in the GEM tracker (operating, under construction, planned)",
+            name_zh="GEM风电场（已投运、在建、规划）",
+            label="hover",
+            color="#252525",
+            weight=1.0,
+            radius_px=6,
+            fill_opacity=0.9,
+            color_by="status",
+            categories=PLANT_STATUS_COLOURS,
+            popup_fields=[
+                "name",
+                "phase",
+                "status",
+                "start_year",
+                "capacity_mw",
+                "prefecture",
+                "county",
+                "location_accuracy",
+                "eligible",
+                "score_percentile",
+                "cf_modelled",
+                "excluded_by",
+            ],
         ),
         "grid_points": v(
             name_en="Grid connection points",

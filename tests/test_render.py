@@ -299,6 +299,47 @@ def test_default_yaml_is_the_builtin_style() -> None:
     assert load_style(REPO / "maps" / "default.yaml") == MapStyle()
 
 
+def test_built_wind_farms_layer_style_title_colours_and_labelled_popups(
+    results: dict, tmp_path: Path
+) -> None:
+    """The GEM wind farms (``existing_wind_plants``) get the style's bilingual title, a colour
+    per status with a labelled legend, and popups whose first fields are name, phase, status
+    and start year, labelled from sitekit's vocabulary (sitekit.labels)."""
+    import geopandas as gpd
+    import shapely
+
+    from sitekit.rules import standard_plants
+
+    r = results
+    gem = gpd.GeoDataFrame(  # two rows as the GEM Wind Power Tracker spells its columns
+        {"Project Name": ["Sichuan Butuo Bu'er wind farm", "Sichuan Butuo Haibo wind farm"],
+         "Phase Name": [None, "Phase II"], "Status": ["operating", "construction"],
+         "Capacity (MW)": [50.0, 65.0], "Start year": [2016, None]},
+        geometry=[shapely.Point(0, 0), shapely.Point(2000, 1000)], crs=r["grid"].crs,
+    )  # fmt: skip
+    plants = standard_plants(gem).assign(eligible=[True, False], score_percentile=[81.5, 12.0])
+    style = MapStyle()
+    out = render_map(tmp_path / "m.html", grid=r["grid"], rasters={},
+                     vectors={"existing_wind_plants": plants}, style=style,
+                     provenance={})  # fmt: skip
+    text = _unjson(out.read_text(encoding="utf-8"))
+    vs = style.vectors["existing_wind_plants"]
+    assert f"{vs.name_zh} / {vs.name_en}" in text and "GEM" in vs.name_en and "风电场" in vs.name_zh
+    assert "状态 / Status = operating" in text and "状态 / Status = construction" in text
+    assert vs.categories["operating"] in text and vs.categories["construction"] in text
+    for label in (
+        "状态 / Status",
+        "投运年份 / Start year",
+        "期次 / Phase",
+        "名称 / Name",
+        "装机容量 [MW] / Capacity [MW]",
+        "得分百分位 [%] / Score percentile [%]",
+    ):
+        assert label in text, label
+    assert '"operating", "2016"' in text  # a year: no decimals, no thousands separator
+    assert vs.popup_fields[:4] == ["name", "phase", "status", "start_year"]
+
+
 def test_style_file_lists_only_changes(tmp_path: Path) -> None:
     f = tmp_path / "s.yaml"
     f.write_text(
