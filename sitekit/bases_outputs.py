@@ -19,12 +19,12 @@ from sitekit.bases import Dispatch
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
-def _csv(target: Path, df: pd.DataFrame) -> Path:
-    if isinstance(df, gpd.GeoDataFrame):
-        df = pd.DataFrame(df.drop(columns=df.geometry.name))
-    with atomic_path(target) as tmp:
-        df.to_csv(tmp, index=False, encoding="utf-8-sig", float_format="%.6g")
-    return target
+def _csv(target: Path, df: pd.DataFrame, provenance: dict | None = None) -> Path:
+    """The shared table writer (:func:`sitekit.export.write_table`); with the run's
+    ``provenance`` a ``data_status`` column."""
+    from sitekit.export import write_table
+
+    return write_table(target, df, add_lonlat=False, provenance=provenance, float_format="%.6g")
 
 
 def monthly_table(runs: dict[str, Dispatch]) -> pd.DataFrame:
@@ -45,8 +45,11 @@ def monthly_table(runs: dict[str, Dispatch]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _chart(target: Path, row: pd.Series, month: pd.DataFrame) -> Path:
+def _chart(target: Path, row: pd.Series, month: pd.DataFrame, provenance: dict | None = None
+           ) -> Path:  # fmt: skip
     from matplotlib.figure import Figure
+
+    from sitekit.tags import png_text
 
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
@@ -68,7 +71,7 @@ def _chart(target: Path, row: pd.Series, month: pd.DataFrame) -> Path:
                  f"wind on a {row['line_mw']:,.0f} MW line (modelled typical days)", fontsize=9)  # fmt: skip
     ax.legend(fontsize=8, ncol=5, loc="upper left")
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, metadata=png_text("bases", provenance))
     return target
 
 
@@ -118,33 +121,44 @@ def bases_markdown(bases: pd.DataFrame, limit: float) -> str:
 
 def write_bases(bases: gpd.GeoDataFrame, sites: pd.DataFrame, runs: dict[str, Dispatch],
                 out_dir: str | Path, *, limit: float, site_shapes: gpd.GeoDataFrame | None = None,
-                make_map: bool = True, grid=None) -> dict[str, Path]:  # fmt: skip
-    """Write the bases' files into ``out_dir`` (see module docstring); returns {name: path}."""
+                make_map: bool = True, grid=None,
+                provenance: dict | None = None) -> dict[str, Path]:  # fmt: skip
+    """Write the bases' files into ``out_dir`` (see module docstring); returns {name: path}.
+    With the run's ``provenance`` (``run.json``) every table, layer, chart, page and the map say
+    what they rest on (:mod:`sitekit.tags`)."""
     from sitekit.export import write_geopackage
+    from sitekit.tags import banner
+
+    prov = provenance
 
     out = Path(out_dir)
     (out / "bases").mkdir(parents=True, exist_ok=True)
     month = monthly_table(runs)
-    files = {"csv": _csv(out / "bases.csv", bases),
-             "sites_csv": _csv(out / "bases_sites.csv", sites),
-             "monthly_csv": _csv(out / "bases_monthly.csv", month)}  # fmt: skip
+    files = {"csv": _csv(out / "bases.csv", bases, prov),
+             "sites_csv": _csv(out / "bases_sites.csv", sites, prov),
+             "monthly_csv": _csv(out / "bases_monthly.csv", month, prov)}  # fmt: skip
     layers = {"hydro_wind_solar_bases": bases}
     if site_shapes is not None and len(site_shapes):
         layers["bases_sites"] = site_shapes
-    files["gpkg"] = write_geopackage(out / "bases.gpkg", layers)
+    files["gpkg"] = write_geopackage(out / "bases.gpkg", layers, metadata=prov)
     for _, r in bases.iterrows():
         files[f"png_{r['base_id']}"] = _chart(out / "bases" / f"{r['base_id']}.png", r,
-                                             month[month["base_id"] == r["base_id"]])  # fmt: skip
+                                             month[month["base_id"] == r["base_id"]],
+                                             prov)  # fmt: skip
     target = out / "bases.md"
     with atomic_path(target) as tmp:
-        Path(tmp).write_text(bases_markdown(bases, limit), encoding="utf-8")
+        head, _, rest = bases_markdown(bases, limit).partition("\n")  # status under the title
+        status = banner("bases", prov)
+        text = f"{head}\n\n{status}\n{rest}" if status else f"{head}\n{rest}"
+        Path(tmp).write_text(text, encoding="utf-8")
     files["md"] = target
     if make_map and grid is not None and len(bases):
-        files["map_html"] = _map(out / "bases_map.html", bases, site_shapes, grid)
+        files["map_html"] = _map(out / "bases_map.html", bases, site_shapes, grid, prov)
     return files
 
 
-def _map(target: Path, bases: gpd.GeoDataFrame, site_shapes, grid) -> Path:
+def _map(target: Path, bases: gpd.GeoDataFrame, site_shapes, grid,
+         provenance: dict | None = None) -> Path:  # fmt: skip
     from sitekit import render
     from sitekit.style import MapStyle, VectorStyle
 
@@ -161,12 +175,15 @@ def _map(target: Path, bases: gpd.GeoDataFrame, site_shapes, grid) -> Path:
         for tech in sorted(set(site_shapes["technology"])):
             vectors[f"{tech}_sites"] = site_shapes[site_shapes["technology"] == tech]
     return render.render_map(target, grid=grid, rasters={}, vectors=vectors, style=style,
-                             provenance={"title": "Hydro–wind–solar bases / 水风光一体化基地"})  # fmt: skip
+                             provenance={**(provenance or {}),
+                                         "title": "Hydro–wind–solar bases / 水风光一体化基地"})  # fmt: skip
 
 
-def run_bases(run, cat, spec_file: Path | None, out_dir: Path) -> tuple[dict, int]:
+def run_bases(run, cat, spec_file: Path | None, out_dir: Path,
+              provenance: dict | None = None) -> tuple[dict, int]:  # fmt: skip
     """The hosting step's bases: read the GEM plants and ``spec_file`` (default
-    ``pipelines/bases.yaml``), size every base, write its files into ``out_dir``. Returns the
+    ``pipelines/bases.yaml``), size every base, write its files into ``out_dir`` (tagged with the
+    run's ``provenance``, :func:`write_bases`). Returns the
     run's sites without the bundled ones (they are allocated to their base's line, not to a
     grid point) and the number of bases."""
     from sitekit.bases import build_bases, hydro_table
@@ -202,9 +219,9 @@ def run_bases(run, cat, spec_file: Path | None, out_dir: Path) -> tuple[dict, in
     site_shapes = (gpd.GeoDataFrame(pd.concat(shapes, ignore_index=True), geometry="geometry",
                                     crs=run.grid.crs) if shapes else None)  # fmt: skip
     write_bases(bases, sites, runs, out_dir, limit=spec.curtailment_limit,
-                site_shapes=site_shapes, grid=run.grid)  # fmt: skip
-    _csv(Path(out_dir) / "hydro_profiles.csv", hydro_table(plants, spec))
-    _csv(Path(out_dir) / "bases_site_profiles.csv", profile_table(profiles))
+                site_shapes=site_shapes, grid=run.grid, provenance=provenance)  # fmt: skip
+    _csv(Path(out_dir) / "hydro_profiles.csv", hydro_table(plants, spec), provenance)
+    _csv(Path(out_dir) / "bases_site_profiles.csv", profile_table(profiles), provenance)
     return left, len(bases)
 
 

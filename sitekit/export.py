@@ -587,6 +587,7 @@ def write_table(
     sheet_name: str | None = None,
     add_lonlat: bool = True,
     provenance: Mapping[str, Any] | None = None,
+    float_format: str | None = None,
 ) -> Path:
     """Write a table as ``.csv`` (UTF-8 with BOM) or ``.xlsx``, atomically; geometry dropped.
 
@@ -594,7 +595,8 @@ def write_table(
     feature of a GeoDataFrame. ``sheet_name`` (default: the file's stem) also names the layer
     whose field names apply. With a run's ``provenance``, a last column ``data_status`` says
     whether the rows rest on modelled or illustrative inputs (:func:`sitekit.tags.status`), and
-    the XLSX's notes sheet lists sources, licences and modelled flags.
+    the XLSX's notes sheet lists sources, licences and modelled flags. ``float_format`` (CSV
+    only, e.g. ``"%.6g"``) rounds floats as :meth:`pandas.DataFrame.to_csv` does.
 
     The XLSX opens on the table with two header rows (``中文 / English (unit)``, then the column
     name), frozen, with an autofilter; a second sheet ``notes 说明`` explains each column and
@@ -618,7 +620,7 @@ def write_table(
                     safe[col] = safe[col].map(
                         lambda v: "'" + v if isinstance(v, str) and v.startswith(_FORMULA) else v
                     )
-            safe.to_csv(tmp, index=False, encoding="utf-8-sig")
+            safe.to_csv(tmp, index=False, encoding="utf-8-sig", float_format=float_format)
         else:
             _write_xlsx(tmp, table, sheet_name, provenance)
     return path

@@ -189,35 +189,41 @@ def hosting_capacity(
     return per.reset_index(drop=True), curves[cols].reset_index(drop=True)
 
 
-def _write_csv(target: Path, df: pd.DataFrame) -> Path:
-    if isinstance(df, gpd.GeoDataFrame):
-        df = pd.DataFrame(df.drop(columns=df.geometry.name))
-    with atomic_path(target) as tmp:
-        df.to_csv(tmp, index=False, encoding="utf-8-sig", float_format="%.6g")
-    return target
+def _write_csv(target: Path, df: pd.DataFrame, provenance: dict | None = None) -> Path:
+    """The shared table writer (:func:`sitekit.export.write_table`): UTF-8 with BOM, formula
+    guard, and with the run's ``provenance`` a ``data_status`` column."""
+    from sitekit.export import write_table
+
+    return write_table(target, df, add_lonlat=False, provenance=provenance, float_format="%.6g")
 
 
-def _write_gpkg(target: Path, layers: dict[str, gpd.GeoDataFrame]) -> Path:
+def _write_gpkg(
+    target: Path, layers: dict[str, gpd.GeoDataFrame], provenance: dict | None = None
+) -> Path:
     from sitekit.export import write_geopackage
 
-    return write_geopackage(target, layers)
+    return write_geopackage(target, layers, metadata=provenance)
 
 
 def write_hosting(
     per_point: pd.DataFrame, curves: pd.DataFrame, points: gpd.GeoDataFrame,
-    out_dir: str | Path, *, top_n: int = 8,
+    out_dir: str | Path, *, top_n: int = 8, provenance: dict | None = None,
 ) -> gpd.GeoDataFrame:  # fmt: skip
     """Write ``hosting.csv``, ``supply_curves.csv``, ``supply_curves.png`` (the ``top_n`` points
-    by MW) and ``hosting.gpkg`` (layer ``hosting_points``), atomically.
+    by MW) and ``hosting.gpkg`` (layer ``hosting_points``), atomically. With the run's
+    ``provenance`` (``run.json``) every file says whether it rests on modelled or illustrative
+    inputs (:mod:`sitekit.tags`).
 
     Returns the points (their CRS) with the per-point MW/GWh columns, for a GeoPackage or map.
     """
     from matplotlib.figure import Figure
 
+    from sitekit.tags import png_text
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "hosting.csv", per_point)
-    _write_csv(out / "supply_curves.csv", curves)
+    _write_csv(out / "hosting.csv", per_point, provenance)
+    _write_csv(out / "supply_curves.csv", curves, provenance)
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.subplots()
     top = per_point[per_point["total_mw"] > 0].head(top_n)
@@ -233,12 +239,12 @@ def write_hosting(
     if len(top):
         ax.legend(fontsize=8)
     with atomic_path(out / "supply_curves.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+        fig.savefig(tmp, format="png", dpi=120, metadata=png_text("supply_curves", provenance))
     layer = points.reset_index(drop=True).copy()
     extra = per_point.set_index("point_index").drop(columns=["name"], errors="ignore")
     extra = extra.drop(columns=[c for c in extra.columns if c in layer.columns])
     layer = layer.join(extra, how="left")
-    _write_gpkg(out / "hosting.gpkg", {"hosting_points": layer})
+    _write_gpkg(out / "hosting.gpkg", {"hosting_points": layer}, provenance)
     return layer
 
 
@@ -393,14 +399,18 @@ def hydro_bases(
     return base[cols].reset_index(drop=True)
 
 
-def write_hydro_bases(bases: gpd.GeoDataFrame, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``hydro_bases.csv`` and ``hydro_bases.gpkg`` (layer ``hydro_bases``), atomically."""
+def write_hydro_bases(
+    bases: gpd.GeoDataFrame, out_dir: str | Path, *, provenance: dict | None = None
+) -> dict[str, Path]:
+    """Write ``hydro_bases.csv`` and ``hydro_bases.gpkg`` (layer ``hydro_bases``), atomically;
+    with the run's ``provenance`` both carry its data status."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if bases.crs is None:
         raise InputError("hydro bases have no CRS")
-    return {"csv": _write_csv(out / "hydro_bases.csv", bases),
-            "gpkg": _write_gpkg(out / "hydro_bases.gpkg", {"hydro_bases": bases})}  # fmt: skip
+    return {"csv": _write_csv(out / "hydro_bases.csv", bases, provenance),
+            "gpkg": _write_gpkg(out / "hydro_bases.gpkg", {"hydro_bases": bases},
+                                provenance)}  # fmt: skip
 
 
 # -- grid points with a capacity: allocation in order of total LCOE --------------------------

@@ -256,6 +256,8 @@ LAYER_TITLES: dict[str, tuple[str, str]] = {
     "routes": ("线路方案", "Routes"),
     "hosting_points": ("并网点承载能力", "Grid point hosting capacity"),
     "hydro_bases": ("水风光一体化基地", "Hydro-wind-solar bases"),
+    "hydro_wind_solar_bases": ("水风光一体化基地（容量配置）", "Hydro-wind-solar bases (sized)"),
+    "bases_sites": ("基地汇集场址", "Sites bundled into a base"),
 }
 
 

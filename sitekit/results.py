@@ -29,6 +29,15 @@ class RunData:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
+def read_provenance(folder: str | Path) -> dict[str, Any]:
+    """A run folder's provenance (``run.json``), or ``{}`` when it has none (a folder written by
+    an older sitekit, or a run still being staged before ``run.json`` is written)."""
+    path = Path(folder) / "run.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def load_run(folder: str | Path, chunks: int = 1024) -> RunData:
     """Open ``folder`` (written by ``sitekit run``/``demo``); rasters stay lazy."""
     folder = Path(folder)
@@ -65,7 +74,4 @@ def load_run(folder: str | Path, chunks: int = 1024) -> RunData:
         name: gpd.read_file(gpkg, layer=name, engine="pyogrio")
         for name, _ in pyogrio.list_layers(gpkg)
     }
-    prov: dict[str, Any] = {}
-    if (folder / "run.json").exists():
-        prov = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    return RunData(folder, grid, rasters, vectors, prov)
+    return RunData(folder, grid, rasters, vectors, read_provenance(folder))

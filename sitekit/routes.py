@@ -841,16 +841,16 @@ def _table(df: pd.DataFrame, cols: dict[str, str], fmt: dict[str, str] | None = 
     return head + (body or "| " + " | ".join(["–"] * len(cols)) + " |\n")
 
 
-def write_csv(target: Path, df: pd.DataFrame) -> Path:
-    """Atomically write a table (geometry dropped) as UTF-8 CSV with a BOM (opens in Excel)."""
-    if isinstance(df, gpd.GeoDataFrame):
-        df = pd.DataFrame(df.drop(columns=df.geometry.name))
-    with atomic_path(target) as tmp:
-        df.to_csv(tmp, index=False, encoding="utf-8-sig", float_format="%.6g")
-    return Path(target)
+def write_csv(target: Path, df: pd.DataFrame, provenance: dict | None = None) -> Path:
+    """Atomically write a table (geometry dropped) as UTF-8 CSV with a BOM (opens in Excel),
+    through the shared :func:`sitekit.export.write_table`; with the run's ``provenance`` a
+    ``data_status`` column says what the rows rest on."""
+    from sitekit.export import write_table
+
+    return write_table(target, df, add_lonlat=False, provenance=provenance, float_format="%.6g")
 
 
-def _profile_png(report: RouteReport, target: Path) -> Path:
+def _profile_png(report: RouteReport, target: Path, provenance: dict | None = None) -> Path:
     from matplotlib.figure import Figure
 
     p = report.profile
@@ -876,16 +876,24 @@ def _profile_png(report: RouteReport, target: Path) -> Path:
     if report.elevation is not None and report.elevation.attrs.get("modelled") in _MODELLED:
         title += ", modelled demo terrain"
     ax1.set_title(f"Elevation and slope profile — {title} ({report.length_km:.1f} km)")
+    from sitekit.tags import png_text
+
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+        fig.savefig(tmp, format="png", dpi=120, metadata=png_text("route_profile", provenance))
     return Path(target)
 
 
-def route_summary_markdown(report: RouteReport, suggestion: SuggestedRoute | None = None) -> str:
-    """The bilingual Markdown summary of a route report (every name HTML-escaped)."""
+def route_summary_markdown(
+    report: RouteReport, suggestion: SuggestedRoute | None = None, provenance: dict | None = None
+) -> str:
+    """The bilingual Markdown summary of a route report (every name HTML-escaped); with the
+    run's ``provenance`` a data-status line follows the heading (:func:`sitekit.tags.banner`)."""
+    from sitekit.tags import banner
+
     p, r = report.profile, report
     e, s = p["elevation_m"], p["slope_deg"]
-    lines = [f"# Route report / 线路评估报告: {_md(r.name)}", "",
+    status = banner("route_summary", provenance)
+    lines = [f"# Route report / 线路评估报告: {_md(r.name)}", "", *([status, ""] if status else []),
              f"- Length / 线路长度: **{r.length_km:.1f} km**",
              f"- Corridor / 汇集走廊: ±{r.corridor_km:g} km", ""]  # fmt: skip
     lines += ["## Terrain / 地形", "", "| Measure / 指标 | Value / 数值 |", "|---|---|",
@@ -952,6 +960,7 @@ def _route_map(
     target: Path,
     suggestion: SuggestedRoute | None,
     cache_dir: str | Path | None = None,
+    provenance: dict | None = None,
 ) -> Path:
     from sitekit import render
     from sitekit.cache import LayerCache
@@ -995,7 +1004,7 @@ def _route_map(
         vectors["route_crossings"] = report.crossings[["code", "name_en", "name_zh", "crossing",
                                                        "features", "entry_km", "exit_km",
                                                        "length_km", "geometry"]]  # fmt: skip
-    prov = {"title": f"{report.name} — route report / 线路评估"}
+    prov = {**(provenance or {}), "title": f"{report.name} — route report / 线路评估"}
     if report.elevation is not None and report.elevation.attrs.get("modelled") in _MODELLED:
         prov["demo_terrain"] = True
     # overlays are keyed by their pixels' content: a re-run on the same terrain reuses them
@@ -1006,23 +1015,26 @@ def _route_map(
 
 def write_route_report(
     report: RouteReport, out_dir: str | Path, *, suggestion: SuggestedRoute | None = None,
-    make_map: bool = True, cache_dir: str | Path | None = None,
+    make_map: bool = True, cache_dir: str | Path | None = None, provenance: dict | None = None,
 ) -> dict[str, Path]:  # fmt: skip
     """Write a route report: ``route_profile.csv``/``.png``, ``route_summary.md``,
     ``route_crossings.csv``, ``route_sites.csv``, ``route_capacity.csv`` and ``route_map.html``
     (self-contained, offline; every name escaped), plus ``route_suggestion.geojson`` when a
     suggestion is given. Every file is written atomically. With ``cache_dir`` (the run's layer
-    cache) the map's overlays are kept there. Returns {name: path}."""
+    cache) the map's overlays are kept there. With the run's ``provenance`` (``run.json``) every
+    table, the PNG, the summary and the map say what they rest on (:mod:`sitekit.tags`).
+    Returns {name: path}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    prov = provenance
     files = {
-        "profile_csv": write_csv(out / "route_profile.csv", report.profile),
-        "crossings_csv": write_csv(out / "route_crossings.csv", report.crossings),
-        "sites_csv": write_csv(out / "route_sites.csv", report.sites),
-        "capacity_csv": write_csv(out / "route_capacity.csv", report.capacity),
-        "profile_png": _profile_png(report, out / "route_profile.png"),
+        "profile_csv": write_csv(out / "route_profile.csv", report.profile, prov),
+        "crossings_csv": write_csv(out / "route_crossings.csv", report.crossings, prov),
+        "sites_csv": write_csv(out / "route_sites.csv", report.sites, prov),
+        "capacity_csv": write_csv(out / "route_capacity.csv", report.capacity, prov),
+        "profile_png": _profile_png(report, out / "route_profile.png", prov),
         "summary_md": write_text(
-            out / "route_summary.md", route_summary_markdown(report, suggestion)
+            out / "route_summary.md", route_summary_markdown(report, suggestion, prov)
         ),  # fmt: skip
     }
     if suggestion is not None:
@@ -1034,5 +1046,6 @@ def write_route_report(
             gdf.to_file(tmp, driver="GeoJSON", engine="pyogrio")
         files["suggestion_geojson"] = target
     if make_map:
-        files["map_html"] = _route_map(report, out / "route_map.html", suggestion, cache_dir)
+        files["map_html"] = _route_map(report, out / "route_map.html", suggestion, cache_dir,
+                                       prov)  # fmt: skip
     return files

@@ -863,7 +863,9 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         # siting rules applied / missing (with areas), built plants, validation (sitekit.validation)
         from sitekit.validation import in_run
 
-        rules_prov, plant_vectors, validation = in_run(stage, graphs, layers, grid, catalog)
+        rules_prov, plant_vectors, validation = in_run(
+            stage, graphs, layers, grid, catalog, provenance=tag_prov
+        )
         vectors.update(plant_vectors)
         provenance = _provenance(catalog, recipes, pipe, grid, timings, t0)
         provenance.update(rules_prov)

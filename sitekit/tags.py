@@ -19,6 +19,11 @@ REASONS_NODATA = 0xFFFFFFFF
 ELIGIBLE_NODATA = 255
 
 _TERRAIN = ("elevation", "slope", "aspect", "hillshade")
+#: how the bases' hydro generation is modelled (no measured plant output is used)
+HYDRO_MODELLED = (
+    "hydro generation (installed MW × modelled monthly shares of its regulation class, "
+    "pipelines/bases.yaml)"
+)
 
 
 def modelled_sources(provenance: Mapping[str, Any] | None) -> dict[str, str]:
@@ -83,6 +88,14 @@ def depends_on(key: str, provenance: Mapping[str, Any] | None) -> tuple[list[str
         return [], [ill[cid]] if cid in ill else []
     if key == "connection_distance":
         return terrain, constraint_ill
+    if key in ("route_profile", "route_profile_png"):  # elevation and slope along the line
+        return terrain, []
+    if key == "route_crossings":  # the line against the constraint polygons only
+        return [], constraint_ill
+    if key == "hydro_profiles":  # GEM plants × the recipe's monthly shares per regulation class
+        return [HYDRO_MODELLED], []
+    if key.startswith(("bases", "hydro_wind_solar_bases")):  # sites + modelled hydro shapes
+        return [*mod.values(), HYDRO_MODELLED], constraint_ill
     if resource is not None:  # pv_*, wind_*, ps_*: resource + terrain + constraints
         return [mod[k] for k in (*resource, "terrain") if k in mod], constraint_ill
     if key in ("exclusion_reasons", "summary"):
@@ -113,6 +126,23 @@ def file_tags(key: str, provenance: Mapping[str, Any] | None) -> dict[str, str]:
         "illustrative": "yes" if ill else "no",
         "data_status": status(key, provenance),
     }
+
+
+def banner(key: str, provenance: Mapping[str, Any] | None) -> str:
+    """The data-status line a Markdown page opens with (after its heading):
+    ``> **数据状态 / Data status:** MODELLED from …`` (empty without a provenance)."""
+    if provenance is None:
+        return ""
+    return f"> **数据状态 / Data status:** {status(key, provenance)}"
+
+
+def png_text(key: str, provenance: Mapping[str, Any] | None) -> dict[str, str]:
+    """PNG text chunks (matplotlib ``savefig(metadata=...)``) carrying :func:`file_tags`, the
+    status also as the standard ``Description`` key; empty without a provenance."""
+    if provenance is None:
+        return {}
+    t = file_tags(key, provenance)
+    return {"Description": t["data_status"], **t}
 
 
 def honest_method(key: str, method: str | None, recipes: list[Any]) -> str | None:

@@ -256,8 +256,9 @@ def validate_run(
     write: bool = True,
 ) -> pd.DataFrame:
     """Validate a finished run folder against a plant list; writes ``validation.csv`` and
-    ``validation_plants.csv`` in it (unless ``write=False``). Without ``plants_path``, the
-    plant lists the run itself used (``run.json`` → ``existing_plants``) are read."""
+    ``validation_plants.csv`` in it (unless ``write=False``), tagged with the run's data status
+    (``run.json``). Without ``plants_path``, the plant lists the run itself used (``run.json``
+    → ``existing_plants``) are read."""
     import rasterio
 
     run = Path(run_dir)
@@ -306,11 +307,17 @@ def validate_run(
         tables.append(t)
     summary = pd.DataFrame(summaries)
     if write:
-        from sitekit.atomic import write_text
-
-        write_text(run / "validation.csv", summary.to_csv(index=False))
-        write_text(run / "validation_plants.csv", pd.concat(tables).to_csv(index=False))
+        _write_csv(run / "validation.csv", summary, meta)
+        _write_csv(run / "validation_plants.csv", pd.concat(tables), meta)
     return summary
+
+
+def _write_csv(target: Path, df: pd.DataFrame, provenance: dict[str, Any] | None) -> Path:
+    """The shared table writer (:func:`sitekit.export.write_table`): UTF-8 with BOM, formula
+    guard, and with the run's ``provenance`` a ``data_status`` column."""
+    from sitekit.export import write_table
+
+    return write_table(target, df, add_lonlat=False, provenance=provenance)
 
 
 def _cf(run: Path, tech: str) -> np.ndarray | None:
@@ -335,6 +342,7 @@ def in_run(
     grid: Any,
     catalog: Any,
     seed: int = 0,
+    provenance: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, gpd.GeoDataFrame], pd.DataFrame | None]:
     """Rules applied/missing (with areas), built plants and their validation, for one run.
 
@@ -343,12 +351,12 @@ def in_run(
     technology: the plant file written to the run folder and the plants outside the study area,
     by name); ``vectors`` the built plants inside the study area (for the GeoPackage and map);
     ``summary`` the validation table, also written to ``stage/validation.csv`` (None without
-    plants). Writes ``existing_plants_<tech>.csv`` and ``validation_plants.csv`` too.
+    plants). Writes ``existing_plants_<tech>.csv`` and ``validation_plants.csv`` too; with the
+    run's tag ``provenance`` (:mod:`sitekit.tags`) every table has a ``data_status`` column.
     """
     import warnings
 
     from sitekit import io, rules
-    from sitekit.atomic import write_text
     from sitekit.errors import SitekitWarning
 
     prov: dict[str, Any] = {"rules": {}, "existing_plants": {}}
@@ -379,7 +387,7 @@ def in_run(
         pts = plants.geometry.representative_point()
         plants["lon"], plants["lat"] = pts.x.round(6), pts.y.round(6)
         fname = f"existing_plants_{t}.csv"
-        write_text(stage / fname, pd.DataFrame(plants.drop(columns="geometry")).to_csv(index=False))
+        _write_csv(stage / fname, pd.DataFrame(plants.drop(columns="geometry")), provenance)
         cf = layers.get("wind_cf") if t == "wind" else layers.get("pv_yield")
         cf_np = None if cf is None else np.asarray(cf, dtype=np.float32)
         if cf_np is not None and t == "pv":
@@ -423,8 +431,8 @@ def in_run(
     if not summaries:
         return prov, vectors, None
     summary_df = pd.DataFrame(summaries)
-    write_text(stage / "validation.csv", summary_df.to_csv(index=False))
-    write_text(stage / "validation_plants.csv", pd.concat(tables).to_csv(index=False))
+    _write_csv(stage / "validation.csv", summary_df, provenance)
+    _write_csv(stage / "validation_plants.csv", pd.concat(tables), provenance)
     return prov, vectors, summary_df
 
 

@@ -179,10 +179,13 @@ def test_demo_log_into_files_is_short_and_progress_is_on_stderr(demo_logs) -> No
 
 
 # -- walking every output of the demo ------------------------------------------------------------
-#: outputs written by other modules without the run's provenance (hosting, route, validation):
-#: not yet tagged (issue 26 follow-up); everything else must be
-UNTAGGED_ELSEWHERE = ("hosting/", "route/", "validation", "existing_plants_")
 CJK = re.compile(r"[\u4e00-\u9fff]")
+#: tables from catalogue data or the constraint polygons only: tagged, but not MODELLED
+NOT_MODELLED = ("existing_plants_", "route_crossings")
+
+
+def _run_provenance(out: Path) -> dict:
+    return json.loads((out / "run.json").read_text(encoding="utf-8"))
 
 
 def test_every_raster_has_a_style_and_honest_tags(demo_logs) -> None:
@@ -222,11 +225,12 @@ def test_every_raster_has_a_style_and_honest_tags(demo_logs) -> None:
     assert "no wake" not in method and "net of 12 % losses" in method
 
 
-def test_every_geopackage_layer_has_a_title_aliases_tags_and_chinese_names(demo_logs) -> None:
-    out = demo_logs[0]
-    gpkg = out / "sitekit.gpkg"
+def _check_geopackage(gpkg: Path, prov: dict) -> dict[str, tuple[str, str]]:
+    """Every layer of ``gpkg``: GeoPackage 1.2, a bilingual title, the run's data status (in
+    ``gpkg_contents`` and the layer metadata), a QGIS style with Chinese aliases of every field
+    sitekit names. Returns {layer: (title, status)}."""
     with sqlite3.connect(gpkg) as con:
-        assert con.execute("PRAGMA user_version").fetchone() == (10200,)
+        assert con.execute("PRAGMA user_version").fetchone() == (10200,), gpkg.name
         contents = {
             t: (i, d)
             for t, i, d in con.execute(
@@ -236,16 +240,36 @@ def test_every_geopackage_layer_has_a_title_aliases_tags_and_chinese_names(demo_
     styles = read_styles(gpkg)
     md = read_metadata(gpkg)["tables"]
     layers = [n for n in pyogrio.list_layers(gpkg)[:, 0] if n != "layer_styles"]
-    assert {"pv_sites", "wind_sites", "counties", "constraint_nobuild"} <= set(layers)
+    assert layers, gpkg.name
     for name in layers:
         title, status = contents[name]
-        assert CJK.search(title) and " / " in title, (name, title)
-        assert status and md[name]["data_status"] == status, name
+        assert CJK.search(title) and " / " in title, (gpkg.name, name, title)
+        assert status == tags.status(name, prov), (gpkg.name, name)
+        assert md[name]["data_status"] == status, (gpkg.name, name)
+        assert md[name]["modelled"] in ("yes", "no"), (gpkg.name, name)
         root = ET.fromstring(styles[name].split("\n", 1)[1])
         aliases = {a.get("field"): a.get("name") for a in root.findall("aliases/alias")}
         fields = pyogrio.read_info(gpkg, layer=name)["fields"]
         known = [f for f in fields if field_info(f, name)]
         assert all(CJK.search(aliases[f]) for f in known), (name, set(known) - set(aliases))
+    return contents
+
+
+def test_every_geopackage_layer_has_a_title_aliases_tags_and_chinese_names(demo_logs) -> None:
+    out = demo_logs[0]
+    prov = _run_provenance(out)
+    gpkgs = sorted(out.rglob("*.gpkg"))
+    rel = {g.relative_to(out).as_posix() for g in gpkgs}
+    assert {"sitekit.gpkg", "hosting/hosting.gpkg", "hosting/bases.gpkg"} <= rel, rel
+    for other in gpkgs:  # hosting, hydro bases, hydro–wind–solar bases
+        _check_geopackage(other, prov)
+    gpkg = out / "sitekit.gpkg"
+    contents = _check_geopackage(gpkg, prov)
+    md = read_metadata(gpkg)["tables"]
+    layers = [n for n in pyogrio.list_layers(gpkg)[:, 0] if n != "layer_styles"]
+    assert {"pv_sites", "wind_sites", "counties", "constraint_nobuild"} <= set(layers)
+    hosting = read_metadata(out / "hosting" / "hosting.gpkg")["tables"]["hosting_points"]
+    assert hosting["modelled"] == "yes" and hosting["illustrative"] == "yes"
     assert "Illustrative" in contents["constraint_nobuild"][0]
     assert md["constraint_nobuild"]["illustrative"] == "yes"
     assert md["pv_sites"]["modelled"] == "yes" and md["counties"]["modelled"] == "no"
@@ -271,13 +295,24 @@ def test_every_table_says_whether_it_rests_on_modelled_inputs(demo_logs) -> None
     from openpyxl import load_workbook
 
     out = demo_logs[0]
-    for csv in sorted(out.rglob("*.csv")):
-        rel = csv.relative_to(out).as_posix()
-        if rel.startswith(UNTAGGED_ELSEWHERE):
-            continue
+    prov = _run_provenance(out)
+    csvs = sorted(out.rglob("*.csv"))
+    rel = {c.relative_to(out).as_posix() for c in csvs}
+    assert {"hosting/hosting.csv", "hosting/supply_curves.csv", "hosting/bases.csv",
+            "route/route_profile.csv", "route/route_crossings.csv", "validation.csv",
+            "validation_plants.csv", "existing_plants_wind.csv"} <= rel, rel  # fmt: skip
+    for csv in csvs:
         df = pd.read_csv(csv, encoding="utf-8-sig")
-        assert "data_status" in df.columns, rel
-        assert df["data_status"].str.contains("MODELLED").all(), rel
+        name = csv.relative_to(out).as_posix()
+        assert "data_status" in df.columns, name
+        assert (df["data_status"] == tags.status(csv.stem, prov)).all(), name
+        if csv.stem.startswith(NOT_MODELLED):
+            continue
+        assert df["data_status"].str.contains("MODELLED").all(), name
+    crossing = tags.status("route_crossings", prov)
+    assert "ILLUSTRATIVE" in crossing and "MODELLED" not in crossing
+    assert "catalogue data" in tags.status("existing_plants_wind", prov)
+    assert "MODELLED from hydro generation" in tags.status("hydro_profiles", prov)
     for xlsx in sorted(out.glob("*.xlsx")):
         wb = load_workbook(xlsx)
         ws = wb.worksheets[0]
@@ -316,6 +351,37 @@ def test_map_and_report_show_no_raw_ids_and_say_what_is_modelled(demo_logs) -> N
     report = (out / "report.html").read_text(encoding="utf-8")
     assert "pv_sites sites" not in report and "Top 20 PV sites" in report
     assert "MODELLED from" in report and "PingFang SC" in report
+
+
+def test_charts_pages_and_maps_of_route_and_hosting_say_what_they_rest_on(demo_logs) -> None:
+    """PNG text chunks carry the tags; Markdown pages open with a data-status line; the route
+    and bases maps show the run's modelled/illustrative marks and the demo-terrain banner."""
+    from PIL import Image
+
+    out = demo_logs[0]
+    prov = _run_provenance(out)
+    pngs = sorted(p for d in ("route", "hosting") for p in (out / d).rglob("*.png"))
+    assert {"route_profile.png", "supply_curves.png"} <= {p.name for p in pngs}
+    for png in pngs:
+        with Image.open(png) as im:
+            info = dict(im.text)
+        key = "bases" if png.parent.name == "bases" else png.stem  # bases/<base id>.png
+        assert info.get("data_status") == tags.status(key, prov), png.name
+        assert info["modelled"] == "yes" and info["Description"], png.name
+    pages = sorted(out.rglob("*.md"))
+    assert {"route_summary.md", "bases.md"} <= {p.name for p in pages}
+    for md in pages:
+        lines = md.read_text(encoding="utf-8").splitlines()
+        status = [ln for ln in lines[:4] if ln.startswith("> **数据状态 / Data status:**")]
+        assert status and "MODELLED from demo terrain" in status[0], md.name
+    for html in ("route/route_map.html", "hosting/bases_map.html"):
+        page = re.sub(
+            r"\\u([0-9a-fA-F]{4})",
+            lambda m: chr(int(m.group(1), 16)),
+            (out / html).read_text(encoding="utf-8"),
+        )
+        assert "modelled / 模拟" in page and "sk-banner" in page, html
+        assert "illustrative / 示意" in page, html
 
 
 def test_illustrative_constraint_layers_start_hidden() -> None:

@@ -130,8 +130,9 @@ def route(ctx: click.Context, route_file: Path | None, run_dir: Path, catalog: P
         name=name,
     )  # fmt: skip
     routes.write_route_report(
-        report, out, suggestion=suggestion, make_map=not no_map, cache_dir=_run_cache(run_dir)
-    )
+        report, out, suggestion=suggestion, make_map=not no_map, cache_dir=_run_cache(run_dir),
+        provenance=_provenance(run_dir),
+    )  # fmt: skip
     if not ctx.obj.get("quiet"):
         crossed = (
             ", ".join(
@@ -165,6 +166,14 @@ def _run_catalog(run_dir: Path) -> Path | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return path if path.is_file() else None
+
+
+def _provenance(run_dir: Path) -> dict | None:
+    """The run's provenance (``run.json``) that tags every file written from it; None for a
+    folder without one (its files then carry no data status)."""
+    from sitekit.results import read_provenance
+
+    return read_provenance(run_dir) or None
 
 
 def _run_cache(run_dir: Path) -> Path | None:
@@ -247,6 +256,7 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
         raise InputError(f"--hydro-cf {hydro_cf}: must be between 0 and 1")
     cat = _catalog(catalog, data_roots)
     run = routes.open_run(run_dir, cat)
+    prov = _provenance(run_dir)
     out = _out_dir(out, run_dir, "hosting", force)
     if run.points is None or not len(run.points):
         raise InputError(f"run folder {run_dir}: sitekit.gpkg has no grid_points layer")
@@ -259,11 +269,11 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
     if not no_bases and cat is not None and "hydro_plants_gem" in cat:
         from sitekit.bases_outputs import run_bases
 
-        sites, n_bases = run_bases(run, cat, bases_file, out)  # bundled sites leave the points
+        sites, n_bases = run_bases(run, cat, bases_file, out, prov)  # bundled sites leave points
     per, curves = hz.hosting_capacity(
         sites, run.points, cost=cost, grid=run.grid, cache_dir=_run_cache(run_dir)
     )
-    hz.write_hosting(per, curves, run.points, out)
+    hz.write_hosting(per, curves, run.points, out, provenance=prov)
     msg = f"{per['total_mw'].sum():,.0f} MW gathered at {int((per['total_mw'] > 0).sum())} points"
     if cat is not None and plants_layer in cat:
         from sitekit.io import read_vector
@@ -273,7 +283,7 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
         bases = hz.hydro_bases(run.sites, plants, radius_km=radius_km, min_hydro_mw=min_hydro_mw,
                               line_share_assumption=hz.LineShareAssumption(hydro_cf),
                               crs=run.grid.crs)  # fmt: skip
-        hz.write_hydro_bases(bases, out)
+        hz.write_hydro_bases(bases, out, provenance=prov)
         msg += f"; {len(bases)} hydro bases"
     else:
         LOGGER.info(f"no '{plants_layer}' layer in {catalog}: hydro bases skipped")
