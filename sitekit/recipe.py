@@ -319,17 +319,92 @@ class Recipe(_M):
         return self
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[Recipe, str]:
-    """Load and validate a recipe; apply ``key=value`` overrides. Returns (recipe, final YAML)."""
+def parse_override(item: str) -> tuple[str | None, str, str]:
+    """``[scope:]key=value`` → (scope or None, key, value). A scope names a technology (``pv``,
+    ``wind``, ``pumped_storage``) or a recipe file's name without ``.yaml``."""
+    if "=" not in item:
+        raise RecipeError(f"--set {item!r}: expected key=value or recipe:key=value")
+    key, value = item.split("=", 1)
+    scope = None
+    if ":" in key:
+        scope, key = key.split(":", 1)
+        scope = scope.strip() or None
+    if not key.strip():
+        raise RecipeError(f"--set {item!r}: no key before '='")
+    return scope, key.strip(), value
+
+
+def apply_overrides(
+    path: Path, data: Any, overrides: list[str] | None, applied: dict[str, list[str]] | None = None
+) -> None:
+    """Apply ``--set`` overrides to one recipe's data, in place.
+
+    A scoped item (``pv:criteria.0.weight=0.3``) applies only to the recipes it names and must
+    fit them. An unscoped item applies to every recipe that has its key path; a recipe without
+    it is left alone (PV's ``solar.*`` is not the wind recipe's) when the caller collects
+    ``applied`` (a run of several recipes); without it every item must fit. ``applied`` collects
+    {item: [recipe file names]} (and ``"!" + item``: why it did not fit, per recipe), so the run
+    can refuse an item that fits no recipe at all and say which recipes an unscoped one
+    reached."""
+    if not overrides:
+        return
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}:1: expected a mapping at the top level")
+    names = {str(data.get("technology", "")), path.stem}
+    for item in overrides:
+        scope, key, value = parse_override(item)
+        if scope is not None:
+            if scope in names:
+                set_dotted(data, key, value, where=f"--set ({path.name})")
+                if applied is not None:
+                    applied.setdefault(item, []).append(path.name)
+            continue
+        if applied is not None and not _has_parent(data, key):  # a run's item for another recipe
+            import copy
+
+            try:  # why it does not fit here, in case no recipe takes it (the run's error)
+                set_dotted(copy.deepcopy(data), key, value, where=f"--set ({path.name})")
+            except RecipeError as exc:
+                applied.setdefault(f"!{item}", []).append(str(exc))
+            continue
+        set_dotted(data, key, value, where=f"--set ({path.name})")
+        if applied is not None:
+            applied.setdefault(item, []).append(path.name)
+
+
+def _has_parent(data: Any, key: str) -> bool:
+    """True when every part of ``key`` but the last exists in ``data`` (dict keys, list indices
+    or list items named by ``id``/``name``)."""
+    cur = data
+    for part in key.split(".")[:-1]:
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif (
+            isinstance(cur, list)
+            and part.lstrip("-").isdigit()
+            and -len(cur) <= int(part) < len(cur)
+        ):
+            cur = cur[int(part)]
+        elif isinstance(cur, list):
+            named = [x for x in cur if isinstance(x, dict) and part in (x.get("id"), x.get("name"))]
+            if not named:
+                return False
+            cur = named[0]
+        else:
+            return False
+    return True
+
+
+def load_recipe(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    applied: dict[str, list[str]] | None = None,
+) -> tuple[Recipe, str]:
+    """Load and validate a recipe; apply ``[scope:]key=value`` overrides
+    (:func:`apply_overrides`). Returns (recipe, final YAML)."""
     path = Path(path)
     data, lines = read_yaml(path)
-    for item in overrides or []:
-        if "=" not in item:
-            raise RecipeError(f"--set {item!r}: expected key=value")
-        key, value = item.split("=", 1)
-        if not isinstance(data, dict):
-            raise RecipeError(f"{path}:1: expected a mapping at the top level")
-        set_dotted(data, key.strip(), value, where=f"--set ({path.name})")
+    apply_overrides(path, data, overrides, applied)
     recipe = load_yaml_model(path, Recipe, data=data, lines=lines)
     text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
     return recipe, text
@@ -424,13 +499,15 @@ class PumpedStorageRecipe(_M):
     constraints: list[Constraint] = Field(default_factory=list)
 
 
-def load_ps_recipe(path: str | Path, overrides: list[str] | None = None):
-    """Load a pumped-storage recipe (same rules as :func:`load_recipe`)."""
+def load_ps_recipe(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    applied: dict[str, list[str]] | None = None,
+):
+    """Load a pumped-storage recipe (same rules as :func:`load_recipe`: every key, not only
+    ``search.*``)."""
     path = Path(path)
     data, lines = read_yaml(path)
-    for item in overrides or []:
-        key, _, value = item.partition("=")
-        if key.startswith("search.") and isinstance(data, dict):
-            set_dotted(data, key.strip(), value, where=f"--set ({path.name})")
+    apply_overrides(path, data, overrides, applied)
     recipe = load_yaml_model(path, PumpedStorageRecipe, data=data, lines=lines)
     return recipe, yaml.safe_dump(data, allow_unicode=True, sort_keys=False)

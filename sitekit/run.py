@@ -31,7 +31,7 @@ import pandas as pd
 
 from sitekit import rules
 from sitekit.catalog import Catalog
-from sitekit.errors import InputError
+from sitekit.errors import InputError, RecipeError
 from sitekit.grid import DEFAULT_CHUNK, DEFAULT_CRS
 from sitekit.ownership import check_replaceable
 from sitekit.pipeline import Pipeline, TechGraph
@@ -526,16 +526,22 @@ def _extra_runs(recipe_paths: list[Path], opts: RunOptions) -> tuple[list[Path],
     first: list[Path] = []
     later: list[tuple[list[Path], Path | None]] = []
     seen: set[str] = set()
+    applied: dict[str, list[str]] = {}  # --set item → the recipes it changed
+    if opts.pumped_storage:
+        load_ps_recipe(opts.pumped_storage, list(opts.overrides), applied)
     for p in recipe_paths:
-        r, _ = load_recipe(p, list(opts.overrides))
+        r, _ = load_recipe(p, list(opts.overrides), applied)
         if r.technology in seen:
             later.append(([Path(p)], None))
         else:
             first.append(Path(p))
             seen.add(r.technology)
     for ps in opts.extra_pumped_storage:
-        load_ps_recipe(ps, list(opts.overrides))
+        load_ps_recipe(ps, list(opts.overrides), applied)
         later.append(([], Path(ps)))
+    _check_overrides(opts.overrides, applied, [*recipe_paths, *opts.extra_pumped_storage,
+                                               *([opts.pumped_storage] if opts.pumped_storage
+                                                 else [])])  # fmt: skip
     if not later:
         return recipe_paths, opts
     taken = {p.stem for p in first} | ({Path(opts.pumped_storage).stem}
@@ -552,13 +558,39 @@ def _extra_runs(recipe_paths: list[Path], opts: RunOptions) -> tuple[list[Path],
 
     def post(stage: Path) -> None:
         for (paths, ps), name in zip(later, names, strict=True):
+            mine = (paths[0] if paths else ps).name  # the --set items that reached this recipe
+            sets = tuple(it for it in opts.overrides if mine in applied.get(it, []))
             sub = replace(opts, out=stage / name, force=False, post=None, pumped_storage=ps,
-                          extra_pumped_storage=())  # fmt: skip
+                          extra_pumped_storage=(), overrides=sets)  # fmt: skip
             run_job(paths, sub)
         if then is not None:
             then(stage)
 
     return first, replace(opts, post=post, extra_pumped_storage=())
+
+
+def _check_overrides(
+    overrides: tuple[str, ...], applied: dict[str, list[str]], paths: list[Path]
+) -> None:
+    """Refuse a ``--set`` item that changed no recipe of the run (a typo, or a scope naming no
+    recipe); say which recipes an unscoped item reached when it did not reach them all."""
+    from sitekit.logs import LOGGER
+    from sitekit.recipe import parse_override
+
+    names = [Path(p).name for p in paths]
+    for item in overrides:
+        scope, key, _ = parse_override(item)
+        if item not in applied:
+            if len(names) == 1 and applied.get(f"!{item}"):  # the one recipe's own reason
+                raise RecipeError(applied[f"!{item}"][0])
+            where = f"no recipe named '{scope}'" if scope else f"no recipe has the key '{key}'"
+            raise RecipeError(
+                f"--set {item}: {where} (recipes of this run: {', '.join(names) or 'none'}); "
+                "check the key, or scope it as RECIPE:key=value with RECIPE a technology (pv, "
+                "wind, pumped_storage) or a recipe file name"
+            )
+        if scope is None and len(set(applied[item])) < len(set(names)):
+            LOGGER.info(f"--set {item}: applies to {', '.join(applied[item])} only")
 
 
 #: top-level names of a run folder a further recipe's folder may not take

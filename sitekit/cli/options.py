@@ -54,7 +54,10 @@ set_opt = click.option(
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a recipe value, e.g. --set sites.score_threshold=0.6 (repeatable).",
+    help="Override a recipe value: KEY=VALUE changes every recipe of the run that has KEY "
+    "(e.g. sites.score_threshold=0.6); RECIPE:KEY=VALUE only the recipe named (pv, wind, "
+    "pumped_storage or a recipe file name), e.g. pv:criteria.0.weight=0.3. A KEY no recipe has "
+    "is an error (repeatable).",
 )
 chunks_opt = click.option(
     "--chunks", type=int, default=1024, show_default=True, help="Dask chunk edge [px]."
