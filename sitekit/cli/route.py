@@ -274,7 +274,12 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
         sites, run.points, cost=cost, grid=run.grid, cache_dir=_run_cache(run_dir)
     )
     hz.write_hosting(per, curves, run.points, out, provenance=prov)
-    msg = f"{per['total_mw'].sum():,.0f} MW gathered at {int((per['total_mw'] > 0).sum())} points"
+    msg = (  # allocated within each point's capacity; the rest needs new transmission
+        f"{per['allocated_mw'].sum():,.0f} MW allocated at {int((per['allocated_mw'] > 0).sum())} "
+        f"points (capacity {per['capacity_mw'].sum():,.0f} MW); "
+        f"{per['total_mw'].sum() - per['allocated_mw'].sum():,.0f} MW of the top-N sites need "
+        "new transmission"
+    )
     if cat is not None and plants_layer in cat:
         from sitekit.io import read_vector
 
