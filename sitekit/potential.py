@@ -49,6 +49,7 @@ QUANTITIES = (
     "mw_after",  # Σ capacity density after competition [MW/km² · px]
     "mwh_after",  # Σ capacity density after competition × energy
     "shared",  # Σ inclusion on land shared with the other technology [px]
+    "no_data",  # Σ (study − inclusion) where no reason bit is set: a scored layer has no data
 )
 
 
@@ -57,7 +58,7 @@ def _sums_kernel(  # pragma: no cover - numba
     z, sf, r, inc, inc_a, cap_a, sh, e, dens, n_bits, forced_bits, out
 ):
     """One pass over a block's pixels: the rows of :func:`block_sums_reference` in ``out``."""
-    nq = 9
+    nq = 10
     for i in range(z.size):
         k = z[i]
         s = np.float64(sf[i])
@@ -81,6 +82,8 @@ def _sums_kernel(  # pragma: no cover - numba
         if sh[i]:
             out[8, k] += b
         bits = r[i]
+        if bits == 0 and a < s - 1e-6:
+            out[9, k] += s - a
         if bits:
             removed = s if a < s - 1e-6 else 0.0
             for j in range(n_bits):
@@ -163,6 +166,7 @@ def block_sums_reference(
         cap_a,
         cap_a * e,
         np.where(sh, inc_a, 0.0),
+        np.where((r == 0) & (inc < sf - 1e-6), sf - inc, 0.0),
     ]
     removed = np.where(inc < sf - 1e-6, sf, 0.0)  # a forced-inclusion zone may lift a reason
     cols += [
@@ -280,6 +284,9 @@ def potential_table(
             for j, c in enumerate(_c):
                 name = f"{c}_km2" if c.startswith("forced_") else f"excluded_{c}_km2"
                 out[name] = float(np.sum(_b[j][idx])) * pa
+            # no reason bit, yet not eligible: a scored raster has no data there (allow_gaps,
+            # or the study area's edge beyond a raster's last pixel)
+            out["excluded_no_data_km2"] = v["no_data"] * pa
             out.update(
                 {
                     "eligible_km2": v["eligible"] * pa,

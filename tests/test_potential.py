@@ -342,3 +342,32 @@ def test_site_overlap_is_measured_per_site() -> None:
     assert supply.site_overlaps({"pv_sites": pv, "wind_sites": apart})[1] == {
         "pv_sites∩wind_sites": 0.0
     }
+
+
+def test_land_removed_without_a_reason_is_reported_as_no_data() -> None:
+    """Four pixels of one zone: one allowed, one removed by reason bit 0, one removed with no
+    reason (a scored raster without data there, allow_gaps), one allowed: the removal adds up
+    as reason + no data, in both kernels."""
+    from sitekit.potential import QUANTITIES, block_sums, block_sums_reference
+
+    ones = np.ones((1, 4))
+    args = (
+        np.ones((1, 4), np.int64),  # prefecture 1
+        np.zeros((1, 4), np.int64),  # no county
+        ones,  # study fraction
+        np.array([[0, 1, 0, 0]], np.uint32),  # reason bits
+        np.array([[1.0, 0.0, 0.0, 1.0]]),  # inclusion alone
+        np.array([[1.0, 0.0, 0.0, 1.0]]),  # after competition
+        np.array([[1.0, 0.0, 0.0, 1.0]]),
+        np.zeros((1, 4), bool),
+        np.full((1, 4), 1000.0),
+        40.0,
+        0,
+        2,
+        1,
+    )
+    fast, ref = block_sums(*args), block_sums_reference(*args)
+    np.testing.assert_allclose(fast, ref)
+    q = dict(zip(QUANTITIES, fast[: len(QUANTITIES), 1], strict=True))
+    assert q["excluded"] == 2.0 and q["no_data"] == 1.0
+    assert fast[len(QUANTITIES), 1] == 1.0  # reason bit 0
