@@ -181,6 +181,31 @@ def notes(doc: dict) -> list[str]:
     return out
 
 
+HEAD = [
+    "| size | mode | wall [s] | fill compute [s] | CPU [s] | peak RSS, all processes [GiB] "
+    "| largest process [GiB] | load | output identical | when (UTC), commit |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def _rows(runs: list[dict]) -> list[str]:
+    out = []
+    for r in runs:
+        i = r.get("internal", {})
+        out.append(
+            f"| {r['size']} Mpx | {r['mode']} | "
+            + (
+                f"skipped: {r['skipped']} | | | | | | |"
+                if "skipped" in r
+                else f"{r['wall_s']:.1f} | {i.get('compute_s', float('nan')):.1f} | "
+                f"{r.get('cpu_s', float('nan')):.1f} | {r['peak_rss_gib']:.2f} | "
+                f"{r.get('max_single_rss_gib', float('nan')):.2f} | {r['load_start']:.1f} | "
+                f"{r.get('identical', '')} | {r.get('date', '')}, {r.get('commit', '')} |"
+            )
+        )
+    return out
+
+
 def report(doc: dict) -> str:
     L = [
         BEGIN,
@@ -197,25 +222,12 @@ def report(doc: dict) -> str:
         "process. Load = 1-min load average at the start (2 cores, shared machine: > 2 means "
         "other jobs competed).",
         "",
-        f"- date: {doc['date']}; git commit {doc['commit']}",
-        "",
-        "| size | mode | wall [s] | fill compute [s] | CPU [s] | peak RSS, all processes [GiB] "
-        "| largest process [GiB] | load | output identical |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *HEAD,
+        *_rows(doc["runs"]),
     ]
-    for r in doc["runs"]:
-        i = r.get("internal", {})
-        L.append(
-            f"| {r['size']} Mpx | {r['mode']} | "
-            + (
-                f"skipped: {r['skipped']} | | | | | | |"
-                if "skipped" in r
-                else f"{r['wall_s']:.1f} | {i.get('compute_s', float('nan')):.1f} | "
-                f"{r.get('cpu_s', float('nan')):.1f} | {r['peak_rss_gib']:.2f} | "
-                f"{r.get('max_single_rss_gib', float('nan')):.2f} | {r['load_start']:.1f} | "
-                f"{r.get('identical', '')} |"
-            )
-        )
+    if doc.get("previous"):
+        L += ["", "Earlier runs (the machine's load differed):", "", *HEAD]
+        L += _rows(doc["previous"])
     L += ["", *[f"- {x}" for x in notes(doc)], END]
     return "\n".join(L) + "\n"
 
@@ -267,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if store.exists():  # keep the runs of other sizes (one size per invocation is fine)
         old = json.loads(store.read_text())
         doc["runs"] = [r for r in old["runs"] if r["size"] not in sizes]
+        doc["previous"] = old.get("previous", []) + [r for r in old["runs"] if r["size"] in sizes]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     for size in sizes:
         src = generate(size, work)
