@@ -532,3 +532,20 @@ def test_suggestion_follows_the_recipe_cost_surface_round_a_land_cover_class(tin
                 assert not line.intersects(shapely.Point(x(cb), cy).buffer(400))
     assert lengths["pv"] == pytest.approx(2 * (10 * math.sqrt(2) + 9), abs=0.05)
     assert lengths["wind"] == pytest.approx(20.0, abs=1e-6)
+    # `sitekit hosting` connects sites over the same surface (the run's first recipe, PV): a
+    # site west of the band reaches the one point east of it through the gap, 46.28 km
+    gpkg = tiny_catalog.parent / "run" / "sitekit.gpkg"
+    gpd.GeoDataFrame({"site_id": ["S1"], "rank": [1], "capacity_mw": [50.0],
+                      "energy_gwh": [80.0], "lcoe_cny_per_kwh": [0.3]},
+                     geometry=[shapely.Point(x(cb - 10), y).buffer(200)], crs=g.crs).to_file(
+        gpkg, layer="pv_sites", engine="pyogrio")  # fmt: skip
+    gpd.GeoDataFrame({"name": ["East"], "voltage_kv": [220]},
+                     geometry=[shapely.Point(x(cb + 10), y)], crs=g.crs).to_file(
+        gpkg, layer="grid_points", engine="pyogrio")  # fmt: skip
+    res = runner.invoke(cli, ["hosting", "--run", str(tiny_catalog.parent / "run"), "--out",
+                              str(tiny_catalog.parent / "host"), "--no-bases"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    curve = pd.read_csv(tiny_catalog.parent / "host" / "supply_curves.csv", encoding="utf-8-sig")
+    assert curve["connection_km"].iloc[0] == pytest.approx(2 * (10 * math.sqrt(2) + 9), abs=0.05)

@@ -261,10 +261,15 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
     if run.points is None or not len(run.points):
         raise InputError(f"run folder {run_dir}: sitekit.gpkg has no grid_points layer")
     cost = None
-    if not straight_line:  # as the run's connection distance: redlines cost ×20, not forbidden
-        red = run.redlines
-        forbidden = run.grid.rasterize(red) if red is not None else None
-        cost = proximity.cost_surface(run.slope, forbidden, forbidden_cost=20.0)
+    if not straight_line:  # the run's own connection surface (sitekit.pipeline.line_cost)
+        own = _catalog(catalog or _run_catalog(run_dir), data_roots)
+        rc = routes.run_connection_cost(run_dir, own, run.grid)
+        if rc is not None:
+            cost = rc.cost
+        else:  # no recipe in the folder: slope, every constraint polygon ×20 (the recipe default)
+            red = run.redlines
+            forbidden = run.grid.rasterize(red) if red is not None else None
+            cost = proximity.cost_surface(run.slope, forbidden, forbidden_cost=20.0)
     sites, n_bases = run.sites, None
     if not no_bases and cat is not None and "hydro_plants_gem" in cat:
         from sitekit.bases_outputs import run_bases
