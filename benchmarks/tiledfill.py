@@ -176,7 +176,8 @@ def notes(doc: dict) -> list[str]:
         "(O(tile perimeter)). The fill alone is measured here: today's hydrology task also "
         "routes flow and accumulates it globally (the ~50 B/px of issue 27).",
         "CPU is user + sys of the whole process tree (`/usr/bin/time`), so it counts the "
-        "worker processes; on a loaded machine wall time grows while CPU time stays.",
+        "worker processes. On this shared machine both grow with the load (wall time most: "
+        "`Percent of CPU` fell to ~50 % at load 7–8): compare rows of similar load.",
     ]
     return out
 
