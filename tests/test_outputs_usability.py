@@ -148,11 +148,12 @@ def test_layers_check_formats(tiny_catalog: Path) -> None:
     assert lines[0].startswith("layer,name,kind,crs") and len(lines) == 4
 
 
-def _demo_to_files(out: Path, *extra: str) -> tuple[str, str]:
+def _demo_to_files(out: Path, *extra: str, before: tuple[str, ...] = ()) -> tuple[str, str]:
+    """Run ``sitekit [before] demo … [extra]`` (5 km) with stdout and stderr into files."""
     so, se = out.parent / "stdout.txt", out.parent / "stderr.txt"
     with so.open("w") as fo, se.open("w") as fe:
         rc = subprocess.call(
-            [sys.executable, "-c", "from sitekit.cli import main; main()", "demo",
+            [sys.executable, "-c", "from sitekit.cli import main; main()", *before, "demo",
              "--resolution", "5000", "--out", str(out), "--no-cache", "--workers", "1", *extra],
             stdout=fo, stderr=fe,
         )  # fmt: skip
@@ -176,6 +177,36 @@ def test_demo_log_into_files_is_short_and_progress_is_on_stderr(demo_logs) -> No
     assert "computing layers" not in stdout
     assert len(text.splitlines()) < 100
     assert f"results in {out.resolve()}" in stderr
+
+
+@pytest.mark.parametrize("argv", [["-q", "demo"], ["demo", "-q"], ["demo", "--quiet"]])
+def test_demo_takes_quiet_before_and_after_the_verb(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, bool] = {}
+
+    def run_job(recipes: list[Path], opts: object) -> None:
+        seen["quiet"] = logs.quiet() and getattr(opts, "quiet", False)
+
+    monkeypatch.setattr("sitekit.run.run_job", run_job)
+    try:
+        res = CliRunner().invoke(cli, [*argv, "--out", str(tmp_path / "out")])
+        assert res.exit_code == 0, res.output
+        assert seen == {"quiet": True} and res.stdout == ""
+    finally:
+        logs.configure()
+
+
+def test_quiet_demo_prints_nothing_but_warnings(tmp_path: Path) -> None:
+    """``sitekit -q demo``: nothing on stdout (route and hosting included), only the expected
+    warning on stderr, and the grid planners' outputs still written."""
+    out = tmp_path / "out"
+    stdout, stderr = _demo_to_files(out, "--no-map", before=("-q",))
+    assert stdout == ""
+    lines = stderr.splitlines()
+    assert all(ln.startswith("sitekit: warning: ") for ln in lines), lines
+    assert (out / "route" / "route_summary.md").is_file()
+    assert (out / "hosting" / "hosting.csv").is_file()
 
 
 # -- walking every output of the demo ------------------------------------------------------------
