@@ -549,3 +549,57 @@ def test_suggestion_follows_the_recipe_cost_surface_round_a_land_cover_class(tin
 
     curve = pd.read_csv(tiny_catalog.parent / "host" / "supply_curves.csv", encoding="utf-8-sig")
     assert curve["connection_km"].iloc[0] == pytest.approx(2 * (10 * math.sqrt(2) + 9), abs=0.05)
+
+
+def test_route_cost_equals_the_runs_connection_distance(tiny_catalog):
+    """One surface: a suggestion from a pixel to its connection point costs exactly what the
+    run's connection_distance raster (built as `sitekit run` builds it) says there; the whole
+    surface, with its forbidden zone (DEM > 2400 m, ×7) and crossing cost (DEM < 2150 m, ×3), is
+    the run's pixel for pixel."""
+    from sitekit import rules
+    from sitekit.catalog import Catalog
+    from sitekit.pipeline import Pipeline
+    from sitekit.recipe import ThresholdC, load_recipe
+
+    base, _ = load_recipe(Path(__file__).resolve().parents[1] / "pipelines" / "wind.yaml")
+    high = ThresholdC(kind="threshold", id="high", layer="dem", op=">", value=2400.0)
+    low = ThresholdC(kind="threshold", id="low", layer="dem", op="<", value=2150.0)
+    cfg = base.grid.model_copy(
+        update={
+            "layer": "towns",
+            "forbidden": ["high"],
+            "forbidden_cost": 7.0,
+            "crossing_costs": {"low": 3.0},
+        }
+    )
+    recipe = base.model_copy(update={"rules": [], "constraints": [high, low], "grid": cfg,
+                                     "existing_plants": None})  # fmt: skip
+    g = write_recipe_run(tiny_catalog.parent / "run", tiny_catalog, {"wind": recipe})
+    cat = Catalog(tiny_catalog)
+    run = routes.open_run(tiny_catalog.parent / "run", cat)
+    rc = routes.run_connection_cost(tiny_catalog.parent / "run", cat, run.grid)
+    assert rc.technology == "wind"
+    assert "forbidden high ×7" in rc.description and "crossing low ×3" in rc.description
+    pipe = Pipeline(cat, g)
+    tg = pipe.technology(recipe)
+    dist = pipe.connection_distance(
+        tg.recipe, rules.forbidden_mask(tg), rules.crossing_penalty(tg)
+    ).values  # as sitekit.run builds it
+    ref = pipe.line_cost(tg.recipe, rules.forbidden_mask(tg), rules.crossing_penalty(tg)).values
+    mine = rc.cost.values
+    assert np.array_equal(mine, ref, equal_nan=True)
+    dem = pipe.derived("dem", recipe).values
+    flat = mine[(dem > 2200) & (dem < 2300) & np.isfinite(mine)]  # neither zone: slope only
+    assert np.allclose(mine[(dem > 2410) & np.isfinite(mine)] / np.median(flat), 7.0, rtol=0.05)
+    assert np.allclose(mine[(dem < 2140) & np.isfinite(mine)] / np.median(flat), 3.0, rtol=0.05)
+    # town B (101.4 °E, DEM ≈ 2500 m, forbidden) from a pixel 6 px west and 3 px south of it
+    towns = cat.vector("towns", g)
+    bx, by = towns.geometry.iloc[1].x, towns.geometry.iloc[1].y
+    col, row = ~g.transform * (bx, by)
+    r, c = int(row) + 3, int(col) - 6
+    start = g.transform * (c + 0.5, r + 0.5)
+    end = g.transform * (int(col) + 0.5, int(row) + 0.5)
+    sg = routes.suggest_route(start, end, cost=rc.cost, grid=run.grid,
+                              forbidden_mask=rc.forbidden, avoid=False)  # fmt: skip
+    assert sg.cost_km == pytest.approx(float(dist[r, c]), rel=1e-5)
+    assert len(sg.crossings) >= 1  # it ends inside the forbidden zone, and says so
