@@ -10,8 +10,13 @@ vectorised index, never the whole raster); shares of the route above 4000 m and 
 :func:`sitekit.proximity.least_cost_path` (8-connected MCP, Dijkstra 1959) with redlines impassable;
 if no path avoids them it repeats the search with redlines costing ×1000 per metre, so the path
 crosses the fewest redline km (Bagli et al. 2011 weight crossings the same way), and reports each
-crossing. :func:`write_route_report` writes the CSV tables, the profile plot, a bilingual summary
-and an offline map (via :func:`sitekit.render.render_map`).
+crossing. On a run folder, :func:`run_connection_cost` rebuilds the cost surface the run's
+least-cost connections used (its recipe from ``run.json``: slope, ``grid.cost_terms`` from any
+raster, per-rule ``grid.crossing_costs``, ``grid.forbidden`` zones at ``grid.forbidden_cost``;
+:meth:`sitekit.pipeline.Pipeline.line_cost`), and the suggestion follows it as it is
+(``avoid=False``), so it costs what the run's ``connection_distance`` says.
+:func:`write_route_report` writes the CSV tables, the profile plot, a bilingual summary and an
+offline map (via :func:`sitekit.render.render_map`).
 """
 
 from __future__ import annotations
