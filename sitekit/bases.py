@@ -362,7 +362,7 @@ def build_bases(plants, sites: dict, spec, *, crs, clearness=0.6, design=None,
                                     "firm_share")},
             "hydro_spilled_gwh": hp.spilled_mwh_per_yr / 1000.0, **corr,
             "hydro_shares_status": table.status, "wind_shape_status": spec.wind.status,
-            "geometry": a.geometry,
+            **published(a["hydro_plant_zh"], spec), "geometry": a.geometry,
         })  # fmt: skip
         for g, take in ((gp, take_p), (gw, take_w)):
             for k in range(len(g)):
@@ -377,6 +377,20 @@ def build_bases(plants, sites: dict, spec, *, crs, clearness=0.6, design=None,
     site_cols = ["base_id", "technology", "site_id", "capacity_mw", "energy_gwh",
                  "lcoe_cny_per_kwh", "distance_km", "bundled"]  # fmt: skip
     return out, pd.DataFrame(site_rows, columns=site_cols), runs
+
+
+def published(name_zh, spec) -> dict:
+    """The announced base of ``spec.published`` whose ``name_zh`` is in the plant's Chinese
+    name: ``published_pv_mw``/``published_wind_mw`` [MW], ``published_gwh`` [GWh/yr],
+    ``published_what``, ``published_source`` (NaN/"" when none). A sanity check beside the
+    modelled base, never an input of the sizing."""
+    for p in spec.published:
+        if name_zh and p.name_zh in str(name_zh):
+            return {"published_pv_mw": p.pv_mw, "published_wind_mw": p.wind_mw,
+                    "published_gwh": np.nan if p.energy_gwh is None else p.energy_gwh,
+                    "published_what": p.what, "published_source": p.source}  # fmt: skip
+    return {"published_pv_mw": np.nan, "published_wind_mw": np.nan, "published_gwh": np.nan,
+            "published_what": "", "published_source": ""}  # fmt: skip
 
 
 def hydro_table(plants, spec) -> pd.DataFrame:

@@ -106,9 +106,10 @@ def bases_markdown(bases: pd.DataFrame, limit: float) -> str:
         "not counted at any grid point (hosting.csv). / 纳入基地的场址计入其外送线路，不再计入并网点容量。",
         "",
         "Notes / 说明:",
-        f"- {empty} of {len(bases)} bases have no candidate site within the radius: a base's "
-        "catchment holds the run's listed sites (the top-N per prefecture, `sites.max_sites`), not "
-        "all eligible land. / 基地汇集范围内仅计本次运行列出的前N名场址。",
+        f"- {empty} of {len(bases)} bases have no candidate site within the radius. A base's "
+        "catchment holds every candidate site of the run (supply_curve.csv; a run without site "
+        "centres there: its top-N lists only), each counted at its nearest base only. / "
+        "基地汇集范围为本次运行的全部候选场址，每个场址只计入最近的一个基地。",
         "- Line = the plant's installed MW × `line_rating_factor` unless the plant table gives "
         "`line_mw`; the backbone behind it is not modelled. / 线路容量默认取电站装机。",
         "- Typical days average the weather out: curtailment on real days is higher. / "
@@ -116,6 +117,9 @@ def bases_markdown(bases: pd.DataFrame, limit: float) -> str:
         "- `hydro_bases.csv` is the older static screening ratio (spare line = hydro MW × (1 − CF)); "
         "`bases.csv` supersedes it. / hydro_bases.csv 为旧的静态估算。",
     ]
+    from sitekit.bases_run import comparison_markdown
+
+    lines += comparison_markdown(bases)  # beside announced real bases (bases.yaml published)
     return "\n".join(lines) + "\n"
 
 
@@ -180,13 +184,23 @@ def _map(target: Path, bases: gpd.GeoDataFrame, site_shapes, grid,
 
 
 def run_bases(run, cat, spec_file: Path | None, out_dir: Path,
-              provenance: dict | None = None) -> tuple[dict, int]:  # fmt: skip
+              provenance: dict | None = None,
+              run_dir: Path | None = None) -> tuple[dict, int]:  # fmt: skip
     """The hosting step's bases: read the GEM plants and ``spec_file`` (default
     ``pipelines/bases.yaml``), size every base, write its files into ``out_dir`` (tagged with the
     run's ``provenance``, :func:`write_bases`). Returns the
     run's sites without the bundled ones (they are allocated to their base's line, not to a
-    grid point) and the number of bases."""
+    grid point) and the number of bases. A base bundles any candidate site of the run in its
+    catchment (``run_dir``'s supply_curve.csv, :func:`sitekit.bases_run.candidate_sites`); with
+    ``run_dir`` the run's report.html and map.html get the bases too
+    (:func:`sitekit.bases_run.update_run_pages`)."""
     from sitekit.bases import build_bases, hydro_table
+    from sitekit.bases_run import (
+        bundled_points,
+        candidate_sites,
+        update_run_pages,
+        with_pool_columns,
+    )
     from sitekit.io import read_vector
     from sitekit.profiles import load_bases_spec
     from sitekit.run import REPO_ROOT
@@ -197,31 +211,30 @@ def run_bases(run, cat, spec_file: Path | None, out_dir: Path,
     plants = read_vector(cat.file(layer), layer, cat.where(layer))
     clear = cat.file(cat.layer("ghi_calibration")) if "ghi_calibration" in cat else 0.6
     profiles: dict = {}
-    bases, sites, runs = build_bases(plants, run.sites, spec, crs=run.grid.crs,
+    pool, source = candidate_sites(run_dir, run)
+    bases, sites, runs = build_bases(plants, pool, spec, crs=run.grid.crs,
                                      profiles_out=profiles,
                                      clearness=str(clear) if not isinstance(clear, float)
                                      else clear)  # fmt: skip
+    sites = with_pool_columns(sites, pool)
     bundled = sites[sites["bundled"]]
     keyed = set(zip(bundled["technology"], bundled["site_id"], strict=True))
-    left, shapes = {}, []
-    for tech, g in run.sites.items():
+    left = {}
+    for tech, g in run.sites.items():  # the top-N lists that the grid-point allocation reads
         if g is None or not len(g) or "site_id" not in g.columns:
             left[tech] = g
             continue
         mask = np.array([(tech, str(i)) in keyed for i in g["site_id"]], bool)
         left[tech] = g[~mask]
-        if mask.any():
-            part = g[mask][["site_id", "capacity_mw", "geometry"]].copy()
-            part["technology"] = tech
-            b = bundled.set_index(["technology", "site_id"])["base_id"]
-            part["base_id"] = [b.get((tech, str(i)), "") for i in part["site_id"]]
-            shapes.append(part.to_crs(run.grid.crs))
-    site_shapes = (gpd.GeoDataFrame(pd.concat(shapes, ignore_index=True), geometry="geometry",
-                                    crs=run.grid.crs) if shapes else None)  # fmt: skip
-    write_bases(bases, sites, runs, out_dir, limit=spec.curtailment_limit,
+    site_shapes = bundled_points(bundled, pool, run.grid.crs)
+    files = write_bases(bases, sites, runs, out_dir, limit=spec.curtailment_limit,
                 site_shapes=site_shapes, grid=run.grid, provenance=provenance)  # fmt: skip
     _csv(Path(out_dir) / "hydro_profiles.csv", hydro_table(plants, spec), provenance)
     _csv(Path(out_dir) / "bases_site_profiles.csv", profile_table(profiles), provenance)
+    if run_dir is not None:
+        charts = {k.removeprefix("png_"): v for k, v in files.items() if k.startswith("png_")}
+        update_run_pages(run_dir, out_dir, bases, site_shapes, charts,
+                         limit=spec.curtailment_limit, source=source)  # fmt: skip
     return left, len(bases)
 
 

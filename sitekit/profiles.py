@@ -109,6 +109,20 @@ class PlantRegulation(_M):
     source: str
 
 
+class PublishedBase(_M):
+    """A real hydro–wind–solar base as announced, to set a modelled base beside (a sanity check
+    printed in bases.md and the report, never used in the sizing)."""
+
+    name_zh: str = Field(
+        description="the anchor plant's Chinese name, matched as in plant_regulation"
+    )
+    pv_mw: float = Field(0.0, ge=0, description="announced PV bundled with the plant [MW]")
+    wind_mw: float = Field(0.0, ge=0, description="announced wind bundled with the plant [MW]")
+    energy_gwh: float | None = Field(None, ge=0, description="announced PV+wind energy [GWh/yr]")
+    what: str = Field(description="what the figures are (project, phase, status)")
+    source: str
+
+
 class BasesSpec(_M):
     """``pipelines/bases.yaml``: the shape tables and the sizing settings of the bases."""
 
@@ -126,6 +140,9 @@ class BasesSpec(_M):
     )
     regulation: dict[str, RegulationRule]
     plant_regulation: list[PlantRegulation] = Field(default_factory=list)
+    published: list[PublishedBase] = Field(
+        default_factory=list, description="announced bases to compare with (not a fit)"
+    )
 
     @field_validator("regulation", "hydro_shares")
     @classmethod

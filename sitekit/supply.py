@@ -39,6 +39,8 @@ SUPPLY_COLUMNS = [
     "cumulative_mw",
     "cumulative_gwh",
     "in_top_n",
+    "x_m",
+    "y_m",
 ]
 
 
@@ -53,8 +55,9 @@ def supply_curve(sites: pd.DataFrame, point_names: list[str]) -> pd.DataFrame:
         allocated_point_index, allocated_connection_km, connection_kv, connection_status …).
     point_names : connection point names by index.
 
-    Returns :data:`SUPPLY_COLUMNS`; the last ``cumulative_mw`` of a technology equals the sum
-    of its sites' MW.
+    Returns :data:`SUPPLY_COLUMNS` (``x_m``/``y_m``: the site's centre in the grid CRS [m],
+    read by the hydro–wind–solar bases); the last ``cumulative_mw`` of a technology equals the
+    sum of its sites' MW.
     """
     df = sites.copy()
     names = np.asarray([*point_names, ""], dtype=object)
@@ -72,7 +75,8 @@ def supply_curve(sites: pd.DataFrame, point_names: list[str]) -> pd.DataFrame:
         if c not in df.columns:
             df[c] = np.nan
     out = df[SUPPLY_COLUMNS].reset_index(drop=True)
-    for c in ("capacity_mw", "energy_gwh", "connection_km", "cumulative_mw", "cumulative_gwh"):
+    for c in ("capacity_mw", "energy_gwh", "connection_km", "cumulative_mw", "cumulative_gwh",
+              "x_m", "y_m"):  # fmt: skip
         out[c] = out[c].astype(float).round(3)
     out["total_lcoe_cny_per_kwh"] = out["total_lcoe_cny_per_kwh"].astype(float).round(4)
     out["new_transmission_cny"] = out["new_transmission_cny"].astype(float).round(0)

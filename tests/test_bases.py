@@ -319,3 +319,169 @@ def test_hydro_table_every_conventional_plant_with_its_monthly_energy() -> None:
     assert t.loc["River", "regulation"] == "run_of_river"
     # run-of-river default shares: July 16 % of 50 MW × 0.5 × 8,760 h
     assert t.loc["River", "gwh_m07"] == pytest.approx(50 * 0.5 * 8.76 * 0.16)
+
+
+def _hosting_cli(tmp_path, *, supply: pd.DataFrame | None, pages: bool, extra=()):
+    """The fake run of test_routes.write_run with one GEM plant on site P1 (1000, 1000),
+    bases within 2 km, optionally a supply_curve.csv and stub report/map pages; runs
+    ``sitekit hosting`` and returns (click result, run folder)."""
+    from pathlib import Path
+
+    import geopandas as gpd
+    import shapely
+    from click.testing import CliRunner
+    from test_routes import write_run
+
+    import sitekit.cli.route  # noqa: F401  (registers the verbs)
+    from sitekit.cli import cli
+
+    run = tmp_path / "run"
+    g = write_run(run)
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 8000, 6000)], crs=g.crs).to_file(
+        cat / "area.gpkg", engine="pyogrio")  # fmt: skip
+    lonlat = gpd.GeoSeries([shapely.Point(1000, 1000)], crs=g.crs).to_crs(4326).iloc[0]
+    (cat / "gem.csv").write_text(
+        "Project Name,Project Name (local lang/script),Capacity (MW),Status,Technology Type,"
+        "River / Watercourse,Latitude,Longitude\n"
+        f"Test dam,测试水电站,1000,operating,conventional storage,R,{lonlat.y},{lonlat.x}\n",
+        encoding="utf-8",
+    )
+    (cat / "catalog.yaml").write_text(
+        "name: t\nstudy_area: area\nlayers:\n"
+        "  - {id: area, kind: vector, path: area.gpkg, role: boundary}\n"
+        "  - {id: hydro_plants_gem, kind: points-csv, path: gem.csv, x: Longitude, y: Latitude, "
+        "crs: 'EPSG:4326', role: other}\n", encoding="utf-8")  # fmt: skip
+    spec = Path(__file__).parents[1] / "pipelines" / "bases.yaml"
+    (cat / "bases.yaml").write_text(
+        spec.read_text(encoding="utf-8").replace("radius_km: 50 ", "radius_km: 2 "),
+        encoding="utf-8",
+    )
+    if supply is not None:
+        supply.to_csv(run / "supply_curve.csv", index=False, encoding="utf-8-sig")
+    if pages:
+        (run / "report.html").write_text(
+            '<html><body><h1>Run</h1><h2 id="summary">S</h2><h2 id="recipes">R</h2></body>'
+            "</html>\n", encoding="utf-8")  # fmt: skip
+        (run / "map.html").write_text(
+            "<html><body></body><script>let layer_control_ab12 = L.control.layers({}, {});"
+            "window.sitekit = {map: null, layers: {}, ready: true};</script>\n</html>\n",
+            encoding="utf-8",
+        )
+    res = CliRunner().invoke(cli, ["hosting", "--run", str(run), "--catalog",
+                                   str(cat / "catalog.yaml"), "--bases", str(cat / "bases.yaml"),
+                                   *extra])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return res, run
+
+
+def _supply_rows() -> pd.DataFrame:
+    # P1 (top-N, at the dam) and C7, a candidate outside the top-N lists 1.2 km from the dam;
+    # C8 is 5 km away (outside the 2 km catchment)
+    return pd.DataFrame({
+        "technology": ["pv", "pv", "pv"], "order": [1, 2, 3], "site_id": ["P1", "C7", "C8"],
+        "capacity_mw": [120.0, 80.0, 70.0], "energy_gwh": [180.0, 120.0, 105.0],
+        "capacity_factor": [0.17, 0.17, 0.17], "total_lcoe_cny_per_kwh": [0.25, 0.26, 0.2],
+        "connection_point": ["West", "West", "East"], "in_top_n": [True, False, False],
+        "x_m": [1000.0, 2200.0, 6000.0], "y_m": [1000.0, 1000.0, 1000.0],
+    })  # fmt: skip
+
+
+def test_bases_bundle_candidates_outside_the_top_n_lists(tmp_path) -> None:
+    _, run = _hosting_cli(tmp_path, supply=_supply_rows(), pages=False)
+    out = run / "hosting"
+    b = pd.read_csv(out / "bases.csv", encoding="utf-8-sig")
+    # both candidates of the catchment fit the 1,000 MW line whole: P1 and C7, never C8
+    assert sorted(b["site_ids"].iloc[0].split()) == ["C7", "P1"]
+    assert b["pv_mw"].tolist() == [200.0] and b["pv_candidates_mw"].tolist() == [200.0]
+    s = pd.read_csv(out / "bases_sites.csv", encoding="utf-8-sig").set_index("site_id")
+    assert set(s.index) == {"P1", "C7"}
+    assert not s.loc["C7", "in_top_n"] and s.loc["C7", "connection_point_without_base"] == "West"
+    # counted once: P1 leaves the points (a top-N site); C7 was never in the hosting lists
+    per = pd.read_csv(out / "hosting.csv", encoding="utf-8-sig")
+    assert per["total_mw"].sum() == pytest.approx(60 + 30 + 50)
+    import pyogrio
+
+    pts = pyogrio.read_dataframe(out / "bases.gpkg", layer="bases_sites")
+    assert sorted(pts["site_id"]) == ["C7", "P1"] and set(pts.geom_type) == {"Point"}
+
+
+def test_without_site_centres_the_bases_fall_back_to_the_top_n_sites(tmp_path) -> None:
+    old = _supply_rows().drop(columns=["x_m", "y_m"])  # a run written before the centres
+    _, run = _hosting_cli(tmp_path, supply=old, pages=False)
+    b = pd.read_csv(run / "hosting" / "bases.csv", encoding="utf-8-sig")
+    assert b["site_ids"].tolist() == ["P1"]
+
+
+def test_hosting_adds_the_bases_to_the_run_report_and_map_once(tmp_path) -> None:
+    import json
+    import re
+
+    from sitekit.bases_run import BEGIN
+
+    _hosting_cli(tmp_path, supply=_supply_rows(), pages=True)
+    res, run = _hosting_cli(tmp_path / "again", supply=_supply_rows(), pages=True)
+    # a second hosting step on the same run replaces the first one's additions
+    from click.testing import CliRunner
+
+    from sitekit.cli import cli
+
+    args = ["hosting", "--run", str(run), "--catalog", str(tmp_path / "again" / "cat" /
+            "catalog.yaml"), "--bases", str(tmp_path / "again" / "cat" / "bases.yaml"),
+            "--force"]  # fmt: skip
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    rep = (run / "report.html").read_text(encoding="utf-8")
+    assert rep.count(BEGIN) == 1 and rep.count('id="bases"') == 1
+    assert rep.index('id="summary"') < rep.index('id="bases"') < rep.index('id="recipes"')
+    assert "水风光一体化基地" in rep and "测试水电站 Test dam" in rep
+    assert "data:image/png;base64," in rep and "http" not in rep.split(BEGIN)[1]
+    page = (run / "map.html").read_text(encoding="utf-8")
+    assert page.count(BEGIN) == 1 and page.rstrip().endswith("</html>")
+    assert page.index("window.sitekit = ") < page.index(BEGIN)  # after the map's own script
+    assert "layer_control_ab12.addOverlay(" in page
+    assert 'sk.layers["hydro_wind_solar_bases"]' in page and 'sk.layers["bases_sites"]' in page
+    for m in re.finditer(r"var p = feature.properties, K = (\[.*?\]), T", page):
+        labels = json.loads(m.group(1))
+        assert all(re.search(r"[\u4e00-\u9fff]", k) for k in labels), labels
+    assert '"P1"' in page and '"C7"' in page
+
+
+def test_hosting_elsewhere_leaves_the_run_pages_alone(tmp_path) -> None:
+    _, run = _hosting_cli(tmp_path, supply=_supply_rows(), pages=True,
+                          extra=("--out", str(tmp_path / "elsewhere")))  # fmt: skip
+    assert "sitekit:bases" not in (run / "report.html").read_text(encoding="utf-8")
+    assert "sitekit:bases" not in (run / "map.html").read_text(encoding="utf-8")
+    assert (tmp_path / "elsewhere" / "bases.csv").is_file()
+
+
+def test_supply_curve_keeps_the_site_centres_the_bases_read() -> None:
+    from sitekit import supply
+
+    sites = pd.DataFrame({"technology": ["pv", "pv"], "site_id": ["S1", "S2"],
+                          "capacity_mw": [10.0, 20.0], "energy_gwh": [15.0, 30.0],
+                          "total_lcoe_cny_per_kwh": [0.3, 0.2], "allocated_point_index": [0, -1],
+                          "allocated_connection_km": [1.0, np.nan],
+                          "x_m": [1000.0, 2000.4], "y_m": [5.0, 6.0]})  # fmt: skip
+    sc = supply.supply_curve(sites, ["P0"]).set_index("site_id")
+    assert sc.loc["S1", "x_m"] == 1000.0 and sc.loc["S2", "y_m"] == 6.0
+
+
+def test_an_announced_base_is_set_beside_its_modelled_one_only() -> None:
+    from pathlib import Path
+
+    from sitekit.bases_outputs import bases_markdown
+    from sitekit.profiles import PublishedBase, load_bases_spec
+
+    spec = load_bases_spec(Path(__file__).parents[1] / "pipelines" / "bases.yaml")
+    assert any(p.name_zh == "两河口" for p in spec.published)  # Kela PV, cited
+    spec = spec.model_copy(update={"published": [PublishedBase(
+        name_zh="大站", pv_mw=400.0, energy_gwh=800.0, what="test phase 1", source="test")]})  # fmt: skip
+    plants = _gem([("Big", "某江大站", 2000, "operating", "conventional storage", 0, 0),
+                   ("Other", "他站", 2000, "operating", "conventional storage", 300000, 0)])  # fmt: skip
+    out, _, _ = bases.build_bases(plants, {}, spec, crs=3857)
+    r = out.set_index("hydro_plant")
+    assert r.loc["Big", "published_pv_mw"] == 400.0 and np.isnan(r.loc["Other", "published_pv_mw"])
+    md = bases_markdown(out, 0.05)
+    assert "Beside announced bases" in md and "test phase 1" in md
+    assert md.count("announced 400 MW PV") == 1 and "model / announced MW = 0.00" in md

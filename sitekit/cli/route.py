@@ -274,7 +274,8 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
     if not no_bases and cat is not None and "hydro_plants_gem" in cat:
         from sitekit.bases_outputs import run_bases
 
-        sites, n_bases = run_bases(run, cat, bases_file, out, prov)  # bundled sites leave points
+        # bundled sites leave the points; the run's report and map get the bases
+        sites, n_bases = run_bases(run, cat, bases_file, out, prov, run_dir=run_dir)
     per, curves = hz.hosting_capacity(
         sites, run.points, cost=cost, grid=run.grid, cache_dir=_run_cache(run_dir)
     )
