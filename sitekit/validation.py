@@ -335,6 +335,15 @@ def _cf(run: Path, tech: str) -> np.ndarray | None:
 
 
 # -- inside a run (called by sitekit.run) ------------------------------------------------------
+def plant_attribution(spec: Any) -> str:
+    """Credit line of a built-plant layer for the map and GeoPackage (``name_en: source —
+    licence`` from its catalogue entry); empty when the entry gives neither source nor licence."""
+    if not (getattr(spec, "source", None) or getattr(spec, "licence", None)):
+        return ""
+    parts = [x for x in (spec.source, spec.licence) if x]
+    return f"{spec.name_en or spec.id}: {' — '.join(parts)}"
+
+
 def in_run(
     stage: Path,
     graphs: list[Any],
@@ -414,6 +423,9 @@ def in_run(
                 stacklevel=2,
             )
         prov["existing_plants"][t] = {"layer": spec.id, "file": fname, "outside": outside}
+        credit = plant_attribution(spec)  # shown in the map's info box (CC BY needs the credit)
+        if credit and credit not in prov.get("attribution", ""):
+            prov["attribution"] = "; ".join(filter(None, [prov.get("attribution"), credit]))
         keep = table["in_study_area"].to_numpy()
         shown = plants[keep].copy()
         for col in ("eligible", "score", "score_percentile", "cf_modelled", "excluded_by"):

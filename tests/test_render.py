@@ -340,6 +340,24 @@ def test_built_wind_farms_layer_style_title_colours_and_labelled_popups(
     assert vs.popup_fields[:4] == ["name", "phase", "status", "start_year"]
 
 
+def test_built_wind_farms_are_credited_on_the_map(results: dict, tmp_path: Path) -> None:
+    """The GEM tracker is CC BY 4.0: the run's provenance carries its credit line (from the
+    catalogue entry, sitekit.validation.plant_attribution) and the map's info box shows it."""
+    import html
+
+    from sitekit.catalog import Catalog
+    from sitekit.validation import plant_attribution
+
+    spec = Catalog(REPO / "layers" / "sichuan-west" / "catalog.yaml").layer("wind_farms_gem")
+    credit = plant_attribution(spec)
+    assert "Global Energy Monitor" in credit and "Global Wind Power Tracker" in credit
+    assert "CC BY 4.0" in credit
+    r = results
+    out = render_map(tmp_path / "m.html", grid=r["grid"], rasters={}, vectors={},
+                     style=MapStyle(), provenance={"attribution": credit})  # fmt: skip
+    assert credit in html.unescape(_unjson(out.read_text(encoding="utf-8")))
+
+
 def test_style_file_lists_only_changes(tmp_path: Path) -> None:
     f = tmp_path / "s.yaml"
     f.write_text(
