@@ -1048,6 +1048,10 @@ def write_route_report(
             gdf = suggestion.to_geodataframe().to_crs(4326)
             for col in ("cost_km", "straight_cost_km"):  # GeoJSON has no inf: null = impassable
                 gdf[col] = gdf[col].astype(object).where(np.isfinite(gdf[col].astype(float)), None)
+            if prov is not None:  # the run's data status as a property (sitekit.tags)
+                from sitekit.tags import status
+
+                gdf["data_status"] = status("suggested_route", prov)
             gdf.to_file(tmp, driver="GeoJSON", engine="pyogrio")
         files["suggestion_geojson"] = target
     if make_map:

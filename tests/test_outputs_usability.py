@@ -419,6 +419,32 @@ def test_charts_pages_and_maps_of_route_and_hosting_say_what_they_rest_on(demo_l
         assert "illustrative / 示意" in page, html
 
 
+def test_a_route_suggestion_from_a_run_folder_carries_its_data_status(
+    demo_logs, tmp_path: Path
+) -> None:
+    """``sitekit route --from/--to`` on the demo's folder: the GeoJSON suggestion and every
+    table say what they rest on (run.json), the summary opens with the status line."""
+    out = demo_logs[0]
+    prov = _run_provenance(out)
+    dest = tmp_path / "sug"
+    res = CliRunner().invoke(
+        cli,
+        ["route", "--run", str(out), "--from", "101.0,29.0", "--to", "101.6,28.6",
+         "--out", str(dest), "--no-map", "-q"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert res.stdout == ""
+    sug = pyogrio.read_dataframe(dest / "route_suggestion.geojson", read_geometry=False)
+    assert (sug["data_status"] == tags.status("suggested_route", prov)).all()
+    assert "MODELLED from demo terrain" in sug["data_status"].iloc[0]
+    for csv in dest.glob("*.csv"):
+        df = pd.read_csv(csv, encoding="utf-8-sig")
+        assert (df["data_status"] == tags.status(csv.stem, prov)).all(), csv.name
+    summary = (dest / "route_summary.md").read_text(encoding="utf-8")
+    assert "> **数据状态 / Data status:** MODELLED" in summary
+    logs.configure()
+
+
 def test_illustrative_constraint_layers_start_hidden() -> None:
     from sitekit.render import _auto_vector_style
 
