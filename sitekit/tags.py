@@ -88,7 +88,7 @@ def depends_on(key: str, provenance: Mapping[str, Any] | None) -> tuple[list[str
         return [], [ill[cid]] if cid in ill else []
     if key == "connection_distance":
         return terrain, constraint_ill
-    if key in ("route_profile", "route_profile_png"):  # elevation and slope along the line
+    if key == "route_profile":  # elevation and slope along the line (CSV and PNG)
         return terrain, []
     if key == "route_crossings":  # the line against the constraint polygons only
         return [], constraint_ill

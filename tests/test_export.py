@@ -451,3 +451,35 @@ def test_reexport(results: dict, gpkg: Path, tmp_path: Path) -> None:
         reexport(run, "shp")
     with pytest.raises(InputError, match="no sitekit.gpkg"):
         reexport(tmp_path / "cogs", "csv")
+
+
+def test_csv_float_format_and_data_status_of_grid_planner_tables(tmp_path: Path) -> None:
+    """The one table writer serves route/hosting/bases too: floats rounded as asked, the run's
+    data status per table (route profile: terrain only; crossings: constraints only)."""
+    from sitekit import tags
+
+    df = pd.DataFrame({"distance_km": [0.123456789, 1.0], "elevation_m": [3012.3456789, 2999.5]})
+    out = write_table(tmp_path / "route_profile.csv", df, provenance=RUN_PROV, float_format="%.6g")
+    text = out.read_text(encoding="utf-8-sig").splitlines()
+    assert text[1].startswith("0.123457,3012.35,")
+    status = pd.read_csv(out, encoding="utf-8-sig")["data_status"].iloc[0]
+    assert status == tags.status("route_profile", RUN_PROV)
+    assert "demo terrain" in status and "solar" not in status and "ILLUSTRATIVE" not in status
+    crossing = tags.status("route_crossings", RUN_PROV)
+    assert crossing.startswith("ILLUSTRATIVE inputs: No-build zones") and "MODELLED" not in crossing
+    assert "hydro generation" in tags.status("hydro_profiles", RUN_PROV)
+    bases = tags.status("bases", RUN_PROV)
+    assert "hydro generation" in bases and "demo terrain" in bases
+    assert tags.banner("bases", RUN_PROV) == f"> **数据状态 / Data status:** {bases}"
+    assert tags.banner("bases", None) == "" and tags.png_text("bases", None) == {}
+    assert tags.png_text("route_profile", RUN_PROV)["Description"] == status
+
+
+def test_run_folder_provenance_is_empty_without_run_json(tmp_path: Path) -> None:
+    import json
+
+    from sitekit.results import read_provenance
+
+    assert read_provenance(tmp_path) == {}
+    (tmp_path / "run.json").write_text(json.dumps({"demo_terrain": True}), encoding="utf-8")
+    assert read_provenance(tmp_path) == {"demo_terrain": True}
