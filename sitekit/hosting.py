@@ -116,6 +116,7 @@ def hosting_capacity(
     sites: dict[str, gpd.GeoDataFrame], points: gpd.GeoDataFrame, *,
     cost: xr.DataArray | None = None, grid: Grid, name_field: str = "name", cache_dir: Any = None,
     capacity_field: str = "available_mw", radius_km: float = DEFAULT_RADIUS_KM,
+    search_radius_km: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Candidate capacity gathered per connection point, what each point can take (allocated
     in order of LCOE, :func:`allocate`), and per-point supply curves.
@@ -133,6 +134,8 @@ def hosting_capacity(
     capacity_field : column of ``points`` with the available transfer capacity [MW]
         (:func:`point_capacity_mw`; :data:`DEFAULT_ATC_MW` by voltage class where missing).
     radius_km : search radius for a full point's alternatives [km].
+    search_radius_km : no connection to a point farther than this from the site [km straight
+        line]; None = no limit (:func:`allocate`, the recipe's ``economics.search_radius_km``).
 
     Returns
     -------
@@ -151,7 +154,7 @@ def hosting_capacity(
     a["x_m"], a["y_m"] = shapely.get_x(cen), shapely.get_y(cen)
     a["connection_distance_km"] = a["connection_cost_km"]
     cap, src = point_capacity_mw(points, capacity_field=capacity_field)
-    alloc = allocate(a, pts, cap, radius_km=radius_km)
+    alloc = allocate(a, pts, cap, radius_km=radius_km, search_radius_km=search_radius_km)
     a["connection_status"] = alloc["connection_status"].to_numpy()
     a["allocated_point_index"] = alloc["allocated_point_index"].to_numpy()
     names = (points[name_field].astype(str).to_numpy() if name_field in points.columns

@@ -263,6 +263,7 @@ class RunCost:
     forbidden: xr.DataArray | None  # the recipe's grid.forbidden zones (bool), or None
     technology: str
     description: str  # what the surface holds, for the route summary
+    search_radius_km: float | None = None  # the recipe's economics.search_radius_km [km]
 
 
 def run_connection_cost(
@@ -328,7 +329,7 @@ def run_connection_cost(
     if forbidden is not None:
         parts.append(f"forbidden {'+'.join(r.forbidden)} ×{r.forbidden_cost:g}")
     desc = f"recipe {name} ({tech}): {', '.join(parts)}"
-    return RunCost(cost, forbidden, tech, desc)
+    return RunCost(cost, forbidden, tech, desc, recipe.economics.search_radius_km)
 
 
 @functools.lru_cache(maxsize=16)

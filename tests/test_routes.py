@@ -501,12 +501,15 @@ def test_suggestion_follows_the_recipe_cost_surface_round_a_land_cover_class(tin
     for t in ("pv", "wind"):
         base, _ = load_recipe(repo / f"{t}.yaml")
         cfg = base.grid.model_copy(update={"layer": "towns"})
+        econ = base.economics
         if t == "pv":
             cfg = cfg.model_copy(
                 update={"cost_terms": [CostTerm(layer="landcover", classes={80: 100.0})]}
             )
+            econ = econ.model_copy(update={"search_radius_km": 15.0})  # the point is 20 km away
         recipes[t] = base.model_copy(update={"rules": [], "constraints": [], "grid": cfg,
-                                             "existing_plants": None})  # fmt: skip
+                                             "existing_plants": None,
+                                             "economics": econ})  # fmt: skip
     g = write_recipe_run(tiny_catalog.parent / "run", tiny_catalog, recipes)
     x = lambda c: g.bounds[0] + (c + 0.5) * g.resolution_m  # noqa: E731
     y = g.bounds[3] - (row + 0.5) * g.resolution_m
@@ -549,6 +552,8 @@ def test_suggestion_follows_the_recipe_cost_surface_round_a_land_cover_class(tin
 
     curve = pd.read_csv(tiny_catalog.parent / "host" / "supply_curves.csv", encoding="utf-8-sig")
     assert curve["connection_km"].iloc[0] == pytest.approx(2 * (10 * math.sqrt(2) + 9), abs=0.05)
+    # the PV recipe's search radius (15 km) leaves the point, 20 km away, out of the site's reach
+    assert curve["connection_status"].iloc[0] == "needs new transmission"
 
 
 def test_route_cost_equals_the_runs_connection_distance(tiny_catalog):

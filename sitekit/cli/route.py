@@ -260,12 +260,12 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
     out = _out_dir(out, run_dir, "hosting", force)
     if run.points is None or not len(run.points):
         raise InputError(f"run folder {run_dir}: sitekit.gpkg has no grid_points layer")
-    cost = None
+    cost, reach_km = None, None
     if not straight_line:  # the run's own connection surface (sitekit.pipeline.line_cost)
         own = _catalog(catalog or _run_catalog(run_dir), data_roots)
         rc = routes.run_connection_cost(run_dir, own, run.grid)
         if rc is not None:
-            cost = rc.cost
+            cost, reach_km = rc.cost, rc.search_radius_km
         else:  # no recipe in the folder: slope, every constraint polygon ×20 (the recipe default)
             red = run.redlines
             forbidden = run.grid.rasterize(red) if red is not None else None
@@ -277,8 +277,9 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
         # bundled sites leave the points; the run's report and map get the bases
         sites, n_bases = run_bases(run, cat, bases_file, out, prov, run_dir=run_dir)
     per, curves = hz.hosting_capacity(
-        sites, run.points, cost=cost, grid=run.grid, cache_dir=_run_cache(run_dir)
-    )
+        sites, run.points, cost=cost, grid=run.grid, cache_dir=_run_cache(run_dir),
+        search_radius_km=reach_km,
+    )  # fmt: skip
     hz.write_hosting(per, curves, run.points, out, provenance=prov)
     msg = (  # allocated within each point's capacity; the rest needs new transmission
         f"{per['allocated_mw'].sum():,.0f} MW allocated at {int((per['allocated_mw'] > 0).sum())} "
