@@ -584,6 +584,11 @@ def test_route_cost_equals_the_runs_connection_distance(tiny_catalog):
     run = routes.open_run(tiny_catalog.parent / "run", cat)
     rc = routes.run_connection_cost(tiny_catalog.parent / "run", cat, run.grid)
     assert rc.technology == "wind"
+    with pytest.raises(InputError, match="no 'pv' recipe"):
+        routes.run_connection_cost(tiny_catalog.parent / "run", cat, run.grid, technology="pv")
+    with pytest.raises(InputError, match="pass the run's catalogue"):  # another grid
+        routes.run_connection_cost(tiny_catalog.parent / "run", cat, cat.grid(2000.0))
+    assert routes.run_connection_cost(tiny_catalog.parent / "run", None, run.grid) is None
     assert "forbidden high ×7" in rc.description and "crossing low ×3" in rc.description
     pipe = Pipeline(cat, g)
     tg = pipe.technology(recipe)
