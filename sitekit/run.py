@@ -856,6 +856,7 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
                 points=pts,
                 point_names=names,
                 write_table=functools.partial(export.write_table, provenance=tag_prov),
+                provenance=tag_prov,
             )
             if graphs
             else {}

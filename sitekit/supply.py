@@ -83,9 +83,12 @@ def supply_curve(sites: pd.DataFrame, point_names: list[str]) -> pd.DataFrame:
     return out
 
 
-def plot_supply_curve(supply: pd.DataFrame, target: Path) -> Path:
+def plot_supply_curve(
+    supply: pd.DataFrame, target: Path, provenance: dict[str, Any] | None = None
+) -> Path:
     """``supply_curve.png``: total LCOE incl. connection [CNY/kWh] against cumulative capacity
-    [GW] of ALL candidate sites, one step line per technology (written atomically)."""
+    [GW] of ALL candidate sites, one step line per technology (written atomically; the run's
+    data status in the PNG's text chunks, :func:`sitekit.tags.png_text`)."""
     from matplotlib.figure import Figure
 
     from sitekit.atomic import atomic_path
@@ -104,8 +107,10 @@ def plot_supply_curve(supply: pd.DataFrame, target: Path) -> Path:
     ax.set_title("Supply curves: all candidate sites (not the top-N lists)")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
+    from sitekit.tags import png_text
+
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, metadata=png_text("supply_curve", provenance))
     return target
 
 
@@ -196,6 +201,7 @@ def run_outputs(
     points: Any,
     point_names: list[str],
     write_table: Any,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Technical potential, grid allocation and supply curves of a run; writes
     ``potential.csv``, ``supply_curve.csv`` and ``grid_allocation.csv`` into ``stage``.
@@ -296,7 +302,7 @@ def run_outputs(
         write_table(stage / "grid_allocation.csv", per_point)
     write_table(stage / "supply_curve.csv", supply)
     if len(supply):
-        plot_supply_curve(supply, stage / "supply_curve.png")
+        plot_supply_curve(supply, stage / "supply_curve.png", provenance)
     return {"potential": pot, "supply": supply, "per_point": per_point, "layer": layer,
             "checks": checks, "timings": timings}  # fmt: skip
 

@@ -10,6 +10,7 @@ from sitekit.cli import cli
 from sitekit.cli.options import format_opt
 from sitekit.cli.tables import emit_table
 from sitekit.labels import TECH_TITLES, short_header
+from sitekit.logs import LOGGER
 
 run_dir_arg = click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 
@@ -50,7 +51,7 @@ def map_(run_dir: Path, style: Path | None, online_tiles: bool, out: Path | None
         provenance=run.provenance,
         online_tiles=online_tiles,
     )
-    click.echo(f"sitekit: map in {path.resolve()}")
+    LOGGER.info(f"map in {path.resolve()}")
 
 
 @cli.command()
@@ -111,5 +112,5 @@ def export(run_dir: Path, fmt: str, crs: str | None, out: Path | None) -> None:
 
     paths = ex.reexport(run_dir, fmt, crs=crs, out=out)
     for p in paths:
-        click.echo(str(p))
-    click.echo(f"sitekit: {len(paths)} file(s) written")
+        LOGGER.info(str(p))
+    LOGGER.info(f"{len(paths)} file(s) written")
