@@ -628,13 +628,13 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     check_replaceable(opts.out, opts.force, inputs)  # before any work or cache folder
     recipes: list[tuple[Path, Recipe, str]] = []
     for p in recipe_paths:
-        r, text = load_recipe(p, list(opts.overrides))
+        r, text = load_recipe(p, list(opts.overrides), {})  # checked run-wide in _extra_runs
         recipes.append((Path(p), r, text))
     _one_per_technology(recipes)
     if opts.pumped_storage:  # validate before starting anything heavy
         from sitekit.recipe import load_ps_recipe
 
-        load_ps_recipe(opts.pumped_storage, list(opts.overrides))
+        load_ps_recipe(opts.pumped_storage, list(opts.overrides), {})
     catalog = Catalog(opts.catalog, extra_roots=opts.data_roots)
     if opts.size_check:  # before the grid is made: an absurd resolution never allocates
         check_grid_size(_grid_shape(catalog, opts), opts, Path(opts.out).parent)
@@ -994,7 +994,7 @@ def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple
     from sitekit import pumped_storage as ps
     from sitekit.recipe import load_ps_recipe
 
-    recipe, text = load_ps_recipe(opts.pumped_storage, list(opts.overrides))
+    recipe, text = load_ps_recipe(opts.pumped_storage, list(opts.overrides), {})
     cons = pipe.constraints(recipe, inclusion=False)
     params = ps.params_from_recipe(recipe)
     existing = None
