@@ -198,6 +198,7 @@ def run_bases(run, cat, spec_file: Path | None, out_dir: Path,
     from sitekit.bases_run import (
         bundled_points,
         candidate_sites,
+        mark_bundled_in_run,
         update_run_pages,
         with_pool_columns,
     )
@@ -235,6 +236,7 @@ def run_bases(run, cat, spec_file: Path | None, out_dir: Path,
         charts = {k.removeprefix("png_"): v for k, v in files.items() if k.startswith("png_")}
         update_run_pages(run_dir, out_dir, bases, site_shapes, charts,
                          limit=spec.curtailment_limit, source=source)  # fmt: skip
+        mark_bundled_in_run(run_dir, out_dir, bundled, provenance)  # no site at two points
     return left, len(bases)
 
 

@@ -263,6 +263,48 @@ def update_run_pages(run_dir: Path, out_dir: Path, bases: gpd.GeoDataFrame,
     return done
 
 
+def mark_bundled_in_run(run_dir: Path, out_dir: Path, bundled: pd.DataFrame,
+                        provenance: dict | None = None) -> list[Path]:  # fmt: skip
+    """Carry the bundling into the run's own grid-point tables, so no site counts at two points:
+    ``supply_curve.csv`` gets ``bundled_base`` (the base a site is bundled into, else empty) and
+    ``grid_allocation.csv`` gets, per point, ``bundled_into_bases_mw`` (allocated sites that a
+    base took), ``allocated_after_bases_mw`` and ``remaining_after_bases_mw``. Computed from the
+    run's own columns each time, so running the hosting step again gives the same tables. Only
+    when ``out_dir`` lies inside the run folder (as for the report and map). Returns the files
+    rewritten."""
+    from sitekit.export import write_table
+
+    run_dir, out_dir = Path(run_dir).resolve(), Path(out_dir).resolve()
+    sc_path, ga_path = run_dir / "supply_curve.csv", run_dir / "grid_allocation.csv"
+    if not out_dir.is_relative_to(run_dir) or not sc_path.is_file():
+        return []
+    sc = pd.read_csv(sc_path, encoding="utf-8-sig", dtype={"site_id": str})
+    base_of = {
+        (str(t), str(i)): str(b)
+        for t, i, b in zip(
+            bundled["technology"], bundled["site_id"], bundled["base_id"], strict=True
+        )  # fmt: skip
+    }
+    sc["bundled_base"] = [
+        base_of.get((str(t), str(i)), "")
+        for t, i in zip(sc["technology"], sc["site_id"], strict=True)
+    ]
+    done = [write_table(sc_path, sc.drop(columns=["data_status"], errors="ignore"),
+                        provenance=provenance)]  # fmt: skip
+    if ga_path.is_file():
+        ga = pd.read_csv(ga_path, encoding="utf-8-sig")
+        took = sc[(sc["bundled_base"] != "") & (sc["connection_status"] == "allocated")]
+        mw = took.groupby("connection_point")["capacity_mw"].sum()
+        ga["bundled_into_bases_mw"] = ga["name"].map(mw).fillna(0.0).round(3)
+        ga["allocated_after_bases_mw"] = (ga["allocated_mw"] - ga["bundled_into_bases_mw"]).round(3)
+        ga["remaining_after_bases_mw"] = (ga["capacity_mw"] - ga["allocated_after_bases_mw"]).round(
+            3
+        )
+        done.append(write_table(ga_path, ga.drop(columns=["data_status"], errors="ignore"),
+                                provenance=provenance))  # fmt: skip
+    return done
+
+
 def comparison_rows(bases: pd.DataFrame) -> list[dict]:
     """Bases with an announced real counterpart (``published_*`` columns,
     :func:`sitekit.bases.published`): modelled vs announced PV and wind MW [MW] and PV+wind

@@ -485,3 +485,36 @@ def test_an_announced_base_is_set_beside_its_modelled_one_only() -> None:
     md = bases_markdown(out, 0.05)
     assert "Beside announced bases" in md and "test phase 1" in md
     assert md.count("announced 400 MW PV") == 1 and "model / announced MW = 0.00" in md
+
+
+def test_the_run_tables_count_a_bundled_site_at_its_base_only(tmp_path) -> None:
+    """Two sites allocated to point A (30 + 30 MW of its 100 MW), one needing new transmission;
+    a base takes the first: A keeps 30 MW allocated and 70 MW free, the supply curve names the
+    base, and running it again gives the same tables."""
+    import pandas as pd
+
+    from sitekit.bases_run import mark_bundled_in_run
+    from sitekit.export import write_table
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_table(run / "supply_curve.csv", pd.DataFrame({
+        "technology": ["pv", "pv", "pv"], "site_id": ["S1", "S2", "S3"],
+        "capacity_mw": [30.0, 30.0, 50.0], "connection_point": ["A", "A", ""],
+        "connection_status": ["allocated", "allocated", "needs new transmission"],
+    }))  # fmt: skip
+    write_table(run / "grid_allocation.csv", pd.DataFrame({
+        "name": ["A", "B"], "capacity_mw": [100.0, 50.0], "allocated_mw": [60.0, 0.0],
+    }))  # fmt: skip
+    bundled = pd.DataFrame({"base_id": ["HWS01", "HWS01"], "technology": ["pv", "pv"],
+                            "site_id": ["S1", "S3"]})  # fmt: skip
+    for _ in range(2):
+        mark_bundled_in_run(run, run / "hosting", bundled)
+        sc = pd.read_csv(run / "supply_curve.csv", encoding="utf-8-sig", keep_default_na=False)
+        ga = pd.read_csv(run / "grid_allocation.csv", encoding="utf-8-sig").set_index("name")
+        assert list(sc["bundled_base"]) == ["HWS01", "", "HWS01"]
+        assert ga.loc["A", "bundled_into_bases_mw"] == 30.0
+        assert ga.loc["A", "allocated_after_bases_mw"] == 30.0
+        assert ga.loc["A", "remaining_after_bases_mw"] == 70.0
+        assert ga.loc["B", "remaining_after_bases_mw"] == 50.0
+    assert mark_bundled_in_run(run, tmp_path / "elsewhere", bundled) == []  # --out outside
