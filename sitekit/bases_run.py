@@ -137,8 +137,9 @@ def report_section(bases: pd.DataFrame, charts: dict[str, Path], *, limit: float
             "from MODELLED typical days (12 months × 24 h, LP solved with scipy/HiGHS); wind and "
             f"hydro monthly shapes are illustrative. Catchment: {source}. {with_sites} of "
             f"{len(bases)} bases have candidate sites within reach. Bundled sites are allocated "
-            "to the base's line and left out of the grid-point totals of hosting/hosting.csv "
-            "(supply_curve.csv and grid_allocation.csv are before the bases). Files: hosting/"
+            "to the base's line and left out of the grid-point totals of hosting/hosting.csv; "
+            "supply_curve.csv names each one's base (bundled_base) and grid_allocation.csv "
+            "gives every point's MW allocated and remaining after the bases. Files: hosting/"
             "bases.csv, bases_sites.csv, bases_monthly.csv, bases.gpkg, bases.md.")  # fmt: skip
     note_zh = (f"每座大型水电站外送线路在风光弃电率 ≤ {limit:.0%} 时可汇集的光伏、风电装机（典型日模型，"
                "线性规划求解；风电与水电月分布为示意数据，非实测）。汇集范围：本次运行的全部候选场址。"
