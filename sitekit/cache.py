@@ -36,8 +36,10 @@ import numpy as np
 import xarray as xr
 
 from sitekit.blockops import block_digest
+from sitekit.cachedir import SUM_SUFFIX
 from sitekit.errors import SitekitError
 from sitekit.grid import Grid
+from sitekit.provenance import file_sha256
 
 DEFAULT_DIR = Path(".sitekit-cache")
 
@@ -116,8 +118,6 @@ def _combine(data: da.Array, parts: Any) -> str:
 
 
 # ------------------------------------------------------------------------------ integrity
-#: every cached block and file has a sidecar with the SHA-256 of its bytes, checked on each read
-SUM_SUFFIX = ".sha256"
 
 
 class CacheDamagedError(SitekitError, OSError):
@@ -139,14 +139,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _sum_file(path: Path) -> str | None:
     try:
         return Path(str(path) + SUM_SUFFIX).read_text(encoding="ascii").strip()
@@ -159,7 +151,7 @@ def _file_problem(path: Path, expected: str | None) -> str | None:
     if not expected:
         return "no checksum"
     try:
-        got = _sha256_file(path)
+        got = file_sha256(path)
     except OSError as exc:
         return f"unreadable ({exc.strerror or exc})"
     return None if got == expected else "checksum mismatch"
@@ -192,7 +184,7 @@ def write_with_sum(entry: Path, source: Path) -> None:
     last: an entry is never visible without its sum)."""
     from sitekit.atomic import atomic_path, write_text
 
-    write_text(Path(str(entry) + SUM_SUFFIX), _sha256_file(source) + "\n")
+    write_text(Path(str(entry) + SUM_SUFFIX), file_sha256(source) + "\n")
     with atomic_path(entry) as tmp:
         shutil.copyfile(source, tmp)
 
@@ -455,5 +447,5 @@ class LayerCache:
                 tmp.replace(part)
             else:  # only empty frames: the sidecar holds all there is
                 part.write_bytes(b"")
-            meta["sha256"] = _sha256_file(part)
+            meta["sha256"] = file_sha256(part)
         write_text(path.with_suffix(".json"), json.dumps(meta, ensure_ascii=False))

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from sitekit.ownership import MEMO_KINDS, require_cache
 
-#: checksum sidecar of a memo file (sitekit.cache.SUM_SUFFIX; not imported: cache needs dask)
+#: every cached block and file has a sidecar with the SHA-256 of its bytes, checked on each
+#: read (:mod:`sitekit.cache`); here because this module imports no dask
 SUM_SUFFIX = ".sha256"
 
 _LAYER = re.compile(r"^(?P<name>.+)-[0-9a-f]{20}$")

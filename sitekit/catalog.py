@@ -140,6 +140,7 @@ class Catalog:
         self._rasters: dict[tuple[str, str], xr.DataArray] = {}
         self.source_crs: dict[str, str] = {}
         self._files: dict[str, list[Path]] = {}
+        self._sha: dict[Path, str] = {}
         #: share [0–1] of the study area where each opened raster has data
         self.coverage: dict[str, float] = {}
 
@@ -177,13 +178,21 @@ class Catalog:
     def content_key(self) -> dict[str, list[str]]:
         """SHA-256 of every file each layer is read from ({layer id: [sha256, ...]}), for cache
         keys: new tiles behind a VRT or a changed ``.dbf``/``.prj`` sidecar give a new key."""
-        from sitekit.provenance import file_sha256
-
         return {
-            s.id: [file_sha256(f) for f in self.files(s) if f.is_file()]
+            s.id: [self.sha256(f) for f in self.files(s) if f.is_file()]
             for s in self.spec.layers
             if self.file(s).is_file()
         }
+
+    def sha256(self, path: Path) -> str:
+        """SHA-256 of a file this catalogue reads, hashed once per catalogue (cache key and
+        provenance share it)."""
+        from sitekit.provenance import file_sha256
+
+        path = Path(path)
+        if path not in self._sha:
+            self._sha[path] = file_sha256(path)
+        return self._sha[path]
 
     def files(self, spec: LayerSpec) -> list[Path]:
         """Every file the layer is read from: its own, VRT members, sidecars (for cache keys)."""

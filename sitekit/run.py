@@ -9,6 +9,7 @@ leaves the previous results intact and never a half-written file.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import os
@@ -35,7 +36,7 @@ from sitekit.errors import InputError, RecipeError
 from sitekit.grid import DEFAULT_CHUNK, DEFAULT_CRS
 from sitekit.ownership import check_replaceable
 from sitekit.pipeline import Pipeline, TechGraph
-from sitekit.provenance import file_sha256, versions
+from sitekit.provenance import versions
 from sitekit.recipe import Recipe, load_recipe, recipe_digest
 from sitekit.resources import data_root
 
@@ -597,20 +598,6 @@ def _check_overrides(
 _RESERVED = {"rasters", "route", "hosting", "overlays"}
 
 
-def _one_per_technology(recipes: list[tuple[Path, Recipe, str]]) -> None:
-    """Refuse two recipes of one technology in a run: their sites, layers and rasters share
-    names (``pv_sites``, ``pv_score.tif``), so the second would overwrite the first."""
-    seen: dict[str, Path] = {}
-    for path, r, _ in recipes:
-        t = r.technology
-        if t in seen:
-            raise InputError(
-                f"{seen[t]} and {path} are both '{t}' recipes; a run writes one set of {t} "
-                "outputs: run each into its own --out folder"
-            )
-        seen[t] = path
-
-
 def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     """One attempt of :func:`run_job`."""
     import dask.array as da
@@ -630,11 +617,6 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     for p in recipe_paths:
         r, text = load_recipe(p, list(opts.overrides), {})  # checked run-wide in _extra_runs
         recipes.append((Path(p), r, text))
-    _one_per_technology(recipes)
-    if opts.pumped_storage:  # validate before starting anything heavy
-        from sitekit.recipe import load_ps_recipe
-
-        load_ps_recipe(opts.pumped_storage, list(opts.overrides), {})
     catalog = Catalog(opts.catalog, extra_roots=opts.data_roots)
     if opts.size_check:  # before the grid is made: an absurd resolution never allocates
         check_grid_size(_grid_shape(catalog, opts), opts, Path(opts.out).parent)
@@ -712,7 +694,8 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         # honest tags for every file (sitekit.tags, issue 26): what is modelled or illustrative
         from sitekit import labels, tags
 
-        tag_prov = _provenance(catalog, recipes, pipe, grid, timings, t0)
+        base_prov = _provenance(catalog, recipes, pipe, grid)  # inputs hashed once per run
+        tag_prov = copy.deepcopy(base_prov)
         tag_prov["exclusion_legend"] = (
             [list(b) for b in graphs[0].constraints.legend] if graphs else []
         )
@@ -900,7 +883,7 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             stage, graphs, layers, grid, catalog, provenance=tag_prov
         )
         vectors.update(plant_vectors)
-        provenance = _provenance(catalog, recipes, pipe, grid, timings, t0)
+        provenance = base_prov
         provenance.update(rules_prov)
         provenance["validation"] = [] if validation is None else validation.to_dict("records")
         legend = [tuple(b) for b in graphs[0].constraints.legend] if graphs else []
@@ -1048,14 +1031,14 @@ def _ps_summary(pairs: Any, prefectures: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _provenance(catalog, recipes, pipe, grid, timings, t0) -> dict[str, Any]:
+def _provenance(catalog, recipes, pipe, grid) -> dict[str, Any]:
     inputs = {}
     for spec in catalog.spec.layers:
         try:
             path = catalog.file(spec)
             inputs[spec.id] = {
                 "path": str(spec.path),
-                "sha256": file_sha256(path) if path.exists() else None,
+                "sha256": catalog.sha256(path) if path.exists() else None,
                 "name_zh": spec.name_zh,
                 "name_en": spec.name_en,
                 "modelled": spec.modelled,
