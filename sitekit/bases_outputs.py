@@ -15,16 +15,9 @@ import pandas as pd
 
 from sitekit.atomic import atomic_path
 from sitekit.bases import Dispatch
+from sitekit.hosting import _write_csv as _csv  # the same table writer as hosting's
 
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-
-
-def _csv(target: Path, df: pd.DataFrame, provenance: dict | None = None) -> Path:
-    """The shared table writer (:func:`sitekit.export.write_table`); with the run's
-    ``provenance`` a ``data_status`` column."""
-    from sitekit.export import write_table
-
-    return write_table(target, df, add_lonlat=False, provenance=provenance, float_format="%.6g")
 
 
 def monthly_table(runs: dict[str, Dispatch]) -> pd.DataFrame:

@@ -126,10 +126,12 @@ def write_geopackage(
             out = gdf.to_crs(out_crs) if out_crs is not None else gdf
             out = _plain_columns(out).set_crs(_resolved(out.crs.to_wkt()), allow_override=True)
             title = layer_title(name, style, metadata)
-            status = tags.status(name, metadata) if metadata is not None else ""
+            status = ""
             if metadata is not None:  # the layer's own title and data status, then any given
+                own = tags.file_tags(name, metadata)
+                status = own["data_status"]
                 given = per_layer.get(name) or {}
-                per_layer[name] = {"title": title, **tags.file_tags(name, metadata), **given}
+                per_layer[name] = {"title": title, **own, **given}
             pyogrio.write_dataframe(
                 out,
                 tmp,

@@ -39,7 +39,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import pyproj
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sitekit import solar
@@ -226,7 +225,9 @@ def _lonlat(gdf) -> tuple[np.ndarray, np.ndarray]:
     if gdf.crs is None:
         raise LayerError("sites have no CRS")
     cen = gdf.geometry.representative_point()
-    tr = pyproj.Transformer.from_crs(gdf.crs, 4326, always_xy=True)
+    from sitekit.grid import transformer
+
+    tr = transformer(gdf.crs, 4326)  # cached per CRS pair
     lon, lat = tr.transform(cen.x.to_numpy(), cen.y.to_numpy())
     return np.asarray(lat), np.asarray(lon)
 

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import ndimage
 
 from sitekit import pumped_storage_cost as psc
-from sitekit.hydrology import _D8, dam_sites
+from sitekit.hydrology import _D8
 
 if TYPE_CHECKING:
     from sitekit.pumped_storage import PumpedStorageParams
@@ -116,12 +116,10 @@ def reservoir_candidates(z, exclusion, res: float, params: PumpedStorageParams |
     ----------
     Stocks et al. (2021); Lu et al. (2018); ANU PHES_Searching ``screening.cpp``.
     """
-    if params is None:
-        from sitekit.pumped_storage import PumpedStorageParams
+    from sitekit.pumped_storage import PumpedStorageParams, hydrology
 
-        params = PumpedStorageParams()
-    p = params
-    zf, recv, pp = dam_sites(z, p.contour_interval_m, p.steps(res)[2])
+    p = params or PumpedStorageParams()
+    zf, recv, pp = hydrology(z, res, p)
     return _candidates(np.asarray(z, dtype=np.float64), zf, recv.ravel(), pp, exclusion, res, p)
 
 

@@ -434,7 +434,7 @@ def find_pairs_numpy(
     z = np.asarray(dem, dtype=np.float64)
     mask = np.asarray(exclusion, dtype=bool)
     hyd = hydrology(z, grid.resolution_m, p)
-    ex = rsv.flood(existing, hyd[0], hyd[1], grid, p.existing_radius_km, p.existing_reach_km)
+    ex = _flood_task(existing, hyd, grid, p.existing_radius_km, p.existing_reach_km)
     r = _search_window(z, *hyd, mask, (0, 0), (0, ny, 0, nx), (ny, nx), grid.transform, p, ex)
     return _select([r], grid, p, zones, zone_field)
 

@@ -98,15 +98,16 @@ def depends_on(key: str, provenance: Mapping[str, Any] | None) -> tuple[list[str
         return [*mod.values(), HYDRO_MODELLED], constraint_ill
     if resource is not None:  # pv_*, wind_*, ps_*: resource + terrain + constraints
         return [mod[k] for k in (*resource, "terrain") if k in mod], constraint_ill
-    if key in ("exclusion_reasons", "summary"):
-        return list(mod.values()), constraint_ill
-    return list(mod.values()), constraint_ill
+    return list(mod.values()), constraint_ill  # exclusion_reasons, summary and the rest
 
 
 def status(key: str, provenance: Mapping[str, Any] | None) -> str:
     """One line for people: ``modelled — derived from …; illustrative inputs: …`` or
     ``derived from catalogue data (none flagged modelled or illustrative)``."""
-    mod, ill = depends_on(key, provenance)
+    return _status(*depends_on(key, provenance))
+
+
+def _status(mod: list[str], ill: list[str]) -> str:
     parts = []
     if mod:
         parts.append("MODELLED from " + "; ".join(mod))
@@ -124,7 +125,7 @@ def file_tags(key: str, provenance: Mapping[str, Any] | None) -> dict[str, str]:
     return {
         "modelled": "yes" if mod else "no",
         "illustrative": "yes" if ill else "no",
-        "data_status": status(key, provenance),
+        "data_status": _status(mod, ill),
     }
 
 
