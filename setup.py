@@ -2,7 +2,7 @@
 
 ``pipelines/``, ``layers/`` and ``maps/`` stay top-level folders of the repository (users edit and
 copy them); a wheel carries them as ``sitekit/_bundled/<folder>`` so that ``pip install`` followed by
-``sitekit demo`` works from any folder (:mod:`sitekit.resources` finds them either way).
+``sitekit demo`` works from any folder (:mod:`sitekit.engine.resources` finds them either way).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args(argv)
-    from sitekit.terrain import _horn_slope
+    from sitekit.science.terrain import _horn_slope
 
     rng = np.random.default_rng(0)
     arr = rng.random((4096, 4096))

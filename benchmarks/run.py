@@ -46,7 +46,7 @@ import common  # noqa: E402
 import synth  # noqa: E402
 
 TOOLS = ("sitekit", "gdal", "numpy", "io")
-#: extra sitekit runs: 1 worker (scaling), cold run filling sitekit.cache, weights-only re-run
+#: extra sitekit runs: 1 worker (scaling), cold run filling sitekit.engine.cache, weights-only re-run
 EXTRA = {
     "sitekit-1w": "sitekit, 1 worker",
     "sitekit-1c": "sitekit, 1 worker pinned to 1 core (taskset)",
@@ -659,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         "--cache-size",
         type=int,
         default=67,
-        help="size at which sitekit's cold run with sitekit.cache and a weights-only warm "
+        help="size at which sitekit's cold run with sitekit.engine.cache and a weights-only warm "
         "re-run are timed (0 = skip)",
     )
     ap.add_argument(
@@ -749,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     warm_ratio = None
     if not has_cache:
         warm = (
-            "not measurable yet: sitekit has no `sitekit.cache.LayerCache` (no on-disk cache of "
+            "not measurable yet: sitekit has no `sitekit.engine.cache.LayerCache` (no on-disk cache of "
             "intermediate layers)"
         )
     elif cache_size is None:
@@ -760,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
             warm_ratio = hot["wall_s"] / cold["wall_s"]
             warm = (
                 f"{warm_ratio:.0%} at {cache_size} Mpx (warm {hot['wall_s']:.1f} s / cold "
-                f"{cold['wall_s']:.1f} s, `sitekit.cache.LayerCache` for slope, distance and "
+                f"{cold['wall_s']:.1f} s, `sitekit.engine.cache.LayerCache` for slope, distance and "
                 "the exclusion status; the warm run changes the weights to 0.5/0.5)"
             )
         else:
@@ -847,7 +847,7 @@ def _load_doc(path: Path) -> dict:
 
 def _has_layer_cache() -> bool:
     try:
-        from sitekit.cache import LayerCache  # noqa: F401
+        from sitekit.engine.cache import LayerCache  # noqa: F401
     except ImportError:
         return False
     return True

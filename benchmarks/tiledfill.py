@@ -85,9 +85,9 @@ class NpyTarget:
 
 def _global_task(src: str, dst: str) -> float:
     try:  # the global fill moves from pumped_storage to hydrology (issue 27)
-        from sitekit.hydrology import fill_depressions
+        from sitekit.science.hydrology import fill_depressions
     except ImportError:
-        from sitekit.pumped_storage import fill_depressions
+        from sitekit.science.pumped_storage import fill_depressions
 
     z = np.load(src)
     t0 = time.perf_counter()
@@ -105,14 +105,14 @@ def child(a: argparse.Namespace) -> None:
     import dask.array as da
     from distributed import Client, LocalCluster
 
-    from sitekit.tiledfill import fill_depressions_tiled
+    from sitekit.science.tiledfill import fill_depressions_tiled
 
     t_imp = time.perf_counter()
     cluster = LocalCluster(
         n_workers=a.workers, threads_per_worker=1, processes=True, dashboard_address=None
     )
     client = Client(cluster)
-    client.run(lambda: __import__("sitekit.tiledfill"))  # imports and numba caches warm
+    client.run(lambda: __import__("sitekit.science.tiledfill"))  # imports and numba caches warm
     t_cl = time.perf_counter()
     src, dst = str(a.src), str(a.dst)
     n = np.load(src, mmap_mode="r").shape
@@ -214,7 +214,7 @@ def report(doc: dict) -> str:
         "",
         "Written by `benchmarks/tiledfill.py` (`--report-only` restores this section after "
         "`run.py` rewrites the file). Global = today's one-task `fill_depressions` on a worker; "
-        "tiled = `sitekit.tiledfill.fill_depressions_tiled` (Barnes 2016: per-tile Priority-Flood,"
+        "tiled = `sitekit.science.tiledfill.fill_depressions_tiled` (Barnes 2016: per-tile Priority-Flood,"
         " one spill-graph task, a second per-tile pass). Synthetic fractal DEM (`synth.dem_tile`,"
         " float32, ~0.3 % nodata voids), LocalCluster of "
         f"{doc['args']['workers']} worker processes × 1 thread, tiles {doc['args']['tile']}². "

@@ -1,7 +1,7 @@
 """In-memory numpy/scipy reference of the benchmark workload (whole arrays in RAM).
 
 Slope by Horn's 3×3 differences on the DEM extended by one linearly extrapolated ring (as
-``sitekit.terrain.slope``); buffered polygons burnt with ``rasterio.features.rasterize`` (pixel
+``sitekit.science.terrain.slope``); buffered polygons burnt with ``rasterio.features.rasterize`` (pixel
 centre rule); distance = Euclidean distance transform (``scipy.ndimage.distance_transform_edt``)
 to the pixels the substations and lines touch, i.e. to pixel centres (≤ ~21 m from the exact
 distance to the geometry at 30 m pixels).

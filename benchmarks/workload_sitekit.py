@@ -2,14 +2,14 @@
 
 Graph (all lazy, chunked on a :class:`sitekit.grid.Grid` built with ``Grid.from_bounds``):
 
-* DEM: ``sitekit.io.open_raster`` (``--reader io``: the synthetic DEM lies on the grid, so it takes
+* DEM: ``sitekit.io.layers.open_raster`` (``--reader io``: the synthetic DEM lies on the grid, so it takes
   the aligned path, a windowed read per block, no WarpedVRT) or a plain windowed ``rasterio`` read
   per block through ``Grid.map_blocks`` (``--reader window``);
-* ``sitekit.terrain.slope`` (Horn, ``map_overlap``);
-* ``sitekit.constraints.evaluate`` with ``PolygonConstraint(buffer_m=500)`` and two
+* ``sitekit.science.terrain.slope`` (Horn, ``map_overlap``);
+* ``sitekit.science.constraints.evaluate`` with ``PolygonConstraint(buffer_m=500)`` and two
   ``RasterThreshold`` (slope > 25°, elevation > 5000 m);
-* ``sitekit.proximity.distance_to_features`` (exact distance to points + lines);
-* ``sitekit.scoring.weighted_score`` (linear memberships, weighted overlay and the exclusion in
+* ``sitekit.science.proximity.distance_to_features`` (exact distance to points + lines);
+* ``sitekit.science.scoring.weighted_score`` (linear memberships, weighted overlay and the exclusion in
   one pass per block; ``--scoring composed``: ``membership`` + ``weighted_overlay`` + masking as
   separate dask operations).
 
@@ -20,8 +20,8 @@ and finished blocks reach the writing client by reference instead of being pickl
 Output is written block by block, never materialised whole: the score and mask blocks of every
 chunk are computed by the cluster as one graph (shared intermediates); the client receives each
 finished block (``as_completed``) and releases it. By default (``--writer workers``) each worker
-also compresses its block's 512 px DEFLATE tiles with GDAL (``sitekit.tilewrite.encode_tiles``)
-and the client only appends the bytes (``sitekit.tilewrite.TileWriter``); ``--writer client``
+also compresses its block's 512 px DEFLATE tiles with GDAL (``sitekit.outputs.tilewrite.encode_tiles``)
+and the client only appends the bytes (``sitekit.outputs.tilewrite.TileWriter``); ``--writer client``
 sends raw blocks and the client writes their windows through GDAL (compressing on
 ``NUM_THREADS=ALL_CPUS``), as until the ninth session. The per-task compute time of every
 graph layer is collected from the scheduler's task stream to show which step takes the time.
@@ -45,7 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from sitekit import gctools  # noqa: E402  (light: gc only)
+from sitekit.engine import gctools  # noqa: E402  (light: gc only)
 
 
 def build(data: Path, opts: argparse.Namespace) -> tuple:
@@ -55,10 +55,10 @@ def build(data: Path, opts: argparse.Namespace) -> tuple:
     import pandas as pd
     import rasterio
 
-    from sitekit import constraints, proximity, scoring, terrain
-    from sitekit.catalog import LayerSpec
     from sitekit.grid import Grid, parse_crs
-    from sitekit.io import open_raster
+    from sitekit.io.catalog import LayerSpec
+    from sitekit.io.layers import open_raster
+    from sitekit.science import constraints, proximity, scoring, terrain
 
     man = json.loads((data / "manifest.json").read_text())
     grid = Grid.from_bounds(
@@ -117,8 +117,8 @@ def build(data: Path, opts: argparse.Namespace) -> tuple:
     status = da.where(valid, (~res.excluded.data).astype(np.uint8), np.uint8(2))
     status = grid.wrap(status, "status", "1")
     cache = None
-    if opts.cache:  # sitekit.cache (the engine's on-disk cache of intermediate layers)
-        from sitekit.cache import LayerCache, digest
+    if opts.cache:  # sitekit.engine.cache (the engine's on-disk cache of intermediate layers)
+        from sitekit.engine.cache import LayerCache, digest
 
         files = [data / man[k] for k in ("dem", "constraints", "grid")]
         cache = LayerCache(
@@ -138,7 +138,7 @@ def build(data: Path, opts: argparse.Namespace) -> tuple:
             status,
         )
     eligible = status.data == 1
-    if opts.scoring == "fused":  # sitekit.scoring.weighted_score: one pass per block
+    if opts.scoring == "fused":  # sitekit.science.scoring.weighted_score: one pass per block
         score = scoring.weighted_score(
             [
                 (slope.data, "linear", {"low": common.SLOPE_MAX_DEG, "high": 0.0}),
@@ -249,17 +249,17 @@ def _write_client(client, blocks, row0, col0, out: Path, prof: dict) -> tuple[fl
 
 
 def _encode_both(arr: np.ndarray, f_score: object, f_mask: object) -> tuple:
-    from sitekit.tilewrite import encode_tiles
+    from sitekit.outputs.tilewrite import encode_tiles
 
     return encode_tiles(arr[0], f_score), encode_tiles(arr[1].astype(np.uint8), f_mask)
 
 
 def _write_encoded(client, blocks, row0, col0, out: Path, prof: dict) -> tuple[float, float]:
-    """Workers compress the tiles of each finished block (``sitekit.tilewrite``); the client
+    """Workers compress the tiles of each finished block (``sitekit.outputs.tilewrite``); the client
     appends the bytes to the two GeoTIFFs and writes their tile index at the end."""
     import dask
 
-    from sitekit.tilewrite import TileFormat, TileWriter, aligned
+    from sitekit.outputs.tilewrite import TileFormat, TileWriter, aligned
 
     tile = prof["blockxsize"]
     if not aligned((tuple(np.diff(row0)), tuple(np.diff(col0))), tile):
@@ -301,7 +301,7 @@ def run(data: Path, out: Path, opts: argparse.Namespace) -> dict:
         from distributed import Client, LocalCluster, get_task_stream
 
         # the engine's settings (README, finding 3) and its task-time summary
-        from sitekit.run import local_cluster_config, task_seconds, tune_malloc
+        from sitekit.engine.run import local_cluster_config, task_seconds, tune_malloc
     t["imports_s"] = time.perf_counter() - t0
     t_cluster = time.perf_counter()
     os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         "--reader",
         choices=("io", "window"),
         default="io",
-        help="DEM blocks via sitekit.io.open_raster (io) or plain windowed reads",
+        help="DEM blocks via sitekit.io.layers.open_raster (io) or plain windowed reads",
     )
     ap.add_argument(
         "--scoring",
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=("tuned", "default"),
         default="tuned",
         help="glibc malloc: tuned (worker processes: an mmap threshold in their env; in-process "
-        "workers: sitekit.run.tune_malloc on this process) or the defaults",
+        "workers: sitekit.engine.run.tune_malloc on this process) or the defaults",
     )
     ap.add_argument(
         "--no-fuse",
@@ -403,10 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         "--writer",
         choices=("workers", "client"),
         default="workers",
-        help="workers compress the output tiles and the client appends them (sitekit.tilewrite), "
+        help="workers compress the output tiles and the client appends them (sitekit.outputs.tilewrite), "
         "or the client writes each finished block through GDAL",
     )
-    ap.add_argument("--cache", type=Path, help="sitekit.cache folder for slope, distance, mask")
+    ap.add_argument(
+        "--cache", type=Path, help="sitekit.engine.cache folder for slope, distance, mask"
+    )
     ap.add_argument(
         "--weights",
         default=f"{common.W_SLOPE},{common.W_DIST}",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from sitekit import _compat  # noqa: E402
 from sitekit.errors import (  # noqa: E402
     CRSError,
     InputError,
@@ -25,17 +26,19 @@ from sitekit.errors import (  # noqa: E402
     SitekitWarning,
 )
 
+_compat.install()
+
 #: public name → module that defines it (imported lazily, PEP 562)
 _LAZY = {
-    "run_job": "sitekit.run",
-    "RunOptions": "sitekit.run",
-    "RunResult": "sitekit.run",
-    "load_run": "sitekit.results",
-    "Catalog": "sitekit.catalog",
+    "run_job": "sitekit.engine.run",
+    "RunOptions": "sitekit.engine.run",
+    "RunResult": "sitekit.engine.run",
+    "load_run": "sitekit.io.results",
+    "Catalog": "sitekit.io.catalog",
     "Grid": "sitekit.grid",
-    "load_recipe": "sitekit.recipe",
-    "bundled": "sitekit.resources",
-    "data_root": "sitekit.resources",
+    "load_recipe": "sitekit.specs.recipe",
+    "bundled": "sitekit.engine.resources",
+    "data_root": "sitekit.engine.resources",
 }
 
 

@@ -423,7 +423,7 @@ class Grid:
 
     def cache_burns(self, cache: Any) -> None:
         """Route every later :meth:`rasterize` (constraint layers, zones, the study fraction)
-        through ``cache``, a :class:`sitekit.cache.LayerCache`, keyed by the burnt geometries'
+        through ``cache``, a :class:`sitekit.engine.cache.LayerCache`, keyed by the burnt geometries'
         WKB and the burn options: a re-run reads the rasters back instead of burning again."""
         self._cache["layer_cache"] = cache
 

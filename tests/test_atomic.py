@@ -2,8 +2,8 @@
 
 Two levels are checked, each by killing a real process with SIGKILL in the middle of writing:
 
-* a single writer (:func:`sitekit.export.write_geopackage`, :func:`~sitekit.export.write_cog`)
-  writes a hidden temporary sibling and renames it over the target (``sitekit.atomic``); after a
+* a single writer (:func:`sitekit.outputs.export.write_geopackage`, :func:`~sitekit.outputs.export.write_cog`)
+  writes a hidden temporary sibling and renames it over the target (``sitekit.io.atomic``); after a
   kill the target is the previous file, byte for byte, and the only extra entries are hidden
   ``.<name>.*.part*`` temporaries (no code runs after SIGKILL, so the writer cannot remove them;
   they never carry the final name, so no reader mistakes them for a result);
@@ -37,8 +37,8 @@ import pytest
 import shapely
 from conftest import write_tiny_catalog
 
-from sitekit import export
-from sitekit.ownership import mark_output
+from sitekit.io.ownership import mark_output
+from sitekit.outputs import export
 from sitekit.testing import small_grid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,7 +189,7 @@ def _killed_inside_staged_output(out: Path, cwd: Path) -> None:
         f"""
         import os, signal
         from pathlib import Path
-        from sitekit.run import staged_output
+        from sitekit.engine.run import staged_output
         with staged_output(Path({str(out)!r}), force=True) as stage:
             (stage / "sitekit.gpkg").write_bytes(b"half")
             os.kill(os.getpid(), signal.SIGKILL)
@@ -200,7 +200,7 @@ def _killed_inside_staged_output(out: Path, cwd: Path) -> None:
 
 
 def test_next_run_removes_stale_staging_folders(tmp_path: Path) -> None:
-    from sitekit.run import staged_output
+    from sitekit.engine.run import staged_output
 
     out = tmp_path / "out"
     _previous_outputs(out)
@@ -214,7 +214,7 @@ def test_next_run_removes_stale_staging_folders(tmp_path: Path) -> None:
 
 def test_live_staging_folder_is_never_removed(tmp_path: Path) -> None:
     """A second run into the same --out must not delete the stage of a run still going."""
-    from sitekit.run import staged_output
+    from sitekit.engine.run import staged_output
 
     out = tmp_path / "out"
     _previous_outputs(out)
@@ -222,7 +222,7 @@ def test_live_staging_folder_is_never_removed(tmp_path: Path) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        from sitekit.run import staged_output
+        from sitekit.engine.run import staged_output
         with staged_output(Path({str(out)!r}), force=True) as stage:
             (stage / "sitekit.gpkg").write_bytes(b"in progress")
             print(stage, flush=True)

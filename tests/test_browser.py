@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sitekit.render import render_map
-from sitekit.report import render_report
+from sitekit.outputs.render import render_map
+from sitekit.outputs.report import render_report
 from sitekit.testing import synthetic_results
 
 pytestmark = pytest.mark.browser

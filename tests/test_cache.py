@@ -1,4 +1,4 @@
-"""sitekit.cache: content digests, the exported-GeoTIFF cache, table entries, burns, commits."""
+"""sitekit.engine.cache: content digests, the exported-GeoTIFF cache, table entries, burns, commits."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import rasterio
 import shapely
 from geopandas.testing import assert_geodataframe_equal
 
-from sitekit import export
-from sitekit.cache import LayerCache, array_digest
+from sitekit.engine.cache import LayerCache, array_digest
+from sitekit.outputs import export
 from sitekit.testing import small_grid
 
 
@@ -188,8 +188,8 @@ def test_frames_keep_mixed_polygon_types(tmp_path: Path) -> None:
 
 
 def test_an_unwritable_cache_warns_and_the_run_goes_on(tmp_path: Path, monkeypatch) -> None:
-    from sitekit import atomic
     from sitekit.errors import SitekitWarning
+    from sitekit.io import atomic
 
     grid = small_grid((32, 32), 100.0, chunks=16)
     values = np.random.default_rng(5).random(grid.shape).astype(np.float32)
@@ -215,7 +215,7 @@ def test_an_unwritable_cache_warns_and_the_run_goes_on(tmp_path: Path, monkeypat
 
 
 def test_a_code_change_is_a_new_entry(tmp_path: Path, monkeypatch) -> None:
-    import sitekit.cache as sc
+    import sitekit.engine.cache as sc
 
     grid = small_grid()
     cache = LayerCache(tmp_path, grid, "inputs")
@@ -232,7 +232,7 @@ def test_the_cache_root_is_absolute_for_the_workers(tmp_path: Path, monkeypatch)
 
 
 def test_every_vector_burn_is_named_by_its_constraint(tmp_path: Path) -> None:
-    from sitekit import constraints as cons
+    from sitekit.science import constraints as cons
 
     grid = small_grid((64, 64), 100.0, chunks=32)
     cache = LayerCache(tmp_path, grid, "inputs")

@@ -1,4 +1,4 @@
-"""sitekit.cachedir and ``sitekit cache``: listing a cache folder, pruning by age and size."""
+"""sitekit.engine.cachedir and ``sitekit cache``: listing a cache folder, pruning by age and size."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 import shapely
 from click.testing import CliRunner
 
-from sitekit.cache import LayerCache
-from sitekit.cachedir import entries, prune, summary
+from sitekit.engine.cache import LayerCache
+from sitekit.engine.cachedir import entries, prune, summary
 from sitekit.testing import small_grid
 
 DAY = 86400.0

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from rasterio.transform import from_origin
 
 import sitekit.cli.layers  # noqa: F401,E402  (registers the verb)
-from sitekit.catalog import Catalog
 from sitekit.cli import cli, main  # noqa: F401
 from sitekit.errors import CRSError, LayerError, RecipeError, SitekitWarning
+from sitekit.io.catalog import Catalog
 
 
 def _edit(cat: Path, old: str, new: str) -> Path:
@@ -190,8 +190,8 @@ def _dem_on(grid, path: Path, shift_px: tuple[float, float] = (0, 0), pad: int =
 
 
 def test_raster_on_the_grid_is_read_without_warping(tmp_path: Path) -> None:
-    from sitekit import io
-    from sitekit.catalog import LayerSpec
+    from sitekit.io import layers as io
+    from sitekit.io.catalog import LayerSpec
     from sitekit.testing import small_grid
 
     grid = small_grid((40, 50), 1000.0, (0.0, 0.0), chunks=16)
@@ -227,7 +227,7 @@ def test_aligned_reader_direct_path_equals_general_path(
 ) -> None:
     """Windows inside the file are decoded straight into float32 (exact types only); the values
     (nodata → NaN included) equal the general path's, and edge windows still pad with NaN."""
-    from sitekit.io import _aligned_reader
+    from sitekit.io.layers import _aligned_reader
 
     rng = np.random.default_rng(7)
     info = np.iinfo(dtype) if dtype != "float32" else None
@@ -262,8 +262,8 @@ def test_sampled_overview_reads_a_tile_lattice_inside_the_study_area(tmp_path: P
     and agrees with the full overview on every cell it samples."""
     import shapely
 
-    from sitekit import io
-    from sitekit.catalog import LayerSpec
+    from sitekit.io import layers as io
+    from sitekit.io.catalog import LayerSpec
     from sitekit.testing import small_grid
 
     grid = small_grid((512, 512), 100.0, (0.0, 0.0), chunks=128)  # 32 × 32 tiles of 16 px
@@ -314,9 +314,9 @@ def test_open_raster_falls_back_to_the_full_overview_when_the_sample_sees_no_dat
     """Data only between the sampled tiles: the sample sees none, the full overview finds the
     data, and the raster is accepted; implausible values the sample sees are an error; a raster
     with no data in the study area is still refused."""
-    from sitekit import io
-    from sitekit.catalog import LayerSpec
     from sitekit.errors import LayerError
+    from sitekit.io import layers as io
+    from sitekit.io.catalog import LayerSpec
     from sitekit.testing import small_grid
 
     grid = small_grid((512, 512), 100.0, (0.0, 0.0), chunks=128)
@@ -408,7 +408,7 @@ def _worldcover_on_grid_blocks(folder: Path, grid, blocks: dict[int, list[tuple[
 
 
 def test_worldcover_classes_from_other_crs_exclude_hand_counted_pixels(tiny_catalog: Path) -> None:
-    from sitekit.constraints import ClassRaster, evaluate
+    from sitekit.science.constraints import ClassRaster, evaluate
 
     grid = Catalog(tiny_catalog).grid(1000.0, chunks=16)
     r0, c0 = grid.shape[0] // 2 - 2, grid.shape[1] // 2 - 2
@@ -453,10 +453,10 @@ def test_bilinear_categorical_refused(tiny_catalog: Path) -> None:
 def test_any_catalogue_raster_as_threshold_class_rule_and_criterion(tiny_catalog: Path) -> None:
     """A catalogue raster (not a derived layer) works as (a) a class rule, (b) a threshold and
     (c) a scoring criterion, through the same recipe keys as the derived layers."""
-    from sitekit import scoring
-    from sitekit.constraints import evaluate
-    from sitekit.pipeline import Pipeline
-    from sitekit.recipe import ClassesC, Criterion, ThresholdC, load_recipe
+    from sitekit.engine.pipeline import Pipeline
+    from sitekit.science import scoring
+    from sitekit.science.constraints import evaluate
+    from sitekit.specs.recipe import ClassesC, Criterion, ThresholdC, load_recipe
 
     grid = Catalog(tiny_catalog).grid(1000.0, chunks=16)
     r0, c0 = grid.shape[0] // 2 - 2, grid.shape[1] // 2 - 2
@@ -497,9 +497,9 @@ def test_any_catalogue_raster_as_threshold_class_rule_and_criterion(tiny_catalog
 
 
 def test_land_cover_cost_term_of_the_connection_surface(tiny_catalog: Path) -> None:
-    from sitekit.pipeline import Pipeline
-    from sitekit.recipe import CostTerm, load_recipe
-    from sitekit.rules import cost_penalty
+    from sitekit.engine.pipeline import Pipeline
+    from sitekit.specs.recipe import CostTerm, load_recipe
+    from sitekit.specs.rules import cost_penalty
 
     grid = Catalog(tiny_catalog).grid(1000.0, chunks=16)
     r0, c0 = grid.shape[0] // 2 - 2, grid.shape[1] // 2 - 2
@@ -525,9 +525,9 @@ def test_crossing_cost_of_a_rule_lengthens_the_connection(tiny_catalog: Path) ->
     must cross that rule's mask, and leaves pixels that need not cross it unchanged."""
     from types import SimpleNamespace
 
-    from sitekit import rules
-    from sitekit.pipeline import Pipeline
-    from sitekit.recipe import ThresholdC, load_recipe
+    from sitekit.engine.pipeline import Pipeline
+    from sitekit.specs import rules
+    from sitekit.specs.recipe import ThresholdC, load_recipe
 
     grid = Catalog(tiny_catalog).grid(1000.0, chunks=16)
     pipe = Pipeline(Catalog(tiny_catalog), grid)

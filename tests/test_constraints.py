@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from pyproj import Transformer
 from scipy import ndimage
 
-from sitekit.constraints import (
+from sitekit.errors import CRSError, InputError, LayerError, SitekitWarning
+from sitekit.grid import Grid
+from sitekit.science.constraints import (
     AspectOnSlope,
     FeatureSetback,
     PolygonConstraint,
@@ -23,8 +25,6 @@ from sitekit.constraints import (
     evaluate,
     excluded_area_km2,
 )
-from sitekit.errors import CRSError, InputError, LayerError, SitekitWarning
-from sitekit.grid import Grid
 from sitekit.testing import small_grid
 
 RES = 100.0
@@ -426,7 +426,7 @@ def _everywhere(grid, code="steep", overridable=True) -> RasterThreshold:
 
 
 def test_forced_inclusion_overrides_soft_not_hard(grid):
-    from sitekit.constraints import ForcedInclusion, excluded_from_reasons
+    from sitekit.science.constraints import ForcedInclusion, excluded_from_reasons
 
     forced = ForcedInclusion("base", "planned base", "规划基地", gdf([square()], grid.crs))
     # hard ban: the left half of the forced square (x 2000–3000 m): 10 × 20 = 200 px
@@ -452,7 +452,7 @@ def test_forced_inclusion_overrides_soft_not_hard(grid):
 
 
 def test_forced_inclusion_cannot_lift_unoverridable_threshold(grid):
-    from sitekit.constraints import ForcedInclusion
+    from sitekit.science.constraints import ForcedInclusion
 
     forced = ForcedInclusion("base", "planned base", "规划基地", gdf([square()], grid.crs))
     res = evaluate([_everywhere(grid, overridable=False), forced], grid)
@@ -460,7 +460,7 @@ def test_forced_inclusion_cannot_lift_unoverridable_threshold(grid):
 
 
 def test_plant_footprint_disc_from_capacity_and_density(grid):
-    from sitekit.constraints import plant_footprints
+    from sitekit.science.constraints import plant_footprints
 
     # π·10 MW at 10 MW/km² occupies π km²: a disc of radius 1000 m around a pixel corner
     plants = gpd.GeoDataFrame(

@@ -16,9 +16,10 @@ import pytest
 import rasterio
 import shapely
 
-from sitekit import export
 from sitekit.errors import CRSError, InputError, OutputError
-from sitekit.export import (
+from sitekit.grid import DEFAULT_CRS
+from sitekit.outputs import export
+from sitekit.outputs.export import (
     default_qml,
     read_metadata,
     read_styles,
@@ -27,7 +28,6 @@ from sitekit.export import (
     write_geopackage,
     write_table,
 )
-from sitekit.grid import DEFAULT_CRS
 from sitekit.testing import small_grid, synthetic_results
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -183,7 +183,7 @@ def test_geopackage_input_errors(results: dict, tmp_path: Path) -> None:
 
 def test_default_qml_escapes_category_values() -> None:
     gdf = gpd.GeoDataFrame({"cost_class": ['A"<x>']}, geometry=[shapely.Point(0, 0)], crs=4326)
-    from sitekit.style import MapStyle, VectorStyle
+    from sitekit.outputs.style import MapStyle, VectorStyle
 
     vs = VectorStyle(name_en="p", color_by="cost_class", categories={'A"<x>': "#ff0000"})
     style = MapStyle(vectors={"p": vs})
@@ -379,7 +379,7 @@ def test_xlsx_has_labels_filter_frozen_header_and_notes(results: dict, tmp_path:
 
 
 def test_cog_keeps_flags_nodata_and_colour_table(tmp_path: Path) -> None:
-    from sitekit import tags
+    from sitekit.outputs import tags
 
     grid = small_grid((40, 40), 250.0, chunks=20)
     reasons = np.zeros(grid.shape, np.uint32)
@@ -408,7 +408,7 @@ def test_cog_keeps_flags_nodata_and_colour_table(tmp_path: Path) -> None:
 def test_wind_cf_method_tag_states_the_losses() -> None:
     from types import SimpleNamespace
 
-    from sitekit import tags
+    from sitekit.outputs import tags
 
     recipe = SimpleNamespace(technology="wind", wind=SimpleNamespace(losses_pct=12.0))
     m = tags.honest_method(
@@ -456,7 +456,7 @@ def test_reexport(results: dict, gpkg: Path, tmp_path: Path) -> None:
 def test_csv_float_format_and_data_status_of_grid_planner_tables(tmp_path: Path) -> None:
     """The one table writer serves route/hosting/bases too: floats rounded as asked, the run's
     data status per table (route profile: terrain only; crossings: constraints only)."""
-    from sitekit import tags
+    from sitekit.outputs import tags
 
     df = pd.DataFrame({"distance_km": [0.123456789, 1.0], "elevation_m": [3012.3456789, 2999.5]})
     out = write_table(tmp_path / "route_profile.csv", df, provenance=RUN_PROV, float_format="%.6g")
@@ -478,7 +478,7 @@ def test_csv_float_format_and_data_status_of_grid_planner_tables(tmp_path: Path)
 def test_run_folder_provenance_is_empty_without_run_json(tmp_path: Path) -> None:
     import json
 
-    from sitekit.results import read_provenance
+    from sitekit.io.results import read_provenance
 
     assert read_provenance(tmp_path) == {}
     (tmp_path / "run.json").write_text(json.dumps({"demo_terrain": True}), encoding="utf-8")

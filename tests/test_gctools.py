@@ -1,4 +1,4 @@
-"""sitekit.gctools (collections paused over a block, objects frozen) and run.tune_malloc."""
+"""sitekit.engine.gctools (collections paused over a block, objects frozen) and run.tune_malloc."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import weakref
 
 import pytest
 
-from sitekit import gctools
+from sitekit.engine import gctools
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +75,7 @@ def test_tune_malloc_sets_glibc_thresholds_for_in_process_workers() -> None:
 
     import numpy as np
 
-    from sitekit.run import tune_malloc
+    from sitekit.engine.run import tune_malloc
 
     ok = tune_malloc()
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sitekit.cli.route  # noqa: F401  (registers the verbs)
-from sitekit import hosting
 from sitekit.cli import cli
 from sitekit.errors import CRSError, LayerError, SitekitWarning
-from sitekit.recipe import Economics
+from sitekit.science import hosting
+from sitekit.specs.recipe import Economics
 from sitekit.testing import small_grid
 
 GRID = small_grid((60, 80), 100.0, (0.0, 0.0), chunks=16)
@@ -285,7 +285,7 @@ def test_connection_voltage_and_cost_follow_the_site_mw_and_the_point_it_gets():
     km = np.hypot(10.0, 2.0)
     assert a.loc["B", "allocated_point_index"] == 1 and a.loc["B", "connection_kv"] == 220
     assert a.loc["B", "connection_cny_per_kw"] == pytest.approx((km * 1.5e6 + 20e6) / 150e3)
-    from sitekit.scoring import lcoe_cny_per_kwh
+    from sitekit.science.scoring import lcoe_cny_per_kwh
 
     want = lcoe_cny_per_kwh(1500.0, 3600, 50, 0.06, 25, 0.005, (km * 1.5e6 + 20e6) / 150e3)
     assert a.loc["B", "total_lcoe_cny_per_kwh"] == pytest.approx(want)

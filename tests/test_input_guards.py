@@ -18,11 +18,11 @@ import rasterio
 from click.testing import CliRunner
 from rasterio.transform import from_origin
 
-from sitekit.catalog import Catalog
 from sitekit.cli import cli, register
+from sitekit.engine.run import RunOptions, check_cluster_options
 from sitekit.errors import InputError, LayerError, RecipeError, SitekitWarning
-from sitekit.recipe import load_recipe
-from sitekit.run import RunOptions, check_cluster_options
+from sitekit.io.catalog import Catalog
+from sitekit.specs.recipe import load_recipe
 
 register()
 REPO = Path(__file__).resolve().parents[1]
@@ -266,7 +266,7 @@ def test_a_silent_scheduler_is_an_error_not_a_hang() -> None:
     import socket
     import threading
 
-    from sitekit.run import check_scheduler
+    from sitekit.engine.run import check_scheduler
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

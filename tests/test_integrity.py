@@ -21,8 +21,8 @@ import rasterio
 import shapely
 from click.testing import CliRunner
 
-from sitekit.cache import CacheDamagedError, LayerCache, load_block, save_block
 from sitekit.cli import cli, register
+from sitekit.engine.cache import CacheDamagedError, LayerCache, load_block, save_block
 from sitekit.errors import SitekitWarning
 from sitekit.testing import small_grid
 

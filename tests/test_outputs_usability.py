@@ -20,10 +20,11 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
-from sitekit import logs, tags
 from sitekit.cli import cli, register
-from sitekit.export import read_metadata, read_styles
-from sitekit.labels import field_info
+from sitekit.engine import logs
+from sitekit.outputs import tags
+from sitekit.outputs.export import read_metadata, read_styles
+from sitekit.outputs.labels import field_info
 
 register()
 
@@ -94,8 +95,8 @@ def test_log_messages_go_through_logging_to_stderr_with_levels() -> None:
     assert err.getvalue().splitlines() == ["sitekit: hello", "sitekit: warning: careful"]
     err2 = io.StringIO()
     logs.configure(verbose=1, stream=err2)
-    logging.getLogger("sitekit.run").debug("shown")
-    assert "sitekit: debug: [sitekit.run] shown" in err2.getvalue()
+    logging.getLogger("sitekit.engine.run").debug("shown")
+    assert "sitekit: debug: [sitekit.engine.run] shown" in err2.getvalue()
     logs.configure()
 
 
@@ -188,7 +189,7 @@ def test_demo_takes_quiet_before_and_after_the_verb(
     def run_job(recipes: list[Path], opts: object) -> None:
         seen["quiet"] = logs.quiet() and getattr(opts, "quiet", False)
 
-    monkeypatch.setattr("sitekit.run.run_job", run_job)
+    monkeypatch.setattr("sitekit.engine.run.run_job", run_job)
     try:
         res = CliRunner().invoke(cli, [*argv, "--out", str(tmp_path / "out")])
         assert res.exit_code == 0, res.output
@@ -448,7 +449,7 @@ def test_a_route_suggestion_from_a_run_folder_carries_its_data_status(
 
 
 def test_illustrative_constraint_layers_start_hidden() -> None:
-    from sitekit.render import _auto_vector_style
+    from sitekit.outputs.render import _auto_vector_style
 
     prov = {"inputs": {"nobuild": {"name_en": "No-build zones", "name_zh": "禁建区",
                                    "illustrative": True}, "redline": {"name_en": "Redline"}}}  # fmt: skip

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from sitekit.engine.run import RunOptions, _check_overrides, _extra_runs
 from sitekit.errors import RecipeError
-from sitekit.recipe import load_ps_recipe, load_recipe, parse_override
-from sitekit.run import RunOptions, _check_overrides, _extra_runs
+from sitekit.specs.recipe import load_ps_recipe, load_recipe, parse_override
 
 PIPES = Path(__file__).resolve().parents[1] / "pipelines"
 PV, WIND, PS = PIPES / "pv.yaml", PIPES / "wind.yaml", PIPES / "pumped_storage.yaml"

@@ -25,11 +25,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sitekit.cache import LayerCache
-from sitekit.cachedir import entries, prune
 from sitekit.cli import cli, register
+from sitekit.engine.cache import LayerCache
+from sitekit.engine.cachedir import entries, prune
+from sitekit.engine.run import staged_output
 from sitekit.errors import OutputError
-from sitekit.ownership import (
+from sitekit.io.ownership import (
     CACHE_TAG,
     OUTPUT_MARKER,
     check_replaceable,
@@ -37,7 +38,6 @@ from sitekit.ownership import (
     made_by_sitekit,
     mark_output,
 )
-from sitekit.run import staged_output
 from sitekit.testing import small_grid
 
 register()
@@ -241,7 +241,7 @@ SLEEPER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from sitekit.cli import _handle_sigterm
-    from sitekit.run import staged_output
+    from sitekit.engine.run import staged_output
 
     _handle_sigterm()
     with staged_output(Path(sys.argv[1]), force=True) as stage:

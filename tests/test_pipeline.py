@@ -16,10 +16,10 @@ import rasterio
 from click.testing import CliRunner
 from conftest import EMBEDDED, REPO
 
-from sitekit.catalog import Catalog
 from sitekit.cli import cli, register
-from sitekit.pipeline import Pipeline
-from sitekit.recipe import load_recipe
+from sitekit.engine.pipeline import Pipeline
+from sitekit.io.catalog import Catalog
+from sitekit.specs.recipe import load_recipe
 
 register()
 RES = "5000"  # m: coarse enough for CI, every step still runs
@@ -48,7 +48,7 @@ def test_cached_constraints_are_keyed_by_what_they_depend_on(tmp_path: Path) -> 
     """The cached exclusion reasons follow the recipe's constraints and its grid layer (a
     threshold may use grid_distance), not its weights; the connection distance follows the
     settings of its forbidden constraint."""
-    from sitekit.cache import LayerCache
+    from sitekit.engine.cache import LayerCache
 
     cat = Catalog(EMBEDDED)
     grid = cat.grid(5000)
@@ -314,7 +314,7 @@ def test_a_worker_killed_mid_run_is_retried_and_outputs_are_intact(
 
 
 def test_task_seconds_sums_compute_time_per_task_name() -> None:
-    from sitekit.run import task_seconds
+    from sitekit.engine.run import task_seconds
 
     def rec(key, *spans):
         return {
@@ -348,7 +348,7 @@ def test_persist_builders_read_the_persisted_layers() -> None:
     import dask.array as da
     from distributed import Client, LocalCluster
 
-    from sitekit.run import persist
+    from sitekit.engine.run import persist
 
     _READS.clear()
     base = da.zeros((64, 64), chunks=16, dtype=np.float32)

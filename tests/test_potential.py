@@ -6,7 +6,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from sitekit import competition, potential
+from sitekit.science import competition, potential
 
 PA = 0.01  # km² per pixel (100 m)
 
@@ -194,7 +194,7 @@ def _allocated():
 
 
 def test_supply_curve_orders_all_sites_by_total_lcoe_and_accumulates() -> None:
-    from sitekit import supply
+    from sitekit.science import supply
 
     sc = supply.supply_curve(_allocated(), ["P0", "P1"])
     pv = sc[sc["technology"] == "pv"]
@@ -210,7 +210,7 @@ def test_supply_curve_orders_all_sites_by_total_lcoe_and_accumulates() -> None:
 
 
 def test_invariants_catch_unit_errors() -> None:
-    from sitekit import supply
+    from sitekit.science import supply
 
     good = _allocated()
     bad = good.assign(capacity_factor=good["energy_gwh"] / good["capacity_mw"] / 0.876)
@@ -224,8 +224,8 @@ def test_invariants_catch_unit_errors() -> None:
 def test_land_use_needs_one_rule_for_both_recipes() -> None:
     from types import SimpleNamespace
 
-    from sitekit import supply
     from sitekit.errors import RecipeError
+    from sitekit.science import supply
 
     ip, iw, lp, lw = (da.from_array(a, chunks=5) for a in _overlap())
     layers = {"pv_eligible": ip > 0, "pv_inclusion": ip, "wind_eligible": iw > 0,
@@ -300,7 +300,7 @@ def test_numba_block_sums_equal_the_numpy_reference() -> None:
 
 
 def test_report_tables_name_technical_potential_and_allocated() -> None:
-    from sitekit import supply
+    from sitekit.science import supply
 
     sums = _sums(*_county_grid())
     pot = _table(sums)
@@ -317,7 +317,7 @@ def test_report_tables_name_technical_potential_and_allocated() -> None:
 
 
 def test_supply_curve_png_is_written(tmp_path) -> None:
-    from sitekit import supply
+    from sitekit.science import supply
 
     sc = supply.supply_curve(_allocated(), ["P0", "P1"])
     out = supply.plot_supply_curve(sc, tmp_path / "supply_curve.png")
@@ -328,7 +328,7 @@ def test_site_overlap_is_measured_per_site() -> None:
     import geopandas as gpd
     import shapely
 
-    from sitekit import supply
+    from sitekit.science import supply
 
     pv = gpd.GeoDataFrame({"site_id": ["P1", "P2"]},
                           geometry=[shapely.box(0, 0, 2000, 1000), shapely.box(5000, 0, 6000, 1000)],
@@ -348,7 +348,7 @@ def test_land_removed_without_a_reason_is_reported_as_no_data() -> None:
     """Four pixels of one zone: one allowed, one removed by reason bit 0, one removed with no
     reason (a scored raster without data there, allow_gaps), one allowed: the removal adds up
     as reason + no data, in both kernels."""
-    from sitekit.potential import QUANTITIES, block_sums, block_sums_reference
+    from sitekit.science.potential import QUANTITIES, block_sums, block_sums_reference
 
     ones = np.ones((1, 4))
     args = (

@@ -1,4 +1,4 @@
-"""Typical-day profiles (sitekit.profiles): hand-computed shapes and the bases.yaml tables."""
+"""Typical-day profiles (sitekit.science.profiles): hand-computed shapes and the bases.yaml tables."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sitekit import profiles as pr
 from sitekit.errors import InputError, RecipeError
+from sitekit.science import profiles as pr
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "pipelines" / "bases.yaml"

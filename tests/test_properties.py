@@ -1,10 +1,10 @@
 """Properties that must hold for any input (hypothesis), not just the hand-made cases.
 
 * scores stay in [0, 1] for any criterion values, membership parameters and weights
-  (:func:`sitekit.scoring.membership` → :func:`~sitekit.scoring.weighted_overlay`);
+  (:func:`sitekit.science.scoring.membership` → :func:`~sitekit.science.scoring.weighted_overlay`);
 * adding a hard constraint never increases the eligible area, and never un-excludes a pixel
-  (:func:`sitekit.constraints.evaluate` on a chunked synthetic grid, every rule);
-* raising one site's yield never worsens its rank (:func:`sitekit.sites.extract_sites`);
+  (:func:`sitekit.science.constraints.evaluate` on a chunked synthetic grid, every rule);
+* raising one site's yield never worsens its rank (:func:`sitekit.science.sites.extract_sites`);
 * reprojecting a polygon layer from the grid CRS to EPSG:4490 and back keeps every area within
   0.1 %, and the grid CRS's areas match geodesic areas on the CGCS2000 ellipsoid (it is
   equal-area) within 0.1 %.
@@ -23,11 +23,11 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sitekit import constraints as cons
-from sitekit import scoring
 from sitekit.grid import DEFAULT_CRS
-from sitekit.recipe import Economics
-from sitekit.sites import SiteRules, extract_sites
+from sitekit.science import constraints as cons
+from sitekit.science import scoring
+from sitekit.science.sites import SiteRules, extract_sites
+from sitekit.specs.recipe import Economics
 from sitekit.testing import small_grid
 
 FAST = settings(max_examples=25, deadline=None,
@@ -179,7 +179,7 @@ def test_raising_a_sites_yield_never_lowers_its_rank(yields, distances, which, f
     distances=st.lists(st.floats(0, 80), min_size=4, max_size=4),
 )
 def test_site_tables_keep_cf_energy_and_lcoe_invariants(yields, distances) -> None:
-    from sitekit.supply import check_sites
+    from sitekit.science.supply import check_sites
 
     sites = _four_sites(yields, distances)
     assert check_sites(sites) == []  # CF ≤ 1, energy = MW × CF × 8.76, 0 < LCOE < 20 CNY/kWh

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from sitekit.errors import InputError, LayerError
 from sitekit.grid import Grid
-from sitekit.proximity import (
+from sitekit.science.proximity import (
     cost_surface,
     distance_to_features,
     least_cost_distance,
@@ -189,7 +189,7 @@ mm = st.integers(-2_000_000, 3_600_000)
 )
 def test_box_segment_bounds_match_shapely(box, seg):
     # the branch and bound's two numbers: min and max squared distance between a box and a segment
-    from sitekit.proximity import _box_seg_d2
+    from sitekit.science.proximity import _box_seg_d2
 
     x0, y0, w, h = (v / 1000.0 for v in box)  # millimetres: no subnormals for shapely
     ax, ay, bx, by = (v / 1000.0 for v in seg)
@@ -344,7 +344,7 @@ def test_cached_search_gives_the_same_paths_and_is_reused(grid, tmp_path, monkey
     """With a cache folder the MCP search covers the whole grid once and is kept; paths and
     costs equal the search that stops at the last site (Dijkstra's finished pixels do not
     change), and a later call with other sites only traces."""
-    from sitekit import proximity
+    from sitekit.science import proximity
 
     rng = np.random.default_rng(3)
     forbidden = rng.random((64, 64)) < 0.15

@@ -11,9 +11,9 @@ from dask.delayed import Delayed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sitekit import pumped_storage_cost as psc
 from sitekit.errors import InputError
-from sitekit.pumped_storage import (
+from sitekit.science import pumped_storage_cost as psc
+from sitekit.science.pumped_storage import (
     PumpedStorageParams,
     find_pairs,
     find_pairs_numpy,
@@ -256,7 +256,7 @@ def test_head_outside_range_gives_no_pair(notch):
 
 
 def test_grid_distance_and_connection_cost():
-    from sitekit.pumped_storage import add_grid_connection
+    from sitekit.science.pumped_storage import add_grid_connection
 
     pairs = gpd.GeoDataFrame(
         {"power_mw": [300.0, 1000.0]},
@@ -405,7 +405,7 @@ def test_priority_flood_equals_fill_by_reconstruction() -> None:
     """Barnes et al. (2014) Priority-Flood gives Soille's filled surface bit for bit."""
     from scipy import ndimage
 
-    from sitekit.pumped_storage import fill_depressions
+    from sitekit.science.pumped_storage import fill_depressions
 
     rng = np.random.default_rng(3)
     for trial in range(24):
@@ -423,7 +423,7 @@ def test_priority_flood_equals_fill_by_reconstruction() -> None:
 
 def test_fill_depressions_by_hand() -> None:
     """A 2 m pit in a plane fills to its 1 m spill level; a pit next to a NaN drains into it."""
-    from sitekit.pumped_storage import fill_depressions
+    from sitekit.science.pumped_storage import fill_depressions
 
     z = np.full((5, 6), 3.0, np.float32)
     z[0, :] = 1.0  # the outlet side
@@ -438,7 +438,7 @@ def test_fill_depressions_by_hand() -> None:
 def test_size_pairs_equals_a_per_pair_reference():
     """The numba sizing equals a plain loop: largest class whose volume both reservoirs hold,
     walls by np.interp on each reservoir's curve, pair W/R and class-E cost limits."""
-    from sitekit.ps_sizing import size_pairs
+    from sitekit.science.ps_sizing import size_pairs
 
     rng = np.random.default_rng(7)
     p = PumpedStorageParams(max_power_mw=1000.0)  # 150/50, 500/168, 1500/504 (≈3 GW) not served

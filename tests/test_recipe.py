@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sitekit.errors import RecipeError
-from sitekit.recipe import load_recipe
+from sitekit.specs.recipe import load_recipe
 
 PIPES = Path(__file__).resolve().parents[1] / "pipelines"
 

@@ -14,11 +14,11 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sitekit import render
 from sitekit.errors import LayerError, OutputError, RecipeError
-from sitekit.render import hillshade, overview, render_map
-from sitekit.static import external_references, offline_assets
-from sitekit.style import MapStyle, load_style
+from sitekit.outputs import render
+from sitekit.outputs.render import hillshade, overview, render_map
+from sitekit.outputs.static import external_references, offline_assets
+from sitekit.outputs.style import MapStyle, load_style
 from sitekit.testing import plane, small_grid, synthetic_results
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_user_text_is_escaped(page: str) -> None:
 
 def test_jinja_syntax_in_data_is_text(results: dict, tmp_path: Path) -> None:
     """A value that looks like a Jinja template reaches the page as text (branca used to render
-    each macro's output as a template a second time; sitekit.render._Verbatim keeps it)."""
+    each macro's output as a template a second time; sitekit.outputs.render._Verbatim keeps it)."""
     r = results
     sites = r["vectors"]["pv_sites"].copy()
     sites["county"] = "{{ 6 * 7 }}{% if true %}yes{% endif %}"
@@ -304,11 +304,11 @@ def test_built_wind_farms_layer_style_title_colours_and_labelled_popups(
 ) -> None:
     """The GEM wind farms (``existing_wind_plants``) get the style's bilingual title, a colour
     per status with a labelled legend, and popups whose first fields are name, phase, status
-    and start year, labelled from sitekit's vocabulary (sitekit.labels)."""
+    and start year, labelled from sitekit's vocabulary (sitekit.outputs.labels)."""
     import geopandas as gpd
     import shapely
 
-    from sitekit.rules import standard_plants
+    from sitekit.specs.rules import standard_plants
 
     r = results
     gem = gpd.GeoDataFrame(  # two rows as the GEM Wind Power Tracker spells its columns
@@ -342,11 +342,11 @@ def test_built_wind_farms_layer_style_title_colours_and_labelled_popups(
 
 def test_built_wind_farms_are_credited_on_the_map(results: dict, tmp_path: Path) -> None:
     """The GEM tracker is CC BY 4.0: the run's provenance carries its credit line (from the
-    catalogue entry, sitekit.validation.plant_attribution) and the map's info box shows it."""
+    catalogue entry, sitekit.engine.validation.plant_attribution) and the map's info box shows it."""
     import html
 
-    from sitekit.catalog import Catalog
-    from sitekit.validation import plant_attribution
+    from sitekit.engine.validation import plant_attribution
+    from sitekit.io.catalog import Catalog
 
     spec = Catalog(REPO / "layers" / "sichuan-west" / "catalog.yaml").layer("wind_farms_gem")
     credit = plant_attribution(spec)
@@ -420,7 +420,7 @@ def test_overlays_are_reused_from_a_layer_cache(
 ) -> None:
     """With a cache, each raster overlay is kept by content + style: a second page with the
     same rasters makes no overview, and its images equal the uncached page's."""
-    from sitekit.cache import LayerCache
+    from sitekit.engine.cache import LayerCache
 
     r = results
     images = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+")

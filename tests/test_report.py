@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import shapely
 
-from sitekit.report import TOP_N, render_report
-from sitekit.static import external_references
+from sitekit.outputs.report import TOP_N, render_report
+from sitekit.outputs.static import external_references
 from sitekit.testing import synthetic_results
 
 XSS = "<img src=x onerror=alert(1)>"

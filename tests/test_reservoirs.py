@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import shapely
 
-from sitekit.hydrology import fill_depressions, flow_receivers
-from sitekit.reservoirs import flood, read_table, upstream_below
+from sitekit.science.hydrology import fill_depressions, flow_receivers
+from sitekit.science.reservoirs import flood, read_table, upstream_below
 from sitekit.testing import small_grid
 
 RES = 100.0
@@ -85,8 +85,8 @@ def test_recipe_layer_to_existing_reservoirs(tmp_path):
     """The recipe's existing_reservoirs keys map a layer's columns; rows without a pool level
     are dropped (never guessed); a missing column is an input error naming the key to set."""
     from sitekit.errors import InputError
-    from sitekit.pumped_storage import existing_from_layer, params_from_recipe
-    from sitekit.recipe import load_ps_recipe
+    from sitekit.science.pumped_storage import existing_from_layer, params_from_recipe
+    from sitekit.specs.recipe import load_ps_recipe
 
     f = tmp_path / "ps.yaml"
     f.write_text(

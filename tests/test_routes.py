@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 from pyproj import Transformer
 
 import sitekit.cli.route  # noqa: F401  (registers the verbs)
-from sitekit import proximity, routes, terrain
 from sitekit.cli import cli
 from sitekit.errors import CRSError, InputError, SitekitWarning
 from sitekit.grid import Grid, transformer
-from sitekit.static import external_references
+from sitekit.outputs.static import external_references
+from sitekit.science import proximity, routes, terrain
 from sitekit.testing import plane, small_grid
 
 RES = 100.0
@@ -282,7 +282,7 @@ def test_route_map_overlays_come_from_the_run_cache(grid, tmp_path, monkeypatch)
     the page is the same as without a cache (apart from folium's random element ids)."""
     import re
 
-    from sitekit import render
+    from sitekit.outputs import render
 
     line = gpd.GeoDataFrame(geometry=[shapely.LineString([(500, 3000), (7500, 3000)])],
                             crs=grid.crs)  # fmt: skip
@@ -451,8 +451,8 @@ def write_recipe_run(folder: Path, catalog_path: Path, recipes: dict) -> Grid:
 
     import yaml
 
-    from sitekit.catalog import Catalog
-    from sitekit.pipeline import Pipeline
+    from sitekit.engine.pipeline import Pipeline
+    from sitekit.io.catalog import Catalog
 
     cat = Catalog(catalog_path)
     g = cat.grid(1000.0, chunks=16)
@@ -487,8 +487,8 @@ def test_suggestion_follows_the_recipe_cost_surface_round_a_land_cover_class(tin
     recipe has no cost term: straight across, 20 km."""
     from test_catalog import LANDCOVER_ENTRY, _worldcover_on_grid_blocks
 
-    from sitekit.catalog import Catalog
-    from sitekit.recipe import CostTerm, load_recipe
+    from sitekit.io.catalog import Catalog
+    from sitekit.specs.recipe import CostTerm, load_recipe
 
     grid0 = Catalog(tiny_catalog).grid(1000.0, chunks=16)
     ny, nx = grid0.shape
@@ -561,10 +561,10 @@ def test_route_cost_equals_the_runs_connection_distance(tiny_catalog):
     run's connection_distance raster (built as `sitekit run` builds it) says there; the whole
     surface, with its forbidden zone (DEM > 2400 m, ×7) and crossing cost (DEM < 2150 m, ×3), is
     the run's pixel for pixel."""
-    from sitekit import rules
-    from sitekit.catalog import Catalog
-    from sitekit.pipeline import Pipeline
-    from sitekit.recipe import ThresholdC, load_recipe
+    from sitekit.engine.pipeline import Pipeline
+    from sitekit.io.catalog import Catalog
+    from sitekit.specs import rules
+    from sitekit.specs.recipe import ThresholdC, load_recipe
 
     base, _ = load_recipe(Path(__file__).resolve().parents[1] / "pipelines" / "wind.yaml")
     high = ThresholdC(kind="threshold", id="high", layer="dem", op=">", value=2400.0)
@@ -594,7 +594,7 @@ def test_route_cost_equals_the_runs_connection_distance(tiny_catalog):
     tg = pipe.technology(recipe)
     dist = pipe.connection_distance(
         tg.recipe, rules.forbidden_mask(tg), rules.crossing_penalty(tg)
-    ).values  # as sitekit.run builds it
+    ).values  # as sitekit.engine.run builds it
     ref = pipe.line_cost(tg.recipe, rules.forbidden_mask(tg), rules.crossing_penalty(tg)).values
     mine = rc.cost.values
     assert np.array_equal(mine, ref, equal_nan=True)

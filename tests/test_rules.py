@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sitekit import rules
 from sitekit.errors import RecipeError
-from sitekit.recipe import load_recipe
+from sitekit.specs import rules
+from sitekit.specs.recipe import load_recipe
 
 PIPES = Path(__file__).resolve().parents[1] / "pipelines"
 

@@ -35,12 +35,12 @@ from click.testing import CliRunner
 from conftest import write_tiny_catalog
 from rasterio.transform import from_origin
 
-from sitekit.catalog import Catalog
 from sitekit.errors import LayerError, RecipeError
-from sitekit.recipe import load_ps_recipe, load_recipe
-from sitekit.render import render_map
-from sitekit.report import render_report
-from sitekit.style import MapStyle, load_style
+from sitekit.io.catalog import Catalog
+from sitekit.outputs.render import render_map
+from sitekit.outputs.report import render_report
+from sitekit.outputs.style import MapStyle, load_style
+from sitekit.specs.recipe import load_ps_recipe, load_recipe
 from sitekit.testing import synthetic_results
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sitekit import scoring
+from sitekit.science import scoring
 
 
 def test_linear_increasing_and_decreasing() -> None:
@@ -155,8 +155,8 @@ def test_weighted_score_rejects_bad_input() -> None:
 def test_a_user_set_pumped_storage_efficiency_is_used(tmp_path) -> None:
     """Mutation-testing hole of issue 22: the recipe's efficiency must reach the volume a class
     needs, not be replaced by the ANU default 0.9."""
-    from sitekit.pumped_storage import params_from_recipe
-    from sitekit.recipe import load_ps_recipe
+    from sitekit.science.pumped_storage import params_from_recipe
+    from sitekit.specs.recipe import load_ps_recipe
 
     f = tmp_path / "ps.yaml"
     f.write_text(

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import shapely
 
-from sitekit import hosting
 from sitekit.errors import RecipeError
-from sitekit.recipe import Economics, load_recipe
+from sitekit.science import hosting
+from sitekit.specs.recipe import Economics, load_recipe
 
 CRS = "EPSG:4543"
 ECON = dict(

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sitekit.recipe import Economics
-from sitekit.sites import SiteRules, connection_cost_cny_per_kw, extract_sites, label_sites
+from sitekit.science.sites import SiteRules, connection_cost_cny_per_kw, extract_sites, label_sites
+from sitekit.specs.recipe import Economics
 from sitekit.testing import small_grid
 
 ECON = Economics(
@@ -104,7 +104,7 @@ def test_connection_cost_is_booked_per_kw() -> None:
 
 
 def test_site_tables_keep_their_invariants() -> None:
-    from sitekit.supply import check_sites
+    from sitekit.science.supply import check_sites
 
     sites, _ = _extract(*_landscape())
     assert check_sites(sites) == []  # CF ≤ 1, energy = MW × CF × 8.76, LCOE within bounds
@@ -232,7 +232,7 @@ def test_strips_and_dask_layers_give_the_whole_array_result(monkeypatch) -> None
     """Reading the layers in strips (NumPy or dask) is bit-identical to one whole strip."""
     import dask.array as da
 
-    import sitekit.sites as sites_mod
+    import sitekit.science.sites as sites_mod
 
     grid, score, energy, dist, zone, incl = _rough()
     near = (np.arange(score.size).reshape(score.shape) % 3).astype(np.int32)
@@ -312,8 +312,8 @@ def test_zone_areas_by_hand_in_strips(monkeypatch) -> None:
     """Eligible km² per zone: Σ inclusion × pixel area, NaN counted as 0, same in any strips."""
     import dask.array as da
 
-    import sitekit.sites as sites_mod
-    from sitekit.sites import zone_areas
+    import sitekit.science.sites as sites_mod
+    from sitekit.science.sites import zone_areas
 
     zone = np.zeros((10, 6), np.int32)
     zone[:, :3], zone[:, 3:] = 1, 2

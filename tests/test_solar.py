@@ -15,9 +15,10 @@ from pvlib.location import Location
 from pvlib.modelchain import ModelChain
 from pvlib.pvsystem import Array, FixedMount, PVSystem, SingleAxisTrackerMount
 
-from sitekit import solar, testing
+from sitekit import testing
 from sitekit.errors import InputError, LayerError
 from sitekit.grid import DEFAULT_CRS, transformer
+from sitekit.science import solar
 
 MERRA2_CSV = (
     Path(__file__).resolve().parents[1]

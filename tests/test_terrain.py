@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
-from sitekit import terrain, testing
+from sitekit import testing
 from sitekit.errors import CRSError, LayerError
+from sitekit.science import terrain
 
 
 def _angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:

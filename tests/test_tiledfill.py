@@ -10,12 +10,12 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sitekit.tiledfill import fill_depressions_tiled
+from sitekit.science.tiledfill import fill_depressions_tiled
 
 try:  # the global fill moves from pumped_storage to hydrology (issue 27's other half)
-    from sitekit.hydrology import fill_depressions
+    from sitekit.science.hydrology import fill_depressions
 except ImportError:  # pragma: no cover
-    from sitekit.pumped_storage import fill_depressions
+    from sitekit.science.pumped_storage import fill_depressions
 
 
 def tiled(z: np.ndarray, chunks) -> np.ndarray:

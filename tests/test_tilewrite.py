@@ -10,9 +10,9 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from sitekit.atomic import atomic_path
 from sitekit.errors import OutputError
-from sitekit.tilewrite import TileFormat, TileWriter, aligned, encode_tiles
+from sitekit.io.atomic import atomic_path
+from sitekit.outputs.tilewrite import TileFormat, TileWriter, aligned, encode_tiles
 
 TRANSFORM = from_origin(500_000.0, 3_300_000.0, 30.0, 30.0)
 CRS = "EPSG:32648"

@@ -16,8 +16,8 @@ from rasterio.transform import from_origin
 
 import sitekit.cli.validate  # noqa: F401  (registers the verb)
 from sitekit.cli import cli
+from sitekit.engine.validation import auc, read_plants, validate_arrays, validate_run
 from sitekit.grid import DEFAULT_CRS
-from sitekit.validation import auc, read_plants, validate_arrays, validate_run
 
 T = from_origin(0.0, 400.0, 100.0, 100.0)  # 4 × 4 px of 100 m, top-left corner (0, 400)
 SCORE = np.array(
@@ -165,7 +165,7 @@ def test_validate_command_needs_a_plant_list(tmp_path: Path) -> None:
 
 
 def test_report_section_lists_applied_missing_and_outside() -> None:
-    from sitekit.validation import report_section
+    from sitekit.engine.validation import report_section
 
     prov = {
         "rules": {

@@ -15,8 +15,8 @@ from scipy.special import gamma
 from windpowerlib.power_output import power_curve as wpl_power_curve
 from windpowerlib.power_output import power_curve_density_correction
 
-from sitekit import wind
 from sitekit.errors import InputError
+from sitekit.science import wind
 from sitekit.testing import ridge_and_valley, small_grid
 
 RHO_500 = wind.air_density(500.0)

@@ -47,7 +47,7 @@ class _Group(click.Group):
 def _show_versions(ctx: click.Context, _param, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from sitekit.provenance import versions
+    from sitekit.io.provenance import versions
 
     for k, v in versions().items():
         click.echo(f"{k:14s} {v}")
@@ -72,7 +72,7 @@ def _show_versions(ctx: click.Context, _param, value: bool) -> None:
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, quiet: bool, verbose: int) -> None:
     """sitekit — screen land for solar PV, wind and pumped-storage hydro."""
-    from sitekit import logs
+    from sitekit.engine import logs
 
     ctx.ensure_object(dict)
     ctx.obj.update(debug=debug, quiet=quiet, verbose=verbose)
@@ -126,7 +126,7 @@ def main() -> None:
     register()
     try:
         cli(prog_name="sitekit")
-    finally:  # spare the interpreter's last full collection (~0.7 s after a run; sitekit.gctools)
-        from sitekit import gctools
+    finally:  # spare the interpreter's last full collection (~0.7 s after a run; sitekit.engine.gctools)
+        from sitekit.engine import gctools
 
         gctools.freeze()

@@ -33,9 +33,9 @@ def info(cache_dir: Path, fmt: str) -> None:
     """Entries, size and last use by kind in CACHE_DIR."""
     import time
 
-    from sitekit.cachedir import entries, summary
     from sitekit.cli.tables import emit_table
-    from sitekit.ownership import require_cache
+    from sitekit.engine.cachedir import entries, summary
+    from sitekit.io.ownership import require_cache
 
     if cache_dir.exists():
         require_cache(cache_dir)
@@ -84,11 +84,11 @@ def prune_cmd(cache_dir: Path, older_than: float | None, max_size: float | None,
 
     Entries used in the last 10 minutes are kept (a run may be reading them). A later run
     recomputes whatever it needs of what was removed."""
-    from sitekit.cachedir import entries, prune
+    from sitekit.engine.cachedir import entries, prune
 
     if older_than is None and max_size is None:
         raise click.UsageError("give --older-than DAYS, --max-size GB or both")
-    from sitekit.ownership import require_cache
+    from sitekit.io.ownership import require_cache
 
     require_cache(cache_dir)  # only a folder sitekit tagged as its cache: nothing else is touched
     before = sum(e.size for e in entries(cache_dir))

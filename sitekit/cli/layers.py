@@ -26,9 +26,9 @@ def layers() -> None:
 @format_opt
 def check(catalog: Path, resolution: float, data_roots: tuple[Path, ...], fmt: str) -> None:
     """Open every layer of CATALOG and print a table (or CSV/JSON); exit 2 on any problem."""
-    from sitekit.catalog import Catalog
-    from sitekit.check import check_catalog
     from sitekit.errors import LayerError
+    from sitekit.io.catalog import Catalog
+    from sitekit.io.check import check_catalog
 
     cat = Catalog(catalog, extra_roots=data_roots)
     grid, rows = check_catalog(cat, resolution)

@@ -74,7 +74,7 @@ data_root_opt = click.option(
 # -- verbosity: accepted before the verb (``sitekit -q demo``) and after it (``sitekit demo -q``)
 def _verbosity(ctx: click.Context, param: click.Parameter, value: object) -> object:
     """Record ``-q``/``-v`` in the shared context object and (re)configure logging."""
-    from sitekit import logs
+    from sitekit.engine import logs
 
     if ctx.resilient_parsing:
         return value

@@ -9,8 +9,8 @@ import click
 from sitekit.cli import cli
 from sitekit.cli.options import format_opt
 from sitekit.cli.tables import emit_table
-from sitekit.labels import TECH_TITLES, short_header
-from sitekit.logs import LOGGER
+from sitekit.engine.logs import LOGGER
+from sitekit.outputs.labels import TECH_TITLES, short_header
 
 run_dir_arg = click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 
@@ -32,10 +32,10 @@ run_dir_arg = click.argument("run_dir", type=click.Path(file_okay=False, path_ty
 )
 def map_(run_dir: Path, style: Path | None, online_tiles: bool, out: Path | None) -> None:
     """Re-render RUN_DIR/map.html from a run's GeoPackage and rasters."""
-    from sitekit import render
-    from sitekit import style as st
-    from sitekit.results import load_run
-    from sitekit.run import REPO_ROOT
+    from sitekit.engine.run import REPO_ROOT
+    from sitekit.io.results import load_run
+    from sitekit.outputs import render
+    from sitekit.outputs import style as st
 
     run = load_run(run_dir)
     ms = st.load_style(style or REPO_ROOT / "maps" / "default.yaml")
@@ -62,7 +62,7 @@ def map_(run_dir: Path, style: Path | None, online_tiles: bool, out: Path | None
 def sites(run_dir: Path, technology: str, top: int, fmt: str) -> None:
     """Print the top-ranked candidate sites of a run (table, CSV or JSON on stdout)."""
     from sitekit.errors import InputError
-    from sitekit.results import load_run
+    from sitekit.io.results import load_run
 
     run = load_run(run_dir)
     key = f"{technology}_sites"
@@ -108,7 +108,7 @@ def sites(run_dir: Path, technology: str, top: int, fmt: str) -> None:
 )
 def export(run_dir: Path, fmt: str, crs: str | None, out: Path | None) -> None:
     """Re-export a finished run as GeoPackage, COG, CSV or XLSX (optionally reprojected)."""
-    from sitekit import export as ex
+    from sitekit.outputs import export as ex
 
     paths = ex.reexport(run_dir, fmt, crs=crs, out=out)
     for p in paths:

@@ -1,5 +1,5 @@
-"""``sitekit route`` and ``sitekit hosting``: thin wrappers over :mod:`sitekit.routes` and
-:mod:`sitekit.hosting`, reading a previous run's output folder."""
+"""``sitekit route`` and ``sitekit hosting``: thin wrappers over :mod:`sitekit.science.routes` and
+:mod:`sitekit.science.hosting`, reading a previous run's output folder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 
 from sitekit.cli import cli
 from sitekit.cli.options import catalog_opt, data_root_opt, force_opt
-from sitekit.logs import LOGGER
+from sitekit.engine.logs import LOGGER
 
 run_opt = click.option(
     "--run",
@@ -32,9 +32,9 @@ def _out_dir(out: Path | None, run_dir: Path, default: str, force: bool) -> Path
 
 
 def _catalog(path: Path | None, roots: tuple[Path, ...]):
-    from sitekit.catalog import Catalog
     from sitekit.cli.options import DEFAULT_CATALOG
-    from sitekit.run import REPO_ROOT
+    from sitekit.engine.run import REPO_ROOT
+    from sitekit.io.catalog import Catalog
 
     path = path or REPO_ROOT / DEFAULT_CATALOG
     return Catalog(path, extra_roots=roots) if path.exists() else None
@@ -94,9 +94,9 @@ def route(ctx: click.Context, route_file: Path | None, run_dir: Path, catalog: P
     suggest a least-cost route with --from/--to on the cost surface the run's connections used
     (slope, recipe cost terms, crossing costs, forbidden zones); writes profile, crossings,
     sites, summary, map."""
-    from sitekit import proximity, routes
     from sitekit.errors import InputError
     from sitekit.grid import transformer
+    from sitekit.science import proximity, routes
 
     if (route_file is None) == (from_ is None or to is None):
         raise InputError("give either a ROUTE_FILE or both --from LON,LAT and --to LON,LAT")
@@ -111,7 +111,7 @@ def route(ctx: click.Context, route_file: Path | None, run_dir: Path, catalog: P
         tr = transformer(4326, run.grid.crs)
         a, b = _lonlat(from_, "--from"), _lonlat(to, "--to")
         rc = routes.run_connection_cost(run_dir, cat, run.grid, technology=technology)
-        if rc is not None:  # the run's own connection surface (sitekit.pipeline.line_cost)
+        if rc is not None:  # the run's own connection surface (sitekit.engine.pipeline.line_cost)
             suggestion = routes.suggest_route(
                 tr.transform(*a), tr.transform(*b), cost=rc.cost, grid=run.grid,
                 forbidden_mask=rc.forbidden, avoid=False, surface=rc.description,
@@ -171,7 +171,7 @@ def _run_catalog(run_dir: Path) -> Path | None:
 def _provenance(run_dir: Path) -> dict | None:
     """The run's provenance (``run.json``) that tags every file written from it; None for a
     folder without one (its files then carry no data status)."""
-    from sitekit.results import read_provenance
+    from sitekit.io.results import read_provenance
 
     return read_provenance(run_dir) or None
 
@@ -248,9 +248,9 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
             hydro_cf: float, bases_file: Path | None, no_bases: bool,
             data_roots: tuple[Path, ...]) -> None:  # fmt: skip
     """Capacity per connection point with supply curves, and hydro–wind–solar bases."""
-    from sitekit import hosting as hz
-    from sitekit import proximity, routes
     from sitekit.errors import InputError
+    from sitekit.science import hosting as hz
+    from sitekit.science import proximity, routes
 
     if not 0 <= hydro_cf < 1:
         raise InputError(f"--hydro-cf {hydro_cf}: must be between 0 and 1")
@@ -261,7 +261,7 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
     if run.points is None or not len(run.points):
         raise InputError(f"run folder {run_dir}: sitekit.gpkg has no grid_points layer")
     cost, reach_km = None, None
-    if not straight_line:  # the run's own connection surface (sitekit.pipeline.line_cost)
+    if not straight_line:  # the run's own connection surface (sitekit.engine.pipeline.line_cost)
         own = _catalog(catalog or _run_catalog(run_dir), data_roots)
         rc = routes.run_connection_cost(run_dir, own, run.grid)
         if rc is not None:
@@ -272,7 +272,7 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
             cost = proximity.cost_surface(run.slope, forbidden, forbidden_cost=20.0)
     sites, n_bases = run.sites, None
     if not no_bases and cat is not None and "hydro_plants_gem" in cat:
-        from sitekit.bases_outputs import run_bases
+        from sitekit.outputs.bases import run_bases
 
         # bundled sites leave the points; the run's report and map get the bases
         sites, n_bases = run_bases(run, cat, bases_file, out, prov, run_dir=run_dir)
@@ -288,7 +288,7 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
         "new transmission"
     )
     if cat is not None and plants_layer in cat:
-        from sitekit.io import read_vector
+        from sitekit.io.layers import read_vector
 
         spec = cat.layer(plants_layer)  # not clipped: plants just outside anchor bases too
         plants = read_vector(cat.file(spec), spec, cat.where(spec))

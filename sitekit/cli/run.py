@@ -1,4 +1,4 @@
-"""``sitekit demo`` and ``sitekit run RECIPE…``: thin wrappers over :func:`sitekit.run.run_job`."""
+"""``sitekit demo`` and ``sitekit run RECIPE…``: thin wrappers over :func:`sitekit.engine.run.run_job`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from sitekit import gctools
 from sitekit.cli import cli
 from sitekit.cli.options import (
     catalog_opt,
@@ -23,14 +22,15 @@ from sitekit.cli.options import (
     threads_opt,
     workers_opt,
 )
-from sitekit.resources import data_root
+from sitekit.engine import gctools
+from sitekit.engine.resources import data_root
 
 REPO = data_root()  # pipelines/, layers/, maps/: a checkout or the wheel's bundled copy
 
 
 def _options(ctx: click.Context, **kw) -> object:
     from sitekit.cli.options import DEFAULT_CATALOG
-    from sitekit.run import RunOptions
+    from sitekit.engine.run import RunOptions
 
     return RunOptions(
         catalog=kw["catalog"] or REPO / DEFAULT_CATALOG,
@@ -102,7 +102,7 @@ def _common(f):
 def demo(ctx: click.Context, **kw) -> None:
     """The whole job on the embedded four-prefecture data: PV, wind, pumped storage, map, GeoPackage."""
     with gctools.paused():  # the heavy imports (dask, numba, geopandas, ...)
-        from sitekit.run import run_job
+        from sitekit.engine.run import run_job
 
     pipes = REPO / "pipelines"
     kw.setdefault("pumped_storage", pipes / "pumped_storage.yaml")
@@ -139,7 +139,7 @@ def demo(ctx: click.Context, **kw) -> None:
 def run(ctx: click.Context, recipes: tuple[Path, ...], **kw) -> None:
     """Run scoring RECIPES (pipelines/pv.yaml, wind.yaml, pumped_storage.yaml) on a catalogue."""
     with gctools.paused():  # the heavy imports (dask, numba, geopandas, ...)
-        from sitekit.run import run_job
+        from sitekit.engine.run import run_job
 
     ps = [p for p in recipes if _is_ps(p)]
     kw["pumped_storage"] = ps[0] if ps else None

@@ -30,7 +30,7 @@ def validate(
 ) -> None:
     """Share of built plants on eligible land, their score percentile, modelled CF and ROC AUC;
     writes RUN_DIR/validation.csv and RUN_DIR/validation_plants.csv."""
-    from sitekit.validation import validate_run
+    from sitekit.engine.validation import validate_run
 
     summary = validate_run(run_dir, plants, technology, seed=seed)
     if not (ctx.obj or {}).get("quiet"):

@@ -48,16 +48,16 @@ def _observe_exit(log_path: str) -> None:
 
 def _observe_cluster(log_path: str) -> None:
     """Log ``<cluster>`` when a run starts its Dask client (input errors should come before)."""
-    import sitekit.run
+    import sitekit.engine.run
 
-    real = sitekit.run.dask_client
+    real = sitekit.engine.run.dask_client
 
     def dask_client(opts):  # noqa: ANN001, ANN202
         with open(log_path, "a", encoding="utf-8") as f:
             f.write("<cluster>\n")
         return real(opts)
 
-    sitekit.run.dask_client = dask_client
+    sitekit.engine.run.dask_client = dask_client
 
 
 def _child(req: dict) -> None:
@@ -120,12 +120,12 @@ def serve() -> None:
     import rich.console  # noqa: F401
     import rich.table  # noqa: F401
 
-    import sitekit.catalog  # noqa: F401
-    import sitekit.check  # noqa: F401
-    import sitekit.pipeline  # noqa: F401
-    import sitekit.recipe  # noqa: F401
-    import sitekit.routes  # noqa: F401
-    import sitekit.run  # noqa: F401
+    import sitekit.engine.pipeline  # noqa: F401
+    import sitekit.engine.run  # noqa: F401
+    import sitekit.io.catalog  # noqa: F401
+    import sitekit.io.check  # noqa: F401
+    import sitekit.science.routes  # noqa: F401
+    import sitekit.specs.recipe  # noqa: F401
 
     if threading.active_count() != 1:
         raise RuntimeError(

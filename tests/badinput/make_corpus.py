@@ -125,8 +125,9 @@ def _add_layer(folder: Path, op: dict) -> None:
 
 def _fake_run(folder: Path, op: dict) -> None:
     """A run folder as `sitekit run` leaves it, reduced to what `sitekit route` reads."""
-    from sitekit import export, terrain
-    from sitekit.catalog import Catalog
+    from sitekit.io.catalog import Catalog
+    from sitekit.outputs import export
+    from sitekit.science import terrain
 
     cat = Catalog(folder / "catalog.yaml")
     grid = cat.grid(2000.0)
