@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import sitekit.cli.route  # noqa: F401  (registers the verbs)
 from sitekit.cli import cli
 from sitekit.errors import CRSError, LayerError, SitekitWarning
+from sitekit.outputs.hosting import write_hosting
 from sitekit.science import hosting
 from sitekit.specs.recipe import Economics
 from sitekit.testing import small_grid
@@ -120,7 +121,7 @@ def test_every_site_is_counted_once_at_some_point(rows):
 
 def test_write_hosting_files_and_layer(tmp_path):
     per, curves = hosting.hosting_capacity(sites(), POINTS, grid=GRID)
-    layer = hosting.write_hosting(per, curves, POINTS, tmp_path)
+    layer = write_hosting(per, curves, POINTS, tmp_path)
     for name in ("hosting.csv", "supply_curves.csv", "supply_curves.png", "hosting.gpkg"):
         assert (tmp_path / name).stat().st_size > 0
     assert list(layer["total_mw"]) == [190.0, 85.0] and layer.crs == GRID.crs

@@ -317,10 +317,11 @@ def test_report_tables_name_technical_potential_and_allocated() -> None:
 
 
 def test_supply_curve_png_is_written(tmp_path) -> None:
+    from sitekit.outputs.supply import plot_supply_curve
     from sitekit.science import supply
 
     sc = supply.supply_curve(_allocated(), ["P0", "P1"])
-    out = supply.plot_supply_curve(sc, tmp_path / "supply_curve.png")
+    out = plot_supply_curve(sc, tmp_path / "supply_curve.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

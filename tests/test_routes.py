@@ -21,8 +21,11 @@ from pyproj import Transformer
 
 import sitekit.cli.route  # noqa: F401  (registers the verbs)
 from sitekit.cli import cli
+from sitekit.engine import routes as route_job
 from sitekit.errors import CRSError, InputError, SitekitWarning
 from sitekit.grid import Grid, transformer
+from sitekit.io import routes as route_io
+from sitekit.outputs import routes as route_files
 from sitekit.outputs.static import external_references
 from sitekit.science import proximity, routes, terrain
 from sitekit.testing import plane, small_grid
@@ -259,14 +262,14 @@ def test_kml_route_is_read_and_its_name_escaped_everywhere(grid, tmp_path):
     coords = " ".join(f"{lo:.8f},{la:.8f},1200" for lo, la in _lonlat(grid, pts))
     path = tmp_path / "r.kml"
     path.write_text(KML.format(coords=coords), encoding="utf-8")
-    gdf = routes.read_route(path, grid=grid)
+    gdf = route_io.read_route(path, grid=grid)
     assert len(gdf) == 1 and gdf["name"].iloc[0] == "<script>alert(1)</script>"
     assert not gdf.geometry.iloc[0].has_z
     assert np.asarray(gdf.geometry.iloc[0].coords) == pytest.approx(np.array(pts), abs=1e-3)
     rep = routes.evaluate_route(gdf, grid=grid, elevation=flat(grid), slope=flat(grid, 0),
                                 constraints={"A": ("A", "甲", squares(grid))})  # fmt: skip
     assert rep.name == "<script>alert(1)</script>"
-    files = routes.write_route_report(rep, tmp_path / "out")
+    files = route_files.write_route_report(rep, tmp_path / "out")
     for key in ("summary_md", "map_html"):
         text = files[key].read_text(encoding="utf-8")
         assert "<script>alert(1)" not in text
@@ -295,7 +298,7 @@ def test_route_map_overlays_come_from_the_run_cache(grid, tmp_path, monkeypatch)
     pages = []
     for out, cache in (("plain", None), ("a", tmp_path / "cache"), ("b", tmp_path / "cache")):
         before = len(made)
-        page = routes.write_route_report(rep, tmp_path / out, cache_dir=cache)["map_html"]
+        page = route_job.write_route_report(rep, tmp_path / out, cache_dir=cache)["map_html"]
         pages.append(re.sub(r"[0-9a-f]{32}", "", page.read_text(encoding="utf-8")))
         if out == "b":
             assert len(made) == before, "the second run computed an overlay again"
@@ -315,7 +318,7 @@ def test_epsg4543_geopackage_route_lands_on_the_grid(grid, tmp_path):
         {"name": ["GK route"]}, geometry=[shapely.LineString(np.column_stack([e, n]))], crs=4543
     )
     gk.to_file(tmp_path / "r.gpkg", layer="route", engine="pyogrio")
-    gdf = routes.read_route(tmp_path / "r.gpkg", grid=grid)
+    gdf = route_io.read_route(tmp_path / "r.gpkg", grid=grid)
     got = np.asarray(gdf.geometry.iloc[0].coords)
     assert got == pytest.approx(pts, abs=0.01)
     rep = routes.evaluate_route(gdf, grid=grid, elevation=flat(grid), slope=flat(grid, 0))
@@ -326,7 +329,7 @@ def test_polygon_route_is_refused(grid, tmp_path):
     gdf = gpd.GeoDataFrame(geometry=[shapely.box(1000, 1000, 2000, 2000)], crs=grid.crs)
     gdf.to_file(tmp_path / "poly.geojson", engine="pyogrio")
     with pytest.raises(InputError, match="route must be a LineString"):
-        routes.read_route(tmp_path / "poly.geojson", grid=grid)
+        route_io.read_route(tmp_path / "poly.geojson", grid=grid)
 
 
 def test_route_without_crs_is_refused_unless_one_is_given(grid, tmp_path):
@@ -335,8 +338,8 @@ def test_route_without_crs_is_refused_unless_one_is_given(grid, tmp_path):
         gdf.to_file(tmp_path / "nocrs.shp", engine="pyogrio")
     assert not (tmp_path / "nocrs.prj").exists()
     with pytest.raises(CRSError, match="no CRS"):
-        routes.read_route(tmp_path / "nocrs.shp", grid=grid)
-    ok = routes.read_route(tmp_path / "nocrs.shp", grid=grid, crs=grid.crs)
+        route_io.read_route(tmp_path / "nocrs.shp", grid=grid)
+    ok = route_io.read_route(tmp_path / "nocrs.shp", grid=grid, crs=grid.crs)
     assert ok.geometry.iloc[0].length == pytest.approx(7000)
 
 
@@ -347,7 +350,7 @@ def test_route_outside_the_study_area_is_refused(tmp_path):
     far = gpd.GeoDataFrame(geometry=[shapely.LineString([(90.0, 40.0), (90.5, 40.2)])], crs=4326)
     far.to_file(tmp_path / "far.geojson", engine="pyogrio")
     with pytest.raises(InputError, match="outside the study area"):
-        routes.read_route(tmp_path / "far.geojson", grid=g)
+        route_io.read_route(tmp_path / "far.geojson", grid=g)
     with pytest.raises(InputError, match="outside the study area"):
         routes.evaluate_route(far, grid=g, elevation=flat(g), slope=flat(g, 0))
 
@@ -355,9 +358,9 @@ def test_route_outside_the_study_area_is_refused(tmp_path):
 def test_empty_and_partly_outside_routes(grid, tmp_path):
     (tmp_path / "empty.geojson").write_text('{"type": "FeatureCollection", "features": []}')
     with pytest.raises(InputError, match="no features"):
-        routes.read_route(tmp_path / "empty.geojson")
+        route_io.read_route(tmp_path / "empty.geojson")
     with pytest.raises(InputError, match="not found"):
-        routes.read_route(tmp_path / "missing.kml")
+        route_io.read_route(tmp_path / "missing.kml")
     line = shapely.LineString([(4000, 3000), (12000, 3000)])
     with pytest.warns(SitekitWarning, match="outside the grid"):
         rep = routes.evaluate_route(line, grid=grid, elevation=flat(grid), slope=flat(grid, 0))
@@ -561,9 +564,9 @@ def test_route_cost_equals_the_runs_connection_distance(tiny_catalog):
     run's connection_distance raster (built as `sitekit run` builds it) says there; the whole
     surface, with its forbidden zone (DEM > 2400 m, ×7) and crossing cost (DEM < 2150 m, ×3), is
     the run's pixel for pixel."""
+    from sitekit.engine import rules
     from sitekit.engine.pipeline import Pipeline
     from sitekit.io.catalog import Catalog
-    from sitekit.specs import rules
     from sitekit.specs.recipe import ThresholdC, load_recipe
 
     base, _ = load_recipe(Path(__file__).resolve().parents[1] / "pipelines" / "wind.yaml")
@@ -581,14 +584,14 @@ def test_route_cost_equals_the_runs_connection_distance(tiny_catalog):
                                      "existing_plants": None})  # fmt: skip
     g = write_recipe_run(tiny_catalog.parent / "run", tiny_catalog, {"wind": recipe})
     cat = Catalog(tiny_catalog)
-    run = routes.open_run(tiny_catalog.parent / "run", cat)
-    rc = routes.run_connection_cost(tiny_catalog.parent / "run", cat, run.grid)
+    run = route_io.open_run(tiny_catalog.parent / "run", cat)
+    rc = route_job.run_connection_cost(tiny_catalog.parent / "run", cat, run.grid)
     assert rc.technology == "wind"
     with pytest.raises(InputError, match="no 'pv' recipe"):
-        routes.run_connection_cost(tiny_catalog.parent / "run", cat, run.grid, technology="pv")
+        route_job.run_connection_cost(tiny_catalog.parent / "run", cat, run.grid, technology="pv")
     with pytest.raises(InputError, match="pass the run's catalogue"):  # another grid
-        routes.run_connection_cost(tiny_catalog.parent / "run", cat, cat.grid(2000.0))
-    assert routes.run_connection_cost(tiny_catalog.parent / "run", None, run.grid) is None
+        route_job.run_connection_cost(tiny_catalog.parent / "run", cat, cat.grid(2000.0))
+    assert route_job.run_connection_cost(tiny_catalog.parent / "run", None, run.grid) is None
     assert "forbidden high ×7" in rc.description and "crossing low ×3" in rc.description
     pipe = Pipeline(cat, g)
     tg = pipe.technology(recipe)

@@ -1,5 +1,6 @@
 """``sitekit route`` and ``sitekit hosting``: thin wrappers over :mod:`sitekit.science.routes` and
-:mod:`sitekit.science.hosting`, reading a previous run's output folder."""
+:mod:`sitekit.science.hosting`, reading a previous run's output folder once
+(:func:`sitekit.io.routes.load_route_run`, i.e. :func:`sitekit.io.results.load_run`)."""
 
 from __future__ import annotations
 
@@ -31,12 +32,16 @@ def _out_dir(out: Path | None, run_dir: Path, default: str, force: bool) -> Path
     return out
 
 
-def _catalog(path: Path | None, roots: tuple[Path, ...]):
+def _catalog(path: Path | None, roots: tuple[Path, ...], opened=None):
+    """The catalogue at ``path`` (default: the bundled one), or None if it does not exist;
+    ``opened``, a catalogue already opened, is reused when it is that file."""
     from sitekit.cli.options import DEFAULT_CATALOG
     from sitekit.engine.run import REPO_ROOT
     from sitekit.io.catalog import Catalog
 
     path = path or REPO_ROOT / DEFAULT_CATALOG
+    if opened is not None and Path(opened.path).resolve() == Path(path).resolve():
+        return opened
     return Catalog(path, extra_roots=roots) if path.exists() else None
 
 
@@ -94,23 +99,27 @@ def route(ctx: click.Context, route_file: Path | None, run_dir: Path, catalog: P
     suggest a least-cost route with --from/--to on the cost surface the run's connections used
     (slope, recipe cost terms, crossing costs, forbidden zones); writes profile, crossings,
     sites, summary, map."""
+    from sitekit.engine.routes import run_connection_cost, write_route_report
     from sitekit.errors import InputError
     from sitekit.grid import transformer
+    from sitekit.io.routes import load_route_run, read_route, run_layers
     from sitekit.science import proximity, routes
 
     if (route_file is None) == (from_ is None or to is None):
         raise InputError("give either a ROUTE_FILE or both --from LON,LAT and --to LON,LAT")
-    cat = _catalog(catalog or _run_catalog(run_dir), data_roots)
-    run = routes.open_run(run_dir, cat)
+    data = load_route_run(run_dir)  # the run folder and its run.json, read once
+    cat = _catalog(catalog or _run_catalog(data.provenance), data_roots)
+    run = run_layers(data, cat)
     out = _out_dir(out, run_dir, "route", force)
     suggestion = None
     if route_file is not None:
-        line = routes.read_route(route_file, grid=run.grid, layer=layer, crs=route_crs)
+        line = read_route(route_file, grid=run.grid, layer=layer, crs=route_crs)
         name = None
     else:
         tr = transformer(4326, run.grid.crs)
         a, b = _lonlat(from_, "--from"), _lonlat(to, "--to")
-        rc = routes.run_connection_cost(run_dir, cat, run.grid, technology=technology)
+        rc = run_connection_cost(run_dir, cat, run.grid, technology=technology,
+                                 provenance=run.provenance)  # fmt: skip
         if rc is not None:  # the run's own connection surface (sitekit.engine.pipeline.line_cost)
             suggestion = routes.suggest_route(
                 tr.transform(*a), tr.transform(*b), cost=rc.cost, grid=run.grid,
@@ -129,9 +138,9 @@ def route(ctx: click.Context, route_file: Path | None, run_dir: Path, catalog: P
         constraints=run.constraints, sites=run.sites, corridor_km=corridor_km, sample_m=sample_m,
         name=name,
     )  # fmt: skip
-    routes.write_route_report(
-        report, out, suggestion=suggestion, make_map=not no_map, cache_dir=_run_cache(run_dir),
-        provenance=_provenance(run_dir),
+    write_route_report(
+        report, out, suggestion=suggestion, make_map=not no_map,
+        cache_dir=_run_cache(run.provenance), provenance=run.provenance or None,
     )  # fmt: skip
     if not ctx.obj.get("quiet"):
         crossed = (
@@ -157,35 +166,22 @@ def _shown(ctx: click.Context, path: Path) -> Path:
     return Path(path)
 
 
-def _run_catalog(run_dir: Path) -> Path | None:
+def _run_catalog(provenance: dict) -> Path | None:
     """The catalogue the run used (``run.json`` → ``catalog``), if that file still exists."""
-    import json
-
     try:
-        path = Path(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["catalog"])
-    except (OSError, ValueError, KeyError, TypeError):
+        path = Path(provenance["catalog"])
+    except (KeyError, TypeError):
         return None
     return path if path.is_file() else None
 
 
-def _provenance(run_dir: Path) -> dict | None:
-    """The run's provenance (``run.json``) that tags every file written from it; None for a
-    folder without one (its files then carry no data status)."""
-    from sitekit.io.results import read_provenance
-
-    return read_provenance(run_dir) or None
-
-
-def _run_cache(run_dir: Path) -> Path | None:
+def _run_cache(provenance: dict) -> Path | None:
     """The layer cache folder the run used (``run.json`` → ``cache.dir``), if it still exists:
     the least-cost search from the connection points and the route map's overlays are kept
     there for re-runs."""
-    import json
-
     try:
-        prov = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        folder = Path(prov["cache"]["dir"])
-    except (OSError, ValueError, KeyError, TypeError):
+        folder = Path(provenance["cache"]["dir"])
+    except (KeyError, TypeError):
         return None
     return folder if folder.is_dir() else None
 
@@ -248,22 +244,27 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
             hydro_cf: float, bases_file: Path | None, no_bases: bool,
             data_roots: tuple[Path, ...]) -> None:  # fmt: skip
     """Capacity per connection point with supply curves, and hydro–wind–solar bases."""
+    from sitekit.engine.mcp_store import mcp_store
+    from sitekit.engine.routes import run_connection_cost
     from sitekit.errors import InputError
+    from sitekit.io.routes import load_route_run, run_layers
+    from sitekit.outputs.hosting import write_hosting, write_hydro_bases
     from sitekit.science import hosting as hz
-    from sitekit.science import proximity, routes
+    from sitekit.science import proximity
 
     if not 0 <= hydro_cf < 1:
         raise InputError(f"--hydro-cf {hydro_cf}: must be between 0 and 1")
+    data = load_route_run(run_dir)  # the run folder and its run.json, read once
     cat = _catalog(catalog, data_roots)
-    run = routes.open_run(run_dir, cat)
-    prov = _provenance(run_dir)
+    run = run_layers(data, cat)
+    prov = run.provenance or None  # tags every file written from the run (None: no run.json)
     out = _out_dir(out, run_dir, "hosting", force)
     if run.points is None or not len(run.points):
         raise InputError(f"run folder {run_dir}: sitekit.gpkg has no grid_points layer")
     cost, reach_km = None, None
     if not straight_line:  # the run's own connection surface (sitekit.engine.pipeline.line_cost)
-        own = _catalog(catalog or _run_catalog(run_dir), data_roots)
-        rc = routes.run_connection_cost(run_dir, own, run.grid)
+        own = _catalog(catalog or _run_catalog(run.provenance), data_roots, opened=cat)
+        rc = run_connection_cost(run_dir, own, run.grid, provenance=run.provenance)
         if rc is not None:
             cost, reach_km = rc.cost, rc.search_radius_km
         else:  # no recipe in the folder: slope, every constraint polygon ×20 (the recipe default)
@@ -272,15 +273,15 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
             cost = proximity.cost_surface(run.slope, forbidden, forbidden_cost=20.0)
     sites, n_bases = run.sites, None
     if not no_bases and cat is not None and "hydro_plants_gem" in cat:
-        from sitekit.outputs.bases import run_bases
+        from sitekit.engine.bases import run_bases
 
         # bundled sites leave the points; the run's report and map get the bases
         sites, n_bases = run_bases(run, cat, bases_file, out, prov, run_dir=run_dir)
     per, curves = hz.hosting_capacity(
-        sites, run.points, cost=cost, grid=run.grid, cache_dir=_run_cache(run_dir),
+        sites, run.points, cost=cost, grid=run.grid, store=mcp_store(_run_cache(run.provenance)),
         search_radius_km=reach_km,
     )  # fmt: skip
-    hz.write_hosting(per, curves, run.points, out, provenance=prov)
+    write_hosting(per, curves, run.points, out, provenance=prov)
     msg = (  # allocated within each point's capacity; the rest needs new transmission
         f"{per['allocated_mw'].sum():,.0f} MW allocated at {int((per['allocated_mw'] > 0).sum())} "
         f"points (capacity {per['capacity_mw'].sum():,.0f} MW); "
@@ -295,7 +296,7 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
         bases = hz.hydro_bases(run.sites, plants, radius_km=radius_km, min_hydro_mw=min_hydro_mw,
                               line_share_assumption=hz.LineShareAssumption(hydro_cf),
                               crs=run.grid.crs)  # fmt: skip
-        hz.write_hydro_bases(bases, out, provenance=prov)
+        write_hydro_bases(bases, out, provenance=prov)
         msg += f"; {len(bases)} hydro bases"
     else:
         LOGGER.info(f"no '{plants_layer}' layer in {catalog}: hydro bases skipped")

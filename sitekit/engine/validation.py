@@ -30,9 +30,10 @@ import pandas as pd
 import shapely
 from scipy.stats import rankdata
 
+from sitekit.engine.rules import standard_plants
 from sitekit.errors import InputError, LayerError
+from sitekit.outputs.export import write_csv
 from sitekit.science.constraints import excluded_from_reasons
-from sitekit.specs.rules import standard_plants
 
 #: random eligible pixels drawn for the AUC
 N_RANDOM = 10_000
@@ -67,7 +68,7 @@ def auc(positive: np.ndarray, negative: np.ndarray) -> float:
 
 def read_plants(path: str | Path) -> gpd.GeoDataFrame:
     """A plant list: CSV with ``lat``/``lon`` (or GEM ``Latitude``/``Longitude``, WGS 84) or any
-    vector file with a CRS; columns renamed by :func:`sitekit.specs.rules.standard_plants`.
+    vector file with a CRS; columns renamed by :func:`sitekit.engine.rules.standard_plants`.
 
     Rows with missing or impossible coordinates (|lat| > 90, |lon| > 180) are kept with an empty
     geometry, so they are reported by name rather than lost.
@@ -307,17 +308,9 @@ def validate_run(
         tables.append(t)
     summary = pd.DataFrame(summaries)
     if write:
-        _write_csv(run / "validation.csv", summary, meta)
-        _write_csv(run / "validation_plants.csv", pd.concat(tables), meta)
+        write_csv(run / "validation.csv", summary, meta, float_format=None)
+        write_csv(run / "validation_plants.csv", pd.concat(tables), meta, float_format=None)
     return summary
-
-
-def _write_csv(target: Path, df: pd.DataFrame, provenance: dict[str, Any] | None) -> Path:
-    """The shared table writer (:func:`sitekit.outputs.export.write_table`): UTF-8 with BOM, formula
-    guard, and with the run's ``provenance`` a ``data_status`` column."""
-    from sitekit.outputs.export import write_table
-
-    return write_table(target, df, add_lonlat=False, provenance=provenance)
 
 
 def _cf(run: Path, tech: str) -> np.ndarray | None:
@@ -365,9 +358,9 @@ def in_run(
     """
     import warnings
 
+    from sitekit.engine import rules
     from sitekit.errors import SitekitWarning
     from sitekit.io import layers as io
-    from sitekit.specs import rules
 
     prov: dict[str, Any] = {"rules": {}, "existing_plants": {}}
     vectors: dict[str, gpd.GeoDataFrame] = {}
@@ -397,7 +390,12 @@ def in_run(
         pts = plants.geometry.representative_point()
         plants["lon"], plants["lat"] = pts.x.round(6), pts.y.round(6)
         fname = f"existing_plants_{t}.csv"
-        _write_csv(stage / fname, pd.DataFrame(plants.drop(columns="geometry")), provenance)
+        write_csv(
+            stage / fname,
+            pd.DataFrame(plants.drop(columns="geometry")),
+            provenance,
+            float_format=None,
+        )
         cf = layers.get("wind_cf") if t == "wind" else layers.get("pv_yield")
         cf_np = None if cf is None else np.asarray(cf, dtype=np.float32)
         if cf_np is not None and t == "pv":
@@ -444,78 +442,6 @@ def in_run(
     if not summaries:
         return prov, vectors, None
     summary_df = pd.DataFrame(summaries)
-    _write_csv(stage / "validation.csv", summary_df, provenance)
-    _write_csv(stage / "validation_plants.csv", pd.concat(tables), provenance)
+    write_csv(stage / "validation.csv", summary_df, provenance, float_format=None)
+    write_csv(stage / "validation_plants.csv", pd.concat(tables), provenance, float_format=None)
     return prov, vectors, summary_df
-
-
-# -- report ------------------------------------------------------------------------------------
-def report_section(prov: dict[str, Any]) -> str:
-    """HTML of the report section: rules applied / not applied, and the check against plants."""
-    from html import escape
-
-    rules_prov = prov.get("rules") or {}
-    if not rules_prov:
-        return ""
-    out = ['<h2 id="rules">Siting rules applied · 所用选址规则</h2>']
-    out.append(
-        '<p class="note">"Eligible" means eligible under the rules applied. A rule whose layer is '
-        "missing from the catalogue was NOT applied: add a layer that `provides` its role. "
-        "「可开发」仅指在已应用规则下可开发。</p>"
-    )
-    for tech, info in rules_prov.items():
-        share, share0 = info.get("eligible_share"), info.get("eligible_share_without_rules")
-        out.append(
-            f"<h3>{escape(tech)}</h3><p>eligible share of the study area: "
-            f"{_pct(share0)} with the recipe's own constraints, {_pct(share)} with the rules too "
-            f"(study area {info.get('study_area_km2', float('nan')):,.0f} km²; pixel majority)</p>"
-        )
-        rows = [
-            "<tr><th>rule</th><th>status</th><th>layer</th><th>removed km²</th>"
-            "<th>removed only by it km²</th><th>citation</th></tr>"
-        ]
-        for s in info.get("rules", []):
-            status = {"layer_missing": "NOT applied: layer missing"}.get(s["status"], s["status"])
-            rows.append(
-                "<tr>"
-                + "".join(
-                    f"<td>{escape(str(v))}</td>"
-                    for v in (
-                        f"{s['id']} — {s['name_zh']} / {s['name_en']}",
-                        status,
-                        s.get("layer") or "—",
-                        s.get("removed_km2", "—"),
-                        s.get("removed_only_km2", "—"),
-                        s.get("citation", ""),
-                    )
-                )
-                + "</tr>"
-            )
-        out.append("<table>" + "".join(rows) + "</table>")
-    val = prov.get("validation") or []
-    if val:
-        out.append('<h2 id="validation">Check against built plants · 与已建电站对照</h2>')
-        out.append(
-            '<p class="note">Operating plants only; the land a built plant occupies is not counted '
-            "against it. Percentile: share of eligible pixels scoring ≤ the plant (50 = chance). "
-            "AUC: score of built vs random eligible pixels (0.5 = no skill). CF is modelled, not "
-            "measured. Positions of approximate GEM rows are uncertain by kilometres.</p>"
-        )
-        keys = list(val[0])
-        head = "".join(f"<th>{escape(k)}</th>" for k in keys)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{escape(str(r[k]))}</td>" for k in keys) + "</tr>" for r in val
-        )
-        out.append(f"<table><tr>{head}</tr>{body}</table>")
-    for tech, info in (prov.get("existing_plants") or {}).items():
-        if info.get("outside"):
-            names = "; ".join(info["outside"])
-            out.append(
-                f"<p><b>{escape(tech)}: {len(info['outside'])} plant(s) outside the study area or "
-                f"with impossible coordinates, not used</b> · 研究区外或坐标错误: {escape(names)}</p>"
-            )
-    return "".join(out)
-
-
-def _pct(x: Any) -> str:
-    return f"{100 * float(x):.1f} %" if x is not None and np.isfinite(float(x)) else "—"

@@ -628,6 +628,23 @@ def write_table(
     return path
 
 
+def write_csv(
+    path: str | Path,
+    df: pd.DataFrame,
+    provenance: Mapping[str, Any] | None = None,
+    *,
+    float_format: str | None = "%.6g",
+) -> Path:
+    """The one CSV writer of the analysis tables (routes, hosting, bases, validation):
+    :func:`write_table` without ``lon_deg``/``lat_deg`` columns — UTF-8 with BOM, written
+    atomically, geometry dropped, text cells that would start a formula made inert, and with the
+    run's ``provenance`` a last ``data_status`` column. Floats are written with
+    ``float_format`` (default ``"%.6g"``: six significant digits; None = full precision)."""
+    if Path(path).suffix.lower() != ".csv":
+        raise OutputError(f"{path}: write_csv writes .csv files")
+    return write_table(path, df, add_lonlat=False, provenance=provenance, float_format=float_format)
+
+
 def _write_xlsx(
     target: Path, table: pd.DataFrame, sheet_name: str, provenance: Mapping[str, Any] | None
 ) -> None:

@@ -6,14 +6,14 @@ least_cost_paths`) or else the nearest in a straight line — and sums MW and GW
 supply curve lists the point's sites by LCOE (the sites' LCOE already includes their grid
 connection, :mod:`sitekit.science.sites`) with the cumulative MW. :func:`hydro_bases` groups PV and wind
 sites around large hydro plants (水风光一体化基地) and estimates how much of the added capacity the
-plant's outgoing line could carry (:class:`LineShareAssumption`).
+plant's outgoing line could carry (:class:`LineShareAssumption`). The files (``hosting.csv``,
+supply curves, ``hydro_bases.csv`` …) are written by :mod:`sitekit.outputs.hosting`.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -23,9 +23,8 @@ import pyproj
 import shapely
 import xarray as xr
 
-from sitekit.errors import CRSError, InputError, LayerError, SitekitWarning
+from sitekit.errors import CRSError, LayerError, SitekitWarning
 from sitekit.grid import Grid
-from sitekit.io.atomic import atomic_path
 from sitekit.science import proximity
 
 #: Default available transfer capacity of a connection point by voltage class [kV → MW] when
@@ -70,7 +69,7 @@ def _all_sites(sites: dict[str, gpd.GeoDataFrame], crs: Any) -> gpd.GeoDataFrame
 
 def assign_sites(
     sites: dict[str, gpd.GeoDataFrame], points: gpd.GeoDataFrame, *,
-    cost: xr.DataArray | None = None, grid: Grid, cache_dir: Any = None,
+    cost: xr.DataArray | None = None, grid: Grid, store: Any = None,
 ) -> gpd.GeoDataFrame:  # fmt: skip
     """Every site (all technologies) with its connection point.
 
@@ -98,7 +97,7 @@ def assign_sites(
     if cost is not None and len(geoms):
         start = shapely.point_on_surface(geoms)
         xy = np.column_stack([shapely.get_x(start), shapely.get_y(start)])
-        paths = proximity.least_cost_paths(cost, xy, pts, grid, cache_dir=cache_dir)
+        paths = proximity.least_cost_paths(cost, xy, pts, grid, store=store)
         ok = np.array([p.line is not None and p.target_index >= 0 for p in paths])
         idx = np.nonzero(ok)[0]
         out.loc[idx, "point_index"] = [paths[i].target_index for i in idx]
@@ -114,7 +113,7 @@ def assign_sites(
 
 def hosting_capacity(
     sites: dict[str, gpd.GeoDataFrame], points: gpd.GeoDataFrame, *,
-    cost: xr.DataArray | None = None, grid: Grid, name_field: str = "name", cache_dir: Any = None,
+    cost: xr.DataArray | None = None, grid: Grid, name_field: str = "name", store: Any = None,
     capacity_field: str = "available_mw", radius_km: float = DEFAULT_RADIUS_KM,
     search_radius_km: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
@@ -129,8 +128,9 @@ def hosting_capacity(
     cost : cost per metre on ``grid`` (:func:`sitekit.science.proximity.cost_surface`); None = straight
         line to the nearest point.
     name_field : column of ``points`` naming them.
-    cache_dir : folder that keeps the least-cost search for re-runs with other sites
-        (:func:`sitekit.science.proximity.least_cost_paths`); None = no cache.
+    store : keeps the least-cost search for re-runs with other sites (a
+        :class:`sitekit.science.proximity.SearchStore`, e.g. the run's
+        :func:`sitekit.engine.mcp_store.mcp_store`); None = no store.
     capacity_field : column of ``points`` with the available transfer capacity [MW]
         (:func:`point_capacity_mw`; :data:`DEFAULT_ATC_MW` by voltage class where missing).
     radius_km : search radius for a full point's alternatives [km].
@@ -148,7 +148,7 @@ def hosting_capacity(
         order, technology, site_id, capacity_mw, energy_gwh, lcoe_cny_per_kwh, connection_km,
         cumulative_mw, cumulative_gwh, connection_status, allocated_point.
     """
-    a = assign_sites(sites, points, cost=cost, grid=grid, cache_dir=cache_dir)
+    a = assign_sites(sites, points, cost=cost, grid=grid, store=store)
     pts = grid.to_grid_crs(points, "connection points")
     cen = shapely.point_on_surface(np.asarray(a.geometry.values, dtype=object))
     a["x_m"], a["y_m"] = shapely.get_x(cen), shapely.get_y(cen)
@@ -190,65 +190,6 @@ def hosting_capacity(
             "lcoe_cny_per_kwh", "connection_km", "connection_cost_km", "connection_method",
             "cumulative_mw", "cumulative_gwh", "connection_status", "allocated_point"]  # fmt: skip
     return per.reset_index(drop=True), curves[cols].reset_index(drop=True)
-
-
-def _write_csv(target: Path, df: pd.DataFrame, provenance: dict | None = None) -> Path:
-    """The shared table writer (:func:`sitekit.outputs.export.write_table`): UTF-8 with BOM, formula
-    guard, and with the run's ``provenance`` a ``data_status`` column."""
-    from sitekit.outputs.export import write_table
-
-    return write_table(target, df, add_lonlat=False, provenance=provenance, float_format="%.6g")
-
-
-def _write_gpkg(
-    target: Path, layers: dict[str, gpd.GeoDataFrame], provenance: dict | None = None
-) -> Path:
-    from sitekit.outputs.export import write_geopackage
-
-    return write_geopackage(target, layers, metadata=provenance)
-
-
-def write_hosting(
-    per_point: pd.DataFrame, curves: pd.DataFrame, points: gpd.GeoDataFrame,
-    out_dir: str | Path, *, top_n: int = 8, provenance: dict | None = None,
-) -> gpd.GeoDataFrame:  # fmt: skip
-    """Write ``hosting.csv``, ``supply_curves.csv``, ``supply_curves.png`` (the ``top_n`` points
-    by MW) and ``hosting.gpkg`` (layer ``hosting_points``), atomically. With the run's
-    ``provenance`` (``run.json``) every file says whether it rests on modelled or illustrative
-    inputs (:mod:`sitekit.outputs.tags`).
-
-    Returns the points (their CRS) with the per-point MW/GWh columns, for a GeoPackage or map.
-    """
-    from matplotlib.figure import Figure
-
-    from sitekit.outputs.tags import png_text
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "hosting.csv", per_point, provenance)
-    _write_csv(out / "supply_curves.csv", curves, provenance)
-    fig = Figure(figsize=(9, 5.5), layout="constrained")
-    ax = fig.subplots()
-    top = per_point[per_point["total_mw"] > 0].head(top_n)
-    for _, p in top.iterrows():
-        c = curves[(curves["point_index"] == p["point_index"]) & curves["lcoe_cny_per_kwh"].notna()]
-        x = np.r_[0.0, c["cumulative_mw"].to_numpy()]
-        y = np.r_[c["lcoe_cny_per_kwh"].to_numpy()[:1], c["lcoe_cny_per_kwh"].to_numpy()]
-        label = p["name"] if str(p["name"]).isascii() else f"point {p['point_index']}"
-        ax.step(x, y, where="pre", label=f"{label} ({p['total_mw']:,.0f} MW)")
-    ax.set_xlabel("cumulative capacity [MW]")
-    ax.set_ylabel("LCOE incl. grid connection [CNY/kWh]")
-    ax.set_title(f"Supply curves of the {len(top)} connection points gathering the most capacity")
-    if len(top):
-        ax.legend(fontsize=8)
-    with atomic_path(out / "supply_curves.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120, metadata=png_text("supply_curves", provenance))
-    layer = points.reset_index(drop=True).copy()
-    extra = per_point.set_index("point_index").drop(columns=["name"], errors="ignore")
-    extra = extra.drop(columns=[c for c in extra.columns if c in layer.columns])
-    layer = layer.join(extra, how="left")
-    _write_gpkg(out / "hosting.gpkg", {"hosting_points": layer}, provenance)
-    return layer
 
 
 # -- hydro–wind–solar bases ------------------------------------------------------------------
@@ -400,20 +341,6 @@ def hydro_bases(
         "geometry",
     ]
     return base[cols].reset_index(drop=True)
-
-
-def write_hydro_bases(
-    bases: gpd.GeoDataFrame, out_dir: str | Path, *, provenance: dict | None = None
-) -> dict[str, Path]:
-    """Write ``hydro_bases.csv`` and ``hydro_bases.gpkg`` (layer ``hydro_bases``), atomically;
-    with the run's ``provenance`` both carry its data status."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if bases.crs is None:
-        raise InputError("hydro bases have no CRS")
-    return {"csv": _write_csv(out / "hydro_bases.csv", bases, provenance),
-            "gpkg": _write_gpkg(out / "hydro_bases.gpkg", {"hydro_bases": bases},
-                                provenance)}  # fmt: skip
 
 
 # -- grid points with a capacity: allocation in order of total LCOE --------------------------

@@ -4,9 +4,10 @@
 total LCOE including its grid connection, with cumulative MW and GWh/yr — the table NREL's reV
 writes and its users chart (reV ``supply_curve/supply_curve.py``: ``total_lcoe`` = plant LCOE +
 levelised cost of transmission; Maclaurin et al. 2021, *The Renewable Energy Potential (reV)
-Model*, NREL/TP-6A20-73067). :func:`run_outputs` is what :mod:`sitekit.engine.run` calls: land
-competition, the technical potential per admin unit (:mod:`sitekit.science.potential`), grid-point
-allocation (:func:`sitekit.science.hosting.allocate`) and the CSV files.
+Model*, NREL/TP-6A20-73067). :func:`run_tables` is what :mod:`sitekit.engine.run` calls: land
+competition, the technical potential per admin unit (:mod:`sitekit.science.potential`) and grid-point
+allocation (:func:`sitekit.science.hosting.allocate`); :mod:`sitekit.outputs.supply` writes the CSV
+files and the supply-curve chart.
 
 References: Maclaurin et al. 2021 (NREL/TP-6A20-73067).
 """
@@ -14,7 +15,6 @@ References: Maclaurin et al. 2021 (NREL/TP-6A20-73067).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -81,37 +81,6 @@ def supply_curve(sites: pd.DataFrame, point_names: list[str]) -> pd.DataFrame:
     out["total_lcoe_cny_per_kwh"] = out["total_lcoe_cny_per_kwh"].astype(float).round(4)
     out["new_transmission_cny"] = out["new_transmission_cny"].astype(float).round(0)
     return out
-
-
-def plot_supply_curve(
-    supply: pd.DataFrame, target: Path, provenance: dict[str, Any] | None = None
-) -> Path:
-    """``supply_curve.png``: total LCOE incl. connection [CNY/kWh] against cumulative capacity
-    [GW] of ALL candidate sites, one step line per technology (written atomically; the run's
-    data status in the PNG's text chunks, :func:`sitekit.outputs.tags.png_text`)."""
-    from matplotlib.figure import Figure
-
-    from sitekit.io.atomic import atomic_path
-
-    fig = Figure(figsize=(8, 4.8), layout="constrained")
-    ax = fig.subplots()
-    names = {"pv": "PV", "wind": "Wind"}  # PNG: no CJK font is assumed
-    for tech, g in supply.groupby("technology", sort=True):
-        g = g[np.isfinite(g["total_lcoe_cny_per_kwh"].to_numpy(float))]
-        x = np.r_[0.0, g["cumulative_mw"].to_numpy(float) / 1000.0]
-        y = g["total_lcoe_cny_per_kwh"].to_numpy(float)
-        if len(y):
-            ax.stairs(y, x, baseline=None, label=f"{names.get(tech, tech)} ({x[-1]:,.0f} GW)")
-    ax.set_xlabel("cumulative capacity of all candidate sites [GW]")
-    ax.set_ylabel("total LCOE incl. grid connection [CNY/kWh]")
-    ax.set_title("Supply curves: all candidate sites (not the top-N lists)")
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
-    from sitekit.outputs.tags import png_text
-
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, metadata=png_text("supply_curve", provenance))
-    return target
 
 
 def check_sites(df: pd.DataFrame, *, max_lcoe_cny_per_kwh: float = 20.0) -> list[str]:
@@ -188,8 +157,7 @@ def land_use(layers: dict[str, Any], recipes: dict[str, Any]) -> dict[str, Land]
     }
 
 
-def run_outputs(
-    stage: Path,
+def run_tables(
     *,
     grid: Any,
     layers: dict[str, Any],
@@ -200,14 +168,14 @@ def run_outputs(
     candidates: dict[str, pd.DataFrame],
     points: Any,
     point_names: list[str],
-    write_table: Any,
-    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Technical potential, grid allocation and supply curves of a run; writes
-    ``potential.csv``, ``supply_curve.csv`` and ``grid_allocation.csv`` into ``stage``.
+    """Technical potential, grid allocation and supply curves of a run (computes the per-zone
+    sums; :func:`sitekit.outputs.supply.write_run_tables` writes ``potential.csv``,
+    ``grid_allocation.csv``, ``supply_curve.csv`` and ``supply_curve.png``).
 
     Returns {"potential": DataFrame, "supply": DataFrame, "per_point": DataFrame,
-    "layer": county GeoDataFrame with the potential columns (or None), "checks": [str]}.
+    "layer": county GeoDataFrame with the potential columns (or None), "checks": [str],
+    "allocated": bool (the sites were allocated to connection points), "timings": {str: s}}.
     """
     import time
 
@@ -260,7 +228,6 @@ def run_outputs(
         county_names=cnty_names,
         reason_codes=codes,
     )
-    write_table(stage / "potential.csv", pot)
     layer = None
     if cnty:
         gdf = cnty[2]
@@ -282,7 +249,8 @@ def run_outputs(
     frames = [c.assign(technology=t) for t, c in candidates.items() if len(c)]
     allsites = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     supply, per_point, checks = pd.DataFrame(columns=SUPPLY_COLUMNS), pd.DataFrame(), []
-    if len(allsites) and points is not None and len(points):
+    allocated = bool(len(allsites) and points is not None and len(points))
+    if allocated:
         pts = grid.to_grid_crs(points, "connection points")
         cap, src = hosting.point_capacity_mw(pts)
         econ = {t: r.economics for t, r in recipes.items()}
@@ -299,12 +267,8 @@ def run_outputs(
             from sitekit.errors import SitekitWarning
 
             warnings.warn(f"supply curve: {'; '.join(checks)}", SitekitWarning, stacklevel=2)
-        write_table(stage / "grid_allocation.csv", per_point)
-    write_table(stage / "supply_curve.csv", supply)
-    if len(supply):
-        plot_supply_curve(supply, stage / "supply_curve.png", provenance)
     return {"potential": pot, "supply": supply, "per_point": per_point, "layer": layer,
-            "checks": checks, "timings": timings}  # fmt: skip
+            "checks": checks, "allocated": allocated, "timings": timings}  # fmt: skip
 
 
 #: bilingual headers of the report's technical-potential table

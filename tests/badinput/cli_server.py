@@ -121,9 +121,11 @@ def serve() -> None:
     import rich.table  # noqa: F401
 
     import sitekit.engine.pipeline  # noqa: F401
+    import sitekit.engine.routes  # noqa: F401
     import sitekit.engine.run  # noqa: F401
     import sitekit.io.catalog  # noqa: F401
     import sitekit.io.check  # noqa: F401
+    import sitekit.io.routes  # noqa: F401
     import sitekit.science.routes  # noqa: F401
     import sitekit.specs.recipe  # noqa: F401
 
