@@ -498,8 +498,8 @@ def test_any_catalogue_raster_as_threshold_class_rule_and_criterion(tiny_catalog
 
 def test_land_cover_cost_term_of_the_connection_surface(tiny_catalog: Path) -> None:
     from sitekit.engine.pipeline import Pipeline
+    from sitekit.engine.rules import cost_penalty
     from sitekit.specs.recipe import CostTerm, load_recipe
-    from sitekit.specs.rules import cost_penalty
 
     grid = Catalog(tiny_catalog).grid(1000.0, chunks=16)
     r0, c0 = grid.shape[0] // 2 - 2, grid.shape[1] // 2 - 2
@@ -525,8 +525,8 @@ def test_crossing_cost_of_a_rule_lengthens_the_connection(tiny_catalog: Path) ->
     must cross that rule's mask, and leaves pixels that need not cross it unchanged."""
     from types import SimpleNamespace
 
+    from sitekit.engine import rules
     from sitekit.engine.pipeline import Pipeline
-    from sitekit.specs import rules
     from sitekit.specs.recipe import ThresholdC, load_recipe
 
     grid = Catalog(tiny_catalog).grid(1000.0, chunks=16)

@@ -9,10 +9,15 @@ import pandas as pd
 import pytest
 
 from sitekit.errors import InputError, RecipeError
+from sitekit.io.climate import read_merra2
 from sitekit.science import profiles as pr
+from sitekit.science.clearness import clearness_index_monthly
+from sitekit.specs import bases as sb
+from sitekit.specs.bases import load_bases_spec
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "pipelines" / "bases.yaml"
+MERRA2_CSV = REPO / "layers/sichuan-west/resource/merra2_ghi_monthly_mean_3deg_subset.csv"
 
 
 def test_typical_day_is_the_mean_per_month_and_beijing_hour() -> None:
@@ -36,7 +41,7 @@ def test_scale_to_cf_sets_the_day_weighted_annual_mean() -> None:
 
 
 def test_wind_shape_has_mean_one_and_the_spec_seasons() -> None:
-    spec = pr.load_bases_spec(SPEC)
+    spec = load_bases_spec(SPEC)
     s = pr.wind_shape(spec.wind)
     assert pr.annual_mean(s) == pytest.approx(1.0)
     dry, wet = s[[11, 0, 1, 2, 3, 4]].mean(), s[5:10].mean()
@@ -45,7 +50,7 @@ def test_wind_shape_has_mean_one_and_the_spec_seasons() -> None:
 
 
 def test_wind_diurnal_cycle_peaks_at_the_given_hour() -> None:
-    w = pr.WindShape(monthly_factors=[1.0] * 12, diurnal_amplitude=0.2, diurnal_peak_hour=14.5,
+    w = sb.WindShape(monthly_factors=[1.0] * 12, diurnal_amplitude=0.2, diurnal_peak_hour=14.5,
                      status="unverified", source="test")  # fmt: skip
     s = pr.wind_shape(w)
     assert int(np.argmax(s[0])) == 14 and s[0, 14] == pytest.approx(1.2)
@@ -73,7 +78,7 @@ def test_hydro_profile_energy_bounds_and_spill() -> None:
 
 
 def test_regulation_class_cited_table_first_then_gem_technology() -> None:
-    spec = pr.load_bases_spec(SPEC)
+    spec = load_bases_spec(SPEC)
     cls, src = pr.regulation_class("conventional storage", "长河坝水电站", spec)
     assert cls == "seasonal" and "严锦江" in src
     assert pr.regulation_class("run-of-river", "福堂水电站", spec)[0] == "run_of_river"
@@ -87,17 +92,17 @@ def test_bases_spec_refuses_unknown_keys_and_non_finite(tmp_path: Path) -> None:
     bad = tmp_path / "b.yaml"
     bad.write_text(text.replace("radius_km: 50", "radius_kms: 50"), encoding="utf-8")
     with pytest.raises(RecipeError, match="radius_kms"):
-        pr.load_bases_spec(bad)
+        load_bases_spec(bad)
     bad.write_text(text.replace("curtailment_limit: 0.05", "curtailment_limit: .nan"),
                    encoding="utf-8")  # fmt: skip
     with pytest.raises(RecipeError):
-        pr.load_bases_spec(bad)
+        load_bases_spec(bad)
     bad.write_text(text.replace("[1.20, 1.20, 1.20, 1.05,", "[1.20, 1.20, 1.05,"), encoding="utf-8")
     with pytest.raises(RecipeError, match="12"):
-        pr.load_bases_spec(bad)
+        load_bases_spec(bad)
     bad.write_text(text.replace("  seasonal:       #", "  seasonalx:       #"), encoding="utf-8")
     with pytest.raises(RecipeError, match="seasonal"):
-        pr.load_bases_spec(bad)
+        load_bases_spec(bad)
 
 
 def test_pv_shape_from_the_pvlib_chain_is_zero_at_night_and_peaks_after_1pm_bjt() -> None:
@@ -116,7 +121,7 @@ def test_site_profiles_keep_each_sites_annual_cf() -> None:
     import geopandas as gpd
     from shapely.geometry import Point
 
-    spec = pr.load_bases_spec(SPEC)
+    spec = load_bases_spec(SPEC)
     g = gpd.GeoDataFrame({"capacity_mw": [100.0, 50.0], "energy_gwh": [219.0, 87.6]},
                          geometry=[Point(102.0, 27.5), Point(102.1, 27.6)], crs=4326)  # fmt: skip
     w = pr.site_profiles(g, "wind", wind=spec.wind)
@@ -124,3 +129,17 @@ def test_site_profiles_keep_each_sites_annual_cf() -> None:
     p = pr.site_profiles(g, "pv", clearness=0.7)
     assert [pr.annual_mean(x) for x in p] == pytest.approx([0.25, 0.2], abs=1e-9)
     assert np.allclose(p[0] / p[0].max(), p[1] / p[1].max())  # same 0.5° node: same shape
+
+
+def test_spec_and_science_agree_on_the_regulation_classes() -> None:
+    # specs may not import science: the tuple is written in both places
+    assert sb.REGULATION_CLASSES == pr.REGULATION_CLASSES
+
+
+def test_pv_shape_takes_the_merra2_table_and_refuses_a_path() -> None:
+    table = read_merra2(MERRA2_CSV)
+    s = pr.pv_shape(27.5, 102.0, table)
+    k = tuple(clearness_index_monthly(table, 27.5, 102.0).tolist())
+    assert np.array_equal(s, pr.pv_shape(27.5, 102.0, k))  # the table is its 12 indices here
+    with pytest.raises(InputError, match="read_merra2"):
+        pr.pv_shape(27.5, 102.0, str(MERRA2_CSV))

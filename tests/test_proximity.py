@@ -344,7 +344,8 @@ def test_cached_search_gives_the_same_paths_and_is_reused(grid, tmp_path, monkey
     """With a cache folder the MCP search covers the whole grid once and is kept; paths and
     costs equal the search that stops at the last site (Dijkstra's finished pixels do not
     change), and a later call with other sites only traces."""
-    from sitekit.science import proximity
+    from sitekit.engine.mcp_store import McpStore
+    from sitekit.science import leastcost
 
     rng = np.random.default_rng(3)
     forbidden = rng.random((64, 64)) < 0.15
@@ -354,7 +355,7 @@ def test_cached_search_gives_the_same_paths_and_is_reused(grid, tmp_path, monkey
     cost = grid.wrap(da.from_array(c, chunks=32), "cost", "1")
     sites = [(x + 50.0, y + 50.0) for x in range(0, 6400, 700) for y in range(0, 6400, 900)]
     plain = least_cost_paths(cost, sites, targets, grid)
-    cached = least_cost_paths(cost, sites, targets, grid, cache_dir=tmp_path)
+    cached = least_cost_paths(cost, sites, targets, grid, store=McpStore(tmp_path))
     assert len(list((tmp_path / "mcp").glob("*.npz"))) == 1
     reached = 0
     for a, b in zip(plain, cached, strict=True):
@@ -367,10 +368,42 @@ def test_cached_search_gives_the_same_paths_and_is_reused(grid, tmp_path, monkey
             assert b.line is None
     assert reached > 40
     # the second call reads the saved search: no MCP run at all
-    monkeypatch.setattr(proximity, "_mcp", lambda *a, **k: pytest.fail("searched again"))
-    again = least_cost_paths(cost, sites[::-1], targets, grid, cache_dir=tmp_path)
+    monkeypatch.setattr(leastcost, "_mcp", lambda *a, **k: pytest.fail("searched again"))
+    again = least_cost_paths(cost, sites[::-1], targets, grid, store=McpStore(tmp_path))
     assert [p.cost_m for p in again] == [p.cost_m for p in cached[::-1]]
     # another cost surface is another entry
     monkeypatch.undo()
-    least_cost_paths(cost * 2.0, sites[:3], targets, grid, cache_dir=tmp_path)
+    least_cost_paths(cost * 2.0, sites[:3], targets, grid, store=McpStore(tmp_path))
     assert len(list((tmp_path / "mcp").glob("*.npz"))) == 2
+
+
+def test_search_store_is_injected_and_keeps_the_whole_search(grid, tmp_path):
+    """Science touches no disk: any object with get/put keeps the search; the engine's
+    McpStore writes ``mcp/<digest>.npz`` holding cum, traceback and offsets."""
+    from sitekit.engine.mcp_store import McpStore
+
+    class _Memory:
+        def __init__(self):
+            self.kept, self.gets = {}, 0
+
+        def get(self, key_parts):
+            self.gets += 1
+            return self.kept.get(tuple(id(p) for p in key_parts[:2]) + key_parts[2:])
+
+        def put(self, key_parts, arrays):
+            self.kept[tuple(id(p) for p in key_parts[:2]) + key_parts[2:]] = arrays
+
+    c = np.ones((64, 64))
+    cost = grid.wrap(da.from_array(c, chunks=32), "cost", "1")
+    targets = gdf([shapely.Point(350, 350)], grid.crs)
+    mem = _Memory()
+    (a,) = least_cost_paths(cost, [(5950.0, 6050.0)], targets, grid, store=mem)
+    assert mem.gets == 1 and len(mem.kept) == 1
+    cum, tb, offsets = next(iter(mem.kept.values()))
+    assert cum.shape == (64, 64) and np.isfinite(cum).all()  # the whole grid, not up to the site
+    (b,) = least_cost_paths(cost, [(5950.0, 6050.0)], targets, grid, store=McpStore(tmp_path))
+    assert a.cost_m == b.cost_m and a.line.equals_exact(b.line, 0.0)
+    (entry,) = (tmp_path / "mcp").glob("*.npz")
+    with np.load(entry) as z:
+        assert sorted(z.files) == ["cum", "offsets", "traceback"]
+        assert np.array_equal(z["cum"], cum)

@@ -9,15 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sitekit.engine import rules
 from sitekit.errors import RecipeError
-from sitekit.specs import rules
+from sitekit.outputs.render import banner_text
+from sitekit.specs import rules as rule_specs
 from sitekit.specs.recipe import load_recipe
 
 PIPES = Path(__file__).resolve().parents[1] / "pipelines"
 
 
 def test_catalogue_rules_cited_or_marked_unverified() -> None:
-    cat = rules.load_rules()
+    cat = rule_specs.load_rules()
     # the rules the issue names are there, with their document numbers
     assert "142号" in cat["eco_redline"].citation.number
     assert cat["pv_basic_farmland"].citation.number == "自然资办发〔2023〕12号"
@@ -49,18 +51,18 @@ RULE = """rules:
 
 
 def test_rule_errors_name_file_line_key(tmp_path: Path) -> None:
-    rules.load_rules.cache_clear()
+    rule_specs.load_rules.cache_clear()
     folder = _write(tmp_path / "a", RULE.replace("    buffer_m: 100\n", "    bufer_m: 100\n"))
     with pytest.raises(RecipeError, match=r"x.yaml:7: .*'bufer_m'.*did you mean 'buffer_m'"):
-        rules.load_rules(folder)
+        rule_specs.load_rules(folder)
     # a rule without citation must say it is unverified
     folder = _write(tmp_path / "b", RULE.replace("    unverified: true\n", ""))
     with pytest.raises(RecipeError, match="citation, or `unverified: true`"):
-        rules.load_rules(folder)
+        rule_specs.load_rules(folder)
     # a buffer rule without a distance
     folder = _write(tmp_path / "c", RULE.replace("    buffer_m: 100\n", ""))
     with pytest.raises(RecipeError, match="buffer_m > 0"):
-        rules.load_rules(folder)
+        rule_specs.load_rules(folder)
 
 
 def _recipe_with(tmp_path: Path, rule_ids: str) -> Path:
@@ -145,7 +147,7 @@ def test_banner_lists_missing_rules() -> None:
             ]
         }
     }
-    text = rules.banner_text(prov)
+    text = banner_text(prov)
     assert "1 rule(s) applied" in text and "NOT applied, layer missing (eco_redline)" in text
 
 
@@ -199,3 +201,10 @@ def test_crossing_penalty_multiplies_per_rule() -> None:
     assert rules.crossing_penalty(graph).values.tolist() == [[150.0, 3.0], [50.0, 1.0]]
     graph.recipe.grid.crossing_costs = {}
     assert rules.crossing_penalty(graph) is None
+
+
+def test_the_specs_default_rules_folder_is_the_bundled_one() -> None:
+    # specs may not import engine: the folder is found twice, the same way
+    from sitekit.engine.resources import data_root
+
+    assert data_root() / "pipelines" / "rules" == rule_specs.RULES_DIR

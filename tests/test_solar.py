@@ -18,7 +18,8 @@ from pvlib.pvsystem import Array, FixedMount, PVSystem, SingleAxisTrackerMount
 from sitekit import testing
 from sitekit.errors import InputError, LayerError
 from sitekit.grid import DEFAULT_CRS, transformer
-from sitekit.science import solar
+from sitekit.io.climate import read_merra2
+from sitekit.science import clearness, solar
 
 MERRA2_CSV = (
     Path(__file__).resolve().parents[1]
@@ -27,6 +28,8 @@ MERRA2_CSV = (
 _EMBEDDED = Path(__file__).parents[1] / "layers/sichuan-west/resource" / MERRA2_CSV.name
 if _EMBEDDED.exists():
     MERRA2_CSV = _EMBEDDED
+#: the table as the pipeline hands it to the model (science reads no file)
+MERRA2 = read_merra2(MERRA2_CSV)
 
 #: name: (lon °E, lat °N, elevation m)
 POINTS = {
@@ -76,7 +79,7 @@ def _reference_yield(lon, lat, z, tracking="fixed"):
     """Direct pvlib ModelChain run at the exact point: the lattice's yardstick."""
     times = solar.representative_year()
     loc = Location(lat, lon, altitude=z, tz="UTC")
-    k = solar.clearness_index_monthly(MERRA2_CSV, lat, lon)
+    k = solar.clearness_index_monthly(MERRA2, lat, lon)
     ghi = loc.get_clearsky(times, model="ineichen")["ghi"] * k[times.month - 1]
     sp = loc.get_solarposition(times)
     erbs = pvlib.irradiance.erbs(ghi, sp["zenith"], times)
@@ -131,7 +134,7 @@ def point_rasters():
         elev, slope, aspect = _terrain_rasters(grid, z)
         z0 = 500.0 * np.floor(z / 500.0)  # the two 500 m levels around z: still interpolated
         yld = solar.modelled_pv_yield(
-            glat, glon, elev, slope, aspect, clearness=MERRA2_CSV, elevation_range_m=(z0, z0 + 500)
+            glat, glon, elev, slope, aspect, clearness=MERRA2, elevation_range_m=(z0, z0 + 500)
         )
         out[name] = (grid, yld, glon, glat)
     values = dask.compute(*[v[1] for v in out.values()])
@@ -156,6 +159,7 @@ def test_yield_in_published_range(point_rasters, name):
     assert PLAUSIBLE_KWH_PER_KWP[0] <= v <= PLAUSIBLE_KWH_PER_KWP[1], (name, v)
     assert yld.attrs["units"] == "kWh/kWp/yr" and yld.attrs["modelled"] == "yes"
     assert "MERRA-2" in yld.attrs["method"] and yld.dtype == np.float32
+    assert f"({MERRA2_CSV.name})" in yld.attrs["method"]  # the table's file, as read
 
 
 @pytest.mark.parametrize("name", list(POINTS))
@@ -172,7 +176,7 @@ def test_single_axis_tracker_matches_modelchain_and_follows_the_slope():
     glon, glat = grid.lonlat()
     elev, slope, aspect = _terrain_rasters(grid, z)
     yld = solar.modelled_pv_yield(
-        glat, glon, elev, slope, aspect, clearness=MERRA2_CSV, tracking="single_axis",
+        glat, glon, elev, slope, aspect, clearness=MERRA2, tracking="single_axis",
         losses_pct=14, elevation_range_m=(500, 1500),
     )  # fmt: skip
     values = yld.values
@@ -281,25 +285,29 @@ def test_linke_turbidity_lookup_matches_pvlib():
 def test_clearness_index_from_merra2_reproduces_cell_ghi_and_interpolates():
     df = pd.read_csv(MERRA2_CSV)
     cell = df[(df.lat == 30.0) & (df.lon == 102.0)].sort_values("month")
-    k = solar.clearness_index_monthly(MERRA2_CSV, 30.0, 102.0)
+    k = solar.clearness_index_monthly(MERRA2, 30.0, 102.0)
     clear = solar._cell_clear_sky_monthly_w_m2(30.0, 102.0)
     assert_allclose(k * clear, cell.ghi_mean_w_m2.to_numpy(), rtol=1e-9)
     assert np.all((k > 0.3) & (k < 1.0))
     # halfway between two cells: the mean of their indices (bilinear)
-    k2 = solar.clearness_index_monthly(MERRA2_CSV, 30.0, 99.0)
-    assert_allclose(solar.clearness_index_monthly(MERRA2_CSV, 30.0, 100.5), (k + k2) / 2)
+    k2 = solar.clearness_index_monthly(MERRA2, 30.0, 99.0)
+    assert_allclose(solar.clearness_index_monthly(MERRA2, 30.0, 100.5), (k + k2) / 2)
     assert_allclose(solar.clearness_index_monthly(0.6, [1.0, 2.0], [3.0, 4.0]), 0.6)
 
 
 def test_clearness_table_errors(tmp_path):
     with pytest.raises(LayerError, match="not found"):
-        solar.clearness_index_monthly(tmp_path / "missing.csv", 30.0, 100.0)
+        read_merra2(tmp_path / "missing.csv")
     bad = tmp_path / "bad.csv"
     bad.write_text("lat,lon,month,ghi\n30,99,1,200\n")
     with pytest.raises(LayerError, match="ghi_mean_w_m2"):
-        solar.clearness_index_monthly(bad, 30.0, 100.0)
+        read_merra2(bad)
+    with pytest.raises(LayerError, match="ghi_mean_w_m2"):
+        solar.clearness_index_monthly(pd.read_csv(bad), 30.0, 100.0)
+    with pytest.raises(InputError, match="read_merra2"):  # the model reads no file
+        solar.clearness_index_monthly(MERRA2_CSV, 30.0, 100.0)
     with pytest.raises(LayerError, match="covers lat 21–39"):
-        solar.clearness_index_monthly(MERRA2_CSV, 45.0, 100.0)
+        solar.clearness_index_monthly(MERRA2, 45.0, 100.0)
 
 
 def test_gb50797_pitch_leaves_no_shade_from_9_to_15_solar_time_on_the_winter_solstice():
@@ -351,9 +359,9 @@ def test_building_the_graph_computes_nothing(monkeypatch):
         raise AssertionError("computed while building the graph")
 
     monkeypatch.setattr(solar, "_node", _refuse)
-    monkeypatch.setattr(solar, "_cell_clear_sky_monthly_w_m2", _refuse)
+    monkeypatch.setattr(clearness, "_cell_clear_sky_monthly_w_m2", _refuse)
     with dask.config.set(scheduler=_refuse):
-        a = solar.modelled_pv_yield(glat, glon, elev, slope, aspect, clearness=MERRA2_CSV)
+        a = solar.modelled_pv_yield(glat, glon, elev, slope, aspect, clearness=MERRA2)
         b = solar.pv_yield_from_ghi(ghi, glat, glon, elev, slope, aspect)
         c = solar.capacity_factor(a)
     assert all(isinstance(o.data, da.Array) for o in (a, b, c))

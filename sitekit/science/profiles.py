@@ -1,7 +1,7 @@
 """Typical-day generation profiles (12 months × 24 h, Beijing time) for PV and wind sites and
 hydro plants, the input of the hydro–wind–solar base sizing (:mod:`sitekit.science.bases`).
 
-* **PV** — the hourly pvlib chain of :mod:`sitekit.science.solar` (NREL SPA sun, Ineichen–Perez clear
+* **PV** — the hourly pvlib chain of :mod:`sitekit.science.pv` (NREL SPA sun, Ineichen–Perez clear
   sky with pvlib's Linke turbidity, MERRA-2 monthly clear-sky index, Erbs, Perez, Faiman,
   PVWatts; fixed racks at the optimal tilt or single-axis trackers), run once per 0.5° lattice
   node and averaged per month and hour. Each site takes its node's *shape* scaled to its own
@@ -19,6 +19,8 @@ hydro plants, the input of the hydro–wind–solar base sizing (:mod:`sitekit.s
 Every default shape here is labelled with its ``status``: ``cited`` (numbers from the named
 source), ``unverified`` (a qualitative pattern that a source describes but whose numbers were
 not found: the values are an illustration of that pattern). Profiles are modelled data.
+The tables are read and validated as :mod:`sitekit.specs.bases` models (``pipelines/bases.yaml``);
+the functions here take those objects, or any with the same attributes, and import no spec.
 
 References
 ----------
@@ -33,16 +35,34 @@ run-of-river).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sitekit.errors import InputError, LayerError
-from sitekit.science import solar
+from sitekit.science.clearness import (
+    HOURS_PER_YEAR,
+    _altitude_m,
+    clearness_index_monthly,
+    representative_year,
+)
+from sitekit.science.pv import (
+    PVDesign,
+    _ac_yield,
+    _horizontal,
+    _optimal_tilt,
+    _poa,
+    _sky,
+    _tracker_orientation,
+    air_temperature_c,
+)
+
+if TYPE_CHECKING:  # the models live in sitekit.specs.bases; science takes any object like them
+    from sitekit.specs.bases import BasesSpec, WindShape
+
 
 #: days per month of the non-leap representative year
 DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=float)
@@ -56,107 +76,6 @@ UTC_OFFSET_H = 8
 REGULATION_CLASSES = ("run_of_river", "daily", "seasonal")
 #: lattice step of the PV shape [degree]: the shape varies little within it
 PV_NODE_STEP_DEG = 0.5
-
-
-class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-def _twelve(v: list[float]) -> list[float]:
-    if len(v) != 12 or min(v) < 0 or sum(v) <= 0:
-        raise ValueError("needs 12 non-negative monthly values (January first), not all 0")
-    return v
-
-
-class WindShape(_M):
-    """Seasonal and diurnal shape of wind output (multiplies the site's annual mean CF)."""
-
-    monthly_factors: list[float] = Field(description="12 monthly factors [-], rescaled to mean 1")
-    diurnal_amplitude: float = Field(
-        0.0, ge=0, lt=1, description="half range of the daily cycle [-]"
-    )
-    diurnal_peak_hour: float = Field(
-        15.0, ge=0, lt=24, description="hour of the daily maximum [h, BJT]"
-    )
-    status: Literal["cited", "unverified"]
-    source: str
-
-    _m = field_validator("monthly_factors")(classmethod(lambda cls, v: _twelve(v)))
-
-
-class HydroShares(_M):
-    """Monthly shares of a hydro plant's annual generation [-] (rescaled to sum 1)."""
-
-    monthly_shares: list[float]
-    status: Literal["cited", "unverified"]
-    source: str
-
-    _m = field_validator("monthly_shares")(classmethod(lambda cls, v: _twelve(v)))
-
-
-class RegulationRule(_M):
-    """Within-day freedom of one regulation class."""
-
-    min_output_frac: float = Field(ge=0, le=1, description="see REGULATION_CLASSES [-]")
-
-
-class PlantRegulation(_M):
-    """A plant's regulation class from a named source (overrides the GEM technology default)."""
-
-    name_zh: str
-    regulation: Literal["run_of_river", "daily", "seasonal"]
-    source: str
-
-
-class PublishedBase(_M):
-    """A real hydro–wind–solar base as announced, to set a modelled base beside (a sanity check
-    printed in bases.md and the report, never used in the sizing)."""
-
-    name_zh: str = Field(
-        description="the anchor plant's Chinese name, matched as in plant_regulation"
-    )
-    pv_mw: float = Field(0.0, ge=0, description="announced PV bundled with the plant [MW]")
-    wind_mw: float = Field(0.0, ge=0, description="announced wind bundled with the plant [MW]")
-    energy_gwh: float | None = Field(None, ge=0, description="announced PV+wind energy [GWh/yr]")
-    what: str = Field(description="what the figures are (project, phase, status)")
-    source: str
-
-
-class BasesSpec(_M):
-    """``pipelines/bases.yaml``: the shape tables and the sizing settings of the bases."""
-
-    curtailment_limit: float = Field(
-        0.05, ge=0, lt=1, description="annual curtailed / generated [-]"
-    )
-    radius_km: float = Field(50.0, gt=0, description="sites within this distance join a base [km]")
-    min_hydro_mw: float = Field(1000.0, ge=0, description="smallest plant anchoring a base [MW]")
-    statuses: list[str] = Field(default_factory=lambda: ["operating", "construction"])
-    hydro_capacity_factor: float = Field(0.5, gt=0, le=1, description="annual CF of the plants [-]")
-    line_rating_factor: float = Field(1.0, gt=0, description="export line MW / installed MW [-]")
-    wind: WindShape
-    hydro_shares: dict[str, HydroShares] = Field(
-        description="per regulation class (or plant name_zh)"
-    )
-    regulation: dict[str, RegulationRule]
-    plant_regulation: list[PlantRegulation] = Field(default_factory=list)
-    published: list[PublishedBase] = Field(
-        default_factory=list, description="announced bases to compare with (not a fit)"
-    )
-
-    @field_validator("regulation", "hydro_shares")
-    @classmethod
-    def _classes(cls, v: dict) -> dict:
-        missing = set(REGULATION_CLASSES) - set(v)
-        if missing:
-            raise ValueError(f"needs an entry for every class: missing {sorted(missing)}")
-        return v
-
-
-def load_bases_spec(path: str | Path) -> BasesSpec:
-    """Read and validate ``pipelines/bases.yaml`` (errors name file, line and key)."""
-    from sitekit.specs.loader import load_yaml_model
-
-    return load_yaml_model(Path(path), BasesSpec)
 
 
 # -- shapes -------------------------------------------------------------------------------------
@@ -182,38 +101,55 @@ def scale_to_cf(shape: np.ndarray, cf: float) -> np.ndarray:
     return np.clip(np.asarray(shape, float) * (cf / m), 0.0, 1.0)
 
 
-@functools.lru_cache(maxsize=256)
-def pv_shape(lat: float, lon: float, clearness, design: solar.PVDesign | None = None) -> np.ndarray:
+def pv_shape(
+    lat: float,
+    lon: float,
+    clearness: pd.DataFrame | float | Sequence[float],
+    design: PVDesign | None = None,
+) -> np.ndarray:
     """Typical-day AC output per kWp DC at a point [kW/kWp], (12, 24), Beijing time.
 
-    The hourly chain of :mod:`sitekit.science.solar` at the point's pvlib altitude: ``clearness`` is
-    what :func:`sitekit.science.solar.clearness_index_monthly` takes (the MERRA-2 table, or indices).
+    The hourly chain of :mod:`sitekit.science.pv` at the point's pvlib altitude: ``clearness`` is
+    what :func:`sitekit.science.clearness.clearness_index_monthly` takes (the MERRA-2 table as a
+    DataFrame, :func:`sitekit.io.climate.read_merra2`, or indices). Kept per point, index and
+    design.
     """
-    d = design or solar.PVDesign()
-    sky = solar._sky(lat, lon)
-    level = solar._altitude_m(np.array([lat]), np.array([lon]))
-    k = solar.clearness_index_monthly(clearness, lat, lon)
+    k = clearness_index_monthly(clearness, lat, lon)
+    return _pv_shape(lat, lon, tuple(np.asarray(k, float).tolist()), design)
+
+
+@functools.lru_cache(maxsize=256)
+def _pv_shape(
+    lat: float, lon: float, k_month: tuple[float, ...], design: PVDesign | None
+) -> np.ndarray:
+    """:func:`pv_shape` at the point's 12 monthly clear-sky indices ``k_month`` [-]."""
+    d = design or PVDesign()
+    sky = _sky(lat, lon)
+    level = _altitude_m(np.array([lat]), np.array([lon]))
     one = np.array([1.0])
     with np.errstate(invalid="ignore", divide="ignore"):
-        ghi, dni, dhi = solar._horizontal(sky, level, np.asarray(k, float), one)
-        temp = solar.air_temperature_c(sky.times, lon, level, d)[:, :, None]
+        ghi, dni, dhi = _horizontal(sky, level, np.asarray(k_month, float), one)
+        temp = air_temperature_c(sky.times, lon, level, d)[:, :, None]
         if d.tracking == "fixed":
-            tilt = (solar._optimal_tilt(sky, ghi[:, 0, :], dni[:, 0, :], dhi[:, 0, :], d)
+            tilt = (_optimal_tilt(sky, ghi[:, 0, :], dni[:, 0, :], dhi[:, 0, :], d)
                     if d.tilt_deg is None else np.array([float(d.tilt_deg)]))  # fmt: skip
-            direct, diffuse, iam = solar._poa(sky, tilt[None, None, :], 180.0, ghi, dni, dhi, d)
+            direct, diffuse, iam = _poa(sky, tilt[None, None, :], 180.0, ghi, dni, dhi, d)
         else:
-            st, sa = solar._tracker_orientation(sky, d, 0.0)
-            direct, diffuse, iam = solar._poa(sky, st, sa, ghi, dni, dhi, d)
+            st, sa = _tracker_orientation(sky, d, 0.0)
+            direct, diffuse, iam = _poa(sky, st, sa, ghi, dni, dhi, d)
         # _ac_yield sums over its first axis: a leading axis of length 1 keeps the hours
-        pac = solar._ac_yield(direct[None], diffuse[None], iam[None], temp[None], d)
-    hourly = np.zeros(solar.HOURS_PER_YEAR)
-    times = solar.representative_year()
+        pac = _ac_yield(direct[None], diffuse[None], iam[None], temp[None], d)
+    hourly = np.zeros(HOURS_PER_YEAR)
+    times = representative_year()
     hourly[times.get_indexer(sky.times)] = np.asarray(pac).reshape(len(sky.times))
     return typical_day(hourly, times)
 
 
 def wind_shape(spec: WindShape) -> np.ndarray:
-    """Typical-day wind output shape [-], (12, 24), annual mean 1 before CF scaling."""
+    """Typical-day wind output shape [-], (12, 24), annual mean 1 before CF scaling.
+
+    ``spec``: a :class:`sitekit.specs.bases.WindShape`, or any object with its
+    ``monthly_factors`` (12), ``diurnal_amplitude`` [-] and ``diurnal_peak_hour`` [h, BJT]."""
     f = np.asarray(spec.monthly_factors, float)
     f = f / (f * DAYS_IN_MONTH).sum() * DAYS_IN_MONTH.sum()
     h = np.arange(24) + 0.5
@@ -241,7 +177,7 @@ def site_cf(sites: pd.DataFrame) -> np.ndarray:
 
 
 def site_profiles(sites, technology: str, *, wind: WindShape | None = None, clearness=0.6,
-                  design: solar.PVDesign | None = None) -> np.ndarray:  # fmt: skip
+                  design: PVDesign | None = None) -> np.ndarray:  # fmt: skip
     """Per-MW typical-day output of every site [MW/MW], shape (n, 12, 24).
 
     PV: the shape of the site's 0.5° lattice node (:func:`pv_shape`); wind: :func:`wind_shape`.
@@ -321,7 +257,9 @@ def regulation_class(
     """A plant's class and where it comes from: the spec's ``plant_regulation`` table (each
     row cited) matched on the Chinese name, else the GEM technology type — "run-of-river" (also
     "conventional and run-of-river") → run_of_river, anything else → daily (the cautious
-    default: a storage dam's regulation class is not in the GEM tracker)."""
+    default: a storage dam's regulation class is not in the GEM tracker). ``spec``: a
+    :class:`sitekit.specs.bases.BasesSpec`, or any object whose ``plant_regulation`` rows have
+    ``name_zh``, ``regulation`` and ``source``."""
     for p in spec.plant_regulation:
         if name_zh and p.name_zh in str(name_zh):
             return p.regulation, p.source
