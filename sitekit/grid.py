@@ -13,11 +13,12 @@ are reprojected onto it; pyproj declares those GK CRSs northing-first, so every 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -139,6 +140,10 @@ def _transformer(src: pyproj.CRS, dst: pyproj.CRS) -> pyproj.Transformer:
 class Grid:
     """Study-area grid: CRS, affine transform (pixel corners), shape (rows, cols) and dask chunks.
 
+    A plain value: two grids of the same :attr:`definition` (CRS, transform, shape, chunks and
+    study area; the ``name`` is a label) are equal, hash equal and tokenise equal in dask. It
+    holds no cache: the engine (:mod:`sitekit.engine`) owns the on-disk one.
+
     Parameters
     ----------
     crs : pyproj.CRS
@@ -158,15 +163,40 @@ class Grid:
     shape: tuple[int, int]
     chunks: int = DEFAULT_CHUNK
     study_area: Any = None
-    name: str = "grid"
-    _cache: dict = field(default_factory=dict, repr=False)
+    name: str = field(default="grid", compare=False)
 
     def __reduce__(self) -> tuple:
-        # tasks capture the grid: ship its definition, never its cache of lazy arrays
+        # tasks capture the grid: ship its definition, not the memoised properties
         return (
             Grid,
             (self.crs, self.transform, self.shape, self.chunks, self.study_area, self.name),
         )
+
+    # -- value semantics ---------------------------------------------------------------
+    @cached_property
+    def definition(self) -> tuple:
+        """What defines the grid: (CRS WKT, transform, shape, chunks, SHA-256 of the study
+        area's WKB or None). Equality, hashing and dask tokenising use it."""
+        area = self.study_area
+        area_key = None if area is None else hashlib.sha256(shapely.to_wkb(area)).hexdigest()
+        return (
+            self.crs.to_wkt(),
+            tuple(float(v) for v in tuple(self.transform)[:6]),
+            tuple(int(n) for n in self.shape),
+            int(self.chunks),
+            area_key,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Grid):
+            return NotImplemented
+        return self is other or self.definition == other.definition
+
+    def __hash__(self) -> int:
+        return hash(self.definition)
+
+    def __dask_tokenize__(self) -> tuple:
+        return ("sitekit.Grid", *self.definition)
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -251,9 +281,46 @@ class Grid:
         """Transform of a window starting at (row0, col0)."""
         return self.transform @ Affine.translation(col0, row0)
 
+    def window(self, row0: int, col0: int, nrows: int, ncols: int) -> Grid:
+        """The sub-grid of ``nrows`` × ``ncols`` pixels from (``row0``, ``col0``): same CRS,
+        resolution, chunks, study area and name; its transform shifted to the window's corner.
+
+        Raises ValueError for a window not inside the grid (negative sizes included)."""
+        ny, nx = self.shape
+        row0, col0, nrows, ncols = int(row0), int(col0), int(nrows), int(ncols)
+        if min(row0, col0, nrows, ncols) < 0 or row0 + nrows > ny or col0 + ncols > nx:
+            raise ValueError(
+                f"window rows {row0}+{nrows}, cols {col0}+{ncols} is not inside the grid "
+                f"{self.shape}"
+            )
+        return replace(self, transform=self.window_transform(row0, col0), shape=(nrows, ncols))
+
+    def tiles(self, size: int | tuple[int, int]) -> Iterator[tuple[tuple[slice, slice], Grid]]:
+        """``((rows, cols), window)`` for each tile of ``size`` (an edge or (rows, cols)) [px],
+        row by row; the last tile of a row or column is cut at the grid's edge. ``rows`` and
+        ``cols`` are the slices of the tile in the grid's arrays."""
+        th, tw = (size, size) if isinstance(size, int) else size
+        if th < 1 or tw < 1:
+            raise ValueError(f"tile size must be ≥ 1 px, got {size}")
+        ny, nx = self.shape
+        for r0 in range(0, ny, th):
+            r1 = min(r0 + th, ny)
+            for c0 in range(0, nx, tw):
+                c1 = min(c0 + tw, nx)
+                yield (slice(r0, r1), slice(c0, c1)), self.window(r0, c0, r1 - r0, c1 - c0)
+
     def with_chunks(self, chunks: int) -> Grid:
         """Same grid, other chunk size."""
-        return Grid(self.crs, self.transform, self.shape, int(chunks), self.study_area, self.name)
+        return replace(self, chunks=int(chunks))
+
+    # -- longitude / latitude ----------------------------------------------------------
+    def to_lonlat(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """Longitude and latitude [°] (WGS84/CGCS2000) of points (x, y) in the grid CRS."""
+        return transformer(self.crs, 4326).transform(x, y)
+
+    def from_lonlat(self, lon: Any, lat: Any) -> tuple[Any, Any]:
+        """(x, y) in the grid CRS [m] of points given by longitude and latitude [°]."""
+        return transformer(4326, self.crs).transform(lon, lat)
 
     def describe(self) -> str:
         ny, nx = self.shape
@@ -330,9 +397,8 @@ class Grid:
 
     @cached_property
     def token(self) -> str:
-        """A short stable hash of the grid (CRS, transform, shape, chunks)."""
-        import hashlib
-
+        """A short stable hash of the grid (CRS, transform, shape, chunks), for cache keys and
+        dask names."""
         key = f"{self.crs.to_wkt()}|{tuple(self.transform)}|{self.shape}|{self.chunks}"
         return hashlib.sha1(key.encode()).hexdigest()[:12]
 
@@ -409,57 +475,32 @@ class Grid:
             return _cover_fraction(burned, s)
 
         dtype = np.int32 if values is not None else (np.float32 if fraction else bool)
-        # a deterministic name: the same burn requested twice (PV and wind) is computed once
-        import hashlib
-
+        # a deterministic name: the same burn requested twice (PV and wind) is computed once,
+        # and the name stands for the burn's content (the engine's cache keys burns by it)
         h = hashlib.sha1(b"".join(shapely.to_wkb(arr)) if len(arr) else b"")
         h.update(
             repr((all_touched, fraction, s, ids.tolist() if values is not None else None)).encode()
         )
         data = self.map_blocks(_burn, dtype=dtype, name=f"burn-{h.hexdigest()[:16]}-{self.token}")
-        out = self.wrap(data, name, "id" if values is not None else ("1" if fraction else "bool"))
-        cache = self._cache.get("layer_cache")
-        return cache.wrap(f"burn_{name}", h.hexdigest(), out) if cache is not None else out
+        return self.wrap(data, name, "id" if values is not None else ("1" if fraction else "bool"))
 
-    def cache_burns(self, cache: Any) -> None:
-        """Route every later :meth:`rasterize` (constraint layers, zones, the study fraction)
-        through ``cache``, a :class:`sitekit.engine.cache.LayerCache`, keyed by the burnt geometries'
-        WKB and the burn options: a re-run reads the rasters back instead of burning again."""
-        self._cache["layer_cache"] = cache
+    def study_fraction(self, burn: Callable[..., xr.DataArray] | None = None) -> xr.DataArray:
+        """Fraction (0–1) of each pixel inside the study area (all ones when none is set).
 
-    def study_fraction(self) -> xr.DataArray:
-        """Fraction (0–1) of each pixel inside the study area (all ones when none is set)."""
-        if self.study_area is None:
-            return self.wrap(
-                da.ones(self.shape, chunks=self.dask_chunks, dtype=np.float32), "study_fraction"
-            )
-        if "study_fraction" not in self._cache:
-            self._cache["study_fraction"] = self.rasterize(
-                [self.study_area], fraction=True, name="study_fraction"
-            )
-        return self._cache["study_fraction"]
+        Built once per grid value (:func:`_study_fraction`). ``burn`` replaces
+        :meth:`rasterize` (same signature): the engine passes its cached burn
+        (:meth:`sitekit.engine.pipeline.Pipeline.burn`), so a re-run reads the fraction back."""
+        if burn is None or self.study_area is None:
+            return _study_fraction(self)
+        return burn([self.study_area], fraction=True, name="study_fraction")
 
-    # -- rasters -----------------------------------------------------------------------
-    def align(
-        self, src: xr.DataArray, resampling: str = "bilinear", name: str | None = None
-    ) -> xr.DataArray:
-        """Lazily reproject a georeferenced DataArray onto the grid (odc-geo, stays on dask).
 
-        NaN marks nodata in the result (float32). The source must carry a CRS.
-        """
-        from odc.geo.xr import xr_reproject
-
-        if src.rio.crs is None:
-            raise CRSError(f"raster {name or src.name!r} has no CRS")
-        src = src.astype(np.float32)
-        out = xr_reproject(
-            src, self.geobox, resampling=resampling, dst_nodata=np.nan, dtype="float32"
+@lru_cache(maxsize=16)
+def _study_fraction(grid: Grid) -> xr.DataArray:
+    """:meth:`Grid.study_fraction` without a ``burn``, memoised by the grid's value: every
+    caller on an equal grid gets the same lazy array (one graph layer, burnt once)."""
+    if grid.study_area is None:
+        return grid.wrap(
+            da.ones(grid.shape, chunks=grid.dask_chunks, dtype=np.float32), "study_fraction"
         )
-        if not isinstance(out.data, da.Array):
-            out = out.chunk({"y": self.dask_chunks[0], "x": self.dask_chunks[1]})
-        else:
-            out = out.chunk({"y": self.dask_chunks[0], "x": self.dask_chunks[1]})
-        res = self.wrap(out.data, name or str(src.name), src.attrs.get("units", "1"))
-        res.attrs.update({k: v for k, v in src.attrs.items() if k not in ("_FillValue",)})
-        res.attrs.pop("nodata", None)
-        return res
+    return grid.rasterize([grid.study_area], fraction=True, name="study_fraction")

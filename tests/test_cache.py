@@ -140,8 +140,7 @@ def test_burns_are_read_back_on_a_rerun(tmp_path: Path) -> None:
     for _ in range(2):
         grid = small_grid((64, 64), 100.0, chunks=32)
         cache = LayerCache(tmp_path, grid, "inputs")
-        grid.cache_burns(cache)
-        frac = grid.rasterize([poly], fraction=True, name="zone")
+        frac = cache.wrap_burn(grid.rasterize([poly], fraction=True, name="zone"))
         burnt.append(frac.data.compute(scheduler="sync"))
         cache.commit()
     assert cache.hits == ["burn_zone"]
@@ -236,7 +235,6 @@ def test_every_vector_burn_is_named_by_its_constraint(tmp_path: Path) -> None:
 
     grid = small_grid((64, 64), 100.0, chunks=32)
     cache = LayerCache(tmp_path, grid, "inputs")
-    grid.cache_burns(cache)
     poly = gpd.GeoDataFrame(geometry=[shapely.box(1000, 1000, 3000, 3000)], crs=grid.crs)
     pts = gpd.GeoDataFrame(geometry=[shapely.Point(5000, 5000)], crs=grid.crs)
     cons.evaluate(
@@ -245,5 +243,6 @@ def test_every_vector_burn_is_named_by_its_constraint(tmp_path: Path) -> None:
             cons.FeatureSetback("town", "town", "居民点", pts, setback_m=500),
         ],
         grid,
+        burn=lambda geoms, **kw: cache.wrap_burn(grid.rasterize(geoms, **kw)),
     )
     assert cache.misses == ["burn_red", "burn_town"]

@@ -312,7 +312,7 @@ def test_bad_inputs(grid):
     with pytest.raises(InputError, match="duplicate"):
         evaluate([redline(grid), redline(grid)], grid)
     wrong = small_grid((10, 10), RES).wrap(da.zeros((10, 10), chunks=5), "slope")
-    with pytest.raises(LayerError, match="align"):
+    with pytest.raises(LayerError, match="reproject_match"):
         evaluate([RasterThreshold("s", "s", "坡", wrong, ">", 1.0)], grid)
     sq = gdf([square()], grid.crs)
     many = [PolygonConstraint(f"c{i}", "x", "x", sq) for i in range(33)]

@@ -132,3 +132,97 @@ def test_cover_fraction_equals_the_reshaped_sum(s: int) -> None:
     got = _cover_fraction(burned, s)
     assert got.dtype == np.float32 and got[0, 0] == 1 and got[1, 0] == 0
     assert np.array_equal(got, ref.astype(np.float32))
+
+
+# -- Grid as a value ---------------------------------------------------------------------------
+def test_equal_definitions_are_equal_hash_and_tokenise_equal() -> None:
+    """Two grids built apart from the same definition are one value (the name is a label);
+    another chunk size, origin or study area is another grid."""
+    from dask.base import tokenize
+
+    area = shapely.box(100, 100, 900, 700)
+    a = Grid.from_bounds((0, 0, 1000, 800), 100, chunks=4, study_area=area, name="a")
+    b = Grid.from_bounds((0, 0, 1000, 800), 100, chunks=4, study_area=shapely.box(100, 100, 900, 700),
+                         name="b")  # fmt: skip
+    assert a == b and hash(a) == hash(b) and tokenize(a) == tokenize(b)
+    assert len({a, b}) == 1 and {a: 1}[b] == 1
+    for other in (
+        a.with_chunks(8),
+        Grid.from_bounds((100, 0, 1100, 800), 100, chunks=4, study_area=area),
+        Grid.from_bounds((0, 0, 1000, 800), 100, chunks=4),
+        Grid.from_bounds((0, 0, 1000, 800), 100, crs="EPSG:4543", chunks=4, study_area=area),
+    ):
+        assert other != a and tokenize(other) != tokenize(a)
+    assert a != "grid"
+    assert not hasattr(a, "_cache") and not hasattr(a, "align") and not hasattr(a, "cache_burns")
+
+
+def test_a_grid_pickles_to_an_equal_value() -> None:
+    import pickle
+
+    g = Grid.from_bounds((0, 0, 1000, 800), 100, chunks=4, study_area=shapely.box(0, 0, 500, 500))
+    _ = g.definition, g.token  # memoised properties do not travel
+    back = pickle.loads(pickle.dumps(g))
+    assert back == g and back.name == g.name and back.token == g.token
+
+
+def test_study_fraction_is_built_once_per_grid_value() -> None:
+    area = shapely.box(130, 260, 1360, 1030)
+    a = Grid.from_bounds((0, 0, 1600, 1600), 100, chunks=5, study_area=area)
+    b = Grid.from_bounds((0, 0, 1600, 1600), 100, chunks=5, study_area=shapely.box(*area.bounds))
+    assert a.study_fraction() is b.study_fraction()
+    assert a.with_chunks(8).study_fraction() is not a.study_fraction()
+    burnt = []
+
+    def burn(geoms, **kw):  # an injected burn (the engine's cache) replaces the grid's own
+        burnt.append(kw["name"])
+        return a.rasterize(geoms, **kw)
+
+    assert a.study_fraction(burn).data.name == a.study_fraction().data.name
+    assert burnt == ["study_fraction"]
+
+
+def test_window_is_the_sub_grid() -> None:
+    area = shapely.box(0, 0, 500, 500)
+    g = Grid.from_bounds((0, 0, 1000, 800), 100, chunks=4, study_area=area, name="g")
+    w = g.window(2, 3, 4, 5)
+    assert w.shape == (4, 5) and w.crs == g.crs and w.resolution_m == g.resolution_m
+    assert w.bounds == (300.0, 200.0, 800.0, 600.0)
+    assert (w.chunks, w.study_area, w.name) == (g.chunks, area, "g")
+    np.testing.assert_array_equal(w.x, g.x[3:8])
+    np.testing.assert_array_equal(w.y, g.y[2:6])
+    assert g.window(0, 0, *g.shape) == g
+    for bad in ((0, 0, 9, 1), (-1, 0, 1, 1), (0, 8, 1, 3), (0, 0, -1, 2)):
+        with pytest.raises(ValueError, match="not inside the grid"):
+            g.window(*bad)
+
+
+def test_tiles_cover_the_grid_once() -> None:
+    g = small_grid((10, 7), 100.0, chunks=4)
+    seen = np.zeros(g.shape, int)
+    tiles = list(g.tiles(4))
+    assert len(tiles) == 3 * 2
+    for (rows, cols), w in tiles:
+        seen[rows, cols] += 1
+        assert w == g.window(rows.start, cols.start, rows.stop - rows.start,
+                             cols.stop - cols.start)  # fmt: skip
+        np.testing.assert_array_equal(w.x, g.x[cols])
+        np.testing.assert_array_equal(w.y, g.y[rows])
+    assert (seen == 1).all()
+    assert [w.shape for _, w in g.tiles((10, 3))] == [(10, 3), (10, 3), (10, 1)]
+    with pytest.raises(ValueError):
+        list(g.tiles(0))
+
+
+def test_lonlat_helpers_round_trip_and_match_the_lazy_lonlat() -> None:
+    g = Grid.from_bounds((-5000, -5000, 5000, 5000), 1000, chunks=4)
+    lon, lat = g.to_lonlat(0.0, 0.0)
+    assert (lon, lat) == pytest.approx((101.0, 30.0))  # the default CRS's false origin
+    x, y = g.from_lonlat(np.array([101.3, 100.8]), np.array([30.2, 29.9]))
+    back = g.to_lonlat(x, y)
+    np.testing.assert_allclose(back, [[101.3, 100.8], [30.2, 29.9]], atol=1e-9)
+    lon_px, lat_px = (a.data.compute() for a in g.lonlat())
+    xx, yy = np.meshgrid(g.x, g.y)
+    ref = g.to_lonlat(xx, yy)
+    np.testing.assert_array_equal(lon_px, ref[0])
+    np.testing.assert_array_equal(lat_px, ref[1])

@@ -367,3 +367,38 @@ def test_persist_builders_read_the_persisted_layers() -> None:
         assert float(others["ps"]) == 30 * 45
         assert set(layers) == {"elevation", "slope"} and task_s
     assert len(_READS) == dem.npartitions
+
+
+def test_the_study_fraction_is_read_through_the_cache_only(tmp_path: Path) -> None:
+    """With a cache, every layer that uses the study fraction (elevation mask, score, the
+    constraints' inclusion fraction) reads the one cache-wrapped burn: the raw burn feeds only
+    the cache's save step, so a re-run never burns the study area again. The grid itself holds
+    no cache (a plain value)."""
+    from sitekit.engine.cache import LayerCache
+
+    cat = Catalog(EMBEDDED)
+    grid = cat.grid(5000)
+    raw = grid.study_fraction().data.name
+    pipe = Pipeline(cat, grid, LayerCache(tmp_path, grid, "inputs"))
+    recipe, _ = load_recipe(REPO / "pipelines" / "pv.yaml")
+    g = pipe.technology(recipe)
+    cached = pipe.study_fraction.data.name
+    assert cached != raw and cached.startswith("cache-save-")
+    for arr in (g.score, g.inclusion, pipe.elevation, g.constraints.inclusion_fraction):
+        deps = arr.data.dask.dependencies
+        assert {k for k, d in deps.items() if raw in d} <= {cached}, arr.name
+    assert Pipeline(cat, grid).study_fraction is grid.study_fraction()  # no cache: the grid's
+    assert not hasattr(grid, "_cache")
+
+
+def test_run_keeps_the_names_it_moved_to_cluster_and_staging() -> None:
+    """The job's cluster set-up and staging live in their own modules; ``sitekit.engine.run``
+    re-exports them, and calls ``dask_client``/``staged_output`` through its own globals (the
+    bad-input harness replaces ``sitekit.engine.run.dask_client``)."""
+    from sitekit.engine import cluster, run, staging
+
+    for name in ("check_cluster_options", "check_scheduler", "check_grid_size", "dask_client",
+                 "local_cluster_config", "persist", "task_seconds", "tune_malloc"):  # fmt: skip
+        assert getattr(run, name) is getattr(cluster, name), name
+    assert run.staged_output is staging.staged_output
+    assert {"dask_client", "staged_output"} <= set(run._run_once.__code__.co_names)

@@ -277,6 +277,12 @@ class LayerCache:
         self._wrapped[folder] = data
         return layer.copy(data=data)
 
+    def wrap_burn(self, layer: xr.DataArray) -> xr.DataArray:
+        """:meth:`wrap` for a :meth:`sitekit.grid.Grid.rasterize` result, as ``burn_<name>``:
+        keyed by its dask name, which names the burn's content (the burnt geometries' WKB, the
+        burn options and the grid)."""
+        return self.wrap(f"burn_{layer.name}", layer.data.name, layer)
+
     def commit(self) -> None:
         """Mark every layer saved whole during this run as complete (call after a successful
         run). A layer of which only some blocks were computed stays incomplete. The folder is

@@ -1,7 +1,11 @@
 """Builds the lazy graph of a run: derived layers (once per grid), constraints, scores, LCOE.
 
 Nothing here computes: :mod:`sitekit.engine.run` hands the arrays to a Dask client. Derived layers are
-memoised on the :class:`Pipeline`, so PV and wind share one slope, one distance-to-grid …
+memoised on the :class:`Pipeline`, so PV and wind share one slope, one distance-to-grid … With a
+:class:`~sitekit.engine.cache.LayerCache` the pipeline is where the cache meets the science: derived
+layers, vector burns (:meth:`Pipeline.burn`, also handed to
+:func:`sitekit.science.constraints.evaluate`) and the study fraction go through it; the grid and
+the science modules never see it.
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ import geopandas as gpd
 import numpy as np
 import xarray as xr
 
+from sitekit.engine import rules
 from sitekit.engine.cache import LayerCache
 from sitekit.errors import RecipeError
 from sitekit.grid import Grid
 from sitekit.io.catalog import Catalog
 from sitekit.science import constraints as cons_lib
 from sitekit.science import proximity, scoring, terrain
-from sitekit.specs import rules
 from sitekit.specs.recipe import DERIVED, Recipe
 
 
@@ -37,7 +41,7 @@ class TechGraph:
     energy_kwh_per_kw: xr.DataArray  # kWh/kW/yr
     constraints: cons_lib.ConstraintResult
     memberships: dict[str, xr.DataArray]
-    #: per siting rule: applied / layer_missing / advisory (sitekit.specs.rules.expand)
+    #: per siting rule: applied / layer_missing / advisory (sitekit.engine.rules.expand)
     rule_status: list[dict] = field(default_factory=list)
 
 
@@ -49,12 +53,28 @@ class Pipeline:
         self.grid = grid
         self.cache = cache
         self._memo: dict[Any, Any] = {}
-        if cache is not None:
-            grid.cache_burns(cache)
 
     def _cached(self, name: str, params: Any, layer: xr.DataArray) -> xr.DataArray:
         """Route an intermediate layer through the on-disk cache (when one is configured)."""
         return self.cache.wrap(name, params, layer) if self.cache is not None else layer
+
+    def burn(self, geoms: Any, **kwargs: Any) -> xr.DataArray:
+        """:meth:`sitekit.grid.Grid.rasterize` through the on-disk cache (when one is configured):
+        keyed by the burnt geometries' WKB and the burn options, so a re-run reads the raster back
+        instead of burning again (constraint layers, zones, the study fraction)."""
+        out = self.grid.rasterize(geoms, **kwargs)
+        return self.cache.wrap_burn(out) if self.cache is not None else out
+
+    @property
+    def _burn(self) -> Any:
+        """The burn handed to science code: :meth:`burn` with a cache, else None (the grid's
+        own :meth:`~sitekit.grid.Grid.rasterize`)."""
+        return self.burn if self.cache is not None else None
+
+    @cached_property
+    def study_fraction(self) -> xr.DataArray:
+        """:meth:`sitekit.grid.Grid.study_fraction`, burnt through the cache when there is one."""
+        return self.grid.study_fraction(self._burn)
 
     # -- inputs ----------------------------------------------------------------------------
     @cached_property
@@ -68,7 +88,7 @@ class Pipeline:
     @cached_property
     def elevation(self) -> xr.DataArray:
         dem = self.catalog.raster(self.dem_id, self.grid)
-        inside = self.grid.study_fraction() > 0  # cached as a burn (Grid.cache_burns)
+        inside = self.study_fraction > 0  # cached as a burn (Pipeline.burn)
         return self._cached("elevation", self.dem_id, dem.where(inside).rename("elevation"))
 
     @cached_property
@@ -100,7 +120,7 @@ class Pipeline:
             gdf = self.catalog.vector(layer_id, self.grid)
             field = "name_en" if "name_en" in gdf.columns else gdf.columns[0]
             names = [str(v) for v in gdf[field]]
-            ids = self.grid.rasterize(gdf, values=np.arange(1, len(gdf) + 1), name=f"{key}_id")
+            ids = self.burn(gdf, values=np.arange(1, len(gdf) + 1), name=f"{key}_id")
             out[key] = (ids, names, gdf)
         return out
 
@@ -134,7 +154,7 @@ class Pipeline:
         crossing: xr.DataArray | None = None,
     ) -> xr.DataArray:
         """Least-cost distance [km of flat-equivalent line] to the nearest connection point
-        (``crossing``: per-rule crossing multipliers, :func:`sitekit.specs.rules.crossing_penalty`)."""
+        (``crossing``: per-rule crossing multipliers, :func:`sitekit.engine.rules.crossing_penalty`)."""
         crossed = [
             c.model_dump(mode="json") for c in recipe.constraints
             if c.id in recipe.grid.crossing_costs
@@ -168,8 +188,8 @@ class Pipeline:
         suggestions (:meth:`connection_cost`, ``sitekit route --from/--to``).
 
         Slope term × the recipe's ``grid.cost_terms`` (any raster: class codes or a threshold,
-        :func:`sitekit.specs.rules.cost_penalty`) × ``crossing`` (per-rule crossing multipliers,
-        :func:`sitekit.specs.rules.crossing_penalty`); ``forbidden`` pixels cost
+        :func:`sitekit.engine.rules.cost_penalty`) × ``crossing`` (per-rule crossing multipliers,
+        :func:`sitekit.engine.rules.crossing_penalty`); ``forbidden`` pixels cost
         ``grid.forbidden_cost`` (:func:`sitekit.science.proximity.cost_surface`).
         """
         penalty = rules.cost_penalty(recipe.grid.cost_terms, self, recipe)
@@ -190,6 +210,7 @@ class Pipeline:
 
     # -- resources -------------------------------------------------------------------------
     def pv_yield(self, recipe: Recipe) -> xr.DataArray:
+        from sitekit.io.climate import read_merra2
         from sitekit.science import solar
 
         cfg = recipe.solar
@@ -225,7 +246,7 @@ class Pipeline:
                 self.elevation,
                 self.slope,
                 self.aspect,
-                clearness=calib,
+                clearness=read_merra2(calib),
                 tracking=cfg.tracking,
                 losses_pct=cfg.losses_pct,
             )
@@ -332,7 +353,7 @@ class Pipeline:
         (``excluded`` is then ``reasons != 0``, which is how :func:`evaluate` defines it).
         ``inclusion=False`` leaves the inclusion fraction uncached (pumped storage never uses it:
         an entry nobody computes would stay incomplete)."""
-        cons = cons_lib.evaluate(self.constraint_objects(recipe), self.grid)
+        cons = cons_lib.evaluate(self.constraint_objects(recipe), self.grid, self._burn)
         if self.cache is None:
             return cons
         params = {
@@ -366,7 +387,7 @@ class Pipeline:
         score = scoring.weighted_overlay(
             list(memberships.values()), [c.weight for c in recipe.criteria]
         )
-        inside = self.grid.study_fraction() > 0
+        inside = self.study_fraction > 0
         score = score.where(inside).astype(np.float32).rename(f"{recipe.technology}_score")
         score.attrs = {"units": "1", "long_name": f"{recipe.name_en} suitability score"}
         if recipe.technology == "pv":
@@ -416,8 +437,8 @@ class Pipeline:
 
 @dataclass
 class _ConstraintView:
-    """A recipe with its constraint masks: what :func:`sitekit.specs.rules.forbidden_mask` and
-    :func:`sitekit.specs.rules.crossing_penalty` read of a :class:`TechGraph`."""
+    """A recipe with its constraint masks: what :func:`sitekit.engine.rules.forbidden_mask` and
+    :func:`sitekit.engine.rules.crossing_penalty` read of a :class:`TechGraph`."""
 
     recipe: Any
     constraints: cons_lib.ConstraintResult

@@ -1,43 +1,54 @@
 """Run a job: build one lazy graph for all recipes, compute it on a Dask client, write outputs.
 
-The client is a ``dask.distributed`` ``LocalCluster`` by default (``workers`` processes), or any
-running scheduler given by address (``tcp://host:port``: dask-jobqueue, Kubernetes, …). Outputs are
-first written into a staging folder next to ``out`` and swapped in at the end, so a killed run
-leaves the previous results intact and never a half-written file.
+:func:`run_job` is a sequence of named phases (:func:`_run_once`): load the specs, build the grid,
+build the graph, compute the layers, write the rasters, extract the sites, the technical
+potential, the tables, the GeoPackage, the map and report, and finish (``run.json``, the cache
+commit). What the phases share is a :class:`Job`. The cluster is :mod:`sitekit.engine.cluster`'s
+(a ``LocalCluster`` by default, or any scheduler by address); outputs are written into
+:mod:`sitekit.engine.staging`'s staging folder and swapped in at the end, so a killed run leaves
+the previous results intact and never a half-written file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import functools
 import json
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-try:
-    import fcntl
-except ImportError:  # Windows: stale staging folders are not swept
-    fcntl = None  # type: ignore[assignment]
-
 import dask
 import pandas as pd
 
+from sitekit.engine import rules
+from sitekit.engine.cluster import (  # noqa: F401  (re-exported: the CLI, tests, benchmarks)
+    BYTES_PER_PX_DISK,
+    BYTES_PER_PX_MEMORY,
+    IN_PROCESS_MALLOC,
+    MAX_LOCAL_WORKERS,
+    MIN_WORKER_MEMORY,
+    SCHEDULER_TIMEOUT_S,
+    WORKER_MALLOC,
+    check_cluster_options,
+    check_grid_size,
+    check_scheduler,
+    dask_client,
+    local_cluster_config,
+    persist,
+    task_seconds,
+    tune_malloc,
+)
 from sitekit.engine.pipeline import Pipeline, TechGraph
 from sitekit.engine.resources import data_root
+from sitekit.engine.staging import staged_output, sweep_stale_outputs  # noqa: F401  (re-exported)
 from sitekit.errors import InputError, RecipeError
-from sitekit.grid import DEFAULT_CHUNK, DEFAULT_CRS
+from sitekit.grid import DEFAULT_CHUNK, DEFAULT_CRS, Grid
 from sitekit.io.catalog import Catalog
 from sitekit.io.ownership import check_replaceable
 from sitekit.io.provenance import versions
-from sitekit.specs import rules
 from sitekit.specs.recipe import Recipe, load_recipe, recipe_digest
 
 #: the folder holding pipelines/, layers/ and maps/ (a checkout, or the wheel's bundled copy)
@@ -88,369 +99,6 @@ class RunResult:
     summary: pd.DataFrame
     sites: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
-
-
-# ------------------------------------------------------------------------------ dask client
-#: glibc malloc settings for LocalCluster workers. distributed's nanny sets
-#: ``MALLOC_TRIM_THRESHOLD_=65536``, which also pins glibc's mmap threshold at 128 KiB: every numpy
-#: temporary above that is mmap'ed and page-faulted afresh. The raster kernels make many 1–30 MB
-#: temporaries, so that default cost up to 3× CPU (mostly system time) in ``benchmarks/``
-#: (README, "Findings"). A 64 MiB mmap threshold keeps them on the heap; memory is still returned
-#: by the trim threshold. External clusters keep their own settings.
-WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
-#: glibc ``mallopt`` parameters (malloc.h) and what :func:`tune_malloc` sets them to [bytes]
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-IN_PROCESS_MALLOC = {"mmap_threshold": 64 * 2**20, "trim_threshold": 256 * 2**20}
-
-
-def tune_malloc() -> bool:
-    """Give this process (in-process workers: ``--no-processes``) :data:`IN_PROCESS_MALLOC`.
-
-    glibc only (``mallopt``; False elsewhere). The workers' block temporaries are 4–33 MB: with
-    the default dynamic thresholds the larger ones are mmap'ed and their pages zeroed by the
-    kernel on every allocation, and heap tops above 128 KiB are trimmed and faulted in again.
-    Benchmark, 67 Mpx, 5 interleaved runs: 9.33 → 8.85 s median wall, 15.9 → 15.0 CPU-s, peak
-    RSS 0.92 → 1.05–1.19 GB (up to 256 MiB of freed heap is kept for reuse). glibc releases
-    before 2.35 or so cap the mmap threshold at 32 MiB (mallopt(3)): that is tried next.
-    True when both thresholds were set."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name or "libc" not in name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mmap_ok = any(
-            libc.mallopt(_M_MMAP_THRESHOLD, v) == 1
-            for v in (IN_PROCESS_MALLOC["mmap_threshold"], 32 * 2**20)
-        )
-        trim_ok = libc.mallopt(_M_TRIM_THRESHOLD, IN_PROCESS_MALLOC["trim_threshold"]) == 1
-    except (OSError, AttributeError):
-        return False
-    return mmap_ok and trim_ok
-
-
-def local_cluster_config(malloc: bool = True) -> dict[str, Any]:
-    """Dask config for sitekit's LocalCluster (also used by ``benchmarks/``).
-
-    Workers are not daemons (they may start processes), get :data:`WORKER_MALLOC` in their
-    environment when ``malloc`` is set, and run without distributed's sampling profiler, which
-    walks every worker thread's stack each 10 ms: ~3 CPU-s per 67 Mpx benchmark run on 2 cores,
-    for a dashboard view sitekit does not use.
-    """
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
-    if malloc:
-        environ.update(WORKER_MALLOC)
-    return {
-        "distributed.worker.daemon": False,
-        "distributed.nanny.pre-spawn-environ": environ,
-        "distributed.worker.profile.enabled": False,
-    }
-
-
-#: seconds a scheduler has to answer its identity call
-SCHEDULER_TIMEOUT_S = 30.0
-
-
-def check_scheduler(address: str, timeout_s: float = SCHEDULER_TIMEOUT_S) -> None:
-    """Raise :class:`InputError` unless a Dask scheduler answers at ``address`` within
-    ``timeout_s``: a port that accepts and never speaks (another service, a stuck scheduler)
-    would otherwise hang ``Client()`` for ever."""
-    import asyncio
-
-    from distributed.core import rpc
-
-    async def identity() -> dict:
-        async with rpc(address, timeout=timeout_s) as remote:
-            return await remote.identity()
-
-    try:
-        info = asyncio.run(asyncio.wait_for(identity(), timeout_s))
-    except TimeoutError:
-        raise InputError(
-            f"--scheduler {address}: no answer within {timeout_s:g} s; is a Dask scheduler "
-            "running there?"
-        ) from None
-    except (OSError, ValueError, TypeError) as exc:
-        raise InputError(f"--scheduler {address}: cannot connect ({exc})") from None
-    if not isinstance(info, dict) or info.get("type") != "Scheduler":
-        raise InputError(f"--scheduler {address}: what answers there is not a Dask scheduler")
-
-
-#: most local workers / threads per worker accepted (a typo like --workers 4000 would fork
-#: thousands of processes)
-MAX_LOCAL_WORKERS = 256
-#: smallest per-worker memory limit that runs a block of the default chunking [bytes]
-MIN_WORKER_MEMORY = 256 * 2**20
-
-
-def check_cluster_options(opts: RunOptions) -> None:
-    """Raise :class:`InputError` for local-cluster options that cannot work (0 or thousands of
-    workers, a memory limit too small for one block or larger than the machine)."""
-    import psutil
-    from dask.utils import parse_bytes
-
-    for name, value in (("--workers", opts.workers), ("--threads-per-worker",
-                                                      opts.threads_per_worker)):  # fmt: skip
-        if value is not None and not 1 <= value <= MAX_LOCAL_WORKERS:
-            raise InputError(f"{name} {value}: give a number from 1 to {MAX_LOCAL_WORKERS}")
-    limit = opts.memory_limit
-    if limit in (None, "auto", 0, "0"):
-        return
-    try:
-        n = parse_bytes(limit) if isinstance(limit, str) else int(limit)
-    except (ValueError, TypeError):
-        raise InputError(
-            f"--memory-limit {limit!r}: give a size such as 3GiB or 3000MB, or 'auto'"
-        ) from None
-    total = psutil.virtual_memory().total
-    if n < MIN_WORKER_MEMORY:
-        raise InputError(f"--memory-limit {limit}: below {MIN_WORKER_MEMORY >> 20} MiB per worker")
-    if n > total:
-        raise InputError(
-            f"--memory-limit {limit} per worker is more than this machine's "
-            f"{total / 2**30:.1f} GiB; give less, or 'auto'"
-        )
-
-
-#: bytes per grid pixel a run needs, over all processes (the 90 m demo: 12.1 GiB peak for 75 Mpx,
-#: README "Speed and scale") and on disk (outputs + cache: ~7.5 GB cache for 75 Mpx)
-BYTES_PER_PX_MEMORY = 175
-BYTES_PER_PX_DISK = 120
-
-
-def check_grid_size(shape: tuple[int, int], opts: RunOptions, where: Path) -> None:
-    """Refuse a grid this machine cannot hold, before anything is computed: the estimate, the
-    machine's memory and free disk, and how to go on (coarser --resolution, or
-    --no-size-check to run anyway, e.g. on a larger --scheduler cluster)."""
-    import shutil as _shutil
-
-    import psutil
-
-    px = int(shape[0]) * int(shape[1])
-    need_mem = px * BYTES_PER_PX_MEMORY
-    total = psutil.virtual_memory().total
-    hint = "use a coarser --resolution, split the study area, or pass --no-size-check"
-    if opts.scheduler is None and need_mem > total:
-        raise InputError(
-            f"a {shape[0]:,} × {shape[1]:,} px grid ({px / 1e6:,.0f} Mpx) needs ~"
-            f"{need_mem / 2**30:,.0f} GiB of memory (~{BYTES_PER_PX_MEMORY} B/px) and this "
-            f"machine has {total / 2**30:.0f} GiB; {hint}"
-        )
-    probe = Path(where).resolve()
-    while not probe.exists():
-        probe = probe.parent
-    need_disk = px * BYTES_PER_PX_DISK
-    free = _shutil.disk_usage(probe).free
-    if need_disk > free:
-        raise InputError(
-            f"a {px / 1e6:,.0f} Mpx grid needs ~{need_disk / 1e9:,.0f} GB of disk for outputs "
-            f"and cache (~{BYTES_PER_PX_DISK} B/px); {probe} has {free / 1e9:,.0f} GB free; {hint}"
-        )
-
-
-@contextlib.contextmanager
-def dask_client(opts: RunOptions) -> Iterator[Any]:
-    """A distributed Client: to ``opts.scheduler`` if given, else a fresh LocalCluster."""
-    from distributed import Client, LocalCluster
-
-    if opts.scheduler:
-        check_scheduler(opts.scheduler)  # Client(timeout=) waits forever on a silent peer
-        with Client(opts.scheduler, timeout="30s") as client:
-            yield client
-        return
-    check_cluster_options(opts)
-    cores = os.cpu_count() or 1
-    workers = opts.workers or min(2, cores)
-    threads = opts.threads_per_worker or max(1, cores // workers)
-    if not opts.processes:
-        tune_malloc()
-    with (
-        dask.config.set(local_cluster_config()),
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=threads,
-            processes=opts.processes,
-            memory_limit=opts.memory_limit,
-            dashboard_address="127.0.0.1:0",
-            silence_logs=50,  # critical only: workers log heartbeat errors while shutting down
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
-
-
-def task_seconds(stream: list[dict], top: int | None = None) -> dict[str, float]:
-    """Summed compute seconds per task-name prefix (dask's ``key_split``) of a distributed task
-    stream, largest first (the ``top`` largest if given): where a run's worker time went."""
-    from collections import defaultdict
-
-    from dask.utils import key_split
-
-    acc: dict[str, float] = defaultdict(float)
-    for t in stream:
-        for ss in t.get("startstops", ()):
-            if ss["action"] == "compute":
-                acc[key_split(t["key"])] += ss["stop"] - ss["start"]
-    ranked = sorted(((k, round(v, 2)) for k, v in acc.items()), key=lambda kv: -kv[1])
-    return dict(ranked[:top] if top else ranked)
-
-
-def persist(
-    client: Any, arrays: dict[str, Any], quiet: bool, label: str
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
-    """Compute named lazy layers into the cluster's memory (one graph, shared intermediates).
-
-    A value may also be a callable ``build(layers) -> collection``: it is called with the
-    persisted layers and its collection computed too (the pumped-storage search).
-
-    Returns ``(layers, others, task_s)``: the dask arrays, now backed by finished futures on the
-    workers (distributed spills them to disk above its memory limits), every non-array
-    collection (e.g. the pumped-storage pairs) computed and gathered, and the worker seconds
-    per task name (:func:`task_seconds`, the 15 largest; the scheduler keeps the last
-    ``distributed.scheduler.dashboard.tasks.task-stream-length`` tasks, 100,000 by default, so a
-    larger graph's totals cover its last tasks only). Nothing is gathered whole: rasters
-    are then written strip by strip and site extraction reads its layers strip by strip.
-    """
-    import dask.array as da
-    import xarray as xr
-    from distributed import futures_of, get_task_stream, wait
-
-    from sitekit.engine import logs
-
-    datas = {k: (a.data if isinstance(a, xr.DataArray) else a) for k, a in arrays.items()}
-    lazy = {k: d for k, d in datas.items() if isinstance(d, da.Array)}
-    # a builder is a plain callable (a Delayed is callable too, but it is a collection)
-    builds = {
-        k: d
-        for k, d in datas.items()
-        if k not in lazy and callable(d) and not dask.is_dask_collection(d)
-    }
-    other = {k: d for k, d in datas.items() if k not in lazy and k not in builds}
-    with get_task_stream(client) as stream:
-        done = dict(zip(lazy, client.persist(list(lazy.values())), strict=True))
-        # builders get the persisted layers, so their graphs read futures instead of copying
-        # the layers' upstream graphs
-        other.update({k: build(done) for k, build in builds.items()})
-        # client.compute on a list mixing collections does not keep the order: one per collection
-        futures = {k: client.compute(d) for k, d in other.items()}
-        watch = [f for d in done.values() for f in futures_of(d)] + list(futures.values())
-        if not quiet:  # on stderr: a live bar on a terminal, a line per ~10 s elsewhere
-            logs.progress(watch, label)
-        wait(watch)
-    task_s = task_seconds(stream.data, top=15)
-    return done, {k: f.result() for k, f in futures.items()}, task_s
-
-
-# ------------------------------------------------------------------------------ output dir
-#: lock file a live run holds (flock) inside its staging folder; the kernel drops the lock when
-#: the process dies, however it dies, so a lockable staging folder belongs to a killed run
-_STAGE_LOCK = ".sitekit-run.lock"
-
-
-def _lock(folder: Path) -> int | None:
-    """Create and exclusively lock ``folder/_STAGE_LOCK``; keep the returned fd open."""
-    if fcntl is None:
-        return None
-    fd = os.open(folder / _STAGE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
-
-
-def _stale_stage(folder: Path) -> bool:
-    """True when ``folder`` has a lock file that no live process holds."""
-    try:
-        fd = os.open(folder / _STAGE_LOCK, os.O_RDWR)
-    except OSError:
-        return False  # no lock file (yet): not provably stale, leave it
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False  # a live run holds it
-    finally:
-        os.close(fd)
-
-
-def _dead(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def sweep_stale_outputs(out: Path) -> list[Path]:
-    """Remove what killed runs left next to ``out``: their staging folders ``.<out>.*.part`` and
-    ``.<out>.old-<pid>`` (restored as ``out`` if a kill fell between the two renames)."""
-    out = Path(out)
-    removed: list[Path] = []
-    if fcntl is None or not out.parent.is_dir():
-        return removed
-    for old in sorted(out.parent.glob(f".{out.name}.old-*")):
-        pid = old.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and _dead(int(pid)):
-            if not out.exists():
-                os.replace(old, out)  # the previous results, put back
-            else:
-                shutil.rmtree(old, ignore_errors=True)
-                removed.append(old)
-    for stage in sorted(out.parent.glob(f".{out.name}.*.part")):
-        if stage.is_dir() and _stale_stage(stage):
-            shutil.rmtree(stage, ignore_errors=True)
-            removed.append(stage)
-    return removed
-
-
-@contextlib.contextmanager
-def staged_output(
-    out: Path,
-    force: bool,
-    inputs: tuple[Path, ...] = (),
-    post: Callable[[Path], None] | None = None,
-) -> Iterator[Path]:
-    """Yield a staging folder; on success it replaces ``out`` (which needs ``force`` if present).
-
-    ``out`` is replaced only when it is sitekit's own (:func:`sitekit.io.ownership.check_replaceable`:
-    its marker, never the working folder or a folder holding one of ``inputs``). ``post(stage)``
-    runs after the caller's block and before the swap, so later steps (route, hosting) land with
-    the rest or not at all. The staging folders of killed runs (left next to ``out``) are removed
-    first; the folder of a run still going is recognised by its lock and left alone.
-    """
-    from sitekit.io.ownership import mark_output
-
-    out = Path(out)
-    sweep_stale_outputs(out)
-    check_replaceable(out, force, inputs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; results are as readable as any file
-    lock = _lock(stage)
-    try:
-        mark_output(stage)
-        yield stage
-        if post is not None:
-            post(stage)
-        check_replaceable(out, force, inputs)  # the folder may have changed during the run
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        (stage / _STAGE_LOCK).unlink(missing_ok=True)
-        os.replace(stage, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    finally:
-        if lock is not None:
-            os.close(lock)
 
 
 def _inputs_of(recipe_paths: list[Path], opts: RunOptions) -> tuple[Path, ...]:
@@ -598,18 +246,87 @@ def _check_overrides(
 _RESERVED = {"rasters", "route", "hosting", "overlays"}
 
 
+@dataclass
+class Job:
+    """What the phases of one run share, filled in phase by phase (:func:`_run_once`)."""
+
+    opts: RunOptions
+    say: Callable[..., None]
+    #: every input the run reads (an output folder may not hold any of them)
+    inputs: tuple[Path, ...]
+    #: (path, recipe, YAML text) of every recipe, the pumped-storage one appended by its phase
+    recipes: list[tuple[Path, Recipe, str]]
+    catalog: Catalog
+    t0: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+    # -- build_grid / build_graph
+    grid: Grid = None  # type: ignore[assignment]
+    cache: Any = None  # sitekit.engine.cache.LayerCache, the run's only cache (or None)
+    pipe: Pipeline = None  # type: ignore[assignment]
+    graphs: list[TechGraph] = field(default_factory=list)
+    # -- compute_layers
+    stage: Path = None  # type: ignore[assignment]
+    layers: dict[str, Any] = field(default_factory=dict)  # persisted dask arrays
+    others: dict[str, Any] = field(default_factory=dict)  # gathered results (pumped storage)
+    attrs: dict[str, dict] = field(default_factory=dict)  # the lazy layers' attributes
+    task_s: dict[str, float] = field(default_factory=dict)
+    base_prov: dict[str, Any] = field(default_factory=dict)  # run.json, grown by later phases
+    tag_prov: dict[str, Any] = field(default_factory=dict)  # what every file is tagged with
+    # -- rasters / sites / potential / tables / geopackage
+    rasters: dict[str, Any] = field(default_factory=dict)  # the written rasters, for the map
+    feats: dict[str, Any] = field(default_factory=dict)  # connection points per grid layer
+    sites: dict[str, Any] = field(default_factory=dict)
+    summaries: list[pd.DataFrame] = field(default_factory=list)
+    land: dict[str, Any] = field(default_factory=dict)
+    candidates: dict[str, Any] = field(default_factory=dict)
+    points: Any = None  # the last recipe's connection points and their names (supply curves)
+    point_names: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # technical potential, supply curves
+    summary: pd.DataFrame = None  # type: ignore[assignment]
+    vectors: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def techs(self) -> dict[str, Any]:
+        return {g.recipe.technology: g.recipe for g in self.graphs}
+
+    def timed(self, key: str, since: float) -> None:
+        self.timings[key] = time.perf_counter() - since
+
+
 def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
-    """One attempt of :func:`run_job`."""
-    import dask.array as da
-    import xarray as xr
+    """One attempt of :func:`run_job`: its phases in order."""
+    job = _load_specs(recipe_paths, opts)
+    _build_grid(job)
+    _build_graph(job)
+    # the pool is left first: a failed run waits for the GeoTIFF writer before the client closes
+    with (
+        staged_output(opts.out, opts.force, job.inputs, opts.post) as job.stage,
+        dask_client(opts) as client,
+        ThreadPoolExecutor(1, thread_name_prefix="sitekit-cog") as cog_pool,
+    ):
+        _compute_layers(job, client)
+        _tag_provenance(job)
+        cogs = _write_rasters(job, cog_pool)
+        _sites(job)
+        _potential(job)
+        _tables(job)
+        _geopackage(job)
+        if opts.make_map:
+            _map_and_report(job)
+        job.timings["rasters_s"] = cogs.result()  # the writer's own time; it overlapped the above
+        _finish(job)
+    job.say(f"results in {opts.out.resolve()}")
+    return RunResult(opts.out, job.summary, job.sites, job.timings)
 
-    from sitekit.outputs import export
-    from sitekit.science.sites import SiteRules, extract_sites, summarise, zone_areas
 
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+# ------------------------------------------------------------------------------ the phases
+def _load_specs(recipe_paths: list[Path], opts: RunOptions) -> Job:
+    """Check the output folder, load the recipes and the catalogue, refuse a grid this machine
+    cannot hold (before the grid is made: an absurd resolution never allocates)."""
     from sitekit.engine.logs import LOGGER
 
+    t0 = time.perf_counter()
     say = (lambda *a: None) if opts.quiet else LOGGER.info
     inputs = _inputs_of(recipe_paths, opts)
     check_replaceable(opts.out, opts.force, inputs)  # before any work or cache folder
@@ -618,11 +335,16 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         r, text = load_recipe(p, list(opts.overrides), {})  # checked run-wide in _extra_runs
         recipes.append((Path(p), r, text))
     catalog = Catalog(opts.catalog, extra_roots=opts.data_roots)
-    if opts.size_check:  # before the grid is made: an absurd resolution never allocates
+    if opts.size_check:
         check_grid_size(_grid_shape(catalog, opts), opts, Path(opts.out).parent)
-    grid = catalog.grid(opts.resolution_m, opts.crs, opts.chunks)
-    say(grid.describe())
-    cache = None
+    return Job(opts, say, inputs, recipes, catalog, t0=t0)
+
+
+def _build_grid(job: Job) -> None:
+    """The study grid and the run's layer cache on it (``opts.cache_dir``; None: no cache)."""
+    opts, catalog = job.opts, job.catalog
+    job.grid = catalog.grid(opts.resolution_m, opts.crs, opts.chunks)
+    job.say(job.grid.describe())
     if opts.cache_dir is not None:
         from sitekit.engine.cache import LayerCache, digest
 
@@ -630,340 +352,388 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
             catalog.digest(),
             catalog.content_key(),  # every file a layer reads: VRT members, sidecars too
         )
-        cache = LayerCache(opts.cache_dir, grid, inputs_key)
-    pipe = Pipeline(catalog, grid, cache)
-    graphs: list[TechGraph] = [pipe.technology(r) for _, r, _ in recipes]
-    timings["graph_s"] = time.perf_counter() - t0
+        job.cache = LayerCache(opts.cache_dir, job.grid, inputs_key)
 
-    # the pool is left first: a failed run waits for the GeoTIFF writer before the client closes
-    with (
-        staged_output(opts.out, opts.force, inputs, opts.post) as stage,
-        dask_client(opts) as client,
-        ThreadPoolExecutor(1, thread_name_prefix="sitekit-cog") as cog_pool,
-    ):
-        arrays: dict[str, Any] = {
-            "elevation": pipe.elevation,
-            "slope": pipe.slope,
-            "aspect": pipe.aspect,
-            "hillshade": pipe.hillshade,
-            "study_fraction": grid.study_fraction(),
-        }
-        for key, (ids, _, _) in pipe.zones.items():
-            arrays[f"{key}_id"] = ids
-        for g in graphs:
-            t = g.recipe.technology
-            arrays[f"{t}_score"] = g.score
-            arrays[f"{t}_eligible"] = g.eligible
-            arrays[f"{t}_inclusion"] = g.inclusion
-            arrays[f"{t}_lcoe"] = g.lcoe
-            arrays[f"{t}_energy"] = g.energy_kwh_per_kw
-            arrays[f"{t}_exclusion_reasons"] = g.constraints.reasons
-            arrays["grid_distance"] = pipe.grid_distance(g.recipe)
-            arrays["nearest_point"] = pipe.nearest_point(g.recipe)
-            # the line avoids the recipe's grid.forbidden constraints (default: nobuild)
-            arrays["connection_distance"] = pipe.connection_distance(
-                g.recipe, rules.forbidden_mask(g), rules.crossing_penalty(g)
-            )
-            if t == "pv":
-                arrays["pv_yield"] = pipe.pv_yield(g.recipe)
-            else:
-                for k, v in pipe.wind_layers(g.recipe).items():
-                    arrays[k] = v
-        ps_recipe = None
-        ps_cached: dict[str, Any] | None = None
-        if opts.pumped_storage:
-            ps_recipe, ps_text = _ps_graph(pipe, opts, arrays)
-            recipes.append((Path(opts.pumped_storage), ps_recipe, ps_text))
-            # the pairs depend on the DEM, the catalogue's files and their own recipe only: a
-            # re-run with other PV/wind weights or thresholds reads them back
-            ps_key = {"recipe": ps_text, "tile_px": PS_TILE_PX}
-            if cache is not None:
-                ps_cached = cache.load_frames("ps_pairs", ps_key)
-            if ps_cached is not None:
-                for k in ("ps", "_ps_excluded"):
-                    arrays.pop(k)
-        attrs = {k: dict(a.attrs) for k, a in arrays.items() if isinstance(a, xr.DataArray)}
-        t1 = time.perf_counter()
-        layers, others, task_s = persist(client, arrays, opts.quiet, "computing layers")
-        if ps_cached is not None:
-            others["ps"] = (ps_cached["reservoirs"], ps_cached["pairs"])
-        elif cache is not None and "ps" in others:
-            ps_res, ps_pairs = others["ps"]
-            cache.save_frames("ps_pairs", ps_key, {"reservoirs": ps_res, "pairs": ps_pairs})
-        timings["compute_s"] = time.perf_counter() - t1
-        # honest tags for every file (sitekit.outputs.tags, issue 26): what is modelled or illustrative
-        from sitekit.outputs import labels, tags
 
-        base_prov = _provenance(catalog, recipes, pipe, grid)  # inputs hashed once per run
-        tag_prov = copy.deepcopy(base_prov)
-        tag_prov["exclusion_legend"] = (
-            [list(b) for b in graphs[0].constraints.legend] if graphs else []
+def _build_graph(job: Job) -> None:
+    """The lazy graph of every recipe (nothing computes yet)."""
+    job.pipe = Pipeline(job.catalog, job.grid, job.cache)
+    job.graphs = [job.pipe.technology(r) for _, r, _ in job.recipes]
+    job.timed("graph_s", job.t0)
+
+
+def _layer_graph(job: Job) -> dict[str, Any]:
+    """The named lazy layers a run computes (shared intermediates computed once)."""
+    pipe = job.pipe
+    arrays: dict[str, Any] = {
+        "elevation": pipe.elevation,
+        "slope": pipe.slope,
+        "aspect": pipe.aspect,
+        "hillshade": pipe.hillshade,
+        "study_fraction": pipe.study_fraction,
+    }
+    for key, (ids, _, _) in pipe.zones.items():
+        arrays[f"{key}_id"] = ids
+    for g in job.graphs:
+        t = g.recipe.technology
+        arrays[f"{t}_score"] = g.score
+        arrays[f"{t}_eligible"] = g.eligible
+        arrays[f"{t}_inclusion"] = g.inclusion
+        arrays[f"{t}_lcoe"] = g.lcoe
+        arrays[f"{t}_energy"] = g.energy_kwh_per_kw
+        arrays[f"{t}_exclusion_reasons"] = g.constraints.reasons
+        arrays["grid_distance"] = pipe.grid_distance(g.recipe)
+        arrays["nearest_point"] = pipe.nearest_point(g.recipe)
+        # the line avoids the recipe's grid.forbidden constraints (default: nobuild)
+        arrays["connection_distance"] = pipe.connection_distance(
+            g.recipe, rules.forbidden_mask(g), rules.crossing_penalty(g)
         )
-        tag_prov["exclusion_legends"] = {
-            g.recipe.technology: [list(b) for b in g.constraints.legend] for g in graphs
-        }
-        run_recipes = [r for _, r, _ in recipes]
-        # ---- rasters
-        rdir = stage / "rasters"
-        raster_out = {
-            "elevation": "elevation",
-            "slope": "slope",
-            "aspect": "aspect",
-            "pv_yield": "pv_yield",
-            "wind_cf": "wind_cf",
-            "wind_speed": "wind_speed",
-            "grid_distance": "grid_distance",
-            "connection_distance": "connection_distance",
-            "hillshade": "hillshade",
-        }
-        for g in graphs:
-            t = g.recipe.technology
-            raster_out.update(
-                {
-                    f"{t}_score": f"{t}_score",
-                    f"{t}_lcoe": f"{t}_lcoe",
-                    f"{t}_eligible": f"{t}_eligible",
-                    f"{t}_exclusion_reasons": f"{t}_exclusion_reasons",
-                }
-            )
-        rasters: dict[str, Any] = {}
-        cog_jobs: list[tuple[Path, Any]] = []
-        # with a cache, a raster whose content an earlier run already exported is copied
-        write_cog = export.write_cog if cache is None else cache.write_cog
-        if cache is not None:  # the rasters' content digests (cache keys), in one round trip
-            cache.prefetch_digests([layers[k] for k in raster_out if k in layers])
-        for key, fname in raster_out.items():
-            if key not in layers:
-                continue
-            template = attrs[key]
-            # persisted on the workers: write_cog fetches it strip by strip
-            da_np = grid.wrap(
-                layers[key], fname, template.get("units", "1"), template.get("long_name", fname)
-            )
-            da_np.attrs.update(
-                {
-                    k: str(v)
-                    for k, v in template.items()
-                    if k in ("modelled", "method", "file_modelled")
-                }
-            )
-            if pipe.dem_is_modelled and key in ("elevation", "slope", "aspect", "hillshade"):
-                da_np.attrs["modelled"] = "demo terrain"
-            rasters[key] = da_np
-            cog_jobs.append(
-                (
-                    rdir / f"{fname}.tif",
-                    tags.for_file(
-                        key, da_np, tag_prov, template, layers["study_fraction"], run_recipes
-                    ),
-                )
-            )
-        # the combined exclusion-reasons raster of the first recipe is the headline one
-        if graphs:
-            first = graphs[0].recipe.technology
-            reasons = f"{first}_exclusion_reasons"
-            cog_jobs.append(
-                (
-                    rdir / "exclusion_reasons.tif",
-                    tags.for_file(
-                        "exclusion_reasons",
-                        rasters[reasons],
-                        tag_prov,
-                        attrs[reasons],
-                        layers["study_fraction"],
-                        run_recipes,
-                    ),
-                )
-            )
-        # written on a thread of their own while the sites, tables, GeoPackage and map are made:
-        # GDAL's COG encoding releases the GIL and takes the CPU the client's Python leaves idle
-        cogs = cog_pool.submit(_write_cogs, write_cog, cog_jobs)
+        if t == "pv":
+            arrays["pv_yield"] = pipe.pv_yield(g.recipe)
+        else:
+            for k, v in pipe.wind_layers(g.recipe).items():
+                arrays[k] = v
+    return arrays
 
-        # ---- sites
-        t1 = time.perf_counter()
-        feats = {g.recipe.grid.layer: pipe.grid_features(g.recipe) for g in graphs}
-        zones = pipe.zones
-        pref_ids, pref_names, pref_gdf = zones["prefecture"]
-        cnty = zones.get("county")
-        sites: dict[str, Any] = {}
-        summaries = []
-        from sitekit.science import supply  # technical potential, land competition, supply curves
 
-        techs = {g.recipe.technology: g.recipe for g in graphs}
-        land = supply.land_use(layers, techs) if graphs else {}
-        candidates: dict[str, Any] = {}
-        for g in graphs:
-            r = g.recipe
-            t = r.technology
-            pts = feats[r.grid.layer]
-            names = (
-                [str(v) for v in pts[r.grid.name_field]]
-                if r.grid.name_field in pts.columns
-                else [str(i) for i in range(len(pts))]
-            )
-            # persisted layers: site extraction reads them one strip of rows at a time
-            incl = land[t].inclusion_after  # one technology per pixel (recipe competition rule)
-            gdf, _labels, candidates[t] = extract_sites(
-                grid,
-                score=layers[f"{t}_score"],
-                inclusion=incl,
-                energy_kwh_per_kw=layers[f"{t}_energy"],
-                grid_distance_km=layers["grid_distance"],
-                connection_distance_km=layers["connection_distance"],
-                nearest_point=layers["nearest_point"],
-                point_names=names,
-                prefecture_id=layers["prefecture_id"],
-                prefecture_names=pref_names,
-                county_id=layers["county_id"] if cnty else da.zeros_like(layers["prefecture_id"]),
-                county_names=cnty[1] if cnty else [],
-                rules=SiteRules(**r.sites.model_dump()),
-                economics=r.economics,
-                candidates=True,
-            )
-            sites[f"{t}_sites"] = gdf
-            areas = zone_areas(incl, layers["prefecture_id"], pref_names, grid.pixel_area_km2)
-            summaries.append(summarise(gdf, areas, t))
-            del incl, _labels
-        timings["sites_s"] = time.perf_counter() - t1
-        t1 = time.perf_counter()
-        extra = (
-            supply.run_outputs(
-                stage,
-                grid=grid,
-                layers=layers,
-                recipes=techs,
-                legends={g.recipe.technology: g.constraints for g in graphs},
-                land=land,
-                zones=zones,
-                candidates=candidates,
-                points=pts,
-                point_names=names,
-                write_table=functools.partial(export.write_table, provenance=tag_prov),
-                provenance=tag_prov,
-            )
-            if graphs
-            else {}
-        )
-        timings["potential_s"] = time.perf_counter() - t1
-        timings.update(extra.get("timings", {}))
+def _compute_layers(job: Job, client: Any) -> None:
+    """Persist the layers (and the pumped-storage search, or its cached pairs) on the cluster."""
+    import xarray as xr
 
-        if "ps" in others:
-            summaries.append(_ps_summary(others["ps"][1], pref_names))
-        summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
-        cnty_gdf = cnty[2] if cnty else None  # Chinese names and adcodes next to the English ones
-        sites = {k: labels.with_admin_names(v, pref_gdf, cnty_gdf) for k, v in sites.items()}
-        export.write_table(stage / "summary.csv", summary, provenance=tag_prov)
-        for key, gdf in sites.items():
-            export.write_table(stage / f"{key}.csv", gdf, provenance=tag_prov)
-            export.write_table(stage / f"{key}.xlsx", gdf, provenance=tag_prov)
-
-        # ---- vectors → GeoPackage
-        vectors: dict[str, Any] = {"prefectures": pref_gdf}
-        if cnty:
-            vectors["counties"] = cnty[2]
-        vectors.update(sites)
-        if extra.get("layer") is not None:
-            vectors["technical_potential"] = extra["layer"]
-        if "ps" in others:
-            ps_res, ps_pairs = (labels.with_admin_names(f, pref_gdf) for f in others["ps"])
-            vectors["ps_reservoirs"] = ps_res
-            vectors["ps_pairs"] = ps_pairs
-            export.write_table(stage / "ps_pairs.csv", ps_pairs, provenance=tag_prov)
-        for gdf in feats.values():
-            kinds = set(gdf.geom_type)
-            vectors[
-                "grid_lines" if kinds & {"LineString", "MultiLineString"} else "grid_points"
-            ] = gdf
-        for spec in catalog.by_role("constraint"):
-            vectors[f"constraint_{spec.id}"] = catalog.vector(spec.id, grid)
-        # siting rules applied / missing (with areas), built plants, validation (sitekit.engine.validation)
-        from sitekit.engine.validation import in_run
-
-        rules_prov, plant_vectors, validation = in_run(
-            stage, graphs, layers, grid, catalog, provenance=tag_prov
-        )
-        vectors.update(plant_vectors)
-        provenance = base_prov
-        provenance.update(rules_prov)
-        provenance["validation"] = [] if validation is None else validation.to_dict("records")
-        legend = [tuple(b) for b in graphs[0].constraints.legend] if graphs else []
-        provenance["exclusion_legend"] = legend
-        # PV∩wind site area [km²]: 0 unless the recipes' competition rule is "shared"
-        provenance["site_overlap_km2"] = supply.site_overlaps(sites)[1] if graphs else {}
-        export.write_geopackage(
-            stage / "sitekit.gpkg", vectors, crs=opts.export_crs, metadata=provenance
-        )
-
-        # ---- map + report
-        if opts.make_map:
-            t1 = time.perf_counter()
-            from sitekit.outputs import render, report, style
-
-            st = style.load_style(opts.map_style or REPO_ROOT / "maps" / "default.yaml")
-            map_rasters = {
-                k: rasters[k]
-                for k in (
-                    "hillshade",
-                    "elevation",
-                    "pv_yield",
-                    "wind_cf",
-                    "pv_score",
-                    "wind_score",
-                    "grid_distance",
-                )
-                if k in rasters
-            }
-            if graphs:
-                map_rasters["exclusion_reasons"] = rasters[
-                    f"{graphs[0].recipe.technology}_exclusion_reasons"
-                ]
-            render.render_map(
-                stage / "map.html",
-                grid=grid,
-                rasters=map_rasters,
-                vectors=vectors,
-                style=st,
-                provenance=provenance,
-                online_tiles=opts.online_tiles,
-                cache=cache,
-            )
-            report.render_report(
-                stage / "report.html",
-                summary=summary,
-                sites=sites,
-                ps_pairs=vectors.get("ps_pairs"),
-                recipes={p.name: text for p, _, text in recipes},
-                provenance=provenance,
-                potential=extra.get("potential"),
-                supply=extra.get("supply"),
-                style=st,  # the run's labels (top-N sites vs technical potential)
-            )
-            timings["map_s"] = time.perf_counter() - t1
-        timings["rasters_s"] = cogs.result()  # the writer's own time; it overlapped the above
-        from sitekit.outputs.rasterstyle import write_sidecars  # .qml (+ attribute tables) for QGIS
-
-        write_sidecars(rdir, provenance=tag_prov)
+    opts, cache = job.opts, job.cache
+    arrays = _layer_graph(job)
+    ps_cached: dict[str, Any] | None = None
+    if opts.pumped_storage:
+        ps_recipe, ps_text = _ps_graph(job.pipe, opts, arrays)
+        job.recipes.append((Path(opts.pumped_storage), ps_recipe, ps_text))
+        # the pairs depend on the DEM, the catalogue's files and their own recipe only: a
+        # re-run with other PV/wind weights or thresholds reads them back
+        ps_key = {"recipe": ps_text, "tile_px": PS_TILE_PX}
         if cache is not None:
-            cache.commit()
-            provenance["cache"] = {
-                "dir": str(cache.root),  # absolute
-                "hits": cache.hits,
-                "misses": cache.misses,
-                "rasters_copied": cache.rasters_copied,
-                "rasters_written": cache.rasters_written,
+            ps_cached = cache.load_frames("ps_pairs", ps_key)
+        if ps_cached is not None:
+            for k in ("ps", "_ps_excluded"):
+                arrays.pop(k)
+    job.attrs = {k: dict(a.attrs) for k, a in arrays.items() if isinstance(a, xr.DataArray)}
+    t1 = time.perf_counter()
+    job.layers, job.others, job.task_s = persist(client, arrays, opts.quiet, "computing layers")
+    if ps_cached is not None:
+        job.others["ps"] = (ps_cached["reservoirs"], ps_cached["pairs"])
+    elif cache is not None and "ps" in job.others:
+        ps_res, ps_pairs = job.others["ps"]
+        cache.save_frames("ps_pairs", ps_key, {"reservoirs": ps_res, "pairs": ps_pairs})
+    job.timed("compute_s", t1)
+
+
+def _tag_provenance(job: Job) -> None:
+    """``run.json``'s provenance (inputs hashed once per run) and the copy every file is tagged
+    with (:mod:`sitekit.outputs.tags`, issue 26: what is modelled or illustrative)."""
+    graphs = job.graphs
+    job.base_prov = _provenance(job.catalog, job.recipes, job.pipe, job.grid)  # inputs hashed once
+    job.tag_prov = copy.deepcopy(job.base_prov)
+    job.tag_prov["exclusion_legend"] = (
+        [list(b) for b in graphs[0].constraints.legend] if graphs else []
+    )
+    job.tag_prov["exclusion_legends"] = {
+        g.recipe.technology: [list(b) for b in g.constraints.legend] for g in graphs
+    }
+
+
+def _write_rasters(job: Job, cog_pool: ThreadPoolExecutor) -> Future:
+    """Start writing the rasters as COGs on ``cog_pool``, while the later phases run; returns
+    the future of the writer's seconds."""
+    from sitekit.outputs import export, tags
+
+    grid, pipe, layers, attrs = job.grid, job.pipe, job.layers, job.attrs
+    cache, graphs = job.cache, job.graphs
+    run_recipes = [r for _, r, _ in job.recipes]
+    rdir = job.stage / "rasters"
+    raster_out = {
+        "elevation": "elevation",
+        "slope": "slope",
+        "aspect": "aspect",
+        "pv_yield": "pv_yield",
+        "wind_cf": "wind_cf",
+        "wind_speed": "wind_speed",
+        "grid_distance": "grid_distance",
+        "connection_distance": "connection_distance",
+        "hillshade": "hillshade",
+    }
+    for g in graphs:
+        t = g.recipe.technology
+        raster_out.update(
+            {
+                f"{t}_score": f"{t}_score",
+                f"{t}_lcoe": f"{t}_lcoe",
+                f"{t}_eligible": f"{t}_eligible",
+                f"{t}_exclusion_reasons": f"{t}_exclusion_reasons",
             }
-        timings["total_s"] = time.perf_counter() - t0
-        provenance["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
-        provenance["task_seconds"] = task_s  # worker time per task name, while computing layers
-        from sitekit.io.atomic import write_text
-
-        write_text(
-            stage / "run.json", json.dumps(provenance, indent=2, ensure_ascii=False, default=str)
         )
-    say(f"results in {opts.out.resolve()}")
-    return RunResult(opts.out, summary, sites, timings)
+    rasters = job.rasters
+    cog_jobs: list[tuple[Path, Any]] = []
+    # with a cache, a raster whose content an earlier run already exported is copied
+    write_cog = export.write_cog if cache is None else cache.write_cog
+    if cache is not None:  # the rasters' content digests (cache keys), in one round trip
+        cache.prefetch_digests([layers[k] for k in raster_out if k in layers])
+    for key, fname in raster_out.items():
+        if key not in layers:
+            continue
+        template = attrs[key]
+        # persisted on the workers: write_cog fetches it strip by strip
+        da_np = grid.wrap(
+            layers[key], fname, template.get("units", "1"), template.get("long_name", fname)
+        )
+        da_np.attrs.update(
+            {k: str(v) for k, v in template.items() if k in ("modelled", "method", "file_modelled")}
+        )
+        if pipe.dem_is_modelled and key in ("elevation", "slope", "aspect", "hillshade"):
+            da_np.attrs["modelled"] = "demo terrain"
+        rasters[key] = da_np
+        cog_jobs.append(
+            (
+                rdir / f"{fname}.tif",
+                tags.for_file(
+                    key, da_np, job.tag_prov, template, layers["study_fraction"], run_recipes
+                ),
+            )
+        )
+    # the combined exclusion-reasons raster of the first recipe is the headline one
+    if graphs:
+        first = graphs[0].recipe.technology
+        reasons = f"{first}_exclusion_reasons"
+        cog_jobs.append(
+            (
+                rdir / "exclusion_reasons.tif",
+                tags.for_file(
+                    "exclusion_reasons",
+                    rasters[reasons],
+                    job.tag_prov,
+                    attrs[reasons],
+                    layers["study_fraction"],
+                    run_recipes,
+                ),
+            )
+        )
+    # written on a thread of their own while the sites, tables, GeoPackage and map are made:
+    # GDAL's COG encoding releases the GIL and takes the CPU the client's Python leaves idle
+    return cog_pool.submit(_write_cogs, write_cog, cog_jobs)
 
 
+def _sites(job: Job) -> None:
+    """Land competition between the technologies, then each recipe's sites (read from the
+    persisted layers one strip of rows at a time) and its per-prefecture summary."""
+    import dask.array as da
+
+    from sitekit.science import supply  # technical potential, land competition, supply curves
+    from sitekit.science.sites import SiteRules, extract_sites, summarise, zone_areas
+
+    t1 = time.perf_counter()
+    grid, layers, graphs = job.grid, job.layers, job.graphs
+    job.feats = {g.recipe.grid.layer: job.pipe.grid_features(g.recipe) for g in graphs}
+    zones = job.pipe.zones
+    pref_ids, pref_names, pref_gdf = zones["prefecture"]
+    cnty = zones.get("county")
+    job.land = supply.land_use(layers, job.techs) if graphs else {}
+    for g in graphs:
+        r = g.recipe
+        t = r.technology
+        pts = job.feats[r.grid.layer]
+        names = (
+            [str(v) for v in pts[r.grid.name_field]]
+            if r.grid.name_field in pts.columns
+            else [str(i) for i in range(len(pts))]
+        )
+        job.points, job.point_names = pts, names
+        # persisted layers: site extraction reads them one strip of rows at a time
+        incl = job.land[t].inclusion_after  # one technology per pixel (recipe competition rule)
+        gdf, _labels, job.candidates[t] = extract_sites(
+            grid,
+            score=layers[f"{t}_score"],
+            inclusion=incl,
+            energy_kwh_per_kw=layers[f"{t}_energy"],
+            grid_distance_km=layers["grid_distance"],
+            connection_distance_km=layers["connection_distance"],
+            nearest_point=layers["nearest_point"],
+            point_names=names,
+            prefecture_id=layers["prefecture_id"],
+            prefecture_names=pref_names,
+            county_id=layers["county_id"] if cnty else da.zeros_like(layers["prefecture_id"]),
+            county_names=cnty[1] if cnty else [],
+            rules=SiteRules(**r.sites.model_dump()),
+            economics=r.economics,
+            candidates=True,
+        )
+        job.sites[f"{t}_sites"] = gdf
+        areas = zone_areas(incl, layers["prefecture_id"], pref_names, grid.pixel_area_km2)
+        job.summaries.append(summarise(gdf, areas, t))
+        del incl, _labels
+    job.timed("sites_s", t1)
+
+
+def _potential(job: Job) -> None:
+    """Technical potential and supply curves (:func:`sitekit.science.supply.run_tables`), written
+    by :func:`sitekit.outputs.supply.write_run_tables`."""
+    from sitekit.outputs.supply import write_run_tables
+    from sitekit.science import supply
+
+    t1 = time.perf_counter()
+    graphs = job.graphs
+    job.extra = (
+        supply.run_tables(
+            grid=job.grid,
+            layers=job.layers,
+            recipes=job.techs,
+            legends={g.recipe.technology: g.constraints for g in graphs},
+            land=job.land,
+            zones=job.pipe.zones,
+            candidates=job.candidates,
+            points=job.points,
+            point_names=job.point_names,
+        )
+        if graphs
+        else {}
+    )
+    if graphs:
+        write_run_tables(job.stage, job.extra, provenance=job.tag_prov)
+    job.timed("potential_s", t1)
+    job.timings.update(job.extra.get("timings", {}))
+
+
+def _tables(job: Job) -> None:
+    """``summary.csv`` and each technology's sites (CSV and Excel), with admin names."""
+    from sitekit.outputs import export, labels
+
+    zones = job.pipe.zones
+    _, pref_names, pref_gdf = zones["prefecture"]
+    cnty = zones.get("county")
+    if "ps" in job.others:
+        job.summaries.append(_ps_summary(job.others["ps"][1], pref_names))
+    job.summary = pd.concat(job.summaries, ignore_index=True) if job.summaries else pd.DataFrame()
+    cnty_gdf = cnty[2] if cnty else None  # Chinese names and adcodes next to the English ones
+    job.sites = {k: labels.with_admin_names(v, pref_gdf, cnty_gdf) for k, v in job.sites.items()}
+    export.write_table(job.stage / "summary.csv", job.summary, provenance=job.tag_prov)
+    for key, gdf in job.sites.items():
+        export.write_table(job.stage / f"{key}.csv", gdf, provenance=job.tag_prov)
+        export.write_table(job.stage / f"{key}.xlsx", gdf, provenance=job.tag_prov)
+
+
+def _geopackage(job: Job) -> None:
+    """``sitekit.gpkg``: zones, sites, potential, pumped storage, connection points, constraint
+    layers, built plants; the rules applied and the validation go into the provenance."""
+    from sitekit.engine.validation import in_run  # siting rules, built plants, validation
+    from sitekit.outputs import export, labels
+    from sitekit.science import supply
+
+    stage, graphs, catalog, grid = job.stage, job.graphs, job.catalog, job.grid
+    zones = job.pipe.zones
+    pref_gdf = zones["prefecture"][2]
+    cnty = zones.get("county")
+    vectors: dict[str, Any] = {"prefectures": pref_gdf}
+    if cnty:
+        vectors["counties"] = cnty[2]
+    vectors.update(job.sites)
+    if job.extra.get("layer") is not None:
+        vectors["technical_potential"] = job.extra["layer"]
+    if "ps" in job.others:
+        ps_res, ps_pairs = (labels.with_admin_names(f, pref_gdf) for f in job.others["ps"])
+        vectors["ps_reservoirs"] = ps_res
+        vectors["ps_pairs"] = ps_pairs
+        export.write_table(stage / "ps_pairs.csv", ps_pairs, provenance=job.tag_prov)
+    for gdf in job.feats.values():
+        kinds = set(gdf.geom_type)
+        vectors["grid_lines" if kinds & {"LineString", "MultiLineString"} else "grid_points"] = gdf
+    for spec in catalog.by_role("constraint"):
+        vectors[f"constraint_{spec.id}"] = catalog.vector(spec.id, grid)
+    rules_prov, plant_vectors, validation = in_run(
+        stage, graphs, job.layers, grid, catalog, provenance=job.tag_prov
+    )
+    vectors.update(plant_vectors)
+    provenance = job.base_prov
+    provenance.update(rules_prov)
+    provenance["validation"] = [] if validation is None else validation.to_dict("records")
+    legend = [tuple(b) for b in graphs[0].constraints.legend] if graphs else []
+    provenance["exclusion_legend"] = legend
+    # PV∩wind site area [km²]: 0 unless the recipes' competition rule is "shared"
+    provenance["site_overlap_km2"] = supply.site_overlaps(job.sites)[1] if graphs else {}
+    export.write_geopackage(
+        stage / "sitekit.gpkg", vectors, crs=job.opts.export_crs, metadata=provenance
+    )
+    job.vectors, job.provenance = vectors, provenance
+
+
+#: the rasters drawn on the map (when the run has them)
+MAP_RASTERS = (
+    "hillshade",
+    "elevation",
+    "pv_yield",
+    "wind_cf",
+    "pv_score",
+    "wind_score",
+    "grid_distance",
+)
+
+
+def _map_and_report(job: Job) -> None:
+    """``map.html`` and ``report.html``."""
+    from sitekit.outputs import render, report, style
+
+    t1 = time.perf_counter()
+    opts, graphs, rasters = job.opts, job.graphs, job.rasters
+    st = style.load_style(opts.map_style or REPO_ROOT / "maps" / "default.yaml")
+    map_rasters = {k: rasters[k] for k in MAP_RASTERS if k in rasters}
+    if graphs:
+        map_rasters["exclusion_reasons"] = rasters[
+            f"{graphs[0].recipe.technology}_exclusion_reasons"
+        ]
+    render.render_map(
+        job.stage / "map.html",
+        grid=job.grid,
+        rasters=map_rasters,
+        vectors=job.vectors,
+        style=st,
+        provenance=job.provenance,
+        online_tiles=opts.online_tiles,
+        cache=job.cache,
+    )
+    report.render_report(
+        job.stage / "report.html",
+        summary=job.summary,
+        sites=job.sites,
+        ps_pairs=job.vectors.get("ps_pairs"),
+        recipes={p.name: text for p, _, text in job.recipes},
+        provenance=job.provenance,
+        potential=job.extra.get("potential"),
+        supply=job.extra.get("supply"),
+        style=st,  # the run's labels (top-N sites vs technical potential)
+    )
+    job.timed("map_s", t1)
+
+
+def _finish(job: Job) -> None:
+    """QGIS sidecars of the rasters, the cache's commit, ``run.json``."""
+    from sitekit.io.atomic import write_text
+    from sitekit.outputs.rasterstyle import write_sidecars  # .qml (+ attribute tables) for QGIS
+
+    write_sidecars(job.stage / "rasters", provenance=job.tag_prov)
+    provenance, cache = job.provenance, job.cache
+    if cache is not None:
+        cache.commit()
+        provenance["cache"] = {
+            "dir": str(cache.root),  # absolute
+            "hits": cache.hits,
+            "misses": cache.misses,
+            "rasters_copied": cache.rasters_copied,
+            "rasters_written": cache.rasters_written,
+        }
+    job.timed("total_s", job.t0)
+    provenance["timings_s"] = {k: round(v, 3) for k, v in job.timings.items()}
+    provenance["task_seconds"] = job.task_s  # worker time per task name, while computing layers
+    write_text(
+        job.stage / "run.json", json.dumps(provenance, indent=2, ensure_ascii=False, default=str)
+    )
+
+
+# ------------------------------------------------------------------------------ helpers
 def _write_cogs(write_cog: Any, jobs: list[tuple[Path, Any]]) -> float:
     """Write each (path, DataArray) as a COG with ``write_cog``; returns the seconds taken."""
     t0 = time.perf_counter()
@@ -987,7 +757,7 @@ def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple
     feats = pipe.catalog.vector(recipe.grid.layer, pipe.grid) if recipe.grid else None
     _, _, pref = pipe.zones["prefecture"]
     zone_field = "name_en" if "name_en" in pref.columns else pref.columns[0]
-    excluded = cons.excluded | (pipe.grid.study_fraction() <= 0)
+    excluded = cons.excluded | (pipe.study_fraction <= 0)
     # the search tiles are part of the method, not the user's --chunks: fixed tiles make the
     # selected pairs independent of chunking and worker count
     tile = (PS_TILE_PX, PS_TILE_PX)

@@ -310,7 +310,8 @@ def _on_grid(arr: Any, grid: Grid, label: str) -> da.Array:
     if tuple(data.shape) != tuple(grid.shape):
         raise LayerError(
             f"{label}: raster shape {tuple(data.shape)} differs from the grid {grid.shape}; "
-            "align it with grid.align() first"
+            "open it through the catalogue (Catalog.raster(id, grid) resamples onto the "
+            "study grid) or reproject it with rioxarray's reproject_match first"
         )
     if not isinstance(data, da.Array):
         return da.from_array(np.asarray(data), chunks=grid.dask_chunks)
@@ -341,7 +342,7 @@ def _raster_mask(c: RasterThreshold | AspectOnSlope | ClassRaster, grid: Grid) -
 
 
 # -- evaluation ------------------------------------------------------------------------------
-def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
+def evaluate(constraints: list[Constraint], grid: Grid, burn: Any = None) -> ConstraintResult:
     """Rasterise hard constraints on ``grid`` and combine them (lazy).
 
     Parameters
@@ -350,6 +351,9 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
         Up to 32 constraints with distinct codes; constraint ``i`` owns bit ``i`` of ``reasons``.
     grid : Grid
         The study grid (metric CRS). Vector layers are reprojected to it before buffering.
+    burn : callable, optional
+        Replaces :meth:`Grid.rasterize` (same signature) for every vector burn and the study
+        fraction: the engine passes its cached burn (:meth:`sitekit.engine.pipeline.Pipeline.burn`).
 
     Returns
     -------
@@ -377,6 +381,7 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
     if dup:
         raise InputError(f"duplicate constraint codes {dup}: each constraint needs its own code")
 
+    rasterize = grid.rasterize if burn is None else burn
     masks: dict[str, xr.DataArray] = {}
     fractions: dict[str, xr.DataArray] = {}
     legend: list[ReasonBit] = []
@@ -392,7 +397,7 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
         attrs = {"name_zh": c.name_zh, "bit": bit}
         if isinstance(c, ForcedInclusion):
             geoms = prepare_geoms(c, grid)
-            mask = grid.rasterize(geoms, all_touched=c.rule == "all_touched", name=c.code).data
+            mask = rasterize(geoms, all_touched=c.rule == "all_touched", name=c.code).data
             forced_mask = mask if forced_mask is None else forced_mask | mask
             forced_bits |= 1 << bit
             masks[c.code] = grid.wrap(
@@ -410,13 +415,13 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
             dist = c.buffer_m if isinstance(c, PolygonConstraint) else c.setback_m
             method = f"{type(c).__name__} buffer {dist:g} m, rule {c.rule}"
             if c.rule == "fraction":
-                cov = grid.rasterize(geoms, fraction=True, name=c.code)
+                cov = rasterize(geoms, fraction=True, name=c.code)
                 frac_geoms.append(geoms)
                 frac_cov.append(cov)
                 mask = cov.data >= 0.5
                 frac = cov.data
             else:
-                mask = grid.rasterize(geoms, all_touched=c.rule == "all_touched", name=c.code).data
+                mask = rasterize(geoms, all_touched=c.rule == "all_touched", name=c.code).data
         elif isinstance(c, RasterThreshold | AspectOnSlope | ClassRaster):
             mask = _raster_mask(c, grid)
             method = _describe(c)
@@ -440,7 +445,7 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
     if len(frac_cov) == 1:
         keep = keep - frac_cov[0].data
     elif frac_cov:
-        union = grid.rasterize(np.concatenate(frac_geoms), fraction=True, name="union")
+        union = rasterize(np.concatenate(frac_geoms), fraction=True, name="union")
         keep = keep - union.data
     if hard is not None:
         keep = da.where(hard, np.float32(0), keep)
@@ -448,7 +453,7 @@ def evaluate(constraints: list[Constraint], grid: Grid) -> ConstraintResult:
         lift = forced_mask if ban_mask is None else forced_mask & ~ban_mask
         keep = da.where(lift, np.float32(1), keep)
         any_mask = any_mask & ~lift if any_mask is not None else None
-    incl = da.clip(keep * grid.study_fraction().data, 0, 1).astype(np.float32)
+    incl = da.clip(keep * grid.study_fraction(burn).data, 0, 1).astype(np.float32)
 
     flags = {
         "flag_masks": [1 << rb.bit for rb in legend],
@@ -493,8 +498,8 @@ def _zone_ids(grid: Grid, geoms: np.ndarray) -> da.Array:
 
     def _burn(window: tuple[int, int, int, int]) -> np.ndarray:
         r0, r1, c0, c1 = window
-        x0, y1 = grid.window_transform(r0, c0) * (0, 0)
-        x1, y0 = grid.window_transform(r0, c0) * (c1 - c0, r1 - r0)
+        win = grid.window(r0, c0, r1 - r0, c1 - c0)
+        x0, y0, x1, y1 = win.bounds
         hit = np.flatnonzero(
             (bounds[:, 0] <= x1)
             & (bounds[:, 2] >= x0)
@@ -505,8 +510,8 @@ def _zone_ids(grid: Grid, geoms: np.ndarray) -> da.Array:
             return np.zeros((r1 - r0, c1 - c0), np.int32)
         return rasterize(
             ((geoms[i], int(i) + 1) for i in hit),
-            out_shape=(r1 - r0, c1 - c0),
-            transform=grid.window_transform(r0, c0),
+            out_shape=win.shape,
+            transform=win.transform,
             dtype=np.int32,
         )
 
