@@ -1,23 +1,45 @@
 # sitekit — the two set-up commands of the README:
-#   make demo   # venv + install + the whole job on the embedded four-prefecture data -> out/
-#   make test   # same venv + system components (Chromium, gdal-bin) + the test suite
+#   make demo   # venv + runtime install + the whole job on the embedded four-prefecture data -> out/
+#   make test   # same venv + the dev extra + system components (Chromium, gdal-bin) + the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 OUT ?= out
+# one stamp per install flavour and pyproject.toml version: a second `make demo`/`make test`
+# installs nothing; editing pyproject.toml reinstalls
+CKSUM := $(shell cksum pyproject.toml | cut -d' ' -f1)
+RUNTIME := $(VENV)/.installed-runtime-$(CKSUM)
+DEV := $(VENV)/.installed-dev-$(CKSUM)
+BENCH := $(VENV)/.installed-bench-$(CKSUM)
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install install-dev system-deps demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
 
-install: $(STAMP)
+# runtime dependencies only (what `pip install sitekit` gets)
+$(RUNTIME): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	rm -f $(VENV)/.installed-runtime-* $(VENV)/.installed-[0-9]*
+	touch $@
+
+# + the dev extra: pytest, hypothesis, ruff, playwright, build … (runtime comes with it)
+$(DEV): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-dev-* $(VENV)/.installed-runtime-* $(VENV)/.installed-[0-9]*
+	touch $@ $(RUNTIME)
+
+# + the bench extra (benchmarks/tilewrite.py needs tifffile)
+$(BENCH): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	rm -f $(VENV)/.installed-bench-* $(VENV)/.installed-runtime-* $(VENV)/.installed-[0-9]*
+	touch $@ $(RUNTIME)
+
+install: $(RUNTIME)
+
+install-dev: $(DEV)
 
 # Chromium drives the browser test of the offline map; gdaldem is the slope/aspect reference.
 system-deps:
@@ -34,18 +56,18 @@ system-deps:
 	command -v chromium >/dev/null && command -v gdaldem >/dev/null
 
 # byte-compile sitekit once (PYTHONDONTWRITEBYTECODE=1 environments would recompile it on every run)
-demo: install
+demo: $(RUNTIME)
 	$(PY) -m compileall -q sitekit >/dev/null
 	$(VENV)/bin/sitekit demo --out $(OUT) --force
 
-test: install system-deps
+test: $(DEV) system-deps
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
-lint: install
+lint: $(DEV)
 	$(VENV)/bin/ruff check sitekit tests benchmarks layers
 	$(VENV)/bin/ruff format --check sitekit tests benchmarks layers
 
-bench: install system-deps
+bench: $(BENCH) system-deps
 	$(PY) -m compileall -q sitekit benchmarks >/dev/null
 	$(PY) benchmarks/run.py
 

@@ -17,7 +17,7 @@ MOVED: dict[str, str] = {
     "sitekit.atomic": "sitekit.io.atomic",
     "sitekit.bases": "sitekit.science.bases",
     "sitekit.bases_outputs": "sitekit.outputs.bases",
-    "sitekit.bases_run": "sitekit.engine.bases_run",
+    "sitekit.bases_run": "sitekit.engine.bases",
     "sitekit.blockops": "sitekit.science.blockops",
     "sitekit.cache": "sitekit.engine.cache",
     "sitekit.cachedir": "sitekit.engine.cachedir",
@@ -62,7 +62,6 @@ MOVED: dict[str, str] = {
     "sitekit.tags": "sitekit.outputs.tags",
     "sitekit.terrain": "sitekit.science.terrain",
     "sitekit.tiledfill": "sitekit.science.tiledfill",
-    "sitekit.tilewrite": "sitekit.outputs.tilewrite",
     "sitekit.validation": "sitekit.engine.validation",
     "sitekit.wind": "sitekit.science.wind",
 }

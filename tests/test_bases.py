@@ -132,7 +132,7 @@ def test_build_bases_anchors_catchments_and_bundling(tmp_path) -> None:
     from shapely.geometry import box
 
     from sitekit.outputs.bases import write_bases
-    from sitekit.science.profiles import load_bases_spec
+    from sitekit.specs.bases import load_bases_spec
 
     spec = load_bases_spec(
         __import__("pathlib").Path(__file__).parents[1] / "pipelines" / "bases.yaml"
@@ -201,9 +201,10 @@ def test_bundle_drops_the_dearest_site_until_the_limit_holds() -> None:
 def test_reservoir_table_regulation_comes_before_the_spec(tmp_path) -> None:
     from pathlib import Path
 
+    from sitekit.engine.bases import with_reservoir_regulation
     from sitekit.io.catalog import Catalog
-    from sitekit.outputs.bases import with_reservoir_regulation
-    from sitekit.science.profiles import load_bases_spec, regulation_class
+    from sitekit.science.profiles import regulation_class
+    from sitekit.specs.bases import load_bases_spec
 
     (tmp_path / "res.csv").write_text(
         "name,name_zh,lon,lat,regulation,regulation_source\n"
@@ -289,7 +290,7 @@ def test_cli_hosting_bundles_sites_into_bases_and_out_of_the_points(tmp_path) ->
 def test_a_plant_of_its_own_in_hydro_shares_wins_over_its_class() -> None:
     from pathlib import Path
 
-    from sitekit.science.profiles import HydroShares, load_bases_spec
+    from sitekit.specs.bases import HydroShares, load_bases_spec
 
     spec = load_bases_spec(Path(__file__).parents[1] / "pipelines" / "bases.yaml")
     own = HydroShares(monthly_shares=list(DAYS_IN_MONTH), status="cited", source="test")
@@ -304,7 +305,7 @@ def test_a_plant_of_its_own_in_hydro_shares_wins_over_its_class() -> None:
 def test_hydro_table_every_conventional_plant_with_its_monthly_energy() -> None:
     from pathlib import Path
 
-    from sitekit.science.profiles import load_bases_spec
+    from sitekit.specs.bases import load_bases_spec
 
     spec = load_bases_spec(Path(__file__).parents[1] / "pipelines" / "bases.yaml")
     plants = _gem([
@@ -418,7 +419,7 @@ def test_hosting_adds_the_bases_to_the_run_report_and_map_once(tmp_path) -> None
     import json
     import re
 
-    from sitekit.engine.bases_run import BEGIN
+    from sitekit.outputs.bases import BEGIN
 
     _hosting_cli(tmp_path, supply=_supply_rows(), pages=True)
     res, run = _hosting_cli(tmp_path / "again", supply=_supply_rows(), pages=True)
@@ -471,7 +472,7 @@ def test_an_announced_base_is_set_beside_its_modelled_one_only() -> None:
     from pathlib import Path
 
     from sitekit.outputs.bases import bases_markdown
-    from sitekit.science.profiles import PublishedBase, load_bases_spec
+    from sitekit.specs.bases import PublishedBase, load_bases_spec
 
     spec = load_bases_spec(Path(__file__).parents[1] / "pipelines" / "bases.yaml")
     assert any(p.name_zh == "两河口" for p in spec.published)  # Kela PV, cited
@@ -493,7 +494,7 @@ def test_the_run_tables_count_a_bundled_site_at_its_base_only(tmp_path) -> None:
     base, and running it again gives the same tables."""
     import pandas as pd
 
-    from sitekit.engine.bases_run import mark_bundled_in_run
+    from sitekit.outputs.bases import mark_bundled_in_run
     from sitekit.outputs.export import write_table
 
     run = tmp_path / "run"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -73,3 +74,25 @@ def test_the_readme_python_snippet_runs(tmp_path: Path, monkeypatch: pytest.Monk
     exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - our own README
     assert (tmp_path / "out" / "summary.csv").is_file()
     assert len(scope["result"].summary) == 4  # one row per prefecture
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_make_installs_runtime_for_the_demo_and_the_dev_extra_for_the_tests(
+    tmp_path: Path,
+) -> None:
+    """`make demo` installs what `pip install sitekit` gets, `make test` the dev extra, `make
+    bench` the bench extra (dry runs on a copy: nothing is installed)."""
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+
+    def dry(target: str) -> str:
+        return subprocess.run(
+            ["make", "-n", "VENV=v", target], cwd=tmp_path, capture_output=True, text=True,
+            check=True,
+        ).stdout  # fmt: skip
+
+    demo, test, bench = dry("demo"), dry("test"), dry("bench")
+    assert "pip install --quiet -e .\n" in demo and "[dev]" not in demo
+    assert "-e '.[dev]'" in test and "-e '.[bench]'" in bench
+    stamps = re.findall(r"touch (\S+)", test)
+    assert stamps and "installed-dev-" in stamps[0]

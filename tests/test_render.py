@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from sitekit.errors import LayerError, OutputError, RecipeError
 from sitekit.outputs import render
-from sitekit.outputs.render import hillshade, overview, render_map
+from sitekit.outputs.render import _overview_hillshade, overview, render_map
 from sitekit.outputs.static import external_references, offline_assets
 from sitekit.outputs.style import MapStyle, load_style
 from sitekit.testing import plane, small_grid, synthetic_results
@@ -265,13 +265,34 @@ def test_overview_size_and_chunk_independence(ny: int, nx: int, max_px: int, chu
 def test_hillshade_by_hand() -> None:
     grid = small_grid((9, 9), 100.0)
     flat = plane(grid, 0.0, 0.0).values
-    lit = hillshade(flat, 100.0)
+    lit = _overview_hillshade(flat, grid, 1)
     # flat ground under a sun 45° high: 255·cos(45°)
     np.testing.assert_allclose(lit, 255 * math.cos(math.radians(45)), rtol=1e-5)
-    facing = hillshade(plane(grid, 45.0, 315.0).values, 100.0)  # faces the NW sun squarely
-    away = hillshade(plane(grid, 45.0, 135.0).values, 100.0)
-    np.testing.assert_allclose(facing[1:-1, 1:-1], 255.0, rtol=1e-4)
-    np.testing.assert_allclose(away[1:-1, 1:-1], 0.0, atol=1e-3)
+    facing = _overview_hillshade(plane(grid, 45.0, 315.0).values, grid, 1)  # faces the NW sun
+    away = _overview_hillshade(plane(grid, 45.0, 135.0).values, grid, 1)
+    np.testing.assert_allclose(facing, 255.0, rtol=1e-4)  # edges extrapolated: a plane is exact
+    np.testing.assert_allclose(away, 0.0, atol=1e-3)
+
+
+def test_map_hillshade_is_the_terrain_hillshade() -> None:
+    """The map shades an elevation overview with :func:`sitekit.science.terrain.hillshade` (one
+    implementation): at full resolution the very numbers of the DEM's hillshade; an overview
+    with reduction factor f is shaded with f × the pixel size."""
+    from sitekit.science import terrain
+    from sitekit.testing import cone
+
+    grid = small_grid((40, 50), 100.0)
+    dem = cone(grid, 800.0, 1500.0)
+    np.testing.assert_array_equal(
+        _overview_hillshade(dem.values, grid, 1), terrain.hillshade(dem).values
+    )
+    coarse = small_grid((20, 25), 200.0)
+    small, f = overview(dem, max_px=25)
+    assert f == 2
+    np.testing.assert_array_equal(
+        _overview_hillshade(small, grid, f),
+        terrain.hillshade(coarse.wrap(small.astype(np.float32), "elevation", "m")).values,
+    )
 
 
 def test_exclusion_colours_follow_the_legend_order() -> None:
@@ -308,7 +329,7 @@ def test_built_wind_farms_layer_style_title_colours_and_labelled_popups(
     import geopandas as gpd
     import shapely
 
-    from sitekit.specs.rules import standard_plants
+    from sitekit.engine.rules import standard_plants
 
     r = results
     gem = gpd.GeoDataFrame(  # two rows as the GEM Wind Power Tracker spells its columns
@@ -444,3 +465,16 @@ def test_overlays_are_reused_from_a_layer_cache(
     changed[key] = changed[key] * 0.5
     render_map(tmp_path / "c.html", cache=again, **{**args, "rasters": changed})
     assert len(list((tmp_path / "cache" / "overlays").glob("*.json"))) == kept + 1
+
+
+def test_the_builtin_style_is_written_once() -> None:
+    """maps/default.yaml is the one copy of the defaults: MapStyle declares none of its own, and
+    a style that lists only its changes keeps the file's other entries."""
+    from sitekit.outputs.style import default_style
+
+    assert all(f.is_required() for f in MapStyle.model_fields.values())
+    assert MapStyle() == default_style() and default_style() is default_style()
+    mine = MapStyle(language="en", vectors={"pv_sites": {"name_en": "Mine"}})
+    assert mine.vectors["pv_sites"].name_en == "Mine" and mine.vectors["pv_sites"].colors is None
+    assert mine.vectors["prefectures"] == default_style().vectors["prefectures"]
+    assert mine.title_en == default_style().title_en

@@ -128,3 +128,10 @@ def test_report_with_little_data(tmp_path: Path) -> None:
     html = out.read_text(encoding="utf-8")
     assert "no summary rows" in html and "S1" in html and "<svg" not in html
     assert "Demo terrain" not in html
+
+
+def test_report_and_map_share_one_font_stack() -> None:
+    """Chinese text falls back to the same CJK fonts in report.html as in map.html."""
+    from sitekit.outputs import render, report
+
+    assert f"body{{font:14px/1.45 {render.FONT_STACK};" in report._CSS

@@ -97,6 +97,40 @@ def test_tri_and_tpi_on_planes_and_a_peak():
     assert t[cy, cx] > 50 and np.nanargmax(t) == np.nanargmax(peak.values)
 
 
+def _box_tpi_by_hand(z: np.ndarray, r: int) -> np.ndarray:
+    """z − the mean of the valid cells of the (2r+1)² box around each cell, centre included."""
+    ny, nx = z.shape
+    out = np.full(z.shape, np.nan, np.float32)
+    for i in range(ny):
+        for j in range(nx):
+            w = z[max(i - r, 0) : i + r + 1, max(j - r, 0) : j + r + 1].astype(np.float64)
+            out[i, j] = np.float32(z[i, j] - np.nansum(w) / np.count_nonzero(~np.isnan(w)))
+    return out
+
+
+@pytest.mark.parametrize(("radius_m", "r"), [(90.0, 1), (200.0, 2), (300.0, 3), (10.0, 1)])
+def test_box_tpi_by_hand_and_the_wind_models_tpi(radius_m, r):
+    """The box TPI (radius in metres) is the wind model's exposure TPI: one implementation, the
+    numbers of a brute-force box mean (float32 elevations sum exactly in float64, so to the bit),
+    chunked or not."""
+    from sitekit.science import wind
+
+    g = testing.small_grid((23, 19), 90.0, chunks=1000)
+    dem = testing.fractal_dem(g, relief_m=900, seed=5)
+    dem[4, 7] = np.nan
+    want = _box_tpi_by_hand(dem.values, r)
+    box = terrain.tpi(dem, radius_m=radius_m, window="box")
+    assert box.attrs["long_name"] == f"topographic position index (box radius {r} px)"
+    assert_array_equal(box.values, want)
+    assert_array_equal(terrain.tpi(dem, r, window="box").values, want)
+    assert_array_equal(
+        terrain.tpi(dem.chunk({"y": 5, "x": 4}), radius_m=radius_m, window="box").values, want
+    )
+    from_wind = wind._box_tpi(dem, radius_m)
+    assert_array_equal(from_wind.values, want)
+    assert from_wind.name == "tpi" and from_wind.attrs["radius_m"] == radius_m
+
+
 # -- chunk safety ------------------------------------------------------------------------------
 def test_chunked_equals_unchunked_bit_for_bit():
     g = testing.small_grid((20, 17), 90.0, chunks=1000)
@@ -203,6 +237,8 @@ def test_errors_name_the_problem():
         terrain.slope(irregular)
     with pytest.raises(LayerError, match="radius_px"):
         terrain.tpi(dem, radius_px=0)
+    with pytest.raises(LayerError, match="window"):
+        terrain.tpi(dem, window="ring")
 
 
 # -- agreement with gdaldem --------------------------------------------------------------------

@@ -165,7 +165,7 @@ def test_validate_command_needs_a_plant_list(tmp_path: Path) -> None:
 
 
 def test_report_section_lists_applied_missing_and_outside() -> None:
-    from sitekit.engine.validation import report_section
+    from sitekit.outputs.report import report_section
 
     prov = {
         "rules": {

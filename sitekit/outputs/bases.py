@@ -1,12 +1,17 @@
 """Write the hydro–wind–solar bases (:func:`sitekit.science.bases.build_bases`): ``bases.csv``,
 ``bases_sites.csv``, ``bases_monthly.csv``, ``bases.gpkg`` (layers ``hydro_wind_solar_bases``
 and ``bases_sites``), a monthly stacked chart per base (``bases/<id>.png``), ``bases.md``
-(中文/English) and ``bases_map.html``; the hosting step's :func:`run_bases` adds
-``bases_site_profiles.csv`` (typical days of the catchment sites) and ``hydro_profiles.csv``
-(every GEM plant's class and monthly generation). Every file is written atomically."""
+(中文/English) and ``bases_map.html``; ``bases_site_profiles.csv`` (typical days of the catchment
+sites) and ``hydro_profiles.csv`` (every GEM plant's class and monthly generation); and the
+bases' section of the run's ``report.html``, layers of its ``map.html`` (both self-contained and
+offline; a second hosting step replaces what the first added) and columns of its grid-point
+tables. Every file is written atomically. The hosting step that sizes the bases and calls these
+is :func:`sitekit.engine.bases.run_bases`."""
 
 from __future__ import annotations
 
+import base64
+import re
 from pathlib import Path
 
 import geopandas as gpd
@@ -14,8 +19,12 @@ import numpy as np
 import pandas as pd
 
 from sitekit.io.atomic import atomic_path
+from sitekit.outputs.export import write_csv as _csv  # the one CSV writer
 from sitekit.science.bases import Dispatch
-from sitekit.science.hosting import _write_csv as _csv  # the same table writer as hosting's
+
+#: markers around what the hosting step adds to report.html / map.html
+BEGIN, END = "<!-- sitekit:bases -->", "<!-- /sitekit:bases -->"
+
 
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
@@ -110,8 +119,6 @@ def bases_markdown(bases: pd.DataFrame, limit: float) -> str:
         "- `hydro_bases.csv` is the older static screening ratio (spare line = hydro MW × (1 − CF)); "
         "`bases.csv` supersedes it. / hydro_bases.csv 为旧的静态估算。",
     ]
-    from sitekit.engine.bases_run import comparison_markdown
-
     lines += comparison_markdown(bases)  # beside announced real bases (bases.yaml published)
     return "\n".join(lines) + "\n"
 
@@ -176,87 +183,6 @@ def _map(target: Path, bases: gpd.GeoDataFrame, site_shapes, grid,
                                          "title": "Hydro–wind–solar bases / 水风光一体化基地"})  # fmt: skip
 
 
-def run_bases(run, cat, spec_file: Path | None, out_dir: Path,
-              provenance: dict | None = None,
-              run_dir: Path | None = None) -> tuple[dict, int]:  # fmt: skip
-    """The hosting step's bases: read the GEM plants and ``spec_file`` (default
-    ``pipelines/bases.yaml``), size every base, write its files into ``out_dir`` (tagged with the
-    run's ``provenance``, :func:`write_bases`). Returns the
-    run's sites without the bundled ones (they are allocated to their base's line, not to a
-    grid point) and the number of bases. A base bundles any candidate site of the run in its
-    catchment (``run_dir``'s supply_curve.csv, :func:`sitekit.engine.bases_run.candidate_sites`); with
-    ``run_dir`` the run's report.html and map.html get the bases too
-    (:func:`sitekit.engine.bases_run.update_run_pages`)."""
-    from sitekit.engine.bases_run import (
-        bundled_points,
-        candidate_sites,
-        mark_bundled_in_run,
-        update_run_pages,
-        with_pool_columns,
-    )
-    from sitekit.engine.run import REPO_ROOT
-    from sitekit.io.layers import read_vector
-    from sitekit.science.bases import build_bases, hydro_table
-    from sitekit.science.profiles import load_bases_spec
-
-    spec = load_bases_spec(spec_file or REPO_ROOT / "pipelines" / "bases.yaml")
-    spec = with_reservoir_regulation(spec, cat)
-    layer = cat.layer("hydro_plants_gem")
-    plants = read_vector(cat.file(layer), layer, cat.where(layer))
-    clear = cat.file(cat.layer("ghi_calibration")) if "ghi_calibration" in cat else 0.6
-    profiles: dict = {}
-    pool, source = candidate_sites(run_dir, run)
-    bases, sites, runs = build_bases(plants, pool, spec, crs=run.grid.crs,
-                                     profiles_out=profiles,
-                                     clearness=str(clear) if not isinstance(clear, float)
-                                     else clear)  # fmt: skip
-    sites = with_pool_columns(sites, pool)
-    bundled = sites[sites["bundled"]]
-    keyed = set(zip(bundled["technology"], bundled["site_id"], strict=True))
-    left = {}
-    for tech, g in run.sites.items():  # the top-N lists that the grid-point allocation reads
-        if g is None or not len(g) or "site_id" not in g.columns:
-            left[tech] = g
-            continue
-        mask = np.array([(tech, str(i)) in keyed for i in g["site_id"]], bool)
-        left[tech] = g[~mask]
-    site_shapes = bundled_points(bundled, pool, run.grid.crs)
-    files = write_bases(bases, sites, runs, out_dir, limit=spec.curtailment_limit,
-                site_shapes=site_shapes, grid=run.grid, provenance=provenance)  # fmt: skip
-    _csv(Path(out_dir) / "hydro_profiles.csv", hydro_table(plants, spec), provenance)
-    _csv(Path(out_dir) / "bases_site_profiles.csv", profile_table(profiles), provenance)
-    if run_dir is not None:
-        charts = {k.removeprefix("png_"): v for k, v in files.items() if k.startswith("png_")}
-        update_run_pages(run_dir, out_dir, bases, site_shapes, charts,
-                         limit=spec.curtailment_limit, source=source)  # fmt: skip
-        mark_bundled_in_run(run_dir, out_dir, bundled, provenance)  # no site at two points
-    return left, len(bases)
-
-
-def with_reservoir_regulation(spec, cat):
-    """``spec`` with the catalogue's ``reservoirs`` table rows that carry a ``regulation`` class
-    (run_of_river / daily / seasonal; optional ``regulation_source``) put before its own
-    ``plant_regulation`` rows, matched on ``name_zh``. Unchanged when the table has no such
-    column."""
-    from sitekit.io.layers import read_vector
-    from sitekit.science.profiles import REGULATION_CLASSES, PlantRegulation
-
-    if "reservoirs" not in cat:
-        return spec
-    layer = cat.layer("reservoirs")
-    table = read_vector(cat.file(layer), layer, cat.where(layer))
-    if not {"regulation", "name_zh"} <= set(table.columns):
-        return spec
-    rows = []
-    for _, r in table.iterrows():
-        reg = str(r["regulation"]).strip()
-        if reg in REGULATION_CLASSES and str(r["name_zh"]).strip():
-            src = r.get("regulation_source", "")
-            rows.append(PlantRegulation(name_zh=str(r["name_zh"]).strip(), regulation=reg,
-                                        source=f"reservoirs table: {src or 'no source given'}"))  # fmt: skip
-    return spec.model_copy(update={"plant_regulation": rows + list(spec.plant_regulation)})
-
-
 def profile_table(profiles: dict) -> pd.DataFrame:
     """``{(base_id, technology, site_id): (12, 24)}`` as rows base_id, technology, site_id,
     month, h00…h23 [MW per MW installed, Beijing time]."""
@@ -267,3 +193,273 @@ def profile_table(profiles: dict) -> pd.DataFrame:
                          **{f"h{h:02d}": float(arr[m, h]) for h in range(24)}})  # fmt: skip
     cols = ["base_id", "technology", "site_id", "month", *(f"h{h:02d}" for h in range(24))]
     return pd.DataFrame(rows, columns=cols)
+
+
+def write_profile_tables(out_dir: str | Path, hydro: pd.DataFrame, profiles: dict,
+                         provenance: dict | None = None) -> dict[str, Path]:  # fmt: skip
+    """``hydro_profiles.csv`` (every GEM plant's class and monthly generation, ``hydro``) and
+    ``bases_site_profiles.csv`` (:func:`profile_table` of ``profiles``) in ``out_dir``."""
+    out = Path(out_dir)
+    return {"hydro_csv": _csv(out / "hydro_profiles.csv", hydro, provenance),
+            "site_profiles_csv": _csv(out / "bases_site_profiles.csv", profile_table(profiles),
+                                      provenance)}  # fmt: skip
+
+
+# -- report.html and map.html of the run ------------------------------------------------------
+def _replace_block(page: str, block: str, before: list[str]) -> str:
+    """``page`` without an earlier :data:`BEGIN`…:data:`END` block and with ``block`` put before
+    the first of ``before`` found (else at the end)."""
+    page = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", "", page, flags=re.S)
+    block = f"{BEGIN}\n{block}\n{END}\n"
+    for mark in before:
+        i = page.find(mark)
+        if i >= 0:
+            return page[:i] + block + page[i:]
+    return page + block
+
+
+def report_section(bases: pd.DataFrame, charts: dict[str, Path], *, limit: float,
+                   source: str) -> str:  # fmt: skip
+    """The bases' section of ``report.html`` (中文/English): the per-base table and each base's
+    monthly stacked chart (the PNG files, inlined)."""
+    from sitekit.outputs.report import esc
+
+    head = ("Base 基地", "Hydro plant 水电站", "Regulation 调节", "Hydro [MW] 水电", "Line [MW] 线路",
+            "PV [MW] 光伏", "Wind [MW] 风电", "Sites 场址数", "Added [GWh/yr] 新增电量",
+            "Curtailment 弃电率", "Utilisation before→after 线路利用率")  # fmt: skip
+    rows = []
+    for _, r in bases.iterrows():
+        cells = (r["base_id"], f"{r['hydro_plant_zh']} {r['hydro_plant']}", r["regulation"],
+                 f"{r['hydro_mw']:,.0f}", f"{r['line_mw']:,.0f}", f"{r['pv_mw']:,.0f}",
+                 f"{r['wind_mw']:,.0f}", f"{int(r['n_sites'])}", f"{r['added_gwh']:,.0f}",
+                 f"{r['curtailment']:.1%}",
+                 f"{r['utilisation_before']:.0%} → {r['utilisation_after']:.0%}")  # fmt: skip
+        rows.append("<tr>" + "".join(f'<td class="t">{esc(c)}</td>' for c in cells) + "</tr>")
+    table = ("<table><tr>" + "".join(f'<th class="t">{esc(h)}</th>' for h in head) + "</tr>"
+             + "".join(rows) + "</table>")  # fmt: skip
+    imgs = []
+    for bid, png in charts.items():
+        data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+        imgs.append(f'<div class="chart"><img alt="{esc(bid)}" style="max-width:100%" '
+                    f'src="data:image/png;base64,{data}"></div>')  # fmt: skip
+    with_sites = int((bases["n_sites"] > 0).sum()) if len(bases) else 0
+    note = (f"Per large hydro plant (GEM Global Hydropower Tracker, May 2023, CC BY 4.0): the PV "
+            f"and wind MW its export line carries with ≤ {limit:.0%} of their energy curtailed, "
+            "from MODELLED typical days (12 months × 24 h, LP solved with scipy/HiGHS); wind and "
+            f"hydro monthly shapes are illustrative. Catchment: {source}. {with_sites} of "
+            f"{len(bases)} bases have candidate sites within reach. Bundled sites are allocated "
+            "to the base's line and left out of the grid-point totals of hosting/hosting.csv; "
+            "supply_curve.csv names each one's base (bundled_base) and grid_allocation.csv "
+            "gives every point's MW allocated and remaining after the bases. Files: hosting/"
+            "bases.csv, bases_sites.csv, bases_monthly.csv, bases.gpkg, bases.md.")  # fmt: skip
+    note_zh = (f"每座大型水电站外送线路在风光弃电率 ≤ {limit:.0%} 时可汇集的光伏、风电装机（典型日模型，"
+               "线性规划求解；风电与水电月分布为示意数据，非实测）。汇集范围：本次运行的全部候选场址。"
+               "纳入基地的场址计入其外送线路，不再计入 hosting.csv 的并网点容量。")  # fmt: skip
+    from sitekit.outputs.report import _h
+
+    compare = [f"<li>{esc(line[2:])}</li>" for line in comparison_markdown(bases)[3:]]
+    compare_html = (_h(3, "Beside announced bases (a sanity check, not a fit)", "与已公布基地对照")
+                    + f"<ul>{''.join(compare)}</ul>") if compare else ""  # fmt: skip
+    return "\n".join([
+        _h(2, "Hydro–wind–solar bases", "水风光一体化基地", "bases"),
+        f'<p class="note">{esc(note)}</p>', f'<p class="note">{esc(note_zh)}</p>', table,
+        compare_html,
+        _h(3, "Monthly energy per base (modelled typical days)", "各基地逐月电量（典型日模型）"),
+        f'<div class="charts">{"".join(imgs)}</div>',
+    ])  # fmt: skip
+
+
+def add_to_report(report_html: Path, section: str) -> Path:
+    """Put ``section`` into the run's report before its validation/recipes part (replacing an
+    earlier bases section); written atomically."""
+    from sitekit.io.atomic import write_text
+
+    page = Path(report_html).read_text(encoding="utf-8")
+    page = _replace_block(page, section, ['<h2 id="validation"', '<h2 id="recipes"', "</body>"])
+    return write_text(report_html, page)
+
+
+#: bilingual popup labels of the bases' map layers
+MAP_FIELDS = {
+    "base_id": ("基地编号", "Base ID", None), "hydro_plant": ("水电站", "Hydro plant", None),
+    "hydro_plant_zh": ("水电站（中文）", "Hydro plant (Chinese)", None),
+    "regulation": ("调节性能", "Regulation class", None),
+    "hydro_mw": ("水电装机 [MW]", "Hydro [MW]", 0), "line_mw": ("外送线路 [MW]", "Line [MW]", 0),
+    "pv_mw": ("光伏 [MW]", "PV [MW]", 0), "wind_mw": ("风电 [MW]", "Wind [MW]", 0),
+    "n_sites": ("场址数", "Sites", 0), "added_gwh": ("新增电量 [GWh/yr]", "Added [GWh/yr]", 0),
+    "curtailment": ("弃电率", "Curtailment [0–1]", 3),
+    "utilisation_before": ("线路利用率（前）", "Line utilisation before [0–1]", 2),
+    "utilisation_after": ("线路利用率（后）", "Line utilisation after [0–1]", 2),
+    "site_id": ("场址编号", "Site ID", None), "technology": ("技术", "Technology", None),
+    "capacity_mw": ("装机容量 [MW]", "Capacity [MW]", 1),
+    "lcoe_cny_per_kwh": ("总度电成本 [元/kWh]", "Total LCOE [CNY/kWh]", 3),
+    "in_top_n": ("前N名场址", "In top-N list", None),
+}  # fmt: skip
+
+
+def map_block(bases: gpd.GeoDataFrame, site_points: gpd.GeoDataFrame | None,
+              page: str) -> str:  # fmt: skip
+    """A ``<script>`` adding the bases (points at the plants) and their bundled sites to the
+    run's map (``window.sitekit.map``) and its layer control, with bilingual popups."""
+    from jinja2.utils import htmlsafe_json_dumps
+
+    from sitekit.outputs import render
+    from sitekit.outputs.style import FieldLabel, MapStyle, VectorStyle
+
+    style = MapStyle(fields={k: FieldLabel(en=en, zh=zh, decimals=d)
+                             for k, (zh, en, d) in MAP_FIELDS.items()})  # fmt: skip
+    layers = [("hydro_wind_solar_bases", bases[[c for c in MAP_FIELDS if c in bases] + ["geometry"]],
+               VectorStyle(name_en="Hydro–wind–solar bases", name_zh="水风光一体化基地",
+                           color="#08519c", fill=True, fill_opacity=0.8, radius_px=9))]  # fmt: skip
+    if site_points is not None and len(site_points):
+        layers.append(("bases_sites", site_points,
+                       VectorStyle(name_en="Sites bundled into a base (PV, wind)", name_zh="纳入基地的场址（光伏、风电）",
+                                   color="#7b3294", fill=True, fill_opacity=0.7, radius_px=4,
+                                   color_by="technology",
+                                   categories={"pv": "#fdae61", "wind": "#1a9641"})))  # fmt: skip
+    found = re.search(r"\b(layer_control_[0-9a-f]+)\s*=\s*L\.control\.layers", page)
+    ctl = found.group(1) if found else None
+    js = ["(function () {", "  var sk = window.sitekit; if (!sk) { return; }", "  var l;"]
+    for key, gdf, vs in layers:
+        title = render.esc(style.label(vs.name_en, vs.name_zh)) + (
+            ' <span class="sk-modelled">(modelled / 模拟)</span>'
+        )
+        data, on_each = render._features(gdf, key, vs, style, 0.0, title)
+        colours = list((vs.categories or {}).values()) or [vs.fill_color or vs.color]
+        swatch = "".join(f'<i class="sk-sw" style="background:{c}"></i>' for c in colours)
+        js += [f"  l = L.geoJson({htmlsafe_json_dumps(data)}, {{onEachFeature: {on_each.js_code},",
+               f"    pointToLayer: function (f, ll) {{ return L.circleMarker(ll, "
+               f"{{radius: {vs.radius_px}, pane: 'sk_points'}}); }}, pane: 'sk_points'}});",
+               "  l.addTo(sk.map); sk.layers[" + htmlsafe_json_dumps(key) + "] = l;"]  # fmt: skip
+        if ctl:
+            js.append(f"  if (typeof {ctl} !== 'undefined') {{ {ctl}.addOverlay(l, "
+                      f"{htmlsafe_json_dumps(swatch + title)}); }}")  # fmt: skip
+    js.append("})();")
+    return "<script>\n" + "\n".join(js) + "\n</script>"
+
+
+def add_to_map(map_html: Path, bases: gpd.GeoDataFrame,
+               site_points: gpd.GeoDataFrame | None) -> Path:  # fmt: skip
+    """Add the bases' layers to the run's map (after its own scripts, replacing an earlier
+    bases block); written atomically; the page stays offline."""
+    from sitekit.errors import OutputError
+    from sitekit.io.atomic import write_text
+    from sitekit.outputs.static import external_references
+
+    page = Path(map_html).read_text(encoding="utf-8")
+    page = _replace_block(page, map_block(bases, site_points, page), ["</html>"])
+    if external_references(page) and not external_references(
+            Path(map_html).read_text(encoding="utf-8")):  # fmt: skip
+        raise OutputError(f"{map_html}: the bases layers would load from the network")
+    return write_text(map_html, page)
+
+
+def update_run_pages(run_dir: Path, out_dir: Path, bases: gpd.GeoDataFrame,
+                     site_points: gpd.GeoDataFrame | None, charts: dict[str, Path], *,
+                     limit: float, source: str) -> list[Path]:  # fmt: skip
+    """Add the bases to ``run_dir``'s report.html and map.html when ``out_dir`` lies inside the
+    run folder (the default ``RUN/hosting`` and the demo; results written elsewhere leave the run
+    folder untouched). Returns the pages changed."""
+    from sitekit.engine.logs import LOGGER
+
+    run_dir, out_dir = Path(run_dir).resolve(), Path(out_dir).resolve()
+    if not out_dir.is_relative_to(run_dir):
+        LOGGER.info(f"bases not added to {run_dir}/report.html and map.html: --out is outside it")
+        return []
+    done = []
+    rep, mp = run_dir / "report.html", run_dir / "map.html"
+    if rep.is_file():
+        done.append(add_to_report(rep, report_section(bases, charts, limit=limit, source=source)))
+    if mp.is_file() and len(bases):
+        done.append(add_to_map(mp, bases, site_points))
+    return done
+
+
+def mark_bundled_in_run(run_dir: Path, out_dir: Path, bundled: pd.DataFrame,
+                        provenance: dict | None = None) -> list[Path]:  # fmt: skip
+    """Carry the bundling into the run's own grid-point tables, so no site counts at two points:
+    ``supply_curve.csv`` gets ``bundled_base`` (the base a site is bundled into, else empty) and
+    ``grid_allocation.csv`` gets, per point, ``bundled_into_bases_mw`` (allocated sites that a
+    base took), ``allocated_after_bases_mw`` and ``remaining_after_bases_mw``. Computed from the
+    run's own columns each time, so running the hosting step again gives the same tables. Only
+    when ``out_dir`` lies inside the run folder (as for the report and map). Returns the files
+    rewritten."""
+    from sitekit.outputs.export import write_table
+
+    run_dir, out_dir = Path(run_dir).resolve(), Path(out_dir).resolve()
+    sc_path, ga_path = run_dir / "supply_curve.csv", run_dir / "grid_allocation.csv"
+    if not out_dir.is_relative_to(run_dir) or not sc_path.is_file():
+        return []
+    sc = pd.read_csv(sc_path, encoding="utf-8-sig", dtype={"site_id": str})
+    base_of = {
+        (str(t), str(i)): str(b)
+        for t, i, b in zip(
+            bundled["technology"], bundled["site_id"], bundled["base_id"], strict=True
+        )  # fmt: skip
+    }
+    sc["bundled_base"] = [
+        base_of.get((str(t), str(i)), "")
+        for t, i in zip(sc["technology"], sc["site_id"], strict=True)
+    ]
+    done = [write_table(sc_path, sc.drop(columns=["data_status"], errors="ignore"),
+                        provenance=provenance)]  # fmt: skip
+    if ga_path.is_file():
+        ga = pd.read_csv(ga_path, encoding="utf-8-sig")
+        took = sc[(sc["bundled_base"] != "") & (sc["connection_status"] == "allocated")]
+        mw = took.groupby("connection_point")["capacity_mw"].sum()
+        ga["bundled_into_bases_mw"] = ga["name"].map(mw).fillna(0.0).round(3)
+        ga["allocated_after_bases_mw"] = (ga["allocated_mw"] - ga["bundled_into_bases_mw"]).round(3)
+        ga["remaining_after_bases_mw"] = (ga["capacity_mw"] - ga["allocated_after_bases_mw"]).round(
+            3
+        )
+        done.append(write_table(ga_path, ga.drop(columns=["data_status"], errors="ignore"),
+                                provenance=provenance))  # fmt: skip
+    return done
+
+
+def comparison_rows(bases: pd.DataFrame) -> list[dict]:
+    """Bases with an announced real counterpart (``published_*`` columns,
+    :func:`sitekit.science.bases.published`): modelled vs announced PV and wind MW [MW] and PV+wind
+    energy [GWh/yr] with the ratio modelled / announced [-]."""
+    if "published_what" not in bases.columns:
+        return []
+    rows = []
+    for _, r in bases[bases["published_what"].fillna("").astype(str) != ""].iterrows():
+        ann = float(r["published_pv_mw"]) + float(r["published_wind_mw"])
+        mod = float(r["pv_mw"]) + float(r["wind_mw"])
+        rows.append({"base_id": r["base_id"], "plant": f"{r['hydro_plant_zh']} {r['hydro_plant']}",
+                     "model_pv_mw": float(r["pv_mw"]), "model_wind_mw": float(r["wind_mw"]),
+                     "model_gwh": float(r["generated_gwh"]), "model_curtailment": r["curtailment"],
+                     "pub_pv_mw": float(r["published_pv_mw"]),
+                     "pub_wind_mw": float(r["published_wind_mw"]),
+                     "pub_gwh": float(r["published_gwh"]), "ratio_mw": mod / ann if ann else np.nan,
+                     "what": str(r["published_what"]), "source": str(r["published_source"])})  # fmt: skip
+    return rows
+
+
+def comparison_markdown(bases: pd.DataFrame) -> list[str]:
+    """bases.md lines: each modelled base beside its announced real counterpart (中文/English)."""
+    rows = comparison_rows(bases)
+    if not rows:
+        return []
+    out = [
+        "",
+        "## Beside announced bases / 与已公布基地对照 (a sanity check, not a fit / 仅作核对，非拟合)",
+        "",
+    ]
+    for c in rows:
+        out.append(
+            f"- {c['base_id']} {c['plant']}: modelled {c['model_pv_mw']:,.0f} MW PV + "
+            f"{c['model_wind_mw']:,.0f} MW wind, {c['model_gwh']:,.0f} GWh/yr generated, "
+            f"{c['model_curtailment']:.1%} curtailed; announced {c['pub_pv_mw']:,.0f} MW PV + "
+            f"{c['pub_wind_mw']:,.0f} MW wind, {c['pub_gwh']:,.0f} GWh/yr — {c['what']} "
+            f"(model / announced MW = {c['ratio_mw']:.2f}). Source: {c['source']}. / "
+            f"模型 {c['model_pv_mw'] + c['model_wind_mw']:,.0f} MW，已公布 "
+            f"{c['pub_pv_mw'] + c['pub_wind_mw']:,.0f} MW。"
+        )
+    out.append(
+        "- The model's catchment holds only the run's candidate sites on its (demo) terrain and "
+        "its line is the plant's installed MW; an announced project is one phase of a plan. / "
+        "模型汇集范围仅含本次运行的候选场址，线路取电站装机；已公布项目仅为规划的一期。"
+    )
+    return out

@@ -38,6 +38,7 @@ from sitekit.grid import Grid, transformer
 from sitekit.io.atomic import write_text
 from sitekit.outputs.static import external_references, inline_assets, offline_assets
 from sitekit.outputs.style import MapStyle, RasterStyle, VectorStyle
+from sitekit.science import terrain
 
 DEMO_BANNER = (
     "demo terrain — bring SRTM/Copernicus DEM for siting decisions · "
@@ -45,7 +46,7 @@ DEMO_BANNER = (
 )
 MODELLED = "modelled / 模拟"
 #: bump when an overlay (PNG, bounds, legend) made from the same raster and style changes
-OVERLAY_FORMAT = 1
+OVERLAY_FORMAT = 2
 _FALLBACK = "#969696"
 _PANES = {
     "sk_base": 150,
@@ -81,38 +82,13 @@ def overview(da: xr.DataArray, max_px: int, how: str = "average") -> tuple[np.nd
     return np.asarray(small.values), f
 
 
-def hillshade(
-    z: np.ndarray,
-    cellsize_m: float,
-    azimuth_deg: float = 315.0,
-    altitude_deg: float = 45.0,
-    z_factor: float = 1.0,
-) -> np.ndarray:
-    """Analytical hillshade [0–255] of an elevation array (display only, numpy).
-
-    Parameters
-    ----------
-    z : elevation [m]; NaN = nodata.
-    cellsize_m : pixel size [m].
-    azimuth_deg, altitude_deg : sun azimuth [° from N] and altitude [°].
-
-    References
-    ----------
-    Horn, B.K.P. (1981) Hill shading and the reflectance map. Proc. IEEE 69(1), 14–47;
-    Burrough, P.A. & McDonnell, R.A. (1998) Principles of GIS, Oxford, p. 190 (ESRI form).
-    """
-    zp = np.pad(np.asarray(z, np.float64) * z_factor, 1, mode="edge")
-    a, b, c = zp[:-2, :-2], zp[:-2, 1:-1], zp[:-2, 2:]
-    d, f_ = zp[1:-1, :-2], zp[1:-1, 2:]
-    g, h, i = zp[2:, :-2], zp[2:, 1:-1], zp[2:, 2:]
-    dzdx = ((c + 2 * f_ + i) - (a + 2 * d + g)) / (8 * cellsize_m)
-    dzdy = ((g + 2 * h + i) - (a + 2 * b + c)) / (8 * cellsize_m)
-    slope = np.arctan(np.hypot(dzdx, dzdy))
-    aspect = np.arctan2(dzdy, -dzdx)
-    zenith = np.radians(90.0 - altitude_deg)
-    az = np.radians((360.0 - azimuth_deg + 90.0) % 360.0)
-    shade = np.cos(zenith) * np.cos(slope) + np.sin(zenith) * np.sin(slope) * np.cos(az - aspect)
-    return np.clip(255.0 * shade, 0, 255).astype(np.float32)
+def _overview_hillshade(elev: np.ndarray, grid: Grid, f: int) -> np.ndarray:
+    """Hillshade [0–255] of an elevation overview with reduction factor ``f``: the DEM's own
+    :func:`sitekit.science.terrain.hillshade` on the overview's pixels (``f`` × the grid's)."""
+    if min(elev.shape) < 2:  # too small for a 3×3 gradient: lit as flat ground
+        return np.where(np.isnan(elev), np.nan, 255.0 * math.sin(math.radians(45.0)))
+    t = grid.transform
+    return terrain.hillshade_array(elev.astype(np.float32), t.a * f, t.e * f)
 
 
 def _to_mercator(idx: np.ndarray, grid: Grid, f: int) -> tuple[np.ndarray, list]:
@@ -661,7 +637,7 @@ def render_map(
         def _overlay(da=da, rs=rs, title=title, legend_spec=legend_spec, derived=derived):
             if derived:
                 elev, f = overview(da, style.overlay_max_px)
-                values = hillshade(elev, grid.resolution_m * f)
+                values = _overview_hillshade(elev, grid, f)
             else:
                 values, f = overview(da, style.overlay_max_px, rs.resampling)
             if legend_spec is not None:
@@ -773,8 +749,6 @@ def render_map(
         )
     if prov.get("attribution"):
         info.append(f'<div class="sk-note">{esc(prov["attribution"])}</div>')
-    from sitekit.specs.rules import banner_text
-
     lines = [DEMO_BANNER] if prov.get("demo_terrain") else []
     lines += [banner_text(prov.get("rules"))] if prov.get("rules") else []  # rules applied/missing
     banner = f'<div class="sk-banner">{"<br>".join(esc(x) for x in lines)}</div>' if lines else ""
@@ -790,3 +764,19 @@ def render_map(
                 "every asset must be inlined (or pass online_tiles=True)"
             )
     return write_text(out_html, page)
+
+
+def banner_text(rules_prov: dict[str, Any] | None) -> str:
+    """One line for the map banner: what "eligible" was judged against."""
+    if not rules_prov:
+        return ""
+    parts = []
+    for tech, info in rules_prov.items():
+        st = info.get("rules", [])
+        applied = [s["id"] for s in st if s["status"] == "applied"]
+        missing = [s["id"] for s in st if s["status"] == "layer_missing"]
+        text = f"{tech}: eligible under {len(applied)} rule(s) applied"
+        if missing:
+            text += f"; {len(missing)} NOT applied, layer missing ({', '.join(missing)})"
+        parts.append(text)
+    return " · ".join(parts)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sitekit.io.atomic import write_text
+from sitekit.outputs.render import FONT_STACK
 from sitekit.outputs.style import MapStyle
 
 TOP_N = 20
@@ -62,9 +63,7 @@ DEMO_NOTE = (
 )
 
 _CSS = """
-body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,Arial,'Noto Sans CJK SC',
- 'Noto Sans SC','Source Han Sans SC','Microsoft YaHei','PingFang SC','Hiragino Sans GB',
- 'WenQuanYi Micro Hei',sans-serif;margin:0 auto;
+body{font:14px/1.45 FONT_STACK;margin:0 auto;
  max-width:1150px;padding:0 18px 40px;color:#222}
 h1{font-size:24px;margin:18px 0 4px}h2{font-size:19px;border-bottom:2px solid #ccc;
  padding-bottom:3px;margin-top:30px}h3{font-size:15px;margin:16px 0 6px}
@@ -76,7 +75,7 @@ th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}th{background:#f3f3
 td.t,th.t{text-align:left}pre{background:#f7f7f7;border:1px solid #ddd;padding:8px;overflow:auto;
  font-size:12px}.charts{display:flex;flex-wrap:wrap;gap:14px}.chart{flex:1 1 520px}
 .chart svg{width:100%;height:auto}.single{max-width:640px}.note{color:#666;font-size:12px}
-"""
+""".replace("FONT_STACK", FONT_STACK)
 
 
 def _status_note(key: str, prov: Mapping[str, Any]) -> str:
@@ -361,8 +360,6 @@ def render_report(
         )  # noqa: E501
         parts.append(_table(_top(ps_pairs, "storage_gwh", False), style, PAIR_COLUMNS))
 
-    from sitekit.engine.validation import report_section
-
     parts.append(report_section(prov))  # rules applied / missing, check against built plants
     parts.append(_h(2, "Recipes used", "所用评价方案", "recipes"))
     for name, text in recipes.items():
@@ -378,3 +375,74 @@ def render_report(
         + "</body></html>\n"
     )
     return write_text(out_html, page)
+
+
+# -- rules and the check against built plants (provenance from engine.validation) ------------------------------------------------------------------------------------
+def report_section(prov: dict[str, Any]) -> str:
+    """HTML of the report section: rules applied / not applied, and the check against plants."""
+    escape = html.escape
+    rules_prov = prov.get("rules") or {}
+    if not rules_prov:
+        return ""
+    out = ['<h2 id="rules">Siting rules applied · 所用选址规则</h2>']
+    out.append(
+        '<p class="note">"Eligible" means eligible under the rules applied. A rule whose layer is '
+        "missing from the catalogue was NOT applied: add a layer that `provides` its role. "
+        "「可开发」仅指在已应用规则下可开发。</p>"
+    )
+    for tech, info in rules_prov.items():
+        share, share0 = info.get("eligible_share"), info.get("eligible_share_without_rules")
+        out.append(
+            f"<h3>{escape(tech)}</h3><p>eligible share of the study area: "
+            f"{_pct(share0)} with the recipe's own constraints, {_pct(share)} with the rules too "
+            f"(study area {info.get('study_area_km2', float('nan')):,.0f} km²; pixel majority)</p>"
+        )
+        rows = [
+            "<tr><th>rule</th><th>status</th><th>layer</th><th>removed km²</th>"
+            "<th>removed only by it km²</th><th>citation</th></tr>"
+        ]
+        for s in info.get("rules", []):
+            status = {"layer_missing": "NOT applied: layer missing"}.get(s["status"], s["status"])
+            rows.append(
+                "<tr>"
+                + "".join(
+                    f"<td>{escape(str(v))}</td>"
+                    for v in (
+                        f"{s['id']} — {s['name_zh']} / {s['name_en']}",
+                        status,
+                        s.get("layer") or "—",
+                        s.get("removed_km2", "—"),
+                        s.get("removed_only_km2", "—"),
+                        s.get("citation", ""),
+                    )
+                )
+                + "</tr>"
+            )
+        out.append("<table>" + "".join(rows) + "</table>")
+    val = prov.get("validation") or []
+    if val:
+        out.append('<h2 id="validation">Check against built plants · 与已建电站对照</h2>')
+        out.append(
+            '<p class="note">Operating plants only; the land a built plant occupies is not counted '
+            "against it. Percentile: share of eligible pixels scoring ≤ the plant (50 = chance). "
+            "AUC: score of built vs random eligible pixels (0.5 = no skill). CF is modelled, not "
+            "measured. Positions of approximate GEM rows are uncertain by kilometres.</p>"
+        )
+        keys = list(val[0])
+        head = "".join(f"<th>{escape(k)}</th>" for k in keys)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{escape(str(r[k]))}</td>" for k in keys) + "</tr>" for r in val
+        )
+        out.append(f"<table><tr>{head}</tr>{body}</table>")
+    for tech, info in (prov.get("existing_plants") or {}).items():
+        if info.get("outside"):
+            names = "; ".join(info["outside"])
+            out.append(
+                f"<p><b>{escape(tech)}: {len(info['outside'])} plant(s) outside the study area or "
+                f"with impossible coordinates, not used</b> · 研究区外或坐标错误: {escape(names)}</p>"
+            )
+    return "".join(out)
+
+
+def _pct(x: Any) -> str:
+    return f"{100 * float(x):.1f} %" if x is not None and np.isfinite(float(x)) else "—"

@@ -1,17 +1,21 @@
 """Map style specs (``maps/*.yaml``): colours, class breaks, which layers appear, popup fields, language.
 
 A style is data, never code: it is validated by the pydantic models below, which forbid unknown
-keys, and every error names the file, the line and the key. ``MapStyle()`` (all defaults) is the
-same style as ``maps/default.yaml``; the map and the GeoPackage layer styles both read it.
+keys, and every error names the file, the line and the key. ``maps/default.yaml`` is the one
+copy of the built-in style: ``MapStyle()`` (all defaults) is that file (:func:`default_style`);
+the map and the GeoPackage layer styles both read it.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sitekit.engine.resources import bundled
 from sitekit.specs.loader import load_yaml_model
 
 Language = Literal["both", "zh", "en"]
@@ -135,345 +139,44 @@ class VectorStyle(_Spec):
         return self
 
 
-RANK_COLOURS = ["#b10026", "#fc4e2a", "#feb24c", "#ffeda0"]
-#: built plants by GEM tracker status (green = operating, oranges = coming, greys = not coming)
-PLANT_STATUS_COLOURS = {
-    "operating": "#1b7837",
-    "construction": "#e08214",
-    "pre-construction": "#fdb863",
-    "announced": "#b2abd2",
-    "shelved": "#969696",
-    "mothballed": "#737373",
-    "cancelled": "#bdbdbd",
-    "retired": "#525252",
-}
-
-
-def _rasters() -> dict[str, RasterStyle]:
-    r = RasterStyle
-    return {
-        "hillshade": r(
-            name_en="Hillshade",
-            name_zh="山体阴影",
-            units="",
-            colormap="gray",
-            opacity=1.0,
-            show=True,
-            base=True,
-        ),
-        "elevation": r(
-            name_en="Elevation", name_zh="高程", units="m", colormap="terrain", opacity=0.6
-        ),
-        "pv_yield": r(
-            name_en="PV specific yield",
-            name_zh="光伏单位发电量",
-            units="kWh/kWp/yr",
-            colormap="YlOrRd",
-        ),
-        "wind_cf": r(
-            name_en="Wind capacity factor",
-            name_zh="风电容量系数",
-            units="1",
-            colormap="PuBu",
-            vmin=0,
-            vmax=0.5,
-        ),
-        "pv_score": r(
-            name_en="PV suitability",
-            name_zh="光伏适宜性",
-            units="0–1",
-            colormap="viridis",
-            vmin=0,
-            vmax=1,
-            show=True,
-        ),
-        "wind_score": r(
-            name_en="Wind suitability",
-            name_zh="风电适宜性",
-            units="0–1",
-            colormap="viridis",
-            vmin=0,
-            vmax=1,
-        ),
-        "exclusion_reasons": r(
-            name_en="Exclusion reasons",
-            name_zh="排除原因",
-            units="",
-            colormap="tab10",
-            opacity=0.6,
-            resampling="nearest",
-        ),
-        "grid_distance": r(
-            name_en="Distance to grid",
-            name_zh="距电网距离",
-            units="km",
-            colormap="magma_r",
-            vmin=0,
-            breaks=[5, 10, 20, 50, 100],
-        ),
-    }
-
-
-def _site_style(name_en: str, name_zh: str, color: str, colors: list[str]) -> VectorStyle:
-    """Candidate sites of one technology: filled polygons classed by rank (top 10, 50, 200)."""
-    return VectorStyle(
-        name_en=name_en,
-        name_zh=name_zh,
-        label="hover",
-        color=color,
-        weight=1.0,
-        fill_opacity=0.65,
-        color_by="rank",
-        breaks=[10, 50, 200],
-        colors=colors,
-        popup_fields=[
-            "rank",
-            "site_id",
-            "prefecture",
-            "county",
-            "capacity_mw",
-            "energy_gwh",
-            "lcoe_cny_per_kwh",
-        ],
-        max_features=1000,
-    )
-
-
-def _vectors() -> dict[str, VectorStyle]:
-    v = VectorStyle
-    return {
-        "prefectures": v(
-            name_en="Prefectures",
-            name_zh="市州",
-            color="#222222",
-            weight=2.5,
-            fill=False,
-            label="permanent",
-        ),
-        "counties": v(
-            name_en="Counties",
-            name_zh="县区",
-            color="#666666",
-            weight=1.0,
-            dash_array="4 3",
-            fill=False,
-            label="permanent",
-            label_min_zoom=8,
-        ),
-        "technical_potential": v(  # potential.csv per county: all eligible land, not top-N sites
-            name_en="PV technical potential by county (after competition)",
-            name_zh="县级光伏技术可开发量（用地竞争后）",
-            color="#555555",
-            weight=0.5,
-            fill_opacity=0.45,
-            show=False,
-            color_by="pv_technical_potential_mw_after_competition",
-            breaks=[50000, 150000, 300000],
-            colors=["#fff5eb", "#fdbe85", "#fd8d3c", "#d94701"],
-            popup_fields=[
-                "name_en",
-                "pv_technical_potential_mw_after_competition",
-                "pv_technical_potential_gwh_after_competition",
-                "wind_technical_potential_mw_after_competition",
-                "wind_technical_potential_gwh_after_competition",
-                "pv_technical_potential_mw",
-                "wind_technical_potential_mw",
-                "pv_eligible_km2",
-                "pv_excluded_km2",
-            ],
-        ),
-        "grid_lines": v(
-            name_en="Grid lines", name_zh="输电线路", color="#7b3294", weight=2.0, fill=False
-        ),
-        "routes": v(
-            name_en="Routes",
-            name_zh="线路方案",
-            color="#e7298a",
-            weight=3.0,
-            dash_array="6 4",
-            fill=False,
-        ),
-        "ps_reservoirs": v(
-            name_en="PSH reservoirs",
-            name_zh="抽蓄水库",
-            label="hover",
-            color="#08519c",
-            fill_color="#4292c6",
-            fill_opacity=0.6,
-            popup_fields=["pair_id", "role", "volume_gl"],
-        ),
-        "ps_pairs": v(
-            name_en="PSH pairs",
-            name_zh="抽水蓄能站点对",
-            label="hover",
-            color="#08306b",
-            weight=3.0,
-            color_by="cost_class",
-            categories={"A": "#1a9850", "B": "#fdae61", "C": "#d73027"},
-            popup_fields=[
-                "pair_id",
-                "storage_gwh",
-                "power_mw",
-                "storage_hours",
-                "head_m",
-                "dam_height_m",
-                "cost_class",
-                "lower_name",
-            ],
-        ),
-        "wind_sites": _site_style(
-            "Wind sites (top N per prefecture)",
-            "风电场址（各市州前N名）",
-            "#08306b",
-            ["#08306b", "#2171b5", "#6baed6", "#c6dbef"],
-        ),
-        "pv_sites": _site_style(
-            "PV sites (top N per prefecture)", "光伏场址（各市州前N名）", "#67000d", RANK_COLOURS
-        ),
-        "existing_wind_plants": v(  # recipe existing_plants: GEM Wind Power Tracker rows
-            name_en="Wind farms in the GEM tracker (operating, under construction, planned)",
-            name_zh="GEM风电场（已投运、在建、规划）",
-            label="hover",
-            color="#252525",
-            weight=1.0,
-            radius_px=6,
-            fill_opacity=0.9,
-            color_by="status",
-            categories=PLANT_STATUS_COLOURS,
-            popup_fields=[
-                "name",
-                "phase",
-                "status",
-                "start_year",
-                "capacity_mw",
-                "prefecture",
-                "county",
-                "location_accuracy",
-                "eligible",
-                "score_percentile",
-                "cf_modelled",
-                "excluded_by",
-            ],
-        ),
-        "grid_points": v(
-            name_en="Grid connection points",
-            name_zh="并网点",
-            label="hover",
-            color="#000000",
-            fill_color="#ffff33",
-            fill_opacity=0.9,
-            radius_px=5,
-            weight=1.5,
-            color_by="voltage_kv",
-            breaks=[110, 220, 500],
-            colors=["#ffffb2", "#fecc5c", "#fd8d3c", "#e31a1c"],
-        ),
-    }
-
-
-def _fields() -> dict[str, FieldLabel]:
-    f = FieldLabel
-    return {
-        "site_id": f(en="Site", zh="场址编号"),
-        "rank": f(en="Rank", zh="排名", decimals=0),
-        "prefecture": f(en="Prefecture", zh="市州"),
-        "county": f(en="County", zh="县区"),
-        "area_km2": f(en="Area [km²]", zh="面积 [km²]", decimals=2),
-        "capacity_mw": f(en="Capacity [MW]", zh="装机容量 [MW]", decimals=0),
-        "energy_gwh": f(en="Energy [GWh/yr]", zh="年发电量 [GWh]", decimals=1),
-        "capacity_factor": f(en="Capacity factor", zh="容量系数", decimals=3),
-        "mean_score": f(en="Mean score", zh="平均得分", decimals=3),
-        "lcoe_cny_per_kwh": f(en="LCOE [CNY/kWh]", zh="平准化度电成本 [元/kWh]", decimals=3),
-        "grid_distance_km": f(en="Grid distance [km]", zh="并网距离 [km]", decimals=1),
-        "grid_point_name": f(en="Grid point", zh="并网点"),
-        "pair_id": f(en="Pair", zh="站点对编号"),
-        "head_m": f(en="Head [m]", zh="水头 [m]", decimals=0),
-        "separation_km": f(en="Separation [km]", zh="上下库距离 [km]", decimals=2),
-        "volume_gl": f(en="Volume [GL]", zh="库容 [GL]", decimals=2),
-        "power_mw": f(en="Power [MW]", zh="功率 [MW]", decimals=0),
-        "storage_gwh": f(en="Storage [GWh per cycle]", zh="储能容量 [GWh/次]", decimals=1),
-        "dam_height_m": f(en="Dam height [m]", zh="坝高 [m]", decimals=0),
-        "mean_depth_m": f(en="Mean depth [m]", zh="平均水深 [m]", decimals=1),
-        "lower_name": f(en="Lower reservoir", zh="下水库"),
-        "storage_hours": f(en="Storage [h]", zh="储能时长 [h]", decimals=1),
-        "cost_class": f(en="Cost class", zh="成本等级"),
-        "uses_existing_reservoir": f(en="Uses existing reservoir", zh="利用现有水库"),
-        "name": f(en="Name", zh="名称"),
-        "name_en": f(en="Name (English)", zh="英文名"),
-        "name_zh": f(en="Name (Chinese)", zh="中文名"),
-        "voltage_kv": f(en="Voltage [kV]", zh="电压 [kV]", decimals=0),
-        "eligible_km2": f(en="Eligible area [km²]", zh="可用面积 [km²]", decimals=0),
-        "potential_mw": f(en="Top-N sites [MW]", zh="前N名场址装机 [MW]", decimals=0),
-        "pv_technical_potential_mw_after_competition": f(
-            en="PV technical potential after competition [MW]",
-            zh="光伏技术可开发量（用地竞争后）[MW]",
-            decimals=0,
-        ),
-        "pv_technical_potential_gwh_after_competition": f(
-            en="PV technical potential after competition [GWh/yr]",
-            zh="光伏技术可开发电量（用地竞争后）[GWh]",
-            decimals=0,
-        ),
-        "wind_technical_potential_mw_after_competition": f(
-            en="Wind technical potential after competition [MW]",
-            zh="风电技术可开发量（用地竞争后）[MW]",
-            decimals=0,
-        ),
-        "wind_technical_potential_gwh_after_competition": f(
-            en="Wind technical potential after competition [GWh/yr]",
-            zh="风电技术可开发电量（用地竞争后）[GWh]",
-            decimals=0,
-        ),
-        "pv_technical_potential_mw": f(
-            en="PV technical potential if alone [MW]", zh="光伏技术可开发量（单独）[MW]", decimals=0
-        ),
-        "wind_technical_potential_mw": f(
-            en="Wind technical potential if alone [MW]",
-            zh="风电技术可开发量（单独）[MW]",
-            decimals=0,
-        ),
-        "pv_eligible_km2": f(
-            en="PV eligible area if alone [km²]", zh="光伏可用面积（单独）[km²]", decimals=0
-        ),
-        "pv_excluded_km2": f(
-            en="Excluded for PV, all rules [km²]", zh="光伏排除面积（合计）[km²]", decimals=0
-        ),
-        "n_sites": f(en="Sites", zh="场址数", decimals=0),
-        "technology": f(en="Technology", zh="技术类型"),
-    }
-
-
 class MapStyle(_Spec):
-    """The whole map style (``maps/default.yaml`` documents every key)."""
+    """The whole map style. Every default is the built-in style ``maps/default.yaml``
+    (:func:`default_style`, which documents every key); a style file or ``MapStyle(...)`` lists
+    only what it changes."""
 
-    title_en: str = "sitekit — renewable siting screen, western Sichuan"
-    title_zh: str = "川西新能源选址筛查"
-    language: Language = Field("both", description="Labels: both (中文 / English), zh or en.")
+    title_en: str
+    title_zh: str
+    language: Language = Field(description="Labels: both (中文 / English), zh or en.")
     overlay_max_px: int = Field(
-        1600, ge=64, le=8192, description="Raster overlays are downsampled to ≤ this [px]."
+        ge=64, le=8192, description="Raster overlays are downsampled to ≤ this [px]."
     )
     simplify_m: float | None = Field(
-        None, ge=0, description="Display simplification of vectors [m]; None = grid pixel size."
+        ge=0, description="Display simplification of vectors [m]; None = grid pixel size."
     )
-    layer_control_collapsed: bool = True
+    layer_control_collapsed: bool
     layers: list[str] | None = Field(
-        None, description="Which layers appear, bottom to top; None = every layer given."
+        description="Which layers appear, bottom to top; None = every layer given."
     )
-    rasters: dict[str, RasterStyle] = Field(default_factory=_rasters)
-    vectors: dict[str, VectorStyle] = Field(default_factory=_vectors)
-    fields: dict[str, FieldLabel] = Field(default_factory=_fields)
+    rasters: dict[str, RasterStyle]
+    vectors: dict[str, VectorStyle]
+    fields: dict[str, FieldLabel]
 
     @model_validator(mode="before")
     @classmethod
     def _merge_defaults(cls, data: Any) -> Any:
-        """Layer/field entries given in a file replace the default entry of the same name; the
-        other defaults stay (a style file lists only what it changes)."""
-        if isinstance(data, dict):
-            data = dict(data)
-            for key, factory in (("rasters", _rasters), ("vectors", _vectors), ("fields", _fields)):
-                given = data.get(key)
-                if isinstance(given, dict):
-                    data[key] = {**factory(), **given}
+        """Keys left out take the built-in style's; layer/field entries given replace the
+        default entry of the same name and the other defaults stay (a style file lists only what
+        it changes). The built-in file itself must give every key."""
+        if not isinstance(data, dict) or _LOADING_DEFAULT.get():
+            return data
+        base = default_style()
+        data = dict(data)
+        for name in cls.model_fields:
+            given = data.get(name)
+            if name not in data:
+                data[name] = getattr(base, name)
+            elif name in _MERGED and isinstance(given, dict):
+                data[name] = {**getattr(base, name), **given}
         return data
 
     def label(self, en: str, zh: str) -> str:
@@ -509,3 +212,22 @@ def load_style(path: str | Path) -> MapStyle:
         Naming the file, line and key of each problem (via :func:`sitekit.specs.loader.load_yaml_model`).
     """
     return load_yaml_model(path, MapStyle)
+
+
+#: where the built-in style is (below :func:`sitekit.engine.resources.data_root`)
+DEFAULT_STYLE = ("maps", "default.yaml")
+#: the entries of these keys merge with the built-in style's by name
+_MERGED = ("rasters", "vectors", "fields")
+#: set while the built-in style itself is read (it takes no defaults)
+_LOADING_DEFAULT: ContextVar[bool] = ContextVar("sitekit_loading_default_style", default=False)
+
+
+@lru_cache(maxsize=1)
+def default_style() -> MapStyle:
+    """The built-in style, ``maps/default.yaml`` (the single source of every default of
+    :class:`MapStyle`), read and validated once."""
+    token = _LOADING_DEFAULT.set(True)
+    try:
+        return load_style(bundled(*DEFAULT_STYLE))
+    finally:
+        _LOADING_DEFAULT.reset(token)

@@ -32,6 +32,7 @@ Snyder, J.P. (1987): Map Projections — A Working Manual. USGS Professional Pap
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import dask.array as da
 import numba
@@ -42,7 +43,7 @@ import xarray as xr
 
 from sitekit.errors import CRSError, LayerError
 
-__all__ = ["aspect", "cell_size_m", "hillshade", "slope", "tpi", "tri"]
+__all__ = ["aspect", "cell_size_m", "hillshade", "hillshade_array", "slope", "tpi", "tri"]
 
 
 # -- cell size ---------------------------------------------------------------------------------
@@ -64,8 +65,9 @@ def _step(coord: np.ndarray, what: str, name: object) -> float:
     step = float(steps[0])
     if step == 0 or not np.allclose(steps, step, rtol=1e-6, atol=0):
         raise LayerError(
-            f"DEM {name!r} has irregular {what} coordinates; align it to a regular grid first "
-            "(sitekit.grid.Grid.align)"
+            f"DEM {name!r} has irregular {what} coordinates; resample it onto a regular grid "
+            "first (open it through the catalogue, Catalog.raster(id, grid), or use "
+            "rioxarray's reproject_match onto the study grid)"
         )
     return step
 
@@ -186,6 +188,17 @@ def _horn_gradient(z: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> tuple[np.nd
     return _horn_pq(np.ascontiguousarray(z, dtype=np.float64), dx, dy)
 
 
+def _kernel3(ext: np.ndarray, dx: np.ndarray, dy: np.ndarray, kernel: Callable) -> np.ndarray:
+    """``kernel(p, q, window)`` on the interior of a halo'd float64 block (dx, dy: spacing per
+    row [m]); NaN where the centre is NaN (Horn's stencil skips the centre: a hole stays a hole)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p, q = _horn_gradient(ext, dx, dy)
+        win = _window3(ext)
+        res = kernel(p, q, win)
+    res[np.isnan(win[4])] = np.nan
+    return res
+
+
 def _apply3(
     dem: xr.DataArray,
     kernel: Callable[..., np.ndarray] | None,
@@ -226,11 +239,7 @@ def _apply3(
             return out
         ext = _extend_block(zb.astype(np.float64), top, bottom, left, right)
         # ext now covers rows r0-1 … r1 and columns c0-1 … c1 (extended index r0 … r1+1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            p, q = _horn_gradient(ext, dx_ext[r0 : r1 + 2], dy_ext[r0 : r1 + 2])
-            win = _window3(ext)
-            res = kernel(p, q, win)
-        res[np.isnan(win[4])] = np.nan  # Horn's stencil skips the centre: a hole stays a hole
+        res = _kernel3(ext, dx_ext[r0 : r1 + 2], dy_ext[r0 : r1 + 2], kernel)
         out = np.full(zb.shape, np.nan, np.float32)
         out[i0 : i0 + r1 - r0, j0 : j0 + c1 - c0] = res
         return out
@@ -335,6 +344,18 @@ def aspect(dem: xr.DataArray) -> xr.DataArray:
     )  # fmt: skip
 
 
+def _shade_kernel(azimuth: float, altitude: float) -> Callable[..., np.ndarray]:
+    """``255·max(cos i, 0)`` from the gradient (p, q), i the sun's incidence angle."""
+    az, alt = np.radians(azimuth), np.radians(altitude)
+    sx, sy, sz = np.sin(az) * np.cos(alt), np.cos(az) * np.cos(alt), np.sin(alt)
+
+    def _k(p: np.ndarray, q: np.ndarray, _w: tuple) -> np.ndarray:
+        cos_i = (sz - p * sx - q * sy) / np.sqrt(1.0 + p * p + q * q)
+        return (255.0 * np.clip(cos_i, 0.0, None)).astype(np.float32)
+
+    return _k
+
+
 def hillshade(dem: xr.DataArray, azimuth: float = 315.0, altitude: float = 45.0) -> xr.DataArray:
     """Shaded relief: 255 × cosine of the sun's incidence angle on the terrain (0 in self-shadow).
 
@@ -357,17 +378,41 @@ def hillshade(dem: xr.DataArray, azimuth: float = 315.0, altitude: float = 45.0)
     ----------
     Horn, B.K.P. (1981): Hill shading and the reflectance map. Proc. IEEE 69(1), 14–47.
     """
-    az, alt = np.radians(azimuth), np.radians(altitude)
-    sx, sy, sz = np.sin(az) * np.cos(alt), np.cos(az) * np.cos(alt), np.sin(alt)
-
-    def _k(p: np.ndarray, q: np.ndarray, _w: tuple) -> np.ndarray:
-        cos_i = (sz - p * sx - q * sy) / np.sqrt(1.0 + p * p + q * q)
-        return (255.0 * np.clip(cos_i, 0.0, None)).astype(np.float32)
-
     return _apply3(
-        dem, _k, "hillshade", "1", f"hillshade (sun azimuth {azimuth:g}°, altitude {altitude:g}°)",
+        dem, _shade_kernel(azimuth, altitude), "hillshade", "1",
+        f"hillshade (sun azimuth {azimuth:g}°, altitude {altitude:g}°)",
         "Horn (1981) 3x3 normal; 255*cos(incidence)",
     )  # fmt: skip
+
+
+def hillshade_array(
+    z: np.ndarray, dx_m: float, dy_m: float, azimuth: float = 315.0, altitude: float = 45.0
+) -> np.ndarray:
+    """:func:`hillshade` of an in-memory elevation array on a regular metric grid (e.g. a map's
+    overview): the same numbers as :func:`hillshade` of a DEM with these pixels, without Dask.
+
+    Parameters
+    ----------
+    z : numpy.ndarray
+        Elevation [m], 2-D, at least 2×2; NaN = no data.
+    dx_m, dy_m : float
+        Signed pixel spacing [m] along the columns and the rows (``dy_m`` < 0 for north-up).
+    azimuth, altitude : float
+        Sun azimuth [degree clockwise from north] and elevation [degree].
+
+    Returns
+    -------
+    numpy.ndarray
+        Brightness 0–255, float32.
+    """
+    z = np.asarray(z)
+    if z.ndim != 2 or min(z.shape) < 2:
+        raise LayerError(f"hillshade needs a 2-D array of at least 2×2 pixels, got {z.shape}")
+    ny = z.shape[0]
+    dx = _extend_1d(np.full(ny, float(dx_m)))
+    dy = _extend_1d(np.full(ny, float(dy_m)))
+    ext = _extend_block(z.astype(np.float64), True, True, True, True)
+    return _kernel3(ext, dx, dy, _shade_kernel(azimuth, altitude))
 
 
 def tri(dem: xr.DataArray) -> xr.DataArray:
@@ -401,13 +446,72 @@ def tri(dem: xr.DataArray) -> xr.DataArray:
     return _apply3(dem, _k, "tri", "m", "terrain ruggedness index", "Riley et al. (1999)")
 
 
-def tpi(dem: xr.DataArray, radius_px: int = 1) -> xr.DataArray:
+def _window_sum(z: np.ndarray, r: int, axis: int) -> np.ndarray:
+    """Sum over ±r cells along ``axis`` (zeros beyond the block); fixed order, so chunk-exact."""
+    out = np.zeros_like(z)
+    n = z.shape[axis]
+    for d in range(-r, r + 1):
+        src = slice(max(d, 0), n + min(d, 0))
+        dst = slice(max(-d, 0), n - max(d, 0))
+        o = [slice(None)] * z.ndim
+        s = [slice(None)] * z.ndim
+        o[axis], s[axis] = dst, src
+        out[tuple(o)] += z[tuple(s)]
+    return out
+
+
+def _tpi_box(zb: np.ndarray, r: int) -> np.ndarray:
+    """TPI of a halo'd block over the (2r+1)² box, centre included (separable sums)."""
+    zb = zb.astype(np.float64)
+    ok = np.isfinite(zb)
+    total = _window_sum(_window_sum(np.where(ok, zb, 0.0), r, 0), r, 1)
+    count = _window_sum(_window_sum(ok.astype(np.float64), r, 0), r, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (zb - total / count).astype(np.float32)
+
+
+def _tpi_disc(zb: np.ndarray, r: int) -> np.ndarray:
+    """TPI of a halo'd block over the disc of radius ``r + 0.5`` px, centre excluded."""
+    offsets = [
+        (di, dj)
+        for di in range(-r, r + 1)
+        for dj in range(-r, r + 1)
+        if (di or dj) and di * di + dj * dj <= (r + 0.5) ** 2
+    ]
+    zb = zb.astype(np.float64)
+    out = np.full(zb.shape, np.nan, np.float32)
+    ny, nx = zb.shape
+    if ny <= 2 * r or nx <= 2 * r:
+        return out
+    centre = zb[r : ny - r, r : nx - r]
+    total = np.zeros_like(centre)
+    count = np.zeros_like(centre)
+    for di, dj in offsets:
+        v = zb[r + di : ny - r + di, r + dj : nx - r + dj]
+        ok = ~np.isnan(v)
+        total += np.where(ok, v, 0.0)
+        count += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[r : ny - r, r : nx - r] = centre - total / count
+    return out
+
+
+def tpi(
+    dem: xr.DataArray,
+    radius_px: int = 1,
+    *,
+    radius_m: float | None = None,
+    window: Literal["disc", "box"] = "disc",
+) -> xr.DataArray:
     """Topographic Position Index: elevation minus the mean of its neighbourhood [m].
 
-    The neighbourhood is the disc of cells whose centres lie within ``radius_px + 0.5`` pixels
-    (centre excluded); ``radius_px=1`` is the 3×3 window of ``gdaldem TPI``. Neighbours outside
-    the raster or NaN are left out of the mean (so the raster edges get values); a NaN centre gives
-    NaN. Positive on ridges and summits, negative in valleys, ≈0 on planes.
+    ``window="disc"`` (default): the cells whose centres lie within ``radius_px + 0.5`` pixels,
+    centre excluded; ``radius_px=1`` is the 3×3 window of ``gdaldem TPI``. ``window="box"``: the
+    whole (2r+1)² box, centre included (the wind model's exposure, :mod:`sitekit.science.wind`),
+    summed separably. Neighbours outside the raster or NaN are left out of the mean (so the raster
+    edges get values); a NaN centre gives NaN. Positive on ridges and summits, negative in
+    valleys, ≈0 on planes. Chunked == unchunked bit for bit (``map_overlap`` with depth r and a
+    fixed summation order).
 
     Parameters
     ----------
@@ -415,6 +519,11 @@ def tpi(dem: xr.DataArray, radius_px: int = 1) -> xr.DataArray:
         Elevation [m], 2-D with regular coordinates and a CRS.
     radius_px : int, default 1
         Neighbourhood radius [pixels], ≥ 1.
+    radius_m : float, optional
+        Radius [m] instead of ``radius_px``: ``max(1, round(radius_m / pixel width))`` pixels
+        (projected CRSs only).
+    window : "disc" or "box", default "disc"
+        Neighbourhood shape (see above).
 
     Returns
     -------
@@ -425,39 +534,23 @@ def tpi(dem: xr.DataArray, radius_px: int = 1) -> xr.DataArray:
     ----------
     Weiss, A. (2001): Topographic position and landforms analysis. ESRI User Conference poster.
     """
-    r = int(radius_px)
+    if window not in ("disc", "box"):
+        raise LayerError(f"tpi window must be 'disc' or 'box', got {window!r}")
+    ydim, xdim = _xy_dims(dem)
+    dx_row, _ = cell_size_m(dem)  # validates CRS and coordinates
+    if radius_m is not None:
+        if dem.rio.crs.is_geographic:
+            raise CRSError("tpi radius_m needs a projected (metric) CRS; give radius_px instead")
+        r = max(1, round(radius_m / abs(float(dx_row[0]))))
+    else:
+        r = int(radius_px)
     if r < 1:
         raise LayerError(f"tpi radius_px must be ≥ 1, got {radius_px}")
-    ydim, xdim = _xy_dims(dem)
-    cell_size_m(dem)  # validates CRS and coordinates
     z = _as_dask(dem, ydim, xdim)
-    offsets = [
-        (di, dj)
-        for di in range(-r, r + 1)
-        for dj in range(-r, r + 1)
-        if (di or dj) and di * di + dj * dj <= (r + 0.5) ** 2
-    ]
-
-    def _block(zb: np.ndarray) -> np.ndarray:
-        zb = zb.astype(np.float64)
-        out = np.full(zb.shape, np.nan, np.float32)
-        ny, nx = zb.shape
-        if ny <= 2 * r or nx <= 2 * r:
-            return out
-        centre = zb[r : ny - r, r : nx - r]
-        total = np.zeros_like(centre)
-        count = np.zeros_like(centre)
-        for di, dj in offsets:
-            v = zb[r + di : ny - r + di, r + dj : nx - r + dj]
-            ok = ~np.isnan(v)
-            total += np.where(ok, v, 0.0)
-            count += ok
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[r : ny - r, r : nx - r] = centre - total / count
-        return out
-
-    res = da.map_overlap(_block, z, depth=r, boundary=np.nan, dtype=np.float32, trim=True)
+    kernel = _tpi_box if window == "box" else _tpi_disc
+    res = da.map_overlap(kernel, z, depth=r, boundary=np.nan, dtype=np.float32, trim=True, r=r)
+    shape = "" if window == "disc" else "box "
     return _wrap_like(
-        dem, res, ydim, xdim, "tpi", "m", f"topographic position index (radius {r} px)",
-        f"Weiss (2001), disc radius {r} px",
+        dem, res, ydim, xdim, "tpi", "m", f"topographic position index ({shape}radius {r} px)",
+        f"Weiss (2001), {window} radius {r} px",
     )  # fmt: skip

@@ -22,6 +22,7 @@ from dask.base import tokenize
 from scipy.special import gamma
 
 from sitekit.errors import CRSError, InputError
+from sitekit.science import terrain
 
 #: Default turbine: Enercon E-141 EP4, 4.2 MW, 141 m rotor, hub heights 99–159 m. Its low
 #: specific power (269 W/m²; E-126/4200: 332) suits thin air: at 4000 m a pitch-regulated curve
@@ -487,43 +488,19 @@ def _resolution_m(dem: xr.DataArray) -> float:
     return abs(float(dem["x"][1] - dem["x"][0]))
 
 
-def _window_sum(z: np.ndarray, r: int, axis: int) -> np.ndarray:
-    """Sum over ±r cells along ``axis`` (zeros beyond the block); fixed order, so chunk-exact."""
-    out = np.zeros_like(z)
-    n = z.shape[axis]
-    for d in range(-r, r + 1):
-        src = slice(max(d, 0), n + min(d, 0))
-        dst = slice(max(-d, 0), n - max(d, 0))
-        o = [slice(None)] * z.ndim
-        s = [slice(None)] * z.ndim
-        o[axis], s[axis] = dst, src
-        out[tuple(o)] += z[tuple(s)]
-    return out
-
-
-def _tpi_block(z: np.ndarray, r: int) -> np.ndarray:
-    z = z.astype(np.float64)
-    ok = np.isfinite(z)
-    total = _window_sum(_window_sum(np.where(ok, z, 0.0), r, 0), r, 1)
-    count = _window_sum(_window_sum(ok.astype(np.float64), r, 0), r, 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (z - total / count).astype(np.float32)
-
-
 def _box_tpi(dem: xr.DataArray, radius_m: float = 2000.0) -> xr.DataArray:
-    """TPI: elevation minus the mean elevation of the (2r+1)² box around each pixel [m].
+    """TPI: elevation minus the mean elevation of the (2r+1)² box around each pixel [m]
+    (:func:`sitekit.science.terrain.tpi` with ``window="box"``, r = ``radius_m`` / pixel width).
 
     NaN cells and cells beyond the raster edge are left out of the mean. Chunked == unchunked
-    bit for bit (``map_overlap`` with depth r and a fixed summation order).
+    bit for bit.
 
     References
     ----------
     Weiss, A. (2001): Topographic position and landforms analysis. ESRI User Conference poster.
     """
-    r = max(1, round(radius_m / _resolution_m(dem)))
-    data = dem.data if isinstance(dem.data, da.Array) else da.from_array(dem.data)
-    tpi = data.map_overlap(_tpi_block, depth=r, boundary=np.nan, dtype=np.float32, r=r, trim=True)
-    out = dem.copy(data=tpi).rename("tpi")
+    _resolution_m(dem)  # a metric grid with an x coordinate
+    out = terrain.tpi(dem, radius_m=radius_m, window="box")
     out.attrs = {"units": "m", "long_name": "topographic position index", "radius_m": radius_m}
     return out
 

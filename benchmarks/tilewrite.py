@@ -12,6 +12,9 @@ compressed when workers are remote, and the encoding scales with the workers.
 
 Blocks must lie on the tile grid: every chunk edge except the last in each dimension is a
 multiple of the tile size (:func:`aligned`).
+
+Used by the benchmark workload only (``workload_sitekit.py --writer workers``); sitekit's own
+GeoTIFF writer is :mod:`sitekit.outputs.export`. Needs ``tifffile`` (the ``bench`` extra).
 """
 
 from __future__ import annotations
