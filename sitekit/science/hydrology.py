@@ -12,12 +12,13 @@ locate prospective sites for pumped hydro energy storage. Applied Energy 222, 30
 
 from __future__ import annotations
 
-import heapq
 import math
 
 import numba
 import numpy as np
 from scipy import ndimage
+
+from sitekit.science.tiledfill import _NO_SPILL, _flood_tile
 
 _D8 = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
@@ -142,67 +143,6 @@ def flow_accumulation(recv: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 # -- depression filling -----------------------------------------------------------------------
-@numba.njit(cache=True, nogil=True)
-def _priority_flood(z: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
-    """Depression-filled copy of ``z`` (same dtype, NaN kept): Priority-Flood with a pit stack.
-
-    Seeds are the valid pixels on the border or 8-adjacent to a NaN; a min-heap then floods
-    inwards, raising each newly reached pixel to at least the level it was reached from. Pixels
-    that are raised (pits) are settled from a stack at that level before the heap is popped
-    again (Barnes et al. 2014, Algorithm 2/"improved" variant). Memory: the output, one flag
-    byte per pixel and the flood front."""
-    ny, nx = z.shape
-    out = np.empty((ny, nx), z.dtype)
-    closed = np.zeros((ny, nx), np.bool_)
-    heap = [(0.0, 0)]  # typed for numba; emptied below
-    heap.pop()
-    for r in range(ny):
-        for c in range(nx):
-            v = z[r, c]
-            out[r, c] = v
-            if not np.isfinite(v):  # NaN and ±inf are holes: NaN in the output
-                out[r, c] = np.nan
-                closed[r, c] = True
-                continue
-            seed = r == 0 or c == 0 or r == ny - 1 or c == nx - 1
-            if not seed:
-                for dr in range(-1, 2):
-                    for dc in range(-1, 2):
-                        if not np.isfinite(z[r + dr, c + dc]):
-                            seed = True
-            if seed:
-                closed[r, c] = True
-                heapq.heappush(heap, (np.float64(v), r * nx + c))
-    pits = np.empty(1024, np.int64)
-    npit = 0
-    while len(heap) > 0 or npit > 0:
-        if npit > 0:
-            npit -= 1
-            i = pits[npit]
-        else:
-            i = heapq.heappop(heap)[1]
-        r, c = i // nx, i % nx
-        level = out[r, c]
-        for dr in range(-1, 2):
-            rr = r + dr
-            if rr < 0 or rr >= ny:
-                continue
-            for dc in range(-1, 2):
-                cc = c + dc
-                if cc < 0 or cc >= nx or closed[rr, cc]:
-                    continue
-                closed[rr, cc] = True
-                if out[rr, cc] <= level:  # a pit: filled to the spill level
-                    out[rr, cc] = level
-                    if npit == pits.size:
-                        pits = np.concatenate((pits, np.empty(pits.size, np.int64)))
-                    pits[npit] = rr * nx + cc
-                    npit += 1
-                else:
-                    heapq.heappush(heap, (np.float64(out[rr, cc]), rr * nx + cc))
-    return out
-
-
 def fill_depressions(z: np.ndarray) -> np.ndarray:
     """Depression-filled DEM [m] (``z``'s dtype; NaN holes and the border drain, 8-connected).
 
@@ -222,11 +162,12 @@ def fill_depressions(z: np.ndarray) -> np.ndarray:
     """
     if not np.isfinite(z).any():
         return z.copy()
-    return _priority_flood(np.ascontiguousarray(z))
+    # the whole array as one tile of the tiled fill: its border is the outlet, no spill levels
+    return _flood_tile(np.ascontiguousarray(z), False, _NO_SPILL)[0]
 
 
 def dam_sites(
-    z: np.ndarray, contour_interval_m: float, min_catchment_px: int
+    z: np.ndarray, contour_interval_m: float, min_catchment_px: int, *, filled: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Filled DEM, D8 receivers and dam-site (pour-point) mask of a whole DEM.
 
@@ -240,6 +181,9 @@ def dam_sites(
         Dam sites where the flow crosses a multiple of this [m] (ANU: 10 m).
     min_catchment_px : int
         Catchment that makes a stream [pixels] (ANU: 10 ha).
+    filled : bool
+        ``z`` is already depression-filled (e.g. by
+        :func:`sitekit.science.tiledfill.fill_depressions_tiled`, chunk by chunk): not filled again.
 
     Returns
     -------
@@ -252,7 +196,8 @@ def dam_sites(
     ANU RE100 ``PHES_Searching``, ``src/screening.cpp`` (``find_pour_points``); Lu et al. (2018),
     Applied Energy 222, 300–312.
     """
-    zf2 = fill_depressions(np.asarray(z, dtype=np.float32))
+    z32 = np.asarray(z, dtype=np.float32)
+    zf2 = z32 if filled else fill_depressions(z32)
     zf = zf2.ravel()
     valid = np.isfinite(zf)
     recv = flow_receivers(zf2)

@@ -95,6 +95,7 @@ from sitekit.science.ps_select import (  # noqa: F401 - re-exported (public API 
     flood_to_volume,
 )
 from sitekit.science.ps_sizing import size_pairs
+from sitekit.science.tiledfill import fill_depressions_tiled
 
 #: ANU atlas reservoir sizings ``test = E, h`` (``variables``): (energy [GWh], storage [h]).
 ANU_CLASSES: tuple[tuple[float, float], ...] = (
@@ -217,10 +218,11 @@ class PumpedStorageParams:
         return sep + 5 * k + thr + 3
 
 
-def hydrology(z, res: float, params: PumpedStorageParams | None = None):
-    """Filled DEM, D8 receivers and dam-site mask (:func:`sitekit.science.hydrology.dam_sites`)."""
+def hydrology(z, res: float, params: PumpedStorageParams | None = None, *, filled: bool = False):
+    """Filled DEM, D8 receivers and dam-site mask (:func:`sitekit.science.hydrology.dam_sites`);
+    ``filled``: ``z`` is already depression-filled."""
     p = params or PumpedStorageParams()
-    return dam_sites(z, p.contour_interval_m, p.steps(res)[2])
+    return dam_sites(z, p.contour_interval_m, p.steps(res)[2], filled=filled)
 
 
 # -- pair sizing -----------------------------------------------------------------------------
@@ -386,7 +388,8 @@ def _inputs(dem, exclusion, grid: Grid, params: PumpedStorageParams | None):
     if tuple(dem.shape) != tuple(grid.shape) or tuple(exclusion.shape) != tuple(grid.shape):
         raise InputError(
             f"pumped storage: DEM {tuple(dem.shape)} and exclusion {tuple(exclusion.shape)} must "
-            f"both have the grid's shape {tuple(grid.shape)}; align them with Grid.align first"
+            f"both have the grid's shape {tuple(grid.shape)}; open them through the catalogue "
+            "(Catalog.raster(id, grid)) or reproject them with rioxarray's reproject_match first"
         )
     return p
 
@@ -465,7 +468,10 @@ def find_pairs(
         return a
 
     z, mask = _dask(dem, np.float32), _dask(exclusion, bool)
-    hyd = dask.delayed(hydrology, pure=True)(z, grid.resolution_m, p)
+    # depressions are filled chunk by chunk (Barnes 2016; equal to the global fill), so the one
+    # global task left, D8 routing and accumulation, no longer runs the fill's flood front
+    zf = fill_depressions_tiled(z)
+    hyd = dask.delayed(hydrology, pure=True)(zf, grid.resolution_m, p, filled=True)
     ex = dask.delayed(_flood_task, pure=True)(
         existing, hyd, grid, p.existing_radius_km, p.existing_reach_km
     )
