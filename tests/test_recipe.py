@@ -86,3 +86,46 @@ def test_set_overrides(tmp_path: Path) -> None:
         load_recipe(PIPES / "pv.yaml", ["nope.x=1"])
     with pytest.raises(RecipeError, match="sites.score_threshold"):
         load_recipe(PIPES / "pv.yaml", ["sites.score_threshold=abc"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "data"),
+    [
+        ({"kind": "polygon", "layer": "x", "buffer_m": 50, "rule": "centre"}, {"geoms"}),
+        ({"kind": "setback", "layer": "x", "setback_m": 500}, {"geoms"}),
+        ({"kind": "threshold", "layer": "slope", "op": ">", "value": 25}, {"layer"}),
+        ({"kind": "classes", "layer": "lc", "include_classes": [10, 20]}, {"layer"}),
+        ({"kind": "classes", "layer": "lc", "exclude_classes": [80]}, {"layer"}),
+        (
+            {"kind": "aspect_on_slope", "min_slope_deg": 5, "aspect_from_deg": 315,
+             "aspect_to_deg": 45},
+            {"slope", "aspect"},
+        ),
+    ],
+)  # fmt: skip
+def test_each_constraint_model_gives_its_library_parameters(spec: dict, data: set) -> None:
+    """A recipe constraint converts itself: its parameters plus the data the engine adds are
+    exactly the fields of its library class, with the recipe's values."""
+    import dataclasses
+
+    from pydantic import TypeAdapter
+
+    from sitekit.science import constraints as cons_lib
+    from sitekit.specs.recipe import Constraint
+
+    c = TypeAdapter(Constraint).validate_python({"id": "c1", "name_en": "C one", **spec})
+    params = c.params()
+    fields = {f.name for f in dataclasses.fields(getattr(cons_lib, c.LIBRARY_CLASS))}
+    required = {
+        f.name
+        for f in dataclasses.fields(getattr(cons_lib, c.LIBRARY_CLASS))
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    assert set(params) | data <= fields and required <= set(params) | data
+    assert params["code"] == "c1" and params["name_en"] == "C one" and params["name_zh"] == "c1"
+    for key, value in spec.items():  # every recipe setting reaches the library, unrenamed
+        if key not in ("kind", "layer", "include_classes", "exclude_classes"):
+            assert params[key] == value
+    if spec["kind"] == "classes":
+        assert params["mode"] == ("include" if "include_classes" in spec else "exclude")
+        assert params["classes"] == tuple(spec.get("include_classes") or spec["exclude_classes"])

@@ -311,38 +311,24 @@ class Pipeline:
 
     # -- constraints / score ---------------------------------------------------------------
     def constraint_objects(self, recipe: Any) -> list:
-        """Library constraint objects for a recipe's ``constraints`` list (PV, wind or PS)."""
+        """Library constraint objects for a recipe's ``constraints`` list (PV, wind or PS): each
+        recipe model names its class and gives its parameters
+        (:meth:`sitekit.specs.recipe.PolygonC.params` …); the engine adds the data."""
         out = []
         for c in recipe.constraints:
-            names = dict(code=c.id, name_en=c.name_en or c.id, name_zh=c.name_zh or c.id)
-            names["overridable"] = getattr(c, "overridable", True)
-            if c.kind == "polygon":
-                gdf = self.catalog.vector(c.layer, self.grid)
-                out.append(
-                    cons_lib.PolygonConstraint(**names, geoms=gdf, buffer_m=c.buffer_m, rule=c.rule)
-                )
-            elif c.kind == "setback":
-                gdf = self.catalog.vector(c.layer, self.grid)
-                out.append(
-                    cons_lib.FeatureSetback(**names, geoms=gdf, setback_m=c.setback_m, rule=c.rule)
-                )
-            elif c.kind == "threshold":
-                layer = self.derived(c.layer, recipe)
-                out.append(cons_lib.RasterThreshold(**names, layer=layer, op=c.op, value=c.value))
-            elif c.kind == "aspect_on_slope":
-                out.append(
-                    cons_lib.AspectOnSlope(
-                        **names,
-                        slope=self.slope,
-                        aspect=self.aspect,
-                        min_slope_deg=c.min_slope_deg,
-                        aspect_from_deg=c.aspect_from_deg,
-                        aspect_to_deg=c.aspect_to_deg,
-                    )
-                )
-            elif c.kind == "classes":
-                out.append(rules.class_constraint(c, names, self.catalog, self.grid))
+            cls = getattr(cons_lib, c.LIBRARY_CLASS)
+            out.append(cls(**c.params(), **self._constraint_data(c, recipe)))
         return out + rules.zone_constraints(recipe, self.catalog, self.grid)
+
+    def _constraint_data(self, c: Any, recipe: Any) -> dict[str, Any]:
+        """The data a recipe constraint names, on the grid: geometries or rasters."""
+        if c.kind in ("polygon", "setback"):
+            return {"geoms": self.catalog.vector(c.layer, self.grid)}
+        if c.kind == "threshold":
+            return {"layer": self.derived(c.layer, recipe)}
+        if c.kind == "aspect_on_slope":
+            return {"slope": self.slope, "aspect": self.aspect}
+        return {"layer": rules.class_layer(c, self.catalog, self.grid)}  # classes
 
     def constraints(self, recipe: Any, inclusion: bool = True) -> cons_lib.ConstraintResult:
         """:func:`sitekit.science.constraints.evaluate` of a recipe's constraints (PV, wind or PS).

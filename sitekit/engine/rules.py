@@ -6,7 +6,7 @@ rule becomes one more recipe constraint (its own reason bit, id = rule id); not 
 recorded as *not applied, layer missing*. :func:`measure` then adds the area each applied rule
 removed, so a run can say that "eligible" means "eligible under the rules applied". Also here:
 the constraint objects of ``kind: classes`` constraints, forced-inclusion zones and built plants
-(:func:`class_constraint`, :func:`zone_constraints`), plant lists in sitekit's columns
+(:func:`class_layer`, :func:`zone_constraints`), plant lists in sitekit's columns
 (:func:`standard_plants`) and the least-cost connection surface's multipliers
 (:func:`cost_penalty`, :func:`forbidden_mask`, :func:`crossing_penalty`).
 
@@ -174,14 +174,13 @@ def measure(
 
 
 # -- recipe → constraint objects (called by sitekit.engine.pipeline) --------------------------------
-def class_constraint(c: Any, names: dict[str, Any], catalog: Any, grid: Any) -> Any:
-    """A :class:`~sitekit.science.constraints.ClassRaster` for a recipe ``kind: classes`` constraint.
+def class_layer(c: Any, catalog: Any, grid: Any) -> Any:
+    """The raster of a recipe ``kind: classes`` constraint on ``grid``.
 
     The raster must be declared ``categorical: true`` in its catalogue (so it is read with
     nearest/mode resampling); a continuous raster is refused.
     """
     from sitekit.errors import LayerError
-    from sitekit.science.constraints import ClassRaster
 
     spec = catalog.layer(c.layer)
     if not spec.categorical:
@@ -189,12 +188,7 @@ def class_constraint(c: Any, names: dict[str, Any], catalog: Any, grid: Any) -> 
             f"{catalog.where(spec)}: constraint '{c.id}' lists class codes, but the layer is not "
             "`categorical: true`; mark it categorical (class codes, nearest/mode resampling)"
         )
-    layer = catalog.raster(c.layer, grid)
-    include = c.include_classes is not None
-    classes = tuple(c.include_classes if include else c.exclude_classes)
-    return ClassRaster(
-        **names, layer=layer, classes=classes, mode="include" if include else "exclude"
-    )
+    return catalog.raster(c.layer, grid)
 
 
 def zone_params(recipe: Any) -> Any:

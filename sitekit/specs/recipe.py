@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -91,12 +91,30 @@ class _Constraint(_M):
         True, description="false = a hard legal ban that forced-inclusion zones cannot override"
     )
 
+    #: the class of :mod:`sitekit.science.constraints` this constraint becomes
+    LIBRARY_CLASS: ClassVar[str] = ""
+
+    def params(self) -> dict[str, Any]:
+        """Keyword arguments of :attr:`LIBRARY_CLASS` except the data the engine resolves
+        (geometries or rasters of ``layer``, slope and aspect)."""
+        return {
+            "code": self.id,
+            "name_en": self.name_en or self.id,
+            "name_zh": self.name_zh or self.id,
+            "overridable": self.overridable,
+        }
+
 
 class PolygonC(_Constraint):
     kind: Literal["polygon"]
     layer: str = Field(description="catalogue layer id (polygons)")
     buffer_m: float = Field(0, ge=0)
     rule: Literal["centre", "all_touched", "fraction"] = "fraction"
+
+    LIBRARY_CLASS: ClassVar[str] = "PolygonConstraint"
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "buffer_m": self.buffer_m, "rule": self.rule}
 
 
 class SetbackC(_Constraint):
@@ -105,12 +123,22 @@ class SetbackC(_Constraint):
     setback_m: float = Field(gt=0)
     rule: Literal["centre", "all_touched", "fraction"] = "centre"
 
+    LIBRARY_CLASS: ClassVar[str] = "FeatureSetback"
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "setback_m": self.setback_m, "rule": self.rule}
+
 
 class ThresholdC(_Constraint):
     kind: Literal["threshold"]
     layer: LayerRef = Field(description="derived layer (see DERIVED) or catalogue raster id")
     op: Literal[">", ">=", "<", "<="]
     value: float
+
+    LIBRARY_CLASS: ClassVar[str] = "RasterThreshold"
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "op": self.op, "value": self.value}
 
 
 class ClassesC(_Constraint):
@@ -131,12 +159,30 @@ class ClassesC(_Constraint):
             raise ValueError("the class list is empty")
         return self
 
+    LIBRARY_CLASS: ClassVar[str] = "ClassRaster"
+
+    def params(self) -> dict[str, Any]:
+        include = self.include_classes is not None
+        classes = tuple(self.include_classes if include else self.exclude_classes)
+        mode = "include" if include else "exclude"
+        return {**super().params(), "classes": classes, "mode": mode}
+
 
 class AspectOnSlopeC(_Constraint):
     kind: Literal["aspect_on_slope"]
     min_slope_deg: float = Field(ge=0, le=90)
     aspect_from_deg: float = Field(ge=0, le=360)
     aspect_to_deg: float = Field(ge=0, le=360)
+
+    LIBRARY_CLASS: ClassVar[str] = "AspectOnSlope"
+
+    def params(self) -> dict[str, Any]:
+        return {
+            **super().params(),
+            "min_slope_deg": self.min_slope_deg,
+            "aspect_from_deg": self.aspect_from_deg,
+            "aspect_to_deg": self.aspect_to_deg,
+        }
 
 
 Constraint = Annotated[
