@@ -24,11 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel, built without network (``--no-build-isolation``), installed into a folder."""
+    """The wheel, built by ``python -m build`` without network (``--no-isolation``: the dev
+    extra has setuptools and wheel), installed into a folder."""
     root = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(root / "dist"), str(REPO)],
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
+         str(root / "dist"), str(REPO)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     (wheel,) = (root / "dist").glob("sitekit-*.whl")
