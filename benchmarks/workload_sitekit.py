@@ -20,8 +20,8 @@ and finished blocks reach the writing client by reference instead of being pickl
 Output is written block by block, never materialised whole: the score and mask blocks of every
 chunk are computed by the cluster as one graph (shared intermediates); the client receives each
 finished block (``as_completed``) and releases it. By default (``--writer workers``) each worker
-also compresses its block's 512 px DEFLATE tiles with GDAL (``benchmarks/tilewrite.py: encode_tiles``)
-and the client only appends the bytes (``benchmarks/tilewrite.py: TileWriter``); ``--writer client``
+also compresses its block's 512 px DEFLATE tiles with GDAL (``sitekit.outputs.tilewrite.encode_tiles``)
+and the client only appends the bytes (``sitekit.outputs.tilewrite.TileWriter``); ``--writer client``
 sends raw blocks and the client writes their windows through GDAL (compressing on
 ``NUM_THREADS=ALL_CPUS``), as until the ninth session. The per-task compute time of every
 graph layer is collected from the scheduler's task stream to show which step takes the time.
@@ -249,16 +249,17 @@ def _write_client(client, blocks, row0, col0, out: Path, prof: dict) -> tuple[fl
 
 
 def _encode_both(arr: np.ndarray, f_score: object, f_mask: object) -> tuple:
-    from tilewrite import encode_tiles  # benchmarks/tilewrite.py
+    from sitekit.outputs.tilewrite import encode_tiles
 
     return encode_tiles(arr[0], f_score), encode_tiles(arr[1].astype(np.uint8), f_mask)
 
 
 def _write_encoded(client, blocks, row0, col0, out: Path, prof: dict) -> tuple[float, float]:
-    """Workers compress the tiles of each finished block (``benchmarks/tilewrite.py``); the client
+    """Workers compress the tiles of each finished block (``sitekit.outputs.tilewrite``); the client
     appends the bytes to the two GeoTIFFs and writes their tile index at the end."""
     import dask
-    from tilewrite import TileFormat, TileWriter, aligned  # benchmarks/tilewrite.py
+
+    from sitekit.outputs.tilewrite import TileFormat, TileWriter, aligned
 
     tile = prof["blockxsize"]
     if not aligned((tuple(np.diff(row0)), tuple(np.diff(col0))), tile):
@@ -402,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         "--writer",
         choices=("workers", "client"),
         default="workers",
-        help="workers compress the output tiles and the client appends them (benchmarks/tilewrite.py), "
+        help="workers compress the output tiles and the client appends them (sitekit/outputs/tilewrite.py), "
         "or the client writes each finished block through GDAL",
     )
     ap.add_argument(

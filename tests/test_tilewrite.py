@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
 import dask
 import numpy as np
@@ -14,9 +12,7 @@ from rasterio.transform import from_origin
 
 from sitekit.errors import OutputError
 from sitekit.io.atomic import atomic_path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from tilewrite import TileFormat, TileWriter, aligned, encode_tiles  # noqa: E402  (benchmarks/)
+from sitekit.outputs.tilewrite import TileFormat, TileWriter, aligned, encode_tiles
 
 TRANSFORM = from_origin(500_000.0, 3_300_000.0, 30.0, 30.0)
 CRS = "EPSG:32648"

@@ -10,8 +10,11 @@ the target only when complete, so a reader sees the previous file or the new one
   Chinese field aliases, :mod:`sitekit.outputs.labels`) and the
   provenance as JSON in ``gpkg_metadata``/``gpkg_metadata_reference`` (spec §F.8, metadata
   extension, registered in ``gpkg_extensions``).
-* COG: computed strip by strip (one row of dask chunks at a time) into a tiled GeoTIFF, then
-  copied by GDAL's COG driver (512 px tiles, overviews, DEFLATE + predictor).
+* COG (512 px tiles, overviews, DEFLATE + predictor): the Dask workers compress the tiles and
+  compute the overviews from the full-resolution blocks, and the client only lays out the file
+  (:mod:`sitekit.outputs.tilewrite`); a raster they cannot write (reprojected, or whose overviews
+  do not halve it exactly) is computed strip by strip on the client into a tiled GeoTIFF that
+  GDAL's COG driver copies. Both give the same file.
 * Tables: CSV in UTF-8 *with* a byte-order mark, so Excel shows Chinese names correctly; XLSX via
   openpyxl. Geometry is dropped (``lon_deg``/``lat_deg`` of a representative point added instead),
   and text cells starting with ``= + - @`` are made inert (CSV: prefixed with ``'``; XLSX: stored
@@ -462,11 +465,24 @@ def write_cog(
     crs: Any = None,
     blocksize: int = 512,
     tags: Mapping[str, Any] | None = None,
+    writer: str = "auto",
 ) -> Path:
-    """Write a georeferenced 2-D DataArray as a Cloud-Optimized GeoTIFF, computing one strip of
-    dask chunks at a time (the whole array is never in memory). The strips go to an uncompressed
-    tiled GeoTIFF next to ``path`` (4 B/px for float32; deleted afterwards) that GDAL's COG
-    driver then compresses with overviews.
+    """Write a georeferenced 2-D DataArray as a Cloud-Optimized GeoTIFF (DEFLATE + predictor,
+    ``blocksize`` px tiles, overviews down to one tile: ``average`` for floats, ``nearest`` for
+    integer and class rasters), atomically; the whole array is never in memory.
+
+    Two writers make the same file (pixels and bytes):
+
+    * ``workers`` — for a Dask array: the workers compress the tiles of each block and compute
+      the overviews from the full-resolution blocks (GDAL on each block,
+      :func:`sitekit.outputs.tilewrite.block_overviews`), and the client only receives
+      compressed tiles and lays out the file (:class:`sitekit.outputs.tilewrite.CogAssembler`),
+      so a remote scheduler never ships raw strips to the client. Needs every overview to halve
+      the raster exactly (:func:`~sitekit.outputs.tilewrite.exact_overviews`), no reprojection
+      and a file under 2 GiB uncompressed.
+    * ``client`` — one strip of dask chunks at a time is computed on the client into an
+      uncompressed tiled GeoTIFF next to ``path`` (deleted afterwards) that GDAL's COG driver
+      then compresses with overviews.
 
     Parameters
     ----------
@@ -478,13 +494,16 @@ def write_cog(
     blocksize : internal tile size [px] (multiple of 16, ≥ 128); overviews are built down to
         one tile.
     tags : extra GeoTIFF tags; ``units``, ``long_name``, ``modelled``, ``method`` come from attrs.
+    writer : ``auto`` (``workers`` when it can, else ``client``), ``workers`` or ``client``.
     """
-    import rasterio
-    import rasterio.shutil
-    from rasterio.windows import Window
+    import dask
+
+    from sitekit.outputs import tilewrite
 
     if blocksize < 128 or blocksize % 16:
         raise OutputError(f"{path}: COG tile size must be a multiple of 16 and ≥ 128 px")
+    if writer not in ("auto", "workers", "client"):
+        raise OutputError(f"{path}: writer must be auto, workers or client, not {writer!r}")
     if da.ndim != 2:
         raise LayerError(f"{path}: write_cog needs a 2-D array, got dims {da.dims}")
     src_crs = da.rio.crs
@@ -499,71 +518,255 @@ def write_cog(
         nodata = float("nan")
     ny, nx = da.shape
     data = da.data
-    transform = raster_transform(da)
-    row_edges = (
-        np.cumsum((0,) + tuple(data.chunks[0]))
-        if hasattr(data, "chunks") and data.chunks
-        else range(0, ny + 1024, 1024)
-    )
-    row_edges = sorted({min(int(r), ny) for r in row_edges})
     meta = {k: da.attrs[k] for k in COG_TAGS if k in da.attrs}
     meta.update(tags or {})
     if nodata is None and "_FillValue" in da.attrs:  # e.g. exclusion reasons outside the area
         nodata = da.attrs["_FillValue"]
     colormap = _colormap(da.attrs.get("_colormap")) if dtype == np.uint8 else None
     resampling = "AVERAGE" if floating else "NEAREST"
+    stage_info = dict(
+        crs=src_crs, transform=raster_transform(da), dtype=dtype, nodata=nodata, meta=meta,
+        colormap=colormap, blocksize=blocksize,
+    )  # fmt: skip
+    why = _workers_refuse(data, ny, nx, dtype, crs, blocksize)
+    if writer == "workers" and why:
+        raise OutputError(f"{path}: the workers cannot write this COG: {why}")
+    use_workers = writer != "client" and not why
+    sizes = tilewrite.overview_sizes(nx, ny, blocksize)
     with atomic_path(path) as tmp:
         stage = tmp.with_name(tmp.name + ".stage.tif")
-        profile = dict(
-            driver="GTiff",
-            width=nx,
-            height=ny,
-            count=1,
-            dtype=dtype.name,
-            crs=src_crs,
-            transform=transform,
-            nodata=nodata,
-            tiled=True,
-            blockxsize=blocksize,
-            blockysize=blocksize,
-            # uncompressed: the COG driver re-encodes it anyway (a DEFLATE level-1 stage cost
-            # 0.35 s more per 10 Mpx float32 raster: 0.87 vs 0.52 s, ninth session)
-            compress="NONE",
-            BIGTIFF="IF_SAFER",
-        )
         try:
-            with rasterio.open(stage, "w", **profile) as dst:
-                for r0, r1 in zip(row_edges[:-1], row_edges[1:], strict=True):
-                    strip = np.asarray(
-                        data[r0:r1].compute() if hasattr(data, "compute") else data[r0:r1]
-                    )
-                    dst.write(strip.astype(dtype, copy=False), 1, window=Window(0, r0, nx, r1 - r0))
-                dst.update_tags(**{k: str(v) for k, v in meta.items()})
-                if colormap:  # embedded colour table of a byte class raster
-                    dst.write_colormap(1, colormap)
-                if "long_name" in meta:
-                    dst.set_band_description(1, str(meta["long_name"]))
-                if "units" in meta:
-                    dst.set_band_unit(1, str(meta["units"]))
-            options = dict(
-                driver="COG",
-                BLOCKSIZE=blocksize,
-                COMPRESS="DEFLATE",
-                PREDICTOR="YES",
-                OVERVIEWS="IGNORE_EXISTING",
-                OVERVIEW_RESAMPLING=resampling,
-                BIGTIFF="IF_SAFER",
-                NUM_THREADS="2",
-            )
-            if crs is not None:
-                options.update(
-                    TARGET_SRS=parse_crs(crs, "export --crs").to_wkt(),
-                    RESAMPLING="BILINEAR" if floating else "NEAREST",
-                )
-            rasterio.shutil.copy(stage, tmp, **options)
+            if use_workers:
+                # the client's own work: a small COG (256 px, 128 px tiles, one overview) with
+                # the same tags, which the assembler copies into the file's IFDs
+                tmpl = stage.with_suffix(".tmpl.tif")
+                _stage(stage, 256, 256, **{**stage_info, "blocksize": 128})
+                _gdal_cog(stage, tmpl, 128, resampling, None)
+                template = tmpl.read_bytes()
+                tmpl.unlink()
+                plan = _tile_plan(data, dtype, nodata, blocksize, len(sizes) - 1, resampling)
+                overviews = [[t[4] for t in tasks] for _, tasks in plan[1:]]
+                with tilewrite.CogAssembler(tmp, template, sizes, blocksize) as cog:
+                    # the overviews' tiles with the first rows of full-resolution blocks, then
+                    # the next rows, ~32 Mpx per round trip: the client holds compressed bytes
+                    for n, group in enumerate(_batches(_rows(plan[0][1]), 2**25)):
+                        ovr, rows = dask.compute(
+                            overviews if n == 0 else [], [[t[4] for t in row] for row in group]
+                        )
+                        for (lvl, tasks), encoded in zip(plan[:0:-1], ovr[::-1], strict=True):
+                            cog.write(lvl, _in_order(tasks, encoded, sizes[lvl], blocksize))
+                        for row, encoded in zip(group, rows, strict=True):
+                            cog.write(0, _in_order(row, encoded, sizes[0], blocksize))
+            else:
+                with _stage(stage, nx, ny, keep_open=True, **stage_info) as dst:
+                    for r0, r1 in _strip_edges(data, ny):
+                        strip = np.asarray(
+                            data[r0:r1].compute() if hasattr(data, "compute") else data[r0:r1]
+                        )
+                        dst.write(strip.astype(dtype, copy=False), 1, window=((r0, r1), (0, nx)))
+                _gdal_cog(stage, tmp, blocksize, resampling, crs, floating)
         finally:
             stage.unlink(missing_ok=True)
     return Path(path)
+
+
+def _workers_refuse(data: Any, ny: int, nx: int, dtype: np.dtype, crs: Any, blocksize: int) -> str:
+    """Why the workers cannot write this raster's COG ('' if they can)."""
+    from sitekit.outputs.tilewrite import exact_overviews, overview_sizes
+
+    if not hasattr(data, "dask"):
+        return "not a Dask array"
+    if crs is not None:
+        return "it is reprojected (GDAL's COG driver warps it)"
+    if not exact_overviews(nx, ny, blocksize):
+        return f"{nx}×{ny} px does not halve exactly into its overviews"
+    raw = sum(w * h for w, h in overview_sizes(nx, ny, blocksize)) * dtype.itemsize
+    if raw >= 2**31:
+        return "over 2 GiB uncompressed (GDAL may make a BigTIFF)"
+    return ""
+
+
+def _strip_edges(data: Any, ny: int) -> list[tuple[int, int]]:
+    edges = (
+        np.cumsum((0,) + tuple(data.chunks[0]))
+        if hasattr(data, "chunks") and data.chunks
+        else range(0, ny + 1024, 1024)
+    )
+    edges = sorted({min(int(r), ny) for r in edges})
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _stage(
+    path: Path, width: int, height: int, *, crs: Any, transform: Any, dtype: np.dtype,
+    nodata: Any, meta: Mapping[str, Any], colormap: Any, blocksize: int, keep_open: bool = False,
+) -> Any:  # fmt: skip
+    """An uncompressed tiled GeoTIFF with the COG's georeferencing, nodata, tags, colour table,
+    band description and unit; its tiles stay sparse until written. Open for writing if
+    ``keep_open``, else closed."""
+    import rasterio
+
+    dst = rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype=dtype.name,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        tiled=True,
+        blockxsize=blocksize,
+        blockysize=blocksize,
+        # uncompressed: the COG driver re-encodes it anyway (a DEFLATE level-1 stage cost
+        # 0.35 s more per 10 Mpx float32 raster: 0.87 vs 0.52 s, ninth session)
+        compress="NONE",
+        BIGTIFF="IF_SAFER",
+        sparse_ok=True,
+    )
+    dst.update_tags(**{k: str(v) for k, v in meta.items()})
+    if colormap:  # embedded colour table of a byte class raster
+        dst.write_colormap(1, colormap)
+    if "long_name" in meta:
+        dst.set_band_description(1, str(meta["long_name"]))
+    if "units" in meta:
+        dst.set_band_unit(1, str(meta["units"]))
+    if keep_open:
+        return dst
+    dst.close()
+    return None
+
+
+def _gdal_cog(
+    stage: Path, out: Path, blocksize: int, resampling: str, crs: Any, floating: bool = False
+) -> None:
+    """GDAL's COG driver: ``stage`` → ``out`` (DEFLATE + predictor, overviews, optional warp)."""
+    import rasterio.shutil
+
+    options = dict(
+        driver="COG",
+        BLOCKSIZE=blocksize,
+        COMPRESS="DEFLATE",
+        PREDICTOR="YES",
+        OVERVIEWS="IGNORE_EXISTING",
+        OVERVIEW_RESAMPLING=resampling,
+        BIGTIFF="IF_SAFER",
+        NUM_THREADS="2",
+    )
+    if crs is not None:
+        options.update(
+            TARGET_SRS=parse_crs(crs, "export --crs").to_wkt(),
+            RESAMPLING="BILINEAR" if floating else "NEAREST",
+        )
+    rasterio.shutil.copy(stage, out, **options)
+
+
+def _tile_plan(
+    data: Any, dtype: np.dtype, nodata: Any, blocksize: int, levels: int, resampling: str
+) -> list[tuple[int, list[tuple[int, int, int, int, Any]]]]:
+    """Per level (0 = full resolution, then each overview) the delayed encodings of its blocks:
+    ``(row0, col0, height, width, delayed list of tile bytes)``. Overview blocks come from the
+    full-resolution blocks' overviews (GDAL on each block), regrouped on the tile grid."""
+    import math
+    import operator
+
+    import dask
+    import dask.array as darr
+
+    from sitekit.outputs.tilewrite import TileFormat, aligned, block_overviews
+
+    unit = math.lcm(blocksize, 2**levels)
+    if not aligned(data.chunks, unit):  # blocks on the tile grid, each halving exactly
+        step = unit * max(1, round(max(data.chunks[0][0], data.chunks[1][0]) / unit))
+        data = data.rechunk(step)
+    fmt = TileFormat(dtype.name, blocksize, "DEFLATE", 3 if dtype.kind == "f" else 2, nodata)
+    encode = dask.delayed(_encode_block, pure=True)
+
+    def blocks_of(arr: Any) -> list[tuple[int, int, int, int, Any]]:
+        r0, c0 = np.cumsum((0, *arr.chunks[0])), np.cumsum((0, *arr.chunks[1]))
+        cells = arr.to_delayed(optimize_graph=False)
+        return [
+            (int(r0[i]), int(c0[j]), int(r0[i + 1] - r0[i]), int(c0[j + 1] - c0[j]),
+             encode(cells[i, j], fmt))
+            for i in range(cells.shape[0])
+            for j in range(cells.shape[1])
+        ]  # fmt: skip
+
+    plan = [(0, blocks_of(data))]
+    if levels:
+        cells = data.to_delayed(optimize_graph=False)
+        ni, nj = cells.shape
+        pyramid = dask.delayed(block_overviews, pure=True, nout=levels)
+        pyr = [
+            [pyramid(cells[i, j], levels, resampling, nodata, dtype.name) for j in range(nj)]
+            for i in range(ni)
+        ]
+        for k in range(1, levels + 1):
+            level = darr.block(
+                [
+                    [
+                        darr.from_delayed(
+                            dask.delayed(operator.getitem, pure=True)(pyr[i][j], k - 1),
+                            shape=(h >> k, w >> k),
+                            dtype=dtype,
+                        )
+                        for j, w in enumerate(data.chunks[1])
+                    ]
+                    for i, h in enumerate(data.chunks[0])
+                ]
+            )
+            if not aligned(level.chunks, blocksize):
+                level = level.rechunk(blocksize)
+            plan.append((k, blocks_of(level)))
+    return plan
+
+
+def _encode_block(block: Any, fmt: Any) -> list[bytes]:
+    """A worker's task: one block cast to the file's type, compressed tile by tile."""
+    from sitekit.outputs.tilewrite import encode_tiles
+
+    return encode_tiles(np.asarray(block).astype(fmt.dtype, copy=False), fmt)
+
+
+def _rows(
+    tasks: list[tuple[int, int, int, int, Any]],
+) -> list[list[tuple[int, int, int, int, Any]]]:
+    """The blocks grouped by row (their tiles are whole rows of the level's tiles)."""
+    rows: dict[int, list] = {}
+    for t in tasks:
+        rows.setdefault(t[0], []).append(t)
+    return [rows[r] for r in sorted(rows)]
+
+
+def _batches(rows: list[list[tuple]], pixels: int) -> list[list[list[tuple]]]:
+    """Consecutive rows of blocks in groups of about ``pixels`` px."""
+    groups: list[list[list[tuple]]] = [[]]
+    size = 0
+    for row in rows:
+        if groups[-1] and size >= pixels:
+            groups.append([])
+            size = 0
+        groups[-1].append(row)
+        size += sum(t[2] * t[3] for t in row)
+    return groups
+
+
+def _in_order(
+    tasks: list[tuple[int, int, int, int, Any]],
+    encoded: Any,
+    size: tuple[int, int],
+    tile: int,
+) -> list[bytes]:
+    """The blocks' tiles in the level's row-major tile order (rows the blocks cover)."""
+    ntx = -(-size[0] // tile)
+    by_index: dict[int, bytes] = {}
+    for (r0, c0, _h, w, _), tiles in zip(tasks, encoded, strict=True):
+        bx = -(-w // tile)
+        for n, data in enumerate(tiles):
+            ty, tx = divmod(n, bx)
+            by_index[(r0 // tile + ty) * ntx + c0 // tile + tx] = data
+    return [by_index[i] for i in sorted(by_index)]
 
 
 # -- tables ----------------------------------------------------------------------------------
