@@ -2,7 +2,7 @@
 processes, or in-process thread pools) or any running scheduler given by address
 (``tcp://host:port``: dask-jobqueue, Kubernetes, …); the checks made before one is started (its
 options, the scheduler's answer, whether the grid fits this machine); and :func:`persist`, which
-computes a run's lazy layers on it.
+computes a run's lazy layers on it (into the Zarr layer store).
 """
 
 from __future__ import annotations
@@ -144,9 +144,10 @@ def check_cluster_options(opts: RunOptions) -> None:
 
 
 #: bytes per grid pixel a run needs, over all processes (the 90 m demo: 12.1 GiB peak for 75 Mpx,
-#: README "Speed and scale") and on disk (outputs + cache: ~7.5 GB cache for 75 Mpx)
+#: README "Speed and scale") and on disk (outputs + cache: ~7.5–9 GB cache for 75 Mpx; the run's
+#: Zarr layer store, removed at the end, adds ~22–25 B/px: 1.68 GB at 90 m, 239 MB at 250 m)
 BYTES_PER_PX_MEMORY = 175
-BYTES_PER_PX_DISK = 120
+BYTES_PER_PX_DISK = 145
 
 
 def check_grid_size(shape: tuple[int, int], opts: RunOptions, where: Path) -> None:
@@ -227,26 +228,41 @@ def task_seconds(stream: list[dict], top: int | None = None) -> dict[str, float]
 
 
 def persist(
-    client: Any, arrays: dict[str, Any], quiet: bool, label: str
+    client: Any,
+    arrays: dict[str, Any],
+    quiet: bool,
+    label: str,
+    store: Path | None = None,
+    store_attrs: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
-    """Compute named lazy layers into the cluster's memory (one graph, shared intermediates).
+    """Compute named lazy layers once (one graph, shared intermediates computed once).
+
+    With a ``store`` (a Zarr folder, :mod:`sitekit.engine.layerstore`) the layers are written
+    into it block by block and come back as lazy arrays reading it: nothing of the study area
+    stays in worker memory. Without one they are persisted in the cluster's memory
+    (distributed spills them to disk above its memory limits): for an external scheduler whose
+    workers may not see this machine's disk.
 
     A value may also be a callable ``build(layers) -> collection``: it is called with the
-    persisted layers and its collection computed too (the pumped-storage search).
+    computed layers (store-backed or persisted) and its collection computed too (the
+    pumped-storage search). With a store, a builder's graph reads each layer from the store once
+    that layer is written, while the others are still computing
+    (:func:`dask.graph_manipulation.bind`).
 
-    Returns ``(layers, others, task_s)``: the dask arrays, now backed by finished futures on the
-    workers (distributed spills them to disk above its memory limits), every non-array
-    collection (e.g. the pumped-storage pairs) computed and gathered, and the worker seconds
-    per task name (:func:`task_seconds`, the 15 largest; the scheduler keeps the last
+    Returns ``(layers, others, task_s)``: the dask arrays, every non-array collection (e.g. the
+    pumped-storage pairs) computed and gathered, and the worker seconds per task name
+    (:func:`task_seconds`, the 15 largest; the scheduler keeps the last
     ``distributed.scheduler.dashboard.tasks.task-stream-length`` tasks, 100,000 by default, so a
     larger graph's totals cover its last tasks only). Nothing is gathered whole: rasters
     are then written strip by strip and site extraction reads its layers strip by strip.
+    ``store_attrs`` are written as every stored array's attributes (e.g. the CRS).
     """
     import dask.array as da
     import xarray as xr
+    from dask.graph_manipulation import bind
     from distributed import futures_of, get_task_stream, wait
 
-    from sitekit.engine import logs
+    from sitekit.engine import layerstore, logs
 
     datas = {k: (a.data if isinstance(a, xr.DataArray) else a) for k, a in arrays.items()}
     lazy = {k: d for k, d in datas.items() if isinstance(d, da.Array)}
@@ -257,16 +273,41 @@ def persist(
         if k not in lazy and callable(d) and not dask.is_dask_collection(d)
     }
     other = {k: d for k, d in datas.items() if k not in lazy and k not in builds}
-    with get_task_stream(client) as stream:
-        done = dict(zip(lazy, client.persist(list(lazy.values())), strict=True))
-        # builders get the persisted layers, so their graphs read futures instead of copying
-        # the layers' upstream graphs
-        other.update({k: build(done) for k, build in builds.items()})
-        # client.compute on a list mixing collections does not keep the order: one per collection
-        futures = {k: client.compute(d) for k, d in other.items()}
-        watch = [f for d in done.values() for f in futures_of(d)] + list(futures.values())
+    attrs = {k: dict(a.attrs) for k, a in arrays.items() if isinstance(a, xr.DataArray)}
+
+    def _watch(futures: list[Any], what: str) -> None:
         if not quiet:  # on stderr: a live bar on a terminal, a line per ~10 s elsewhere
-            logs.progress(watch, label)
-        wait(watch)
+            logs.progress(futures, what)
+        wait(futures)
+
+    futures: dict[str, Any] = {}
+    with get_task_stream(client) as stream:
+        if store is None:
+            done = dict(zip(lazy, client.persist(list(lazy.values())), strict=True))
+            # builders get the persisted layers, so their graphs read futures instead of
+            # copying the layers' upstream graphs
+            other.update({k: build(done) for k, build in builds.items()})
+            # client.compute on a list mixing collections does not keep the order: one each
+            futures = {k: client.compute(d) for k, d in other.items()}
+            _watch([f for d in done.values() for f in futures_of(d)] + list(futures.values()),
+                   label)  # fmt: skip
+        else:
+            # every layer's write in one graph: shared intermediates computed once
+            writes = layerstore.write(lazy, store, attrs, store_attrs)
+            write_futures = dict(zip(writes, client.compute(list(writes.values())), strict=True))
+            # builders read the layers back from the store, each read once its layer's write
+            # future is done (bind to a task on that future, not to the write's graph, which
+            # would be optimised into other keys and computed twice): the pumped-storage search
+            # overlaps the other layers' writes
+            done = layerstore.read(store, lazy)
+            gates = {k: dask.delayed(layerstore.written, pure=True)(f)
+                     for k, f in write_futures.items()}  # fmt: skip
+            bound = {k: bind(done[k], gates[k]) for k in done}
+            other.update({k: build(bound) for k, build in builds.items()})
+            futures = {k: client.compute(d) for k, d in other.items()}
+            _watch([*write_futures.values(), *futures.values()], label)
+            for f in write_futures.values():
+                f.result()  # a failed block write raises here
+            del write_futures, gates
     task_s = task_seconds(stream.data, top=15)
     return done, {k: f.result() for k, f in futures.items()}, task_s

@@ -41,6 +41,7 @@ from sitekit.engine.cluster import (  # noqa: F401  (re-exported: the CLI, tests
     task_seconds,
     tune_malloc,
 )
+from sitekit.engine.layerstore import scratch_store
 from sitekit.engine.pipeline import Pipeline, TechGraph
 from sitekit.engine.resources import data_root
 from sitekit.engine.staging import staged_output, sweep_stale_outputs  # noqa: F401  (re-exported)
@@ -266,7 +267,9 @@ class Job:
     graphs: list[TechGraph] = field(default_factory=list)
     # -- compute_layers
     stage: Path = None  # type: ignore[assignment]
-    layers: dict[str, Any] = field(default_factory=dict)  # persisted dask arrays
+    #: the run's Zarr layer store (:mod:`sitekit.engine.layerstore`; None: in cluster memory)
+    store: Path | None = None
+    layers: dict[str, Any] = field(default_factory=dict)  # dask arrays reading the store
     others: dict[str, Any] = field(default_factory=dict)  # gathered results (pumped storage)
     attrs: dict[str, dict] = field(default_factory=dict)  # the lazy layers' attributes
     task_s: dict[str, float] = field(default_factory=dict)
@@ -302,6 +305,8 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     # the pool is left first: a failed run waits for the GeoTIFF writer before the client closes
     with (
         staged_output(opts.out, opts.force, job.inputs, opts.post) as job.stage,
+        # removed before the staging folder is swapped in (and after the workers are gone)
+        scratch_store(job.stage, enabled=opts.scheduler is None) as job.store,
         dask_client(opts) as client,
         ThreadPoolExecutor(1, thread_name_prefix="sitekit-cog") as cog_pool,
     ):
@@ -397,7 +402,8 @@ def _layer_graph(job: Job) -> dict[str, Any]:
 
 
 def _compute_layers(job: Job, client: Any) -> None:
-    """Persist the layers (and the pumped-storage search, or its cached pairs) on the cluster."""
+    """Compute the layers into the run's Zarr store (and the pumped-storage search on them, or
+    its cached pairs) and read them back lazily (:func:`sitekit.engine.cluster.persist`)."""
     import xarray as xr
 
     opts, cache = job.opts, job.cache
@@ -416,7 +422,21 @@ def _compute_layers(job: Job, client: Any) -> None:
                 arrays.pop(k)
     job.attrs = {k: dict(a.attrs) for k, a in arrays.items() if isinstance(a, xr.DataArray)}
     t1 = time.perf_counter()
-    job.layers, job.others, job.task_s = persist(client, arrays, opts.quiet, "computing layers")
+    # large grids: written into the run's Zarr store and read back lazily, so no layer stays in
+    # worker memory; small ones stay in cluster memory (layerstore.MIN_PX)
+    from sitekit.engine.layerstore import worth_storing
+
+    if not worth_storing(job.grid.shape[0] * job.grid.shape[1]):
+        job.store = None
+    crs = {"_CRS": {"wkt": job.grid.crs.to_wkt()}, "transform": list(job.grid.transform)[:6]}
+    job.layers, job.others, job.task_s = persist(
+        client, arrays, opts.quiet, "computing layers", store=job.store, store_attrs=crs
+    )
+    if job.store is not None:
+        from sitekit.engine.layerstore import size_bytes
+        from sitekit.engine.logs import LOGGER
+
+        LOGGER.debug(f"layer store {job.store}: {size_bytes(job.store) / 1e6:,.1f} MB")
     if ps_cached is not None:
         job.others["ps"] = (ps_cached["reservoirs"], ps_cached["pairs"])
     elif cache is not None and "ps" in job.others:
@@ -479,7 +499,7 @@ def _write_rasters(job: Job, cog_pool: ThreadPoolExecutor) -> Future:
         if key not in layers:
             continue
         template = attrs[key]
-        # persisted on the workers: write_cog fetches it strip by strip
+        # persisted on the workers, which compress its COG tiles and overviews (write_cog)
         da_np = grid.wrap(
             layers[key], fname, template.get("units", "1"), template.get("long_name", fname)
         )
@@ -515,7 +535,8 @@ def _write_rasters(job: Job, cog_pool: ThreadPoolExecutor) -> Future:
             )
         )
     # written on a thread of their own while the sites, tables, GeoPackage and map are made:
-    # GDAL's COG encoding releases the GIL and takes the CPU the client's Python leaves idle
+    # the workers encode the tiles; this thread only waits for them and lays out the files
+    # (GDAL's COG driver on this thread for a raster the workers cannot write)
     return cog_pool.submit(_write_cogs, write_cog, cog_jobs)
 
 
@@ -562,6 +583,7 @@ def _sites(job: Job) -> None:
             rules=SiteRules(**r.sites.model_dump()),
             economics=r.economics,
             candidates=True,
+            return_labels=False,  # labelled strip by strip: no label raster of the grid
         )
         job.sites[f"{t}_sites"] = gdf
         areas = zone_areas(incl, layers["prefecture_id"], pref_names, grid.pixel_area_km2)

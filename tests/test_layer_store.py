@@ -1,0 +1,140 @@
+"""The run's Zarr layer store (issue 27): layers computed once into it, read back lazily with
+their blocks, builders reading the store, the store removed at the end of the run."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import dask
+import numpy as np
+import pytest
+from conftest import EMBEDDED, REPO
+
+from sitekit.engine import layerstore
+
+_READS: list[int] = []
+_LOCK = threading.Lock()
+
+
+def _count_read(b: np.ndarray) -> np.ndarray:
+    with _LOCK:
+        _READS.append(1)
+    return b + 1.0
+
+
+@pytest.fixture
+def client():
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None)
+        as cluster,
+        Client(cluster) as c,
+    ):  # fmt: skip
+        yield c
+
+
+def test_layers_go_through_the_store_once(tmp_path: Path, client) -> None:
+    """Every layer is written into the Zarr store in one graph (shared blocks computed once),
+    comes back as a lazy array reading the store with the same blocks and values, and the
+    builder (the pumped-storage search) reads the stored layers, not their upstream graph."""
+    import dask.array as da
+    import xarray as xr
+    import zarr
+
+    from sitekit.engine.cluster import persist
+
+    _READS.clear()
+    base = da.zeros((64, 80), chunks=(16, 32), dtype=np.float32)
+    dem = base.map_blocks(_count_read, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+    irregular = da.ones((64, 80), chunks=((10, 54), (30, 50)), dtype=np.uint8)
+    store = tmp_path / "layers.zarr"
+    arrays = {
+        "elevation": xr.DataArray(dem, dims=("y", "x"), attrs={"units": "m"}),
+        "slope": dem * 2.0,
+        "mask": dem > 0.5,
+        "odd": irregular,
+        "ps": lambda layers: dask.delayed(np.sum)(layers["elevation"][10:40, 5:50].rechunk(8)),
+    }
+    layers, others, task_s = persist(
+        client, arrays, quiet=True, label="test", store=store, store_attrs={"_CRS": {"wkt": "x"}}
+    )
+    assert len(_READS) == dem.npartitions  # one graph: the DEM's blocks computed once
+    assert float(others["ps"]) == 30 * 45 and task_s
+    assert set(layers) == {"elevation", "slope", "mask", "odd"}
+    for k, arr in layers.items():
+        src = arrays[k].data if k == "elevation" else arrays[k]
+        assert arr.chunks == src.chunks and arr.dtype == src.dtype, k
+        assert not any(str(key[0] if isinstance(key, tuple) else key).startswith("_count_read")
+                       for key in arr.dask), k  # fmt: skip
+    np.testing.assert_array_equal(layers["slope"].compute(), np.full((64, 80), 2, np.float32))
+    np.testing.assert_array_equal(layers["odd"].compute(), np.ones((64, 80), np.uint8))
+    assert len(_READS) == dem.npartitions  # reading the layers never recomputes them
+    z = zarr.open_group(str(store), mode="r")
+    assert z["elevation"].attrs["units"] == "m" and z["slope"].attrs["_CRS"] == {"wkt": "x"}
+    assert z["elevation"].metadata.dimension_names == ("y", "x")
+    assert layerstore.size_bytes(store) > 0
+    # xarray reads the store as one dataset
+    ds = xr.open_zarr(store, consolidated=False)
+    assert {"elevation", "slope", "mask", "odd"} <= set(ds.data_vars)
+
+
+def test_without_a_store_layers_are_persisted(client) -> None:
+    """An external scheduler (no shared disk assumed) keeps the old in-memory persist."""
+    import dask.array as da
+    from distributed import futures_of
+
+    from sitekit.engine.cluster import persist
+
+    layers, _, _ = persist(client, {"a": da.ones((8, 8), chunks=4)}, quiet=True, label="t")
+    assert futures_of(layers["a"])
+
+
+def test_scratch_store_is_removed(tmp_path: Path) -> None:
+    """The store is removed when the run ends, also when it fails; disabled, nothing is made."""
+    with layerstore.scratch_store(tmp_path) as store:
+        assert store == tmp_path / layerstore.STORE_NAME
+        store.mkdir()
+        (store / "zarr.json").write_text("{}")
+    assert not store.exists()
+    with pytest.raises(RuntimeError), layerstore.scratch_store(tmp_path) as store:
+        store.mkdir()
+        raise RuntimeError("killed")
+    assert not store.exists() and list(tmp_path.iterdir()) == []
+    with layerstore.scratch_store(tmp_path, enabled=False) as none:
+        assert none is None
+
+
+def test_a_run_leaves_no_store_and_writes_nothing_outside_its_stage(tmp_path: Path) -> None:
+    """The run's store is made inside its staging folder (sitekit's own) and is gone from the
+    output folder at the end."""
+    from sitekit.engine import run
+
+    seen: list[Path] = []
+    real = run.persist
+
+    def spy(client, arrays, quiet, label, store=None, store_attrs=None):
+        seen.append(store)
+        return real(client, arrays, quiet, label, store=store, store_attrs=store_attrs)
+
+    out = tmp_path / "out"
+    opts = run.RunOptions(catalog=EMBEDDED, out=out, resolution_m=5000, workers=1,
+                          processes=False, quiet=True, make_map=False)  # fmt: skip
+    mp = pytest.MonkeyPatch()
+    mp.setattr(run, "persist", spy)
+    try:
+        run.run_job([REPO / "pipelines" / "pv.yaml"], opts)
+    finally:
+        mp.undo()
+    assert seen and seen[0] is not None
+    assert seen[0].name == layerstore.STORE_NAME and seen[0].parent.name.endswith(".part")
+    assert seen[0].parent.parent == tmp_path and not seen[0].exists()
+    assert not list(out.rglob("*.zarr")) and (out / "run.json").exists()
+
+
+def test_only_large_grids_go_through_the_store() -> None:
+    """The 90 m study grid (75 Mpx) is computed into the store; the 250 m demo (9.7 Mpx), whose
+    layers fit in worker memory, is not (the store cost it +12 % wall time)."""
+    assert layerstore.worth_storing(75_000_000)
+    assert not layerstore.worth_storing(2648 * 3672)
