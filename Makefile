@@ -31,7 +31,7 @@ $(DEV): pyproject.toml | $(PY)
 	rm -f $(VENV)/.installed-dev-* $(VENV)/.installed-runtime-* $(VENV)/.installed-[0-9]*
 	touch $@ $(RUNTIME)
 
-# + the bench extra (benchmarks/tilewrite.py needs tifffile)
+# + the bench extra (TileWriter in sitekit/outputs/tilewrite.py, used by the benchmark, needs tifffile)
 $(BENCH): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	rm -f $(VENV)/.installed-bench-* $(VENV)/.installed-runtime-* $(VENV)/.installed-[0-9]*
