@@ -123,6 +123,7 @@ def test_a_run_leaves_no_store_and_writes_nothing_outside_its_stage(tmp_path: Pa
                           processes=False, quiet=True, make_map=False)  # fmt: skip
     mp = pytest.MonkeyPatch()
     mp.setattr(run, "persist", spy)
+    mp.setattr(layerstore, "MIN_PX", 0)  # a 5 km grid goes through the store too
     try:
         run.run_job([REPO / "pipelines" / "pv.yaml"], opts)
     finally:
