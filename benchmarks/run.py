@@ -639,6 +639,12 @@ def main(argv: list[str] | None = None) -> int:
         help="sitekit workers as processes (default: thread pools in the workload's process; "
         "the scaling size also gets a run with worker processes either way)",
     )
+    ap.add_argument(
+        "--both-modes",
+        action="store_true",
+        help="every size also gets a sitekit run with worker processes (the CLI's --processes), "
+        "beside the default in-process thread pools",
+    )
     ap.add_argument("--chunks", type=int, default=1024, help="sitekit chunk edge [px]")
     ap.add_argument("--reader", choices=("io", "window"), default="io")
     ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned")
@@ -710,6 +716,11 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(a.repeats):
             for t in tools:
                 runs.setdefault(t, {}).setdefault(s, []).append(run_tool(t, s, rep, a, work))
+            if "sitekit" in tools and not a.processes and (s == scaling or a.both_modes):
+                runs.setdefault("sitekit-proc", {}).setdefault(s, []).append(
+                    run_tool("sitekit", s, rep, a, work, tag="sitekit-proc",
+                             extra=("--processes",))
+                )  # fmt: skip
             if s == scaling:
                 runs.setdefault("sitekit-1w", {}).setdefault(s, []).append(
                     run_tool("sitekit", s, rep, a, work, workers=1, tag="sitekit-1w")
@@ -718,11 +729,6 @@ def main(argv: list[str] | None = None) -> int:
                     runs.setdefault("sitekit-1c", {}).setdefault(s, []).append(
                         run_tool("sitekit", s, rep, a, work, workers=1, tag="sitekit-1c", pin=True)
                     )
-                if not a.processes:
-                    runs.setdefault("sitekit-proc", {}).setdefault(s, []).append(
-                        run_tool("sitekit", s, rep, a, work, tag="sitekit-proc",
-                                 extra=("--processes",))
-                    )  # fmt: skip
                 other = "client" if a.writer == "workers" else "workers"
                 for tag, n in (("sitekit-client", None), ("sitekit-1w-client", 1)):
                     runs.setdefault(tag, {}).setdefault(s, []).append(

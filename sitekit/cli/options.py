@@ -41,10 +41,11 @@ threads_opt = click.option(
 )
 processes_opt = click.option(
     "--processes/--no-processes",
-    default=True,
+    default=False,
     show_default=True,
-    help="Local workers as separate processes, or as thread pools inside this process (no "
-    "pickling or copying of blocks; for kernels that release the GIL).",
+    help="Local workers as separate processes (isolated; --memory-limit enforced by restarting "
+    "a worker), or, by default, as thread pools inside this process (no pickling or copying of "
+    "blocks; the kernels release the GIL; faster and leaner on 2 cores).",
 )
 memory_opt = click.option(
     "--memory-limit", default="auto", show_default=True, help="Memory limit per local worker."

@@ -180,6 +180,32 @@ def check_grid_size(shape: tuple[int, int], opts: RunOptions, where: Path) -> No
         )
 
 
+def _inproc_on_loopback() -> None:
+    """Name loopback in in-process workers' addresses. The IP in an ``inproc://`` address is a
+    label only, but distributed finds it with a UDP "connect" towards 8.8.8.8 (no packet is sent;
+    still a route lookup an offline intranet's audit flags, and tests/test_safety.py refuses)."""
+    from distributed.comm import inproc
+
+    manager = getattr(inproc, "global_manager", None)
+    if manager is not None and not getattr(manager, "_ip", None):
+        manager._ip = "127.0.0.1"
+
+
+def in_process_memory_limit(limit: str | int | None) -> str | int | None:
+    """The memory limit to give each in-process worker [bytes or dask's string].
+
+    Thread-pool workers share one process, and each one's memory monitor reads that process's
+    RSS. ``"auto"`` would give each of n workers 1/n of the machine and have them spill and pause
+    against the whole process's memory, n times too early; so ``"auto"`` becomes the machine's
+    memory for each (the process as a whole is the budget). An explicit limit is kept: it is
+    then the process's budget, checked by every worker."""
+    if limit == "auto":
+        from distributed.system import MEMORY_LIMIT
+
+        return int(MEMORY_LIMIT)
+    return limit
+
+
 @contextlib.contextmanager
 def dask_client(opts: RunOptions) -> Iterator[Any]:
     """A distributed Client: to ``opts.scheduler`` if given, else a fresh LocalCluster."""
@@ -194,16 +220,20 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
     cores = os.cpu_count() or 1
     workers = opts.workers or min(2, cores)
     threads = opts.threads_per_worker or max(1, cores // workers)
+    limit = opts.memory_limit
     if not opts.processes:
         tune_malloc()
+        limit = in_process_memory_limit(limit)
+        _inproc_on_loopback()
     with (
         dask.config.set(local_cluster_config()),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=threads,
             processes=opts.processes,
-            memory_limit=opts.memory_limit,
+            memory_limit=limit,
             dashboard_address="127.0.0.1:0",
+            worker_dashboard_address="127.0.0.1:0",  # never listen beyond loopback
             silence_logs=50,  # critical only: workers log heartbeat errors while shutting down
         ) as cluster,
         Client(cluster) as client,

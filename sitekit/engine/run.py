@@ -71,7 +71,9 @@ class RunOptions:
     scheduler: str | None = None
     workers: int | None = None
     threads_per_worker: int | None = None
-    processes: bool = True  # local workers as processes (True) or in-process thread pools
+    # local workers as in-process thread pools (default: faster, see README "Speed and scale")
+    # or as processes (True: isolation, a memory limit the nanny enforces by restarting)
+    processes: bool = False
     memory_limit: str = "auto"
     force: bool = False
     quiet: bool = False
