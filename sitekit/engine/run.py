@@ -41,7 +41,7 @@ from sitekit.engine.cluster import (  # noqa: F401  (re-exported: the CLI, tests
     task_seconds,
     tune_malloc,
 )
-from sitekit.engine.layerstore import scratch_store
+from sitekit.engine.layerstore import scratch_store, worth_storing
 from sitekit.engine.pipeline import Pipeline, TechGraph
 from sitekit.engine.resources import data_root
 from sitekit.engine.staging import staged_output, sweep_stale_outputs  # noqa: F401  (re-exported)
@@ -308,7 +308,8 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
     with (
         staged_output(opts.out, opts.force, job.inputs, opts.post) as job.stage,
         # removed before the staging folder is swapped in (and after the workers are gone)
-        scratch_store(job.stage, enabled=opts.scheduler is None) as job.store,
+        # large grids only (layerstore.MIN_PX); remote workers may not see this disk
+        scratch_store(job.stage, enabled=_stores_layers(job)) as job.store,
         dask_client(opts) as client,
         ThreadPoolExecutor(1, thread_name_prefix="sitekit-cog") as cog_pool,
     ):
@@ -325,6 +326,13 @@ def _run_once(recipe_paths: list[Path], opts: RunOptions) -> RunResult:
         _finish(job)
     job.say(f"results in {opts.out.resolve()}")
     return RunResult(opts.out, job.summary, job.sites, job.timings)
+
+
+def _stores_layers(job: Job) -> bool:
+    """Whether the run computes its layers into a Zarr store (:mod:`sitekit.engine.layerstore`)
+    rather than persisting them in cluster memory: large grids on a local cluster."""
+    ny, nx = job.grid.shape
+    return job.opts.scheduler is None and worth_storing(ny * nx)
 
 
 # ------------------------------------------------------------------------------ the phases
@@ -424,12 +432,8 @@ def _compute_layers(job: Job, client: Any) -> None:
                 arrays.pop(k)
     job.attrs = {k: dict(a.attrs) for k, a in arrays.items() if isinstance(a, xr.DataArray)}
     t1 = time.perf_counter()
-    # large grids: written into the run's Zarr store and read back lazily, so no layer stays in
-    # worker memory; small ones stay in cluster memory (layerstore.MIN_PX)
-    from sitekit.engine.layerstore import worth_storing
-
-    if not worth_storing(job.grid.shape[0] * job.grid.shape[1]):
-        job.store = None
+    # with a store (large grids, local cluster) the layers are written into it and read back
+    # lazily, so no layer stays in worker memory
     crs = {"_CRS": {"wkt": job.grid.crs.to_wkt()}, "transform": list(job.grid.transform)[:6]}
     job.layers, job.others, job.task_s = persist(
         client, arrays, opts.quiet, "computing layers", store=job.store, store_attrs=crs
