@@ -97,7 +97,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 
 def _starts(name: str, prefixes: tuple[str, ...]) -> bool:
-    return any(name == p.rstrip(".") or name.startswith(p.rstrip(".") + ".") for p in prefixes)
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
 def violations() -> list[str]:

@@ -233,44 +233,9 @@ def test_reservoir_table_regulation_comes_before_the_spec(tmp_path) -> None:
 
 
 def test_cli_hosting_bundles_sites_into_bases_and_out_of_the_points(tmp_path) -> None:
-    from pathlib import Path
-
-    import geopandas as gpd
-    import shapely
-    from click.testing import CliRunner
-    from test_routes import write_run
-
-    import sitekit.cli.route  # noqa: F401  (registers the verbs)
-    from sitekit.cli import cli
-
-    g = write_run(tmp_path / "run")
-    cat = tmp_path / "cat"
-    cat.mkdir()
-    gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 8000, 6000)], crs=g.crs).to_file(
-        cat / "area.gpkg", engine="pyogrio")  # fmt: skip
     # one GEM-format plant on top of site P1 (1000, 1000): 1,000 MW, conventional storage
-    lonlat = gpd.GeoSeries([shapely.Point(1000, 1000)], crs=g.crs).to_crs(4326).iloc[0]
-    (cat / "gem.csv").write_text(
-        "Project Name,Project Name (local lang/script),Capacity (MW),Status,Technology Type,"
-        "River / Watercourse,Latitude,Longitude\n"
-        f"Test dam,测试水电站,1000,operating,conventional storage,R,{lonlat.y},{lonlat.x}\n",
-        encoding="utf-8",
-    )
-    (cat / "catalog.yaml").write_text(
-        "name: t\nstudy_area: area\nlayers:\n"
-        "  - {id: area, kind: vector, path: area.gpkg, role: boundary}\n"
-        "  - {id: hydro_plants_gem, kind: points-csv, path: gem.csv, x: Longitude, y: Latitude, "
-        "crs: 'EPSG:4326', role: other}\n", encoding="utf-8")  # fmt: skip
-    spec = Path(__file__).parents[1] / "pipelines" / "bases.yaml"
-    (cat / "bases.yaml").write_text(
-        spec.read_text(encoding="utf-8").replace("radius_km: 50 ", "radius_km: 2 "),
-        encoding="utf-8",
-    )
-    res = CliRunner().invoke(cli, ["hosting", "--run", str(tmp_path / "run"), "--catalog",
-                                   str(cat / "catalog.yaml"), "--bases",
-                                   str(cat / "bases.yaml")])  # fmt: skip
-    assert res.exit_code == 0, res.output
-    out = tmp_path / "run" / "hosting"
+    res, run = _hosting_cli(tmp_path, supply=None, pages=False)
+    out = run / "hosting"
     b = pd.read_csv(out / "bases.csv", encoding="utf-8-sig")
     # within 2 km only P1 (120 MW, at the dam): the 1,000 MW line takes it whole, uncurtailed
     assert b["site_ids"].tolist() == ["P1"] and b["pv_mw"].tolist() == [120.0]
