@@ -1,0 +1,453 @@
+"""Tiled D8 flow routing, flat resolution, flow accumulation and dam sites on a filled DEM.
+
+The results equal :func:`sitekit.science.hydrology.flow_receivers`,
+:func:`~sitekit.science.hydrology.flow_accumulation` and the pour-point mask of
+:func:`~sitekit.science.hydrology.dam_sites` on the whole array, pixel for pixel, but no task
+holds more than one chunk (plus a one-pixel halo) of the DEM. Two small global tasks hold only
+sparse data: the pixels of flats and the chunk-perimeter pixels.
+
+How:
+
+1. per chunk (one-pixel halo), steepest-descent D8 directions as a code per pixel (int8: 0–7 in
+   ``hydrology._D8`` order, −1 for a pixel with no lower neighbour, −2 for a hole); the pixels
+   with no lower neighbour and which of their neighbours share their height (8 bits) are listed;
+2. one task resolves the flats over that sparse list (the same breadth-first rings as
+   ``hydrology._settle_flats``: each pixel drains to the first equal-height neighbour, in D8
+   order, that is one ring nearer an outlet; a closed flat drains to its first pixel in
+   row-major order);
+3. per chunk, the flat codes are put in and the chunk's own accumulation is computed with no
+   inflow; each perimeter pixel reports that count, and where its flow next meets the chunk's
+   perimeter (or leaves the chunk);
+4. one task solves the perimeter graph in topological order (Barnes 2017): the inflow every
+   chunk receives across its edges;
+5. per chunk, the accumulation is computed again with that inflow added where it enters
+   (Barnes's "evict" strategy: the first pass's counts are not kept), and the dam sites follow.
+
+Counts are integers held in float64, so the order of additions does not change them.
+
+References
+----------
+Barnes, R. (2017). Parallel non-divergent flow accumulation for trillion cell digital elevation
+models on desktops or clusters. Environmental Modelling & Software 92, 202–212.
+https://doi.org/10.1016/j.envsoft.2017.02.022
+Barnes, R., Lehman, C., Mulla, D. (2014). An efficient assignment of drainage direction over
+flat surfaces in raster digital elevation models. Computers & Geosciences 62, 128–135.
+https://doi.org/10.1016/j.cageo.2013.01.009 (flats drain towards their outlets; here by
+breadth-first distance, the rule of ``hydrology.flow_receivers``).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+import dask.array as da
+import numba
+import numpy as np
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+__all__ = ["flow_routing_tiled", "dam_sites_tiled", "receivers_from_codes"]
+
+_D8 = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+_DR = np.array([d[0] for d in _D8], np.int64)
+_DC = np.array([d[1] for d in _D8], np.int64)
+HOLE = -2  #: code of a non-finite pixel
+SINK = -1  #: code of a valid pixel that drains nowhere
+
+
+# -- pass 1: steepest descent ----------------------------------------------------------------
+def _steepest(zh: np.ndarray, r0: int, c0: int, gx: int) -> dict[str, Any]:
+    """D8 codes of a chunk given with a one-pixel halo (NaN beyond the grid), and its flats.
+
+    The arithmetic is ``hydrology.flow_receivers``' (same dtype, same tie rule), so the codes
+    are the same. Returns ``code`` (int8), ``idx`` (global flat indices of the valid pixels
+    with no lower neighbour) and ``eq`` (uint8, bit k: neighbour k is valid and equally high).
+    """
+    ny, nx = zh.shape[0] - 2, zh.shape[1] - 2
+    valid_h = np.isfinite(zh)
+    zp = np.where(valid_h, zh, np.inf)
+    zz = zp[1:-1, 1:-1]
+    best = np.zeros((ny, nx), zz.dtype)
+    code = np.full((ny, nx), SINK, np.int8)
+    with np.errstate(invalid="ignore"):
+        for k, (dr, dc) in enumerate(_D8):
+            drop = zz - zp[1 + dr : 1 + dr + ny, 1 + dc : 1 + dc + nx]
+            drop /= math.hypot(dr, dc)
+            better = drop > best
+            best[better] = drop[better]
+            code[better] = k
+    valid = valid_h[1:-1, 1:-1]
+    code[~valid] = HOLE
+    lr, lc = np.nonzero(code == SINK)
+    eq = np.zeros(lr.size, np.uint8)
+    zc = zz[lr, lc]
+    for k, (dr, dc) in enumerate(_D8):
+        eq |= (zp[1 + lr + dr, 1 + lc + dc] == zc).astype(np.uint8) << k
+    return {"code": code, "idx": (lr + r0) * gx + lc + c0, "eq": eq}
+
+
+# -- pass 2: flats (global, sparse) ----------------------------------------------------------
+@numba.njit(cache=True, nogil=True)
+def _bfs(nb: np.ndarray, src: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    """Ring (breadth-first distance) of every flat pixel: 1 next to an outlet; closed flats
+    count from their first pixel (ring 0, in index order, which is row-major order)."""
+    n = src.size
+    dist = np.full(n, -1, np.int64)
+    queue = np.empty(n, np.int64)
+    head = tail = 0
+    for i in range(n):
+        if src[i] != 0:
+            dist[i] = 1
+            queue[tail] = i
+            tail += 1
+    for start in range(-1, n):
+        if start >= 0:
+            if dist[start] >= 0:
+                continue
+            dist[start] = 0  # the sink of a closed flat: the first pixel not reached
+            queue[tail] = start
+            tail += 1
+        while head < tail:
+            i = queue[head]
+            head += 1
+            for k in range(8):
+                j = nb[k, i]
+                if j >= 0 and dist[j] < 0:
+                    dist[j] = dist[i] + 1
+                    queue[tail] = j
+                    tail += 1
+    return dist
+
+
+@numba.njit(cache=True, nogil=True)
+def _choose(nb: np.ndarray, src: np.ndarray, dist: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """Each flat pixel drains to its first neighbour in D8 order one ring nearer the outlet
+    (an outlet for ring 1): ``hydrology._settle_flats``' choice; ring 0 is a sink."""
+    n = src.size
+    code = np.full(n, SINK, np.int8)
+    for i in range(n):
+        d = dist[i]
+        if d <= 0:
+            continue
+        for k in range(8):
+            j = nb[k, i]
+            if (j < 0 and d == 1 and (src[i] >> k) & 1) or (j >= 0 and dist[j] == d - 1):
+                code[i] = k
+                break
+    return code
+
+
+def _flat_codes(idx: np.ndarray, eq: np.ndarray, gx: int) -> np.ndarray:
+    """D8 codes (−1 for the sink of a closed flat) of the flat pixels ``idx`` (sorted).
+
+    The breadth-first rings of ``hydrology._settle_flats`` give each pending pixel its ring
+    (distance to the nearest equally high pixel that drains, over equally high pending
+    pixels); a pixel then drains to the first neighbour in D8 order one ring nearer. Pixels
+    never reached form closed flats; each drains, ring by ring, to its first pixel.
+    """
+    n = idx.size
+    nb = np.full((8, n), -1, np.int64)
+    src = np.zeros(n, np.uint8)  # bit k: neighbour k is equally high and drains (an outlet)
+    for k, (dr, dc) in enumerate(_D8):
+        has = np.flatnonzero((eq >> k) & 1)
+        g = idx[has] + (dr * gx + dc)
+        pos = np.minimum(np.searchsorted(idx, g), n - 1)
+        ins = idx[pos] == g
+        nb[k, has[ins]] = pos[ins]
+        src[has[~ins]] |= np.uint8(1 << k)
+    return _choose(nb, src, _bfs(nb, src))
+
+
+def _solve_flats(parts: list[dict[str, Any]], gx: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Codes of every chunk's flat pixels: a (global index, code) pair per chunk."""
+    idx = np.concatenate([p["idx"] for p in parts])
+    eq = np.concatenate([p["eq"] for p in parts])
+    order = np.argsort(idx, kind="stable")
+    code = np.empty(idx.size, np.int8)
+    if idx.size:
+        code[order] = _flat_codes(idx[order], eq[order], gx)
+    cuts = np.cumsum([p["idx"].size for p in parts])[:-1]
+    return list(zip(np.split(idx, cuts), np.split(code, cuts), strict=True))
+
+
+# -- per-chunk accumulation ------------------------------------------------------------------
+@numba.njit(cache=True, nogil=True)
+def _tile_acc(code: np.ndarray, w: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    """Accumulation inside one chunk: each pixel's weight plus everything draining into it
+    without leaving the chunk (Kahn's topological order)."""
+    ny, nx = code.shape
+    n = ny * nx
+    cf = code.ravel()
+    acc = w.ravel().copy()
+    indeg = np.zeros(n, np.int32)
+    rcv = np.full(n, -1, np.int64)
+    for i in range(n):
+        k = cf[i]
+        if k >= 0:
+            r = i // nx + _DR[k]
+            c = i % nx + _DC[k]
+            if 0 <= r < ny and 0 <= c < nx:
+                rcv[i] = r * nx + c
+                indeg[r * nx + c] += 1
+    stack = np.empty(n, np.int64)
+    top = 0
+    for i in range(n):
+        if indeg[i] == 0:
+            stack[top] = i
+            top += 1
+    while top > 0:
+        top -= 1
+        i = stack[top]
+        j = rcv[i]
+        if j >= 0:
+            acc[j] += acc[i]
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                stack[top] = j
+                top += 1
+    return acc.reshape(ny, nx)
+
+
+@numba.njit(cache=True, nogil=True)
+def _tile_links(code: np.ndarray, r0: int, c0: int, gx: int):  # pragma: no cover - numba
+    """Perimeter pixels of a chunk (global indices, row-major), where each one's flow goes
+    next (global index of the next perimeter pixel downstream, or of the receiver in another
+    chunk; −1 if the flow ends in the chunk) and whether that step leaves the chunk."""
+    ny, nx = code.shape
+    n = ny * nx
+    cf = code.ravel()
+    per = np.zeros(n, np.bool_)
+    for i in range(n):
+        r, c = i // nx, i % nx
+        if r == 0 or c == 0 or r == ny - 1 or c == nx - 1:
+            per[i] = True
+    # first perimeter pixel at or below each pixel (−1: the flow ends in the chunk first)
+    t = np.full(n, -2, np.int64)
+    path = np.empty(n, np.int64)
+    for i0 in range(n):
+        m = 0
+        i = i0
+        while t[i] == -2:
+            if per[i] and i != i0 or per[i] and m == 0:
+                t[i] = i
+                break
+            k = cf[i]
+            if k < 0:
+                t[i] = -1
+                break
+            path[m] = i
+            m += 1
+            i = (i // nx + _DR[k]) * nx + i % nx + _DC[k]
+        for q in range(m):
+            t[path[q]] = t[i]
+    np_ = 0
+    for i in range(n):
+        if per[i]:
+            np_ += 1
+    idx = np.empty(np_, np.int64)
+    nxt = np.full(np_, -1, np.int64)
+    cross = np.zeros(np_, np.bool_)
+    j = 0
+    for i in range(n):
+        if not per[i]:
+            continue
+        r, c = i // nx, i % nx
+        idx[j] = (r + r0) * gx + c + c0
+        k = cf[i]
+        if k >= 0:
+            rr, cc = r + _DR[k], c + _DC[k]
+            if 0 <= rr < ny and 0 <= cc < nx:
+                d = t[rr * nx + cc]
+                if d >= 0:
+                    nxt[j] = (d // nx + r0) * gx + d % nx + c0
+            else:
+                nxt[j] = (rr + r0) * gx + cc + c0
+                cross[j] = True
+        j += 1
+    return idx, nxt, cross
+
+
+def _tile_pass1(a: dict[str, Any], flats: tuple, r0: int, c0: int, gx: int) -> dict[str, Any]:
+    """Final codes of a chunk and its perimeter links with the chunk's own counts."""
+    code = a["code"].copy()
+    fidx, fcode = flats
+    lr, lc = np.divmod(fidx, gx)
+    code[lr - r0, lc - c0] = fcode
+    acc = _tile_acc(code, (code > HOLE).astype(np.float64))
+    idx, nxt, cross = _tile_links(code, r0, c0, gx)
+    pr, pc = np.divmod(idx, gx)
+    return {"code": code, "idx": idx, "nxt": nxt, "cross": cross, "acc": acc[pr - r0, pc - c0]}
+
+
+@numba.njit(cache=True, nogil=True)
+def _inflow(pos: np.ndarray, cross: np.ndarray, own: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """Inflow from other chunks into each perimeter node (Kahn's order over the links)."""
+    n = pos.size
+    inner = np.zeros(n)  # inflow from other chunks passing through the node
+    ext = np.zeros(n)  # inflow received directly across the chunk edge
+    indeg = np.zeros(n, np.int32)
+    for q in range(n):
+        if pos[q] >= 0:
+            indeg[pos[q]] += 1
+    stack = np.empty(n, np.int64)
+    top = 0
+    for q in range(n):
+        if indeg[q] == 0:
+            stack[top] = q
+            top += 1
+    while top > 0:
+        top -= 1
+        q = stack[top]
+        p = pos[q]
+        if p < 0:
+            continue
+        if cross[q]:
+            v = own[q] + inner[q]
+            ext[p] += v
+        else:
+            v = inner[q]
+        inner[p] += v
+        indeg[p] -= 1
+        if indeg[p] == 0:
+            stack[top] = p
+            top += 1
+    return ext
+
+
+def _solve_perimeter(parts: list[dict[str, Any]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Inflow across the edges into every chunk: a (global index, count) pair per chunk."""
+    idx = np.concatenate([p["idx"] for p in parts])
+    order = np.argsort(idx, kind="stable")
+    s = idx[order]
+    nxt = np.concatenate([p["nxt"] for p in parts])[order]
+    cross = np.concatenate([p["cross"] for p in parts])[order]
+    own = np.concatenate([p["acc"] for p in parts])[order]
+    pos = np.searchsorted(s, nxt)
+    pos = np.where(nxt >= 0, pos, -1)
+    ext = np.empty(idx.size)
+    ext[order] = _inflow(pos, cross, own)
+    cuts = np.cumsum([p["idx"].size for p in parts])[:-1]
+    out = []
+    for i, e in zip(np.split(idx, cuts), np.split(ext, cuts), strict=True):
+        m = e > 0
+        out.append((i[m], e[m]))
+    return out
+
+
+def _tile_pass2(
+    p1: dict[str, Any], inflow: tuple, zh: np.ndarray | None, r0: int, c0: int, gx: int,
+    ci: float, thr: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Accumulation of a chunk with its inflow; with ``zh`` (chunk + halo) also its dam sites."""
+    code = p1["code"]
+    w = (code > HOLE).astype(np.float64)
+    i, e = inflow
+    lr, lc = np.divmod(i, gx)
+    w[lr - r0, lc - c0] += e
+    acc = _tile_acc(code, w)
+    out: dict[str, Any] = {"code": code, "acc": acc}
+    if zh is not None:
+        ny, nx = code.shape
+        rr, cc = np.nonzero(code >= 0)
+        k = code[rr, cc]
+        z0 = zh[1 + rr, 1 + cc]
+        zr = zh[1 + rr + _DR[k], 1 + cc + _DC[k]]
+        pp = np.zeros((ny, nx), bool)
+        pp[rr, cc] = (np.floor(z0 / ci) * ci > zr) & (acc[rr, cc] >= thr)
+        out["pp"] = pp
+    return out
+
+
+# -- public ----------------------------------------------------------------------------------
+def _passes(zf: da.Array, dams: tuple[float, float] | None, keys: tuple[str, ...]):
+    """Dask arrays (``zf``'s chunks) of the last pass's ``keys`` ("code", "acc", "pp").
+
+    The graph is written out directly (one task per chunk and pass, two global tasks), so its
+    construction stays linear in the number of chunks.
+    """
+    if zf.ndim != 2:
+        raise ValueError(f"flow routing needs a 2-D DEM, got {zf.ndim} dimensions")
+    gy, gx = zf.shape
+    zh = da.overlap.overlap(zf, depth={0: 1, 1: 1}, boundary={0: np.nan, 1: np.nan})
+    tok = tokenize(zh, dams, keys)
+    nbi, nbj = len(zf.chunks[0]), len(zf.chunks[1])
+    rb = np.cumsum((0, *zf.chunks[0]))[:-1]
+    cb = np.cumsum((0, *zf.chunks[1]))[:-1]
+    tiles = [(i, j, int(rb[i]), int(cb[j])) for i in range(nbi) for j in range(nbj)]
+    a, fl, fp, p1, pe, ip, p2 = (
+        f"tiledflow-{s}-{tok}" for s in ("a", "f", "fp", "p1", "pe", "ip", "p2")
+    )
+    ci, thr = dams if dams is not None else (1.0, 0.0)
+    g: dict = {fl: (_solve_flats, [(a, t) for t in range(len(tiles))], gx)}
+    g[pe] = (_solve_perimeter, [(p1, t) for t in range(len(tiles))])
+    for t, (i, j, r0, c0) in enumerate(tiles):
+        g[(a, t)] = (_steepest, (zh.name, i, j), r0, c0, gx)
+        g[(fp, t)] = (operator.getitem, fl, t)
+        g[(p1, t)] = (_tile_pass1, (a, t), (fp, t), r0, c0, gx)
+        g[(ip, t)] = (operator.getitem, pe, t)
+        zk = (zh.name, i, j) if dams is not None else None
+        g[(p2, t)] = (_tile_pass2, (p1, t), (ip, t), zk, r0, c0, gx, ci, thr)
+    g.update(zh.__dask_graph__())  # one layer: every reference in it resolves to a key
+    dtypes = {"code": np.int8, "acc": np.float64, "pp": np.bool_}
+    names = {key: f"tiledflow-{key}-{tok}" for key in keys}
+    for key, name in names.items():
+        g.update(
+            {(name, i, j): (operator.getitem, (p2, t), key) for t, (i, j, _, _) in enumerate(tiles)}
+        )
+    out = []
+    for key, name in names.items():
+        hlg = HighLevelGraph({name: g}, {name: set()})
+        out.append(da.Array(hlg, name, zf.chunks, dtype=dtypes[key]))
+    return out
+
+
+def _as_dask(zf: Any) -> da.Array:
+    a = getattr(zf, "data", zf)
+    return a if isinstance(a, da.Array) else da.from_array(np.asarray(a))
+
+
+def flow_routing_tiled(zf: Any) -> tuple[da.Array, da.Array]:
+    """D8 codes (int8) and flow accumulation [pixels] (float64) of a filled DEM, chunk by chunk.
+
+    Parameters
+    ----------
+    zf : dask array (2-D, float, NaN for holes)
+        Depression-filled elevation [m] (e.g. from
+        :func:`sitekit.science.tiledfill.fill_depressions_tiled`); its chunks are the tiles.
+
+    Returns
+    -------
+    (codes, accumulation), lazy, with ``zf``'s chunks. Codes: 0–7 index ``hydrology._D8``
+    (steepest descent, flats towards their outlet), −1 for none, −2 for holes;
+    :func:`receivers_from_codes` turns them into ``hydrology.flow_receivers``' flat indices.
+    Accumulation equals ``hydrology.flow_accumulation``.
+    """
+    code, acc = _passes(_as_dask(zf), None, ("code", "acc"))
+    return code, acc
+
+
+def dam_sites_tiled(
+    zf: Any, contour_interval_m: float, min_catchment_px: int
+) -> tuple[da.Array, da.Array]:
+    """D8 codes (int8) and dam-site mask (bool) of a filled DEM, chunk by chunk; equal to
+    :func:`sitekit.science.hydrology.dam_sites` (``filled=True``) on the whole array."""
+    dams = (float(contour_interval_m), float(min_catchment_px))
+    code, pp = _passes(_as_dask(zf), dams, ("code", "pp"))
+    return code, pp
+
+
+def receivers_from_codes(code: np.ndarray, origin: tuple[int, int], gshape: tuple[int, int]):
+    """Flat receiver indices (int64) of a window of D8 codes whose first pixel is pixel
+    ``origin`` (row, col) of a grid of shape ``gshape``; −1 for none and for receivers outside
+    that grid (``origin`` (0, 0) and the window's own shape give indices within the window)."""
+    code = np.asarray(code)
+    ny, nx = code.shape
+    gy, gx = gshape
+    k = code.astype(np.int64)
+    kk = np.where(k >= 0, k, 0)
+    rr = np.arange(ny)[:, None] + origin[0] + _DR[kk]
+    cc = np.arange(nx)[None, :] + origin[1] + _DC[kk]
+    ok = (k >= 0) & (rr >= 0) & (rr < gy) & (cc >= 0) & (cc < gx)
+    return np.where(ok, rr * gx + cc, -1)
