@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import dask
 import geopandas as gpd
 import numpy as np
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 
 from sitekit.errors import InputError
 from sitekit.science import pumped_storage_cost as psc
+from sitekit.science.hydrology import fill_depressions
 from sitekit.science.pumped_storage import (
     PumpedStorageParams,
     find_pairs,
@@ -555,3 +558,29 @@ def test_chunked_search_with_lakes_equals_unchunked(chunks):
     assert res_c.drop(columns="geometry").equals(res_u.drop(columns="geometry"))
     ex = pairs_u[pairs_u["uses_existing_reservoir"]]
     assert ex["lower_name"].notna().any() and ex["upper_name"].notna().any()  # both roles
+
+
+def test_chunked_search_with_dam_points_equals_unchunked():
+    """Existing dams given as points are flooded each in its own window of the tiled
+    hydrology (D8 codes, not global receivers): the same reservoirs and pairs as unchunked."""
+    grid = small_grid((150, 150), RES, chunks=40)
+    dem = mountain_terrain(grid, relief_m=1200.0, wavelength_m=2500.0, seed=3)
+    z = dem.values
+    pts, levels = [], []
+    for r, c in ((30, 40), (110, 100), (75, 75), (5, 148)):
+        zz = fill_depressions(z.astype(np.float32))
+        levels.append(float(zz[r, c]) + 40.0)
+        pts.append(shapely.Point(*(grid.transform * (c + 0.5, r + 0.5))))
+    dams = gpd.GeoDataFrame(
+        {"name": ["A", "B", "C", "Edge"], "water_level_m": levels}, geometry=pts, crs=grid.crs
+    )
+    p = dataclasses.replace(MOUNTAIN, existing_reach_km=0.6)  # windows far smaller than the grid
+    excl = np.zeros(grid.shape, bool)
+    res_u, pairs_u = find_pairs_numpy(z, excl, grid, p, existing=dams)
+    lazy = find_pairs(dem, grid.wrap(dask.array.from_array(excl, 40), "excl"), grid, p,
+                      existing=dams)  # fmt: skip
+    res_c, pairs_c = lazy.compute()
+    assert pairs_c.drop(columns="geometry").equals(pairs_u.drop(columns="geometry"))
+    assert res_c.drop(columns="geometry").equals(res_u.drop(columns="geometry"))
+    flooded = res_u[res_u["existing"].astype(bool)]
+    assert (flooded["outline_method"] == "DEM flooded to the normal pool level").any()

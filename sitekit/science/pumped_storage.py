@@ -41,9 +41,11 @@ Joule 2021; Lu et al. 2018; open code ``ANU-RE100/PHES_Searching``, ``src/screen
    flooded to the exact height that holds V (dam height reported), and a pair is kept when
    none of its pixels is used by a better pair.
 
-Chunking (:func:`find_pairs`): the hydrology is one global task; every dask chunk is searched in
-a window grown by :meth:`PumpedStorageParams.halo` pixels and the selection runs once, so the
-chunked result equals :func:`find_pairs_numpy`.
+Chunking (:func:`find_pairs`): the hydrology is tiled (:mod:`sitekit.science.tiledfill`,
+:mod:`sitekit.science.tiledflow`: no task holds more than a chunk of it); every dask chunk is
+searched in a window grown by :meth:`PumpedStorageParams.halo` pixels, existing dams are flooded
+each in its own window, and the selection runs once, so the chunked result equals
+:func:`find_pairs_numpy`.
 
 References
 ----------
@@ -96,6 +98,7 @@ from sitekit.science.ps_select import (  # noqa: F401 - re-exported (public API 
 )
 from sitekit.science.ps_sizing import size_pairs
 from sitekit.science.tiledfill import fill_depressions_tiled
+from sitekit.science.tiledflow import dam_sites_tiled, receivers_from_codes
 
 #: ANU atlas reservoir sizings ``test = E, h`` (``variables``): (energy [GWh], storage [h]).
 ANU_CLASSES: tuple[tuple[float, float], ...] = (
@@ -318,9 +321,10 @@ def _search_window(
 
 
 def _window_task(z, excl, hyd, win, core, gshape, transform, p, existing):
-    """Dask task: slice the global hydrology to the window and search it."""
+    """Dask task: search one window given its slices of the filled DEM, D8 codes and dam sites."""
     w0, w1, v0, v1 = win
-    zf, recv, ppm = (a[w0:w1, v0:v1] for a in hyd)
+    zf, code, ppm = hyd
+    recv = receivers_from_codes(code, (w0, v0), gshape)
     return _search_window(z, zf, recv, ppm, excl, (w0, v0), core, gshape, transform, p, existing)
 
 
@@ -468,13 +472,23 @@ def find_pairs(
         return a
 
     z, mask = _dask(dem, np.float32), _dask(exclusion, bool)
-    # depressions are filled chunk by chunk (Barnes 2016; equal to the global fill), so the one
-    # global task left, D8 routing and accumulation, no longer runs the fill's flood front
+    # the hydrology is tiled end to end: depressions filled chunk by chunk (Barnes 2016), D8
+    # routing, flats and accumulation chunk by chunk with two sparse global steps (Barnes 2017);
+    # each later task reads only its window of the filled DEM, the D8 codes and the dam sites
     zf = fill_depressions_tiled(z)
-    hyd = dask.delayed(hydrology, pure=True)(zf, grid.resolution_m, p, filled=True)
-    ex = dask.delayed(_flood_task, pure=True)(
-        existing, hyd, grid, p.existing_radius_km, p.existing_reach_km
-    )
+    code, ppm = dam_sites_tiled(zf, p.contour_interval_m, p.steps(grid.resolution_m)[2])
+    floods = []
+    for item in rsv.plan(existing, grid, p.existing_radius_km, p.existing_reach_km):
+        if "done" in item:
+            floods.append(item["done"])
+            continue
+        r0, r1, c0, c1 = item["box"]
+        floods.append(
+            dask.delayed(_flood_point_task, pure=True)(
+                item, zf[r0:r1, c0:c1], code[r0:r1, c0:c1], grid.shape, grid.resolution_m
+            )
+        )
+    ex = dask.delayed(_flooded_list, pure=True)(floods)
     h = p.halo(grid.resolution_m)
     rb = np.cumsum((0, *z.chunks[0]))
     cb = np.cumsum((0, *z.chunks[1]))
@@ -483,9 +497,11 @@ def find_pairs(
         for c0, c1 in zip(cb[:-1], cb[1:], strict=True):
             w0, w1 = max(0, r0 - h), min(ny, r1 + h)
             v0, v1 = max(0, c0 - h), min(nx, c1 + h)
+            win = (int(w0), int(w1), int(v0), int(v1))
             parts.append(
                 dask.delayed(_window_task, pure=True)(
-                    z[w0:w1, v0:v1], mask[w0:w1, v0:v1], hyd, (int(w0), int(w1), int(v0), int(v1)),
+                    z[w0:w1, v0:v1], mask[w0:w1, v0:v1],
+                    (zf[w0:w1, v0:v1], code[w0:w1, v0:v1], ppm[w0:w1, v0:v1]), win,
                     (int(r0), int(r1), int(c0), int(c1)), (ny, nx), grid.transform, p, ex,
                 )
             )  # fmt: skip
@@ -493,8 +509,20 @@ def find_pairs(
 
 
 def _flood_task(existing, hyd, grid, radius_km, reach_km):
-    """Dask task: flood the existing reservoirs on the global filled DEM."""
+    """Flood the existing reservoirs on the global filled DEM (the unchunked search)."""
     return rsv.flood(existing, hyd[0], hyd[1], grid, radius_km, reach_km)
+
+
+def _flood_point_task(item, zf, code, gshape, res):
+    """Dask task: flood one existing dam point from its window of the filled DEM and codes."""
+    zf, code = np.asarray(zf), np.asarray(code)
+    recv = receivers_from_codes(code, (0, 0), code.shape)
+    return rsv.flood_point(item, zf, recv, gshape, res)
+
+
+def _flooded_list(floods):
+    """The existing reservoirs in table order (dams whose window has no DEM dropped)."""
+    return [f for f in floods if f is not None]
 
 
 def params_from_recipe(recipe: Any) -> PumpedStorageParams:
