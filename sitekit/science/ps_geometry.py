@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 import pandas as pd
 from scipy import ndimage
@@ -27,27 +28,94 @@ if TYPE_CHECKING:
 
 
 # -- reservoir geometry ----------------------------------------------------------------------
+@numba.njit(cache=True, nogil=True)
+def _walk_kernel(zf, recv, cid, h, k_max, counts, out_q, out_c, fill):  # pragma: no cover
+    """Walk every valid pixel down its flow path (≤ ``k_max`` steps, while it is < ``h`` above
+    the path); pass 1 (``fill`` False) counts hits per step, pass 2 writes them step-major."""
+    pos = np.zeros(k_max + 2, np.int64)
+    if fill:
+        for s in range(k_max + 1):
+            pos[s + 1] = pos[s] + counts[s]
+    for q in range(zf.size):
+        zq = zf[q]
+        if not np.isfinite(zq):
+            continue
+        cur = q
+        for step in range(k_max + 1):
+            c = cid[cur]
+            if c >= 0:
+                if fill:
+                    out_q[pos[step]] = q
+                    out_c[pos[step]] = c
+                    pos[step] += 1
+                else:
+                    counts[step] += 1
+            nxt = recv[cur]
+            if nxt < 0 or step == k_max or not zq - zf[nxt] < h:
+                break
+            cur = nxt
+
+
 def _walk(zf, recv, pp, h, k_max):
-    """(member pixel, candidate) pairs: pixels whose flow path meets a pour point within H."""
+    """(member pixel, candidate) pairs: pixels whose flow path meets a pour point within H.
+
+    Ordered by the step at which the path meets the pour point, then by pixel (the order of
+    the step-by-step walk this replaces, so every later sum adds in the same order).
+    """
     cid = np.full(zf.size, -1, np.int64)
     cid[pp] = np.arange(pp.size)
-    q = np.flatnonzero(np.isfinite(zf))
-    cur, zq = q.copy(), zf[q]
-    mq, mc = [], []
-    for step in range(k_max + 1):
-        c = cid[cur]
-        hit = c >= 0
-        mq.append(q[hit])
-        mc.append(c[hit])
-        nxt = recv[cur]
-        keep = nxt >= 0
-        if step == k_max:
-            break
-        keep[keep] = (zq[keep] - zf[nxt[keep]]) < h
-        q, cur, zq = q[keep], nxt[keep], zq[keep]
-        if not q.size:
-            break
-    return np.concatenate(mq), np.concatenate(mc)
+    zf = np.ascontiguousarray(zf, np.float64)
+    recv = np.ascontiguousarray(recv, np.int64)
+    counts = np.zeros(k_max + 1, np.int64)
+    empty = np.empty(0, np.int64)
+    _walk_kernel(zf, recv, cid, float(h), int(k_max), counts, empty, empty, False)
+    mq = np.empty(int(counts.sum()), np.int64)
+    mc = np.empty_like(mq)
+    _walk_kernel(zf, recv, cid, float(h), int(k_max), counts, mq, mc, True)
+    return mq, mc
+
+
+@numba.njit(cache=True, nogil=True)
+def _edges_kernel(zf, keys, start, mq, mc, by_c, istart, zpp, hmax, offs, diag, n_out, out, fill):
+    """Pass 1 counts the wall edges (``n_out[0]``), pass 2 writes them with their position in
+    the reference order (direction, then member): ``out`` = (key, candidate, pixel, base, top).
+
+    Candidate by candidate: its member pixels (``keys[start[c]:start[c+1]]``) are stamped in a
+    pixel array, then its inner members (``by_c[istart[c]:istart[c+1]]``) test their eight
+    neighbours against the stamp (no search)."""
+    stamp = np.full(zf.size, -1, np.int32)  # candidate numbers (a window has < 2³¹)
+    j = 0
+    m = mq.size
+    for c in range(start.size - 1):
+        if istart[c] == istart[c + 1]:
+            continue
+        for t in range(start[c], start[c + 1]):
+            stamp[keys[t]] = c
+        z0 = zpp[c]
+        for t in range(istart[c], istart[c + 1]):
+            i = by_c[t]
+            q = mq[i]
+            for d in range(8):
+                n = q + offs[d]
+                if stamp[n] == c or not zf[n] < z0 + hmax:
+                    continue
+                base = max(zf[q], zf[n]) - z0
+                top = np.inf
+                if diag[d, 0] != 0:  # np.minimum: a NaN (hole) neighbour makes top NaN
+                    for e in range(2):
+                        v = zf[q + diag[d, e]] - z0
+                        if not np.isnan(top) and (np.isnan(v) or v < top):
+                            top = v
+                if not base < top:
+                    continue
+                if fill:
+                    out[0, j] = d * m + i
+                    out[1, j] = c
+                    out[2, j] = n
+                    out[3, j] = base
+                    out[4, j] = top
+                j += 1
+    n_out[0] = j
 
 
 def _edges(zf, shape, mq, mc, zpp, hmax, npp):
@@ -56,38 +124,32 @@ def _edges(zf, shape, mq, mc, zpp, hmax, npp):
     A wall stands on a 4-neighbour edge from a member to a non-member pixel below the water level
     when the dam height H > base = max(z_f of both) − z₀ (height H − base, one pixel long, as
     the ANU search); a diagonal edge is a leak only while both shared neighbours are dry
-    (H ≤ top = min(z_f of them) − z₀). ``top`` is inf for 4-neighbour edges.
+    (H ≤ top = min(z_f of them) − z₀). ``top`` is inf for 4-neighbour edges. Ordered by
+    direction (``_D8``), then by member.
     """
     ny, nx = shape
-    keys = np.sort(mq * npp + mc)
-
-    def member(n, c):
-        k = n * npp + c
-        return keys[np.minimum(np.searchsorted(keys, k), keys.size - 1)] == k
-
+    # each candidate's member pixels, sorted, in one array: candidate c owns start[c]:start[c+1]
+    order = np.lexsort((mq, mc))
+    keys = np.ascontiguousarray(mq[order])
+    start = np.searchsorted(mc[order], np.arange(npp + 1))
     # a member on the window border floods an edge (bad) pixel: heights above it are not
     # allowed anyway, so its walls do not matter
     r, col = np.divmod(mq, nx)
     inner = (r > 0) & (r < ny - 1) & (col > 0) & (col < nx - 1)
-    mq, mc = mq[inner], mc[inner]
-    lv = zpp[mc] + hmax
-    out_c, out_n, out_b, out_t = [], [], [], []
-    for dr, dc in _D8:
-        n = mq + dr * nx + dc
-        w = np.flatnonzero(zf[n] < lv)
-        w = w[~member(n[w], mc[w])]
-        z0 = zpp[mc[w]]
-        base = np.maximum(zf[mq[w]], zf[n[w]]) - z0
-        top = np.full(w.size, np.inf)
-        if dr and dc:
-            for off in (dr * nx, dc):
-                top = np.minimum(top, zf[mq[w] + off] - z0)
-        keep = base < top
-        out_c.append(mc[w][keep])
-        out_n.append(n[w][keep])
-        out_b.append(base[keep])
-        out_t.append(top[keep])
-    return tuple(np.concatenate(a) for a in (out_c, out_n, out_b, out_t))
+    mq, mc = np.ascontiguousarray(mq[inner]), np.ascontiguousarray(mc[inner])
+    by_c = np.lexsort((mq, mc))
+    istart = np.searchsorted(mc[by_c], np.arange(npp + 1))
+    offs = np.array([dr * nx + dc for dr, dc in _D8], np.int64)
+    diag = np.array([(dr * nx, dc) if dr and dc else (0, 0) for dr, dc in _D8], np.int64)
+    zf = np.ascontiguousarray(zf, np.float64)
+    zpp = np.ascontiguousarray(zpp, np.float64)
+    n_out = np.zeros(1, np.int64)
+    args = (zf, keys, start, mq, mc, by_c, istart, zpp, float(hmax), offs, diag, n_out)
+    _edges_kernel(*args, np.empty((5, 0)), False)
+    out = np.empty((5, int(n_out[0])))  # keys < 8·members and pixel indices are exact in float64
+    _edges_kernel(*args, out, True)
+    out = out[:, np.argsort(out[0], kind="stable")]
+    return out[1].astype(np.int64), out[2].astype(np.int64), out[3].copy(), out[4].copy()
 
 
 def reservoir_candidates(z, exclusion, res: float, params: PumpedStorageParams | None = None):
