@@ -76,25 +76,23 @@ def _walk(zf, recv, pp, h, k_max):
 
 
 @numba.njit(cache=True, nogil=True)
-def _edges_kernel(zf, keys, start, mq, mc, by_c, istart, zpp, hmax, offs, diag, n_out, out, fill):
+def _edges_kernel(zf, keys, start, inner, rank, m, zpp, hmax, offs, diag, n_out, out, fill):
     """Pass 1 counts the wall edges (``n_out[0]``), pass 2 writes them with their position in
-    the reference order (direction, then member): ``out`` = (key, candidate, pixel, base, top).
+    the reference order (direction, then inner member): ``out`` = (key, candidate, pixel, base,
+    top).
 
     Candidate by candidate: its member pixels (``keys[start[c]:start[c+1]]``) are stamped in a
-    pixel array, then its inner members (``by_c[istart[c]:istart[c+1]]``) test their eight
-    neighbours against the stamp (no search)."""
+    pixel array, then its inner members test their eight neighbours against the stamp."""
     stamp = np.full(zf.size, -1, np.int32)  # candidate numbers (a window has < 2³¹)
     j = 0
-    m = mq.size
     for c in range(start.size - 1):
-        if istart[c] == istart[c + 1]:
-            continue
         for t in range(start[c], start[c + 1]):
             stamp[keys[t]] = c
         z0 = zpp[c]
-        for t in range(istart[c], istart[c + 1]):
-            i = by_c[t]
-            q = mq[i]
+        for t in range(start[c], start[c + 1]):
+            if not inner[t]:
+                continue
+            q = keys[t]
             for d in range(8):
                 n = q + offs[d]
                 if stamp[n] == c or not zf[n] < z0 + hmax:
@@ -109,7 +107,7 @@ def _edges_kernel(zf, keys, start, mq, mc, by_c, istart, zpp, hmax, offs, diag, 
                 if not base < top:
                     continue
                 if fill:
-                    out[0, j] = d * m + i
+                    out[0, j] = d * m + rank[t]
                     out[1, j] = c
                     out[2, j] = n
                     out[3, j] = base
@@ -128,23 +126,22 @@ def _edges(zf, shape, mq, mc, zpp, hmax, npp):
     direction (``_D8``), then by member.
     """
     ny, nx = shape
-    # each candidate's member pixels, sorted, in one array: candidate c owns start[c]:start[c+1]
-    order = np.lexsort((mq, mc))
-    keys = np.ascontiguousarray(mq[order])
-    start = np.searchsorted(mc[order], np.arange(npp + 1))
     # a member on the window border floods an edge (bad) pixel: heights above it are not
     # allowed anyway, so its walls do not matter
     r, col = np.divmod(mq, nx)
     inner = (r > 0) & (r < ny - 1) & (col > 0) & (col < nx - 1)
-    mq, mc = np.ascontiguousarray(mq[inner]), np.ascontiguousarray(mc[inner])
-    by_c = np.lexsort((mq, mc))
-    istart = np.searchsorted(mc[by_c], np.arange(npp + 1))
+    rank = np.cumsum(inner) - 1  # position among the inner members (the output order)
+    # each candidate's members in one array: candidate c owns start[c]:start[c+1]
+    order = np.argsort(mc, kind="stable")
+    start = np.searchsorted(mc[order], np.arange(npp + 1))
+    keys, inner, rank = (np.ascontiguousarray(a[order]) for a in (mq, inner, rank))
     offs = np.array([dr * nx + dc for dr, dc in _D8], np.int64)
     diag = np.array([(dr * nx, dc) if dr and dc else (0, 0) for dr, dc in _D8], np.int64)
     zf = np.ascontiguousarray(zf, np.float64)
     zpp = np.ascontiguousarray(zpp, np.float64)
     n_out = np.zeros(1, np.int64)
-    args = (zf, keys, start, mq, mc, by_c, istart, zpp, float(hmax), offs, diag, n_out)
+    m = int(inner.sum())
+    args = (zf, keys, start, inner, rank, m, zpp, float(hmax), offs, diag, n_out)
     _edges_kernel(*args, np.empty((5, 0)), False)
     out = np.empty((5, int(n_out[0])))  # keys < 8·members and pixel indices are exact in float64
     _edges_kernel(*args, out, True)
