@@ -66,19 +66,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-import dask
 import dask.array as da
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 from affine import Affine
+from dask.base import tokenize
+from dask.delayed import Delayed
 from scipy.spatial import cKDTree
 
 from sitekit.errors import InputError
 from sitekit.grid import Grid
 from sitekit.science import pumped_storage_cost as psc
+from sitekit.science import rawgraph
 from sitekit.science import reservoirs as rsv
 from sitekit.science.hydrology import (  # noqa: F401 - re-exported (public API of this module)
     _D8,
@@ -320,10 +323,10 @@ def _search_window(
     return {"pairs": pairs, "reservoirs": cands, "pixels": pixels}
 
 
-def _window_task(z, excl, hyd, win, core, gshape, transform, p, existing):
-    """Dask task: search one window given its slices of the filled DEM, D8 codes and dam sites."""
+def _window_task(z, excl, zf, code, ppm, win, core, existing, *, gshape, transform, p):
+    """Dask task: search one window given its DEM, exclusion, filled DEM, D8 codes and dam
+    sites (``win`` (r0, r1, c0, c1) global)."""
     w0, w1, v0, v1 = win
-    zf, code, ppm = hyd
     recv = receivers_from_codes(code, (w0, v0), gshape)
     return _search_window(z, zf, recv, ppm, excl, (w0, v0), core, gshape, transform, p, existing)
 
@@ -477,35 +480,44 @@ def find_pairs(
     # each later task reads only its window of the filled DEM, the D8 codes and the dam sites
     zf = fill_depressions_tiled(z)
     code, ppm = dam_sites_tiled(zf, p.contour_interval_m, p.steps(grid.resolution_m)[2])
+    mask = mask.rechunk(z.chunks)
+    # one layer of window tasks naming the chunks they read (rawgraph): passed to
+    # dask.delayed, each window's slices would be optimised separately and the filled DEM
+    # recomputed for every window that reads it
+    tok = tokenize(z, mask, zf, code, ppm, p, grid, existing, zones, zone_field)
+    lay, ex_key, sel_key = f"ps-search-{tok}", f"ps-existing-{tok}", f"ps-select-{tok}"
+    tasks: dict = {}
     floods = []
-    for item in rsv.plan(existing, grid, p.existing_radius_km, p.existing_reach_km):
+    for n, item in enumerate(rsv.plan(existing, grid, p.existing_radius_km, p.existing_reach_km)):
         if "done" in item:
             floods.append(item["done"])
             continue
-        r0, r1, c0, c1 = item["box"]
-        floods.append(
-            dask.delayed(_flood_point_task, pure=True)(
-                item, zf[r0:r1, c0:c1], code[r0:r1, c0:c1], grid.shape, grid.resolution_m
-            )
-        )
-    ex = dask.delayed(_flooded_list, pure=True)(floods)
+        r0, r1, c0, c1 = b = item["box"]
+        key = (f"ps-flood-{tok}", n)
+        flood = partial(_flood_point_task, item=item, gshape=grid.shape, res=grid.resolution_m)
+        tasks[key] = (flood, rawgraph.window_task(zf, b), rawgraph.window_task(code, b))
+        floods.append(key)
+    tasks[ex_key] = (_flooded_list, floods)
     h = p.halo(grid.resolution_m)
     rb = np.cumsum((0, *z.chunks[0]))
     cb = np.cumsum((0, *z.chunks[1]))
+    search = partial(_window_task, gshape=(ny, nx), transform=grid.transform, p=p)
     parts = []
     for r0, r1 in zip(rb[:-1], rb[1:], strict=True):
         for c0, c1 in zip(cb[:-1], cb[1:], strict=True):
             w0, w1 = max(0, r0 - h), min(ny, r1 + h)
             v0, v1 = max(0, c0 - h), min(nx, c1 + h)
             win = (int(w0), int(w1), int(v0), int(v1))
-            parts.append(
-                dask.delayed(_window_task, pure=True)(
-                    z[w0:w1, v0:v1], mask[w0:w1, v0:v1],
-                    (zf[w0:w1, v0:v1], code[w0:w1, v0:v1], ppm[w0:w1, v0:v1]), win,
-                    (int(r0), int(r1), int(c0), int(c1)), (ny, nx), grid.transform, p, ex,
-                )
+            key = (f"ps-window-{tok}", len(parts))
+            tasks[key] = (
+                search, *(rawgraph.window_task(a, win) for a in (z, mask, zf, code, ppm)),
+                list(win), [int(r0), int(r1), int(c0), int(c1)], ex_key,
             )  # fmt: skip
-    return dask.delayed(_select, pure=True)(parts, grid, p, zones, zone_field)
+            parts.append(key)
+    tasks[sel_key] = (partial(_select, grid=grid, p=p, zones=zones, zone_field=zone_field), parts)
+    on = set().union(*(rawgraph.layer_of(a) for a in (z, mask, zf, code, ppm)))
+    hlg = rawgraph.graph([z, mask, zf, code, ppm], {lay: (tasks, on)})
+    return Delayed(sel_key, hlg, layer=lay)
 
 
 def _flood_task(existing, hyd, grid, radius_km, reach_km):
@@ -513,11 +525,10 @@ def _flood_task(existing, hyd, grid, radius_km, reach_km):
     return rsv.flood(existing, hyd[0], hyd[1], grid, radius_km, reach_km)
 
 
-def _flood_point_task(item, zf, code, gshape, res):
+def _flood_point_task(zf, code, *, item, gshape, res):
     """Dask task: flood one existing dam point from its window of the filled DEM and codes."""
-    zf, code = np.asarray(zf), np.asarray(code)
     recv = receivers_from_codes(code, (0, 0), code.shape)
-    return rsv.flood_point(item, zf, recv, gshape, res)
+    return rsv.flood_point(item, np.asarray(zf), recv, gshape, res)
 
 
 def _flooded_list(floods):

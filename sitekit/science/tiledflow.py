@@ -46,7 +46,8 @@ import dask.array as da
 import numba
 import numpy as np
 from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
+
+from sitekit.science import rawgraph
 
 __all__ = ["flow_routing_tiled", "dam_sites_tiled", "receivers_from_codes"]
 
@@ -389,18 +390,20 @@ def _passes(zf: da.Array, dams: tuple[float, float] | None, keys: tuple[str, ...
         g[(ip, t)] = (operator.getitem, pe, t)
         zk = (zh.name, i, j) if dams is not None else None
         g[(p2, t)] = (_tile_pass2, (p1, t), (ip, t), zk, r0, c0, gx, ci, thr)
-    g.update(zh.__dask_graph__())  # one layer: every reference in it resolves to a key
     dtypes = {"code": np.int8, "acc": np.float64, "pp": np.bool_}
     names = {key: f"tiledflow-{key}-{tok}" for key in keys}
+    main = f"tiledflow-{tok}"
+    layers = {main: (g, rawgraph.layer_of(zh))}
     for key, name in names.items():
-        g.update(
-            {(name, i, j): (operator.getitem, (p2, t), key) for t, (i, j, _, _) in enumerate(tiles)}
+        layers[name] = (
+            {
+                (name, i, j): (operator.getitem, (p2, t), key)
+                for t, (i, j, _, _) in enumerate(tiles)
+            },
+            {main},
         )
-    out = []
-    for key, name in names.items():
-        hlg = HighLevelGraph({name: g}, {name: set()})
-        out.append(da.Array(hlg, name, zf.chunks, dtype=dtypes[key]))
-    return out
+    hlg = rawgraph.graph([zh], layers)
+    return [da.Array(hlg, name, zf.chunks, dtype=dtypes[key]) for key, name in names.items()]
 
 
 def _as_dask(zf: Any) -> da.Array:
