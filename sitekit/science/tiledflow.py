@@ -86,7 +86,10 @@ def _steepest(zh: np.ndarray, r0: int, c0: int, gx: int) -> dict[str, Any]:
     zc = zz[lr, lc]
     for k, (dr, dc) in enumerate(_D8):
         eq |= (zp[1 + lr + dr, 1 + lc + dc] == zc).astype(np.uint8) << k
-    return {"code": code, "idx": (lr + r0) * gx + lc + c0, "eq": eq}
+    # the halo ring (rows 0 and -1, columns 0 and -1 of ``zh``) for the dam sites of pass 3, so
+    # the haloed copy of the chunk need not stay in memory until then
+    ring = (zh[0].copy(), zh[-1].copy(), zh[:, 0].copy(), zh[:, -1].copy())
+    return {"code": code, "idx": (lr + r0) * gx + lc + c0, "eq": eq, "ring": ring}
 
 
 # -- pass 2: flats (global, sparse) ----------------------------------------------------------
@@ -279,7 +282,8 @@ def _tile_pass1(a: dict[str, Any], flats: tuple, r0: int, c0: int, gx: int) -> d
     acc = _tile_acc(code, (code > HOLE).astype(np.float64))
     idx, nxt, cross = _tile_links(code, r0, c0, gx)
     pr, pc = np.divmod(idx, gx)
-    return {"code": code, "idx": idx, "nxt": nxt, "cross": cross, "acc": acc[pr - r0, pc - c0]}
+    return {"code": code, "idx": idx, "nxt": nxt, "cross": cross, "acc": acc[pr - r0, pc - c0],
+            "ring": a["ring"]}  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
@@ -338,10 +342,11 @@ def _solve_perimeter(parts: list[dict[str, Any]]) -> list[tuple[np.ndarray, np.n
 
 
 def _tile_pass2(
-    p1: dict[str, Any], inflow: tuple, zh: np.ndarray | None, r0: int, c0: int, gx: int,
+    p1: dict[str, Any], inflow: tuple, z: np.ndarray | None, r0: int, c0: int, gx: int,
     ci: float, thr: float,
 ) -> dict[str, Any]:  # fmt: skip
-    """Accumulation of a chunk with its inflow; with ``zh`` (chunk + halo) also its dam sites."""
+    """Accumulation of a chunk with its inflow; with ``z`` (the chunk of the filled DEM) also
+    its dam sites (the halo ring comes from pass 1)."""
     code = p1["code"]
     w = (code > HOLE).astype(np.float64)
     i, e = inflow
@@ -349,8 +354,11 @@ def _tile_pass2(
     w[lr - r0, lc - c0] += e
     acc = _tile_acc(code, w)
     out: dict[str, Any] = {"code": code, "acc": acc}
-    if zh is not None:
+    if z is not None:
         ny, nx = code.shape
+        zh = np.empty((ny + 2, nx + 2), np.asarray(z).dtype)
+        zh[1:-1, 1:-1] = z
+        zh[0], zh[-1], zh[:, 0], zh[:, -1] = p1["ring"]
         rr, cc = np.nonzero(code >= 0)
         k = code[rr, cc]
         z0 = zh[1 + rr, 1 + cc]
@@ -388,12 +396,12 @@ def _passes(zf: da.Array, dams: tuple[float, float] | None, keys: tuple[str, ...
         g[(fp, t)] = (operator.getitem, fl, t)
         g[(p1, t)] = (_tile_pass1, (a, t), (fp, t), r0, c0, gx)
         g[(ip, t)] = (operator.getitem, pe, t)
-        zk = (zh.name, i, j) if dams is not None else None
+        zk = (zf.name, i, j) if dams is not None else None
         g[(p2, t)] = (_tile_pass2, (p1, t), (ip, t), zk, r0, c0, gx, ci, thr)
     dtypes = {"code": np.int8, "acc": np.float64, "pp": np.bool_}
     names = {key: f"tiledflow-{key}-{tok}" for key in keys}
     main = f"tiledflow-{tok}"
-    layers = {main: (g, rawgraph.layer_of(zh))}
+    layers = {main: (g, rawgraph.layer_of(zh) | rawgraph.layer_of(zf))}
     for key, name in names.items():
         layers[name] = (
             {
@@ -402,7 +410,7 @@ def _passes(zf: da.Array, dams: tuple[float, float] | None, keys: tuple[str, ...
             },
             {main},
         )
-    hlg = rawgraph.graph([zh], layers)
+    hlg = rawgraph.graph([zh, zf], layers)
     return [da.Array(hlg, name, zf.chunks, dtype=dtypes[key]) for key, name in names.items()]
 
 
