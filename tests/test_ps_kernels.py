@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sitekit.science.hydrology import _D8
-from sitekit.science.ps_geometry import _edges, _walk
+from sitekit.science.ps_geometry import _curves, _edges, _walk
 from sitekit.science.pumped_storage import PumpedStorageParams, hydrology
 from sitekit.testing import mountain_terrain, small_grid
 
@@ -90,3 +90,17 @@ def test_walk_and_edges_equal_the_numpy_reference(seed, res, holes):
     assert e_ref[0].size > 100
     for a, b in zip(e_got, e_ref, strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_volume_curves_equal_bincount_bit_for_bit():
+    rng = np.random.default_rng(5)
+    npp, n = 300, 20000
+    mc = rng.integers(0, npp, n)
+    dz = rng.random(n) * 160.0
+    heights = np.arange(10.0, 151.0, 10.0)
+    vol, area = np.zeros((npp, heights.size)), np.zeros((npp, heights.size))
+    _curves(mc, dz, heights, vol, area)
+    for j, h in enumerate(heights):
+        ref_v = np.bincount(mc, weights=np.maximum(h - dz, 0.0), minlength=npp)
+        ref_a = np.bincount(mc, weights=dz < h, minlength=npp)
+        assert np.array_equal(vol[:, j], ref_v) and np.array_equal(area[:, j], ref_a)

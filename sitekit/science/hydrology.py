@@ -1,6 +1,8 @@
 """Hydrology on a DEM: depression filling, D8 flow routing, accumulation and dam sites.
 
-Arrays in, arrays out (numpy; the pumped-storage search calls it once on the whole DEM).
+Arrays in, arrays out (numpy, on a whole DEM: the unchunked search ``find_pairs_numpy`` and the
+reference the tiled versions, :mod:`sitekit.science.tiledfill` and
+:mod:`sitekit.science.tiledflow`, are tested against).
 
 References
 ----------
@@ -171,7 +173,8 @@ def dam_sites(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Filled DEM, D8 receivers and dam-site (pour-point) mask of a whole DEM.
 
-    Global, not chunked: a depression or a flat may span any number of chunks.
+    Global, not chunked (a depression or a flat may span any number of chunks);
+    :func:`sitekit.science.tiledflow.dam_sites_tiled` gives the same chunk by chunk.
 
     Parameters
     ----------

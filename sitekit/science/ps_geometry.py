@@ -76,23 +76,30 @@ def _walk(zf, recv, pp, h, k_max):
 
 
 @numba.njit(cache=True, nogil=True)
-def _edges_kernel(zf, keys, start, inner, rank, m, zpp, hmax, offs, diag, n_out, out, fill):
+def _edges_kernel(
+    zf, nx, ny, mq, order, start, zpp, hmax, offs, diag, n_out, key, oc, on, ob, ot, fill
+):
     """Pass 1 counts the wall edges (``n_out[0]``), pass 2 writes them with their position in
-    the reference order (direction, then inner member): ``out`` = (key, candidate, pixel, base,
-    top).
+    the reference order (``key``: direction, then member index), candidate, outside pixel,
+    base and top.
 
-    Candidate by candidate: its member pixels (``keys[start[c]:start[c+1]]``) are stamped in a
-    pixel array, then its inner members test their eight neighbours against the stamp."""
+    Candidate by candidate (``order[start[c]:start[c+1]]`` are c's members): its member pixels
+    are stamped in a pixel array, then those off the window border test their eight neighbours
+    against the stamp (no search, no per-member temporaries)."""
     stamp = np.full(zf.size, -1, np.int32)  # candidate numbers (a window has < 2³¹)
+    m = mq.size
     j = 0
     for c in range(start.size - 1):
         for t in range(start[c], start[c + 1]):
-            stamp[keys[t]] = c
+            stamp[mq[order[t]]] = c
         z0 = zpp[c]
         for t in range(start[c], start[c + 1]):
-            if not inner[t]:
-                continue
-            q = keys[t]
+            i = order[t]
+            q = mq[i]
+            r = q // nx
+            col = q - r * nx
+            if r == 0 or r == ny - 1 or col == 0 or col == nx - 1:
+                continue  # on the window border: floods an edge (bad) pixel anyway
             for d in range(8):
                 n = q + offs[d]
                 if stamp[n] == c or not zf[n] < z0 + hmax:
@@ -107,13 +114,28 @@ def _edges_kernel(zf, keys, start, inner, rank, m, zpp, hmax, offs, diag, n_out,
                 if not base < top:
                     continue
                 if fill:
-                    out[0, j] = d * m + rank[t]
-                    out[1, j] = c
-                    out[2, j] = n
-                    out[3, j] = base
-                    out[4, j] = top
+                    key[j] = d * m + i
+                    oc[j] = c
+                    on[j] = n
+                    ob[j] = base
+                    ot[j] = top
                 j += 1
     n_out[0] = j
+
+
+@numba.njit(cache=True, nogil=True)
+def _curves(mc, dz, heights, vol, area):  # pragma: no cover - numba
+    """Add (H − dz) to ``vol[c, j]`` and 1 to ``area[c, j]`` for every member below each dam
+    height H = ``heights[j]``, in member order (the sums of ``np.bincount``, bit for bit,
+    without its per-height temporaries)."""
+    for i in range(mc.size):
+        c = mc[i]
+        d = dz[i]
+        for j in range(heights.size):
+            h = heights[j]
+            if d < h:
+                vol[c, j] += h - d
+                area[c, j] += 1.0
 
 
 def _edges(zf, shape, mq, mc, zpp, hmax, npp):
@@ -122,31 +144,31 @@ def _edges(zf, shape, mq, mc, zpp, hmax, npp):
     A wall stands on a 4-neighbour edge from a member to a non-member pixel below the water level
     when the dam height H > base = max(z_f of both) − z₀ (height H − base, one pixel long, as
     the ANU search); a diagonal edge is a leak only while both shared neighbours are dry
-    (H ≤ top = min(z_f of them) − z₀). ``top`` is inf for 4-neighbour edges. Ordered by
-    direction (``_D8``), then by member.
+    (H ≤ top = min(z_f of them) − z₀). ``top`` is inf for 4-neighbour edges. A member on the
+    window border floods an edge (bad) pixel, so heights above it are not allowed anyway and
+    its walls are not listed. Ordered by direction (``_D8``), then by member.
     """
     ny, nx = shape
-    # a member on the window border floods an edge (bad) pixel: heights above it are not
-    # allowed anyway, so its walls do not matter
-    r, col = np.divmod(mq, nx)
-    inner = (r > 0) & (r < ny - 1) & (col > 0) & (col < nx - 1)
-    rank = np.cumsum(inner) - 1  # position among the inner members (the output order)
-    # each candidate's members in one array: candidate c owns start[c]:start[c+1]
+    # each candidate's members: order[start[c]:start[c+1]] (stable: by member index)
     order = np.argsort(mc, kind="stable")
-    start = np.searchsorted(mc[order], np.arange(npp + 1))
-    keys, inner, rank = (np.ascontiguousarray(a[order]) for a in (mq, inner, rank))
+    start = np.searchsorted(mc, np.arange(npp + 1), sorter=order)
     offs = np.array([dr * nx + dc for dr, dc in _D8], np.int64)
     diag = np.array([(dr * nx, dc) if dr and dc else (0, 0) for dr, dc in _D8], np.int64)
     zf = np.ascontiguousarray(zf, np.float64)
     zpp = np.ascontiguousarray(zpp, np.float64)
+    mq = np.ascontiguousarray(mq, np.int64)
     n_out = np.zeros(1, np.int64)
-    m = int(inner.sum())
-    args = (zf, keys, start, inner, rank, m, zpp, float(hmax), offs, diag, n_out)
-    _edges_kernel(*args, np.empty((5, 0)), False)
-    out = np.empty((5, int(n_out[0])))  # keys < 8·members and pixel indices are exact in float64
-    _edges_kernel(*args, out, True)
-    out = out[:, np.argsort(out[0], kind="stable")]
-    return out[1].astype(np.int64), out[2].astype(np.int64), out[3].copy(), out[4].copy()
+    args = (zf, nx, ny, mq, order, start, zpp, float(hmax), offs, diag, n_out)
+    ei, ef = np.empty(0, np.int64), np.empty(0)
+    _edges_kernel(*args, ei, ei, ei, ef, ef, False)
+    e = int(n_out[0])
+    key, oc, on = (np.empty(e, np.int64) for _ in range(3))
+    ob, ot = np.empty(e), np.empty(e)
+    _edges_kernel(*args, key, oc, on, ob, ot, True)
+    del order
+    idx = np.argsort(key, kind="stable")
+    del key
+    return tuple(a[idx] for a in (oc, on, ob, ot))
 
 
 def reservoir_candidates(z, exclusion, res: float, params: PumpedStorageParams | None = None):
@@ -211,9 +233,9 @@ def _candidates(zo, zf2, recv, ppmask, exclusion, res, p, offset=(0, 0)):
     np.minimum.at(bad_h, ec[b], eb[b])
     m = heights.size
     vol, area, dam = (np.zeros((npp, m)) for _ in range(3))
+    _curves(mc, dz, heights, vol, area)  # Σ (H − dz)⁺ and Σ [dz < H] per candidate
+    vol *= a_px
     for j, h in enumerate(heights):
-        vol[:, j] = np.bincount(mc, weights=np.maximum(h - dz, 0.0), minlength=npp) * a_px
-        area[:, j] = np.bincount(mc, weights=dz < h, minlength=npp)
         on = (eb < h) & (h <= et)
         wv = psc.dam_wall_volume_m3(
             h - eb[on], res, p.dam_crest_width_m, p.dam_batter, p.freeboard_m
