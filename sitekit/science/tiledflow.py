@@ -94,18 +94,42 @@ def _steepest(zh: np.ndarray, r0: int, c0: int, gx: int) -> dict[str, Any]:
 
 # -- pass 2: flats (global, sparse) ----------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
-def _bfs(nb: np.ndarray, src: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
-    """Ring (breadth-first distance) of every flat pixel: 1 next to an outlet; closed flats
-    count from their first pixel (ring 0, in index order, which is row-major order)."""
-    n = src.size
-    dist = np.full(n, -1, np.int64)
-    queue = np.empty(n, np.int64)
+def _find(idx: np.ndarray, i: int, off: int) -> int:  # pragma: no cover - numba
+    """Position of pixel ``idx[i] + off`` in the sorted ``idx``, −1 if absent. The neighbour
+    lies within |off| + 1 positions of ``i`` (no more pixels fit in between), so the search
+    stays near ``i``."""
+    g = idx[i] + off
+    if off > 0:
+        lo, hi = i + 1, min(idx.size, i + off + 1)
+    else:
+        lo, hi = max(0, i + off), i
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if idx[mid] < g:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < idx.size and idx[lo] == g else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _bfs(idx: np.ndarray, eq: np.ndarray, offs: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """Ring (breadth-first distance) of every flat pixel: 1 next to an outlet (an equally high
+    neighbour that is not flat, i.e. drains); closed flats count from their first pixel (ring
+    0, in index order, which is row-major order). Neighbours are found by searching ``idx``,
+    so the sparse graph is never built (~20 B per flat pixel in all)."""
+    n = idx.size
+    dist = np.full(n, -1, np.int32)
+    queue = np.empty(n, np.int32)
     head = tail = 0
     for i in range(n):
-        if src[i] != 0:
-            dist[i] = 1
-            queue[tail] = i
-            tail += 1
+        e = eq[i]
+        for k in range(8):
+            if (e >> k) & 1 and _find(idx, i, offs[k]) < 0:
+                dist[i] = 1
+                queue[tail] = i
+                tail += 1
+                break
     for start in range(-1, n):
         if start >= 0:
             if dist[start] >= 0:
@@ -116,28 +140,33 @@ def _bfs(nb: np.ndarray, src: np.ndarray) -> np.ndarray:  # pragma: no cover - n
         while head < tail:
             i = queue[head]
             head += 1
+            e = eq[i]
             for k in range(8):
-                j = nb[k, i]
-                if j >= 0 and dist[j] < 0:
-                    dist[j] = dist[i] + 1
-                    queue[tail] = j
-                    tail += 1
+                if (e >> k) & 1:
+                    j = _find(idx, i, offs[k])
+                    if j >= 0 and dist[j] < 0:
+                        dist[j] = dist[i] + 1
+                        queue[tail] = j
+                        tail += 1
     return dist
 
 
 @numba.njit(cache=True, nogil=True)
-def _choose(nb: np.ndarray, src: np.ndarray, dist: np.ndarray) -> np.ndarray:  # pragma: no cover
+def _choose(idx, eq, offs, dist) -> np.ndarray:  # pragma: no cover - numba
     """Each flat pixel drains to its first neighbour in D8 order one ring nearer the outlet
     (an outlet for ring 1): ``hydrology._settle_flats``' choice; ring 0 is a sink."""
-    n = src.size
+    n = idx.size
     code = np.full(n, SINK, np.int8)
     for i in range(n):
         d = dist[i]
         if d <= 0:
             continue
+        e = eq[i]
         for k in range(8):
-            j = nb[k, i]
-            if (j < 0 and d == 1 and (src[i] >> k) & 1) or (j >= 0 and dist[j] == d - 1):
+            if not (e >> k) & 1:
+                continue
+            j = _find(idx, i, offs[k])
+            if (j < 0 and d == 1) or (j >= 0 and dist[j] == d - 1):
                 code[i] = k
                 break
     return code
@@ -151,29 +180,29 @@ def _flat_codes(idx: np.ndarray, eq: np.ndarray, gx: int) -> np.ndarray:
     pixels); a pixel then drains to the first neighbour in D8 order one ring nearer. Pixels
     never reached form closed flats; each drains, ring by ring, to its first pixel.
     """
-    n = idx.size
-    nb = np.full((8, n), -1, np.int64)
-    src = np.zeros(n, np.uint8)  # bit k: neighbour k is equally high and drains (an outlet)
-    for k, (dr, dc) in enumerate(_D8):
-        has = np.flatnonzero((eq >> k) & 1)
-        g = idx[has] + (dr * gx + dc)
-        pos = np.minimum(np.searchsorted(idx, g), n - 1)
-        ins = idx[pos] == g
-        nb[k, has[ins]] = pos[ins]
-        src[has[~ins]] |= np.uint8(1 << k)
-    return _choose(nb, src, _bfs(nb, src))
+    if idx.size >= 2**31:
+        raise ValueError(f"{idx.size:,} flat pixels: more than this solver's 2³¹")
+    offs = np.array([dr * gx + dc for dr, dc in _D8], np.int64)
+    idx = np.ascontiguousarray(idx, np.int64)
+    eq = np.ascontiguousarray(eq, np.uint8)
+    return _choose(idx, eq, offs, _bfs(idx, eq, offs))
 
 
 def _solve_flats(parts: list[dict[str, Any]], gx: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Codes of every chunk's flat pixels: a (global index, code) pair per chunk."""
+    sizes = [p["idx"].size for p in parts]
     idx = np.concatenate([p["idx"] for p in parts])
-    eq = np.concatenate([p["eq"] for p in parts])
     order = np.argsort(idx, kind="stable")
+    idx = idx[order]
+    eq = np.concatenate([p["eq"] for p in parts])[order]
     code = np.empty(idx.size, np.int8)
     if idx.size:
-        code[order] = _flat_codes(idx[order], eq[order], gx)
-    cuts = np.cumsum([p["idx"].size for p in parts])[:-1]
-    return list(zip(np.split(idx, cuts), np.split(code, cuts), strict=True))
+        code[order] = _flat_codes(idx, eq, gx)
+    del eq
+    idx_t = np.empty_like(idx)
+    idx_t[order] = idx  # back to chunk order
+    cuts = np.cumsum(sizes)[:-1]
+    return list(zip(np.split(idx_t, cuts), np.split(code, cuts), strict=True))
 
 
 # -- per-chunk accumulation ------------------------------------------------------------------
