@@ -87,6 +87,24 @@ def _in_degree(recv: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     return out
 
 
+def steepest_codes(zp: np.ndarray) -> np.ndarray:
+    """D8 direction (int8 index into ``_D8``) of the steepest drop (drop / distance) from each
+    interior pixel of ``zp``, an array padded by one pixel with +inf on holes and beyond the
+    grid; −1 where no neighbour is lower. Ties go to the first direction in ``_D8`` order."""
+    ny, nx = zp.shape[0] - 2, zp.shape[1] - 2
+    zz = zp[1:-1, 1:-1]
+    best = np.zeros((ny, nx), zz.dtype)
+    kbest = np.full((ny, nx), -1, np.int8)
+    with np.errstate(invalid="ignore"):
+        for k, (dr, dc) in enumerate(_D8):
+            drop = zz - zp[1 + dr : 1 + dr + ny, 1 + dc : 1 + dc + nx]
+            drop /= math.hypot(dr, dc)
+            better = drop > best
+            best[better] = drop[better]
+            kbest[better] = k
+    return kbest
+
+
 def flow_receivers(z: np.ndarray) -> np.ndarray:
     """D8 receiver (flat index, −1 for sinks and NaN) of every pixel of a square-pixel DEM.
 
@@ -95,23 +113,12 @@ def flow_receivers(z: np.ndarray) -> np.ndarray:
     """
     ny, nx = z.shape
     valid = np.isfinite(z)
-    zp = np.pad(np.where(valid, z, np.inf), 1, constant_values=np.inf)
-    zz = zp[1:-1, 1:-1]
-    best = np.zeros(z.shape, zz.dtype)
-    kbest = np.full(z.shape, -1, np.int8)
-    with np.errstate(invalid="ignore"):
-        for k, (dr, dc) in enumerate(_D8):
-            drop = zz - zp[1 + dr : 1 + dr + ny, 1 + dc : 1 + dc + nx]
-            drop /= math.hypot(dr, dc)
-            better = drop > best
-            best[better] = drop[better]
-            kbest[better] = k
-    del best, drop, better, zp
+    kbest = steepest_codes(np.pad(np.where(valid, z, np.inf), 1, constant_values=np.inf))
     kbest[~valid] = -1
     offs = np.array([dr * nx + dc for dr, dc in _D8], np.int64)
     itype = np.int32 if z.size < 2**31 else np.int64
     recv = _receivers(kbest.ravel(), offs, np.empty(z.size, itype))
-    zf = zz.ravel()
+    zf = np.where(valid, z, np.inf).ravel()  # holes never equal a valid height
     pending = np.flatnonzero(valid.ravel() & (recv < 0))
     if pending.size:
         settled = recv >= 0

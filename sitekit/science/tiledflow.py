@@ -38,7 +38,6 @@ breadth-first distance, the rule of ``hydrology.flow_receivers``).
 
 from __future__ import annotations
 
-import math
 import operator
 from typing import Any
 
@@ -48,10 +47,10 @@ import numpy as np
 from dask.base import tokenize
 
 from sitekit.science import rawgraph
+from sitekit.science.hydrology import _D8, steepest_codes
 
 __all__ = ["flow_routing_tiled", "dam_sites_tiled", "receivers_from_codes"]
 
-_D8 = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 _DR = np.array([d[0] for d in _D8], np.int64)
 _DC = np.array([d[1] for d in _D8], np.int64)
 HOLE = -2  #: code of a non-finite pixel
@@ -66,19 +65,10 @@ def _steepest(zh: np.ndarray, r0: int, c0: int, gx: int) -> dict[str, Any]:
     are the same. Returns ``code`` (int8), ``idx`` (global flat indices of the valid pixels
     with no lower neighbour) and ``eq`` (uint8, bit k: neighbour k is valid and equally high).
     """
-    ny, nx = zh.shape[0] - 2, zh.shape[1] - 2
     valid_h = np.isfinite(zh)
     zp = np.where(valid_h, zh, np.inf)
     zz = zp[1:-1, 1:-1]
-    best = np.zeros((ny, nx), zz.dtype)
-    code = np.full((ny, nx), SINK, np.int8)
-    with np.errstate(invalid="ignore"):
-        for k, (dr, dc) in enumerate(_D8):
-            drop = zz - zp[1 + dr : 1 + dr + ny, 1 + dc : 1 + dc + nx]
-            drop /= math.hypot(dr, dc)
-            better = drop > best
-            best[better] = drop[better]
-            code[better] = k
+    code = steepest_codes(zp)  # SINK (−1) where no neighbour is lower
     valid = valid_h[1:-1, 1:-1]
     code[~valid] = HOLE
     lr, lc = np.nonzero(code == SINK)
@@ -207,14 +197,43 @@ def _solve_flats(parts: list[dict[str, Any]], gx: int) -> list[tuple[np.ndarray,
 
 # -- per-chunk accumulation ------------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
+def _topo_order(rcv: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    """Nodes in topological order of a forest given as receivers (−1: none), sources first
+    (Kahn's algorithm)."""
+    n = rcv.size
+    indeg = np.zeros(n, np.int32)
+    for i in range(n):
+        if rcv[i] >= 0:
+            indeg[rcv[i]] += 1
+    stack = np.empty(n, np.int64)
+    order = np.empty(n, np.int64)
+    top = m = 0
+    for i in range(n):
+        if indeg[i] == 0:
+            stack[top] = i
+            top += 1
+    while top > 0:
+        top -= 1
+        i = stack[top]
+        order[m] = i
+        m += 1
+        j = rcv[i]
+        if j >= 0:
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                stack[top] = j
+                top += 1
+    return order[:m]
+
+
+@numba.njit(cache=True, nogil=True)
 def _tile_acc(code: np.ndarray, w: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     """Accumulation inside one chunk: each pixel's weight plus everything draining into it
-    without leaving the chunk (Kahn's topological order)."""
+    without leaving the chunk."""
     ny, nx = code.shape
     n = ny * nx
     cf = code.ravel()
     acc = w.ravel().copy()
-    indeg = np.zeros(n, np.int32)
     rcv = np.full(n, -1, np.int64)
     for i in range(n):
         k = cf[i]
@@ -223,23 +242,9 @@ def _tile_acc(code: np.ndarray, w: np.ndarray) -> np.ndarray:  # pragma: no cove
             c = i % nx + _DC[k]
             if 0 <= r < ny and 0 <= c < nx:
                 rcv[i] = r * nx + c
-                indeg[r * nx + c] += 1
-    stack = np.empty(n, np.int64)
-    top = 0
-    for i in range(n):
-        if indeg[i] == 0:
-            stack[top] = i
-            top += 1
-    while top > 0:
-        top -= 1
-        i = stack[top]
-        j = rcv[i]
-        if j >= 0:
-            acc[j] += acc[i]
-            indeg[j] -= 1
-            if indeg[j] == 0:
-                stack[top] = j
-                top += 1
+    for i in _topo_order(rcv):
+        if rcv[i] >= 0:
+            acc[rcv[i]] += acc[i]
     return acc.reshape(ny, nx)
 
 
@@ -317,36 +322,18 @@ def _tile_pass1(a: dict[str, Any], flats: tuple, r0: int, c0: int, gx: int) -> d
 
 @numba.njit(cache=True, nogil=True)
 def _inflow(pos: np.ndarray, cross: np.ndarray, own: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """Inflow from other chunks into each perimeter node (Kahn's order over the links)."""
+    """Inflow from other chunks into each perimeter node, in topological order of the links."""
     n = pos.size
     inner = np.zeros(n)  # inflow from other chunks passing through the node
     ext = np.zeros(n)  # inflow received directly across the chunk edge
-    indeg = np.zeros(n, np.int32)
-    for q in range(n):
-        if pos[q] >= 0:
-            indeg[pos[q]] += 1
-    stack = np.empty(n, np.int64)
-    top = 0
-    for q in range(n):
-        if indeg[q] == 0:
-            stack[top] = q
-            top += 1
-    while top > 0:
-        top -= 1
-        q = stack[top]
+    for q in _topo_order(pos):
         p = pos[q]
         if p < 0:
             continue
+        v = own[q] + inner[q] if cross[q] else inner[q]
         if cross[q]:
-            v = own[q] + inner[q]
             ext[p] += v
-        else:
-            v = inner[q]
         inner[p] += v
-        indeg[p] -= 1
-        if indeg[p] == 0:
-            stack[top] = p
-            top += 1
     return ext
 
 
