@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=_poll, daemon=True).start()
     t0 = time.perf_counter()
     cat = Catalog(ROOT / "layers" / "sichuan-west" / "catalog.yaml")
-    grid = cat.grid(a.resolution, None, a.tile)
+    grid = cat.grid(a.resolution, chunks=a.tile)  # the demo's own equal-area grid
     # the search's own input: the DEM masked to the study area (Pipeline.elevation), uncached
     z = Pipeline(cat, grid, None).elevation.data.astype(np.float32).rechunk((a.tile, a.tile))
     p = PumpedStorageParams()

@@ -143,11 +143,13 @@ def check_cluster_options(opts: RunOptions) -> None:
         )
 
 
-#: bytes per grid pixel a run needs, over all processes (the 90 m demo: 12.1 GiB peak for 75 Mpx,
-#: README "Speed and scale") and on disk (outputs + cache: ~7.5–9 GB cache for 75 Mpx; the run's
-#: Zarr layer store, removed at the end, adds ~22–25 B/px: 1.68 GB at 90 m, 239 MB at 250 m)
-BYTES_PER_PX_MEMORY = 175
-BYTES_PER_PX_DISK = 145
+#: bytes per grid pixel a run needs, over all processes, and on disk (outputs, cache and the run's
+#: Zarr layer store), from the 90 m demo (75 Mpx) on 2026-12-06 with the tiled hydrology:
+#: 7.1 GiB peak over the process tree and a 13.0 GB work folder (benchmarks/RESULTS_scale.md).
+#: Finer grids need more per pixel in the pumped-storage search, whose windows grow by the
+#: pairs' reach in pixels, so at 30 m this is a lower bound.
+BYTES_PER_PX_MEMORY = 105
+BYTES_PER_PX_DISK = 175
 
 
 def check_grid_size(shape: tuple[int, int], opts: RunOptions, where: Path) -> None:
