@@ -7,7 +7,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from sitekit.science import hydrology as H
+from sitekit.science import hydrology as hy
 from sitekit.science.tiledflow import (
     HOLE,
     SINK,
@@ -18,9 +18,9 @@ from sitekit.science.tiledflow import (
 
 
 def _global(zf: np.ndarray, ci: float = 10.0, thr: int = 5):
-    recv = H.flow_receivers(zf)
-    acc = H.flow_accumulation(recv, np.isfinite(zf).ravel()).reshape(zf.shape)
-    pp = H.dam_sites(zf, ci, thr, filled=True)[2]
+    recv = hy.flow_receivers(zf)
+    acc = hy.flow_accumulation(recv, np.isfinite(zf).ravel()).reshape(zf.shape)
+    pp = hy.dam_sites(zf, ci, thr, filled=True)[2]
     return recv.reshape(zf.shape), acc, pp
 
 
@@ -52,7 +52,7 @@ def test_random_terraced_dems_equal_the_global_routing(seed: int) -> None:
     if seed % 3 == 0:
         z[rng.random((ny, nx)) < 0.05] = np.nan
     chunks = (int(rng.integers(1, 12)), int(rng.integers(1, 12)))
-    _assert_equal(H.fill_depressions(z), chunks)
+    _assert_equal(hy.fill_depressions(z), chunks)
 
 
 def test_a_lake_spanning_many_chunks_drains_to_its_outlet() -> None:
@@ -61,7 +61,7 @@ def test_a_lake_spanning_many_chunks_drains_to_its_outlet() -> None:
     z = (100.0 + 0.5 * y + 0.3 * x).astype(np.float32)
     z[10:50, 5:60] = 50.0  # lake floor, flat
     z[30, 60:] = np.linspace(49, 40, 10)  # the outlet channel to the right border
-    zf = H.fill_depressions(z)
+    zf = hy.fill_depressions(z)
     code = _assert_equal(zf, (10, 12))
     # every lake pixel drains (no sink inside the lake), by the breadth-first rule
     assert (code[10:50, 5:60] >= 0).all()
@@ -82,7 +82,7 @@ def test_flats_touching_the_grid_edge_and_holes() -> None:
     z = np.round(rng.normal(0, 2, (40, 40))).astype(np.float32)
     z[:, :6] = -5.0  # a flat strip along the left edge (its edge pixels are sinks)
     z[15:20, 15:25] = np.nan
-    code = _assert_equal(H.fill_depressions(z), (7, 9))
+    code = _assert_equal(hy.fill_depressions(z), (7, 9))
     assert (code[15:20, 15:25] == HOLE).all()
 
 
