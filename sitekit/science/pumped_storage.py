@@ -253,20 +253,17 @@ def _search_window(
 ) -> dict[str, Any]:
     """Candidates and candidate pairs whose upper pour point lies in ``core`` (global px).
 
-    ``z``, ``zf``, ``recv`` (global flat receivers), ``ppm`` and ``excl`` are the window's slices
-    of the DEM, filled DEM, receivers, dam-site mask and exclusion mask; ``existing`` the list
-    of :class:`sitekit.science.reservoirs.Flooded` reservoirs (global pixels).
+    ``z``, ``zf``, ``recv`` (receivers as flat indices within the window, −1 for none or
+    outside it), ``ppm`` and ``excl`` are the window's slices of the DEM, filled DEM, receivers,
+    dam-site mask and exclusion mask; ``existing`` the list of
+    :class:`sitekit.science.reservoirs.Flooded` reservoirs (global pixels).
     """
     z = np.asarray(z, dtype=np.float64)
     ny, nx = z.shape
-    gy, gx = gshape
+    gx = gshape[1]
     r_off, c_off = win0
     res = abs(transform.a)
-    rg = np.asarray(recv).ravel()
-    lr, lc = np.divmod(rg, gx)
-    lr, lc = lr - r_off, lc - c_off
-    inside = (rg >= 0) & (lr >= 0) & (lr < ny) & (lc >= 0) & (lc < nx)
-    local = np.where(inside, lr * nx + lc, -1)
+    local = np.asarray(recv).ravel()
     new, mq, mc, dz = _candidates(
         z, np.asarray(zf, np.float64), local, np.asarray(ppm), excl, res, p, (r_off, c_off)
     )
@@ -327,7 +324,7 @@ def _window_task(z, excl, zf, code, ppm, win, core, existing, *, gshape, transfo
     """Dask task: search one window given its DEM, exclusion, filled DEM, D8 codes and dam
     sites (``win`` (r0, r1, c0, c1) global)."""
     w0, w1, v0, v1 = win
-    recv = receivers_from_codes(code, (w0, v0), gshape)
+    recv = receivers_from_codes(code, (0, 0), code.shape)  # within the window
     return _search_window(z, zf, recv, ppm, excl, (w0, v0), core, gshape, transform, p, existing)
 
 

@@ -227,32 +227,39 @@ def _topo_order(rcv: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _tile_acc(code: np.ndarray, w: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
-    """Accumulation inside one chunk: each pixel's weight plus everything draining into it
-    without leaving the chunk."""
+def _code_receivers(code, r0: int, c0: int, gy: int, gx: int) -> np.ndarray:  # pragma: no cover
+    """Flat receiver index (int64) of each pixel of a window of D8 codes whose first pixel is
+    (``r0``, ``c0``) in a grid of ``gy`` × ``gx``; −1 for none or outside that grid."""
     ny, nx = code.shape
-    n = ny * nx
-    cf = code.ravel()
-    acc = w.ravel().copy()
-    rcv = np.full(n, -1, np.int64)
-    for i in range(n):
-        k = cf[i]
-        if k >= 0:
-            r = i // nx + _DR[k]
-            c = i % nx + _DC[k]
-            if 0 <= r < ny and 0 <= c < nx:
-                rcv[i] = r * nx + c
-    for i in _topo_order(rcv):
-        if rcv[i] >= 0:
-            acc[rcv[i]] += acc[i]
-    return acc.reshape(ny, nx)
+    out = np.full(ny * nx, -1, np.int64)
+    for r in range(ny):
+        for c in range(nx):
+            k = code[r, c]
+            if k >= 0:
+                rr = r + r0 + _DR[k]
+                cc = c + c0 + _DC[k]
+                if 0 <= rr < gy and 0 <= cc < gx:
+                    out[r * nx + c] = rr * gx + cc
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _tile_links(code: np.ndarray, r0: int, c0: int, gx: int):  # pragma: no cover - numba
+def _tile_acc(rcv: np.ndarray, w: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    """Accumulation inside one chunk (``rcv``: receivers within it, −1 none or leaving): each
+    pixel's weight plus everything draining into it without leaving the chunk."""
+    acc = w.ravel().copy()
+    for i in _topo_order(rcv):
+        if rcv[i] >= 0:
+            acc[rcv[i]] += acc[i]
+    return acc.reshape(w.shape)
+
+
+@numba.njit(cache=True, nogil=True)
+def _tile_links(code, rcv, r0: int, c0: int, gx: int):  # pragma: no cover - numba
     """Perimeter pixels of a chunk (global indices, row-major), where each one's flow goes
     next (global index of the next perimeter pixel downstream, or of the receiver in another
-    chunk; −1 if the flow ends in the chunk) and whether that step leaves the chunk."""
+    chunk; −1 if the flow ends in the chunk) and whether that step leaves the chunk. ``rcv``:
+    receivers within the chunk (inner pixels never leave it)."""
     ny, nx = code.shape
     n = ny * nx
     cf = code.ravel()
@@ -268,16 +275,15 @@ def _tile_links(code: np.ndarray, r0: int, c0: int, gx: int):  # pragma: no cove
         m = 0
         i = i0
         while t[i] == -2:
-            if per[i] and i != i0 or per[i] and m == 0:
+            if per[i]:
                 t[i] = i
                 break
-            k = cf[i]
-            if k < 0:
+            if rcv[i] < 0:
                 t[i] = -1
                 break
             path[m] = i
             m += 1
-            i = (i // nx + _DR[k]) * nx + i % nx + _DC[k]
+            i = rcv[i]
         for q in range(m):
             t[path[q]] = t[i]
     np_ = 0
@@ -313,8 +319,9 @@ def _tile_pass1(a: dict[str, Any], flats: tuple, r0: int, c0: int, gx: int) -> d
     fidx, fcode = flats
     lr, lc = np.divmod(fidx, gx)
     code[lr - r0, lc - c0] = fcode
-    acc = _tile_acc(code, (code > HOLE).astype(np.float64))
-    idx, nxt, cross = _tile_links(code, r0, c0, gx)
+    rcv = _code_receivers(code, 0, 0, *code.shape)
+    acc = _tile_acc(rcv, (code > HOLE).astype(np.float64))
+    idx, nxt, cross = _tile_links(code, rcv, r0, c0, gx)
     pr, pc = np.divmod(idx, gx)
     return {"code": code, "idx": idx, "nxt": nxt, "cross": cross, "acc": acc[pr - r0, pc - c0],
             "ring": a["ring"]}  # fmt: skip
@@ -368,7 +375,7 @@ def _tile_pass2(
     i, e = inflow
     lr, lc = np.divmod(i, gx)
     w[lr - r0, lc - c0] += e
-    acc = _tile_acc(code, w)
+    acc = _tile_acc(_code_receivers(code, 0, 0, *code.shape), w)
     out: dict[str, Any] = {"code": code, "acc": acc}
     if z is not None:
         ny, nx = code.shape
@@ -469,12 +476,6 @@ def receivers_from_codes(code: np.ndarray, origin: tuple[int, int], gshape: tupl
     """Flat receiver indices (int64) of a window of D8 codes whose first pixel is pixel
     ``origin`` (row, col) of a grid of shape ``gshape``; −1 for none and for receivers outside
     that grid (``origin`` (0, 0) and the window's own shape give indices within the window)."""
-    code = np.asarray(code)
-    ny, nx = code.shape
-    gy, gx = gshape
-    k = code.astype(np.int64)
-    kk = np.where(k >= 0, k, 0)
-    rr = np.arange(ny)[:, None] + origin[0] + _DR[kk]
-    cc = np.arange(nx)[None, :] + origin[1] + _DC[kk]
-    ok = (k >= 0) & (rr >= 0) & (rr < gy) & (cc >= 0) & (cc < gx)
-    return np.where(ok, rr * gx + cc, -1)
+    code = np.ascontiguousarray(code, np.int8)
+    out = _code_receivers(code, int(origin[0]), int(origin[1]), int(gshape[0]), int(gshape[1]))
+    return out.reshape(code.shape)
