@@ -17,16 +17,14 @@ import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 
 
-def graph(collections: list[Any], new: dict[str, tuple[dict, set[str]]]) -> HighLevelGraph:
+def graph(collections: list[da.Array], new: dict[str, tuple[dict, set[str]]]) -> HighLevelGraph:
     """The graphs of ``collections`` plus ``new`` layers: name → (tasks, names of the layers
     the tasks reference). Tasks are tuples ``(callable, *args)``; non-key arguments that are
     themselves tuples (e.g. an ``Affine``) belong in a :func:`functools.partial`."""
     layers: dict[str, Any] = {}
     deps: dict[str, set[str]] = {}
     for c in collections:
-        g = c.__dask_graph__()
-        if not isinstance(g, HighLevelGraph):
-            g = HighLevelGraph.from_collections(str(id(g)), g, dependencies=[])
+        g = c.__dask_graph__()  # a dask array's graph is a HighLevelGraph
         layers.update(g.layers)
         deps.update(g.dependencies)
     for name, (tasks, on) in new.items():
