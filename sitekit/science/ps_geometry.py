@@ -57,19 +57,22 @@ def _walk_kernel(zf, recv, cid, h, k_max, counts, out_q, out_c, fill):  # pragma
 
 
 def _walk(zf, recv, pp, h, k_max):
-    """(member pixel, candidate) pairs: pixels whose flow path meets a pour point within H.
+    """(member pixel, candidate) pairs (int32): pixels whose flow path meets a pour point
+    within H.
 
     Ordered by the step at which the path meets the pour point, then by pixel (the order of
     the step-by-step walk this replaces, so every later sum adds in the same order).
     """
-    cid = np.full(zf.size, -1, np.int64)
+    if zf.size >= 2**31:
+        raise ValueError(f"a search window of {zf.size} pixels is too large (< 2**31)")
+    cid = np.full(zf.size, -1, np.int32)  # a window's pixels and dam sites number < 2³¹
     cid[pp] = np.arange(pp.size)
     zf = np.ascontiguousarray(zf, np.float64)
     recv = np.ascontiguousarray(recv, np.int64)
     counts = np.zeros(k_max + 1, np.int64)
-    empty = np.empty(0, np.int64)
+    empty = np.empty(0, np.int32)
     _walk_kernel(zf, recv, cid, float(h), int(k_max), counts, empty, empty, False)
-    mq = np.empty(int(counts.sum()), np.int64)
+    mq = np.empty(int(counts.sum()), np.int32)  # 8 B per membership, not 16
     mc = np.empty_like(mq)
     _walk_kernel(zf, recv, cid, float(h), int(k_max), counts, mq, mc, True)
     return mq, mc
@@ -124,18 +127,65 @@ def _edges_kernel(
 
 
 @numba.njit(cache=True, nogil=True)
-def _curves(mc, dz, heights, vol, area):  # pragma: no cover - numba
-    """Add (H − dz) to ``vol[c, j]`` and 1 to ``area[c, j]`` for every member below each dam
-    height H = ``heights[j]``, in member order (the sums of ``np.bincount``, bit for bit,
-    without its per-height temporaries)."""
+def _group_kernel(mc, start, order):  # pragma: no cover - numba
+    """Counting sort of member indices by candidate: ``order[start[c]:start[c+1]]`` are c's
+    members in index order (``np.argsort(mc, kind="stable")`` in 4 B per member, not 8 + the
+    sort's temporaries)."""
+    for i in range(mc.size):
+        start[mc[i] + 1] += 1
+    for c in range(start.size - 1):
+        start[c + 1] += start[c]
+    pos = start[:-1].copy()
     for i in range(mc.size):
         c = mc[i]
-        d = dz[i]
+        order[pos[c]] = i
+        pos[c] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _member_sums(mq, mc, zf, zpp, bad_px, heights, bad_h, vol, area):  # pragma: no cover
+    """Per member (height dz = z_f − z₀ above its dam site, computed here, not stored): the
+    lowest dz of a bad member into ``bad_h[c]``, and (H − dz) and 1 into ``vol[c, j]`` and
+    ``area[c, j]`` for every dam height H = ``heights[j]`` above dz — the sums of
+    ``np.bincount``, bit for bit, in member order."""
+    for i in range(mq.size):
+        q = mq[i]
+        c = mc[i]
+        d = zf[q] - zpp[c]
+        if bad_px[q] and d < bad_h[c]:
+            bad_h[c] = d
         for j in range(heights.size):
             h = heights[j]
             if d < h:
                 vol[c, j] += h - d
                 area[c, j] += 1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _suppress(mq, mc, zf, zpp, ok, hbest, rank, best, lost):  # pragma: no cover - numba
+    """Non-maximum suppression at the best heights: ``best[q]`` is the best rank flooding
+    pixel q; a candidate that shares a pixel with a better-ranked one is ``lost``."""
+    for i in range(mq.size):
+        c = mc[i]
+        if ok[c] and zf[mq[i]] - zpp[c] < hbest[c] and rank[c] < best[mq[i]]:
+            best[mq[i]] = rank[c]
+    for i in range(mq.size):
+        c = mc[i]
+        if ok[c] and zf[mq[i]] - zpp[c] < hbest[c] and best[mq[i]] != rank[c]:
+            lost[c] = True
+
+
+@numba.njit(cache=True, nogil=True)
+def _centroids(mq, mc, zf, zpp, ok, hbest, nx, r_off, c_off, n, rsum, csum):  # pragma: no cover
+    """Pixel count and row/column sums [px] of each kept candidate at its best height, in member
+    order (the sums of ``np.bincount``, bit for bit)."""
+    for i in range(mq.size):
+        c = mc[i]
+        if ok[c] and zf[mq[i]] - zpp[c] < hbest[c]:
+            r = mq[i] // nx
+            n[c] += 1
+            rsum[c] += r + r_off
+            csum[c] += mq[i] - r * nx + c_off
 
 
 def _edges(zf, shape, mq, mc, zpp, hmax, npp):
@@ -150,13 +200,14 @@ def _edges(zf, shape, mq, mc, zpp, hmax, npp):
     """
     ny, nx = shape
     # each candidate's members: order[start[c]:start[c+1]] (stable: by member index)
-    order = np.argsort(mc, kind="stable")
-    start = np.searchsorted(mc, np.arange(npp + 1), sorter=order)
+    start = np.zeros(npp + 1, np.int64)
+    order = np.empty(mc.size, np.int32)
+    _group_kernel(np.ascontiguousarray(mc), start, order)
     offs = np.array([dr * nx + dc for dr, dc in _D8], np.int64)
     diag = np.array([(dr * nx, dc) if dr and dc else (0, 0) for dr, dc in _D8], np.int64)
     zf = np.ascontiguousarray(zf, np.float64)
     zpp = np.ascontiguousarray(zpp, np.float64)
-    mq = np.ascontiguousarray(mq, np.int64)
+    mq = np.ascontiguousarray(mq)
     n_out = np.zeros(1, np.int64)
     args = (zf, nx, ny, mq, order, start, zpp, float(hmax), offs, diag, n_out)
     ei, ef = np.empty(0, np.int64), np.empty(0)
@@ -219,21 +270,21 @@ def _candidates(zo, zf2, recv, ppmask, exclusion, res, p, offset=(0, 0)):
     npp = pp.size
     zpp = zf[pp]
     mq, mc = _walk(zf, recv, pp, hmax, k_max)
-    dz = zf[mq] - zpp[mc]  # height above the dam site on the pit-filled DEM, in [0, hmax)
+    # the members' heights above their dam sites, dz = z_f − z₀ in [0, hmax), are recomputed
+    # in each kernel rather than held (8 B per membership; a 90 m window has ~3.4 per pixel)
     inv = ~np.isfinite(zf2)
     edge = ndimage.binary_dilation(inv, np.ones((3, 3), bool)) | inv
     edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
     bad_px = (edge | np.asarray(exclusion, bool)).ravel()
+    del edge, inv
+    m = heights.size
+    vol, area, dam = (np.zeros((npp, m)) for _ in range(3))
     # the highest allowed dam: flooding a bad pixel needs H > its dz, walling one H > base
     bad_h = np.full(npp, np.inf)
-    b = bad_px[mq]
-    np.minimum.at(bad_h, mc[b], dz[b])
+    _member_sums(mq, mc, zf, zpp, bad_px, heights, bad_h, vol, area)  # Σ (H − dz)⁺, Σ [dz < H]
     ec, en, eb, et = _edges(zf, (ny, nx), mq, mc, zpp, hmax, npp)
     b = bad_px[en]
     np.minimum.at(bad_h, ec[b], eb[b])
-    m = heights.size
-    vol, area, dam = (np.zeros((npp, m)) for _ in range(3))
-    _curves(mc, dz, heights, vol, area)  # Σ (H − dz)⁺ and Σ [dz < H] per candidate
     vol *= a_px
     for j, h in enumerate(heights):
         on = (eb < h) & (h <= et)
@@ -252,23 +303,22 @@ def _candidates(zo, zf2, recv, ppmask, exclusion, res, p, offset=(0, 0)):
     ok = allowed[:, 0] & (vmax >= p.min_volume_m3()) & (wr_best >= p.min_water_rock)
     hbest = heights[jbest]
     # non-maximum suppression at the best heights: drop a candidate overlapping a better one
-    sel = ok[mc] & (dz < hbest[mc])
-    sq, sc = mq[sel], mc[sel]
     cand = np.flatnonzero(ok)
     vbest = vol[np.arange(npp), jbest]
     rank = np.zeros(npp, np.int64)
     rank[cand[np.lexsort((pp[cand], -vbest[cand], -wr_best[cand]))]] = np.arange(cand.size)
     best = np.full(zf.size, npp, np.int64)
-    np.minimum.at(best, sq, rank[sc])
-    ok &= np.bincount(sc, weights=best[sq] != rank[sc], minlength=npp) == 0
+    lost = np.zeros(npp, bool)
+    _suppress(mq, mc, zf, zpp, ok, hbest, rank, best, lost)
+    del best
+    ok &= ~lost
     keep = np.flatnonzero(ok)
-    sel = ok[sc]
-    sq, sc = sq[sel], sc[sel]
-    n_px = np.bincount(sc, minlength=npp)
-    rows, cols = np.divmod(sq, nx)
+    n_px = np.zeros(npp, np.int64)
+    rsum, csum = np.zeros(npp), np.zeros(npp)
+    _centroids(mq, mc, zf, zpp, ok, hbest, nx, int(offset[0]), int(offset[1]), n_px, rsum, csum)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rbar = np.bincount(sc, weights=rows + offset[0], minlength=npp)[keep] / n_px[keep]
-        cbar = np.bincount(sc, weights=cols + offset[1], minlength=npp)[keep] / n_px[keep]
+        rbar = rsum[keep] / n_px[keep]
+        cbar = csum[keep] / n_px[keep]
     table = pd.DataFrame(
         {
             "pp": pp[keep], "level_m": zpp[keep],
@@ -280,4 +330,5 @@ def _candidates(zo, zf2, recv, ppmask, exclusion, res, p, offset=(0, 0)):
         }
     )  # fmt: skip
     sel = ok[mc]
-    return table, mq[sel], mc[sel], dz[sel]
+    mq, mc = mq[sel].astype(np.int64), mc[sel].astype(np.int64)
+    return table, mq, mc, zf[mq] - zpp[mc]

@@ -218,10 +218,13 @@ class PumpedStorageParams:
 
     def halo(self, res: float) -> int:
         """Chunk overlap [pixels] that makes the chunked search equal to the unchunked one."""
-        k, sep, thr = self.steps(res)
+        k, sep, _ = self.steps(res)
         # lower pour point ≤ sep + 2k from the core, its pixels ≤ sep + 3k, pixels of candidates
-        # competing with it (non-maximum suppression) ≤ sep + 5k; + stream threshold and walls
-        return sep + 5 * k + thr + 3
+        # competing with it (non-maximum suppression) ≤ sep + 5k; + 3 for the wall neighbours,
+        # the nodata ring and the window border. The filled DEM, D8 codes and dam sites come
+        # from the tiled hydrology of the whole grid, so the stream threshold (a catchment
+        # area, once accumulated inside the window) no longer widens the window.
+        return sep + 5 * k + 3
 
 
 def hydrology(z, res: float, params: PumpedStorageParams | None = None, *, filled: bool = False):
