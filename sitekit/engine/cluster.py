@@ -144,12 +144,14 @@ def check_cluster_options(opts: RunOptions) -> None:
 
 
 #: bytes per grid pixel a run needs, over all processes, and on disk (outputs, cache and the run's
-#: Zarr layer store), from the 90 m demo (75 Mpx) on 2026-12-06 with the tiled hydrology:
-#: 7.1 GiB peak over the process tree and a 13.0 GB work folder (benchmarks/RESULTS_scale.md).
-#: Finer grids need more per pixel in the pumped-storage search, whose windows grow by the
-#: pairs' reach in pixels, so at 30 m this is a lower bound.
-BYTES_PER_PX_MEMORY = 105
-BYTES_PER_PX_DISK = 175
+#: Zarr layer store), from the 90 m demo (75 Mpx) on 2026-12-06 with the intermediates written
+#: first and compressed: 3.97 GiB peak over the process tree and a 6.25 GB work folder
+#: (benchmarks/RESULTS_scale.md). Without ``--cache-dir`` the cache's copies of the exported
+#: GeoTIFFs (1.6 GB of it) are not made. Finer grids need more per pixel in the pumped-storage
+#: search, whose windows grow by the pairs' reach in pixels, so at 30 m this is a lower bound.
+BYTES_PER_PX_MEMORY = 57
+BYTES_PER_PX_DISK = 85
+BYTES_PER_PX_DISK_NO_CACHE = 62
 
 
 def check_grid_size(shape: tuple[int, int], opts: RunOptions, where: Path) -> None:
@@ -173,12 +175,13 @@ def check_grid_size(shape: tuple[int, int], opts: RunOptions, where: Path) -> No
     probe = Path(where).resolve()
     while not probe.exists():
         probe = probe.parent
-    need_disk = px * BYTES_PER_PX_DISK
+    per_px = BYTES_PER_PX_DISK if opts.cache_dir is not None else BYTES_PER_PX_DISK_NO_CACHE
+    need_disk = px * per_px
     free = _shutil.disk_usage(probe).free
     if need_disk > free:
         raise InputError(
             f"a {px / 1e6:,.0f} Mpx grid needs ~{need_disk / 1e9:,.0f} GB of disk for outputs "
-            f"and cache (~{BYTES_PER_PX_DISK} B/px); {probe} has {free / 1e9:,.0f} GB free; {hint}"
+            f"and cache (~{per_px} B/px); {probe} has {free / 1e9:,.0f} GB free; {hint}"
         )
 
 
@@ -240,6 +243,9 @@ def dask_client(opts: RunOptions) -> Iterator[Any]:
         ) as cluster,
         Client(cluster) as client,
     ):
+        from sitekit.engine.trim import Trim
+
+        client.register_plugin(Trim())  # free heap pages go back to the system (trim.py)
         yield client
 
 
