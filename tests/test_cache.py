@@ -88,10 +88,12 @@ def test_two_runs_writing_one_entry_at_once_both_finish(tmp_path: Path) -> None:
     la = a.wrap("slope", {}, _layer(grid, values, "slope"))
     dask.compute(la.data[:32, :32], scheduler="sync")  # run A has written one block
     (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("slope-")]
-    written = sorted(p.name for p in folder.glob("r*_c*.npy"))
+    written = sorted(p.name for p in folder.glob("r*_c*.npy.blosc"))
     b = LayerCache(tmp_path, grid, "inputs")
     lb = b.wrap("slope", {}, _layer(grid, values, "slope"))
-    assert b.misses == ["slope"] and sorted(p.name for p in folder.glob("r*_c*.npy")) == written
+    assert (
+        b.misses == ["slope"] and sorted(p.name for p in folder.glob("r*_c*.npy.blosc")) == written
+    )
     np.testing.assert_array_equal(la.data.compute(scheduler="sync"), values)  # A goes on
     np.testing.assert_array_equal(lb.data.compute(scheduler="sync"), values)
     b.commit()

@@ -39,7 +39,7 @@ def _flip_bit(path: Path, at: int | None = None) -> None:
 
 def test_a_flipped_bit_a_truncation_or_a_wrong_shape_fails_the_block_check(tmp_path: Path) -> None:
     block = np.arange(12, dtype=np.float32).reshape(3, 4)
-    target = tmp_path / "e" / "r0_c0.npy"
+    target = tmp_path / "e" / "r0_c0.npy.blosc"
     save_block(target, block)
     np.testing.assert_array_equal(load_block(target, (3, 4), np.float32), block)
     with pytest.raises(CacheDamagedError, match="holds"):
@@ -52,6 +52,41 @@ def test_a_flipped_bit_a_truncation_or_a_wrong_shape_fails_the_block_check(tmp_p
     target.write_bytes(target.read_bytes()[:40])
     with pytest.raises(CacheDamagedError):
         load_block(target, (3, 4), np.float32)
+
+
+def test_blocks_are_stored_compressed_and_a_bad_payload_is_damage(tmp_path: Path) -> None:
+    """Cached blocks round-trip bit for bit (every dtype a layer has), take far less disk than
+    the raw array where the layer is smooth or empty, and a payload that passes its checksum but
+    does not decode to the header's shape is reported as damage, not returned."""
+    import hashlib
+
+    from sitekit.engine.cache import BLOCK_SUFFIX, SUM_SUFFIX, encode_block
+
+    rng = np.random.default_rng(0)
+    blocks = {
+        "f4": np.where(rng.random((256, 300)) < 0.3, np.nan, rng.random((256, 300))).astype("f4"),
+        "u1": (rng.random((64, 64)) < 0.5).astype(np.uint8),
+        "b": rng.random((5, 7)) < 0.5,
+        "i8": rng.integers(-5, 5, (9, 3)),
+    }
+    for name, block in blocks.items():
+        target = tmp_path / name / f"r0_c0{BLOCK_SUFFIX}"
+        save_block(target, block)
+        got = load_block(target, block.shape, block.dtype)
+        assert got.dtype == block.dtype and got.flags.writeable
+        np.testing.assert_array_equal(got, block)
+    empty = np.full((1024, 1024), np.nan, np.float32)  # outside the study area
+    assert len(encode_block(empty)) < empty.nbytes / 100
+    target = tmp_path / "bad" / f"r0_c0{BLOCK_SUFFIX}"
+    save_block(target, np.zeros((4, 4), np.float32))
+    good = encode_block(np.arange(16, dtype=np.float32).reshape(4, 4))
+    wrong = good[: len(good) - 20]  # header intact, payload cut
+    short = good.replace(b"(4, 4)", b"(4, 5)")  # the header claims more than the payload has
+    for payload in (wrong, short):
+        target.write_bytes(payload)
+        Path(str(target) + SUM_SUFFIX).write_text(hashlib.sha256(payload).hexdigest() + "\n")
+        with pytest.raises(CacheDamagedError, match="decode|holds"):
+            load_block(target, (4, 4), np.float32)
 
 
 def test_damaged_tables_and_memos_are_misses(tmp_path: Path) -> None:
@@ -101,7 +136,7 @@ def test_a_rerun_over_a_damaged_cache_recomputes_and_matches(
     assert len(first) >= 5
 
     (slope,) = [p for p in cache.iterdir() if p.name.startswith("slope-")]
-    _flip_bit(sorted(slope.glob("r*_c*.npy"))[0])
+    _flip_bit(sorted(slope.glob("r*_c*.npy.blosc"))[0])
     cached = sorted((cache / "rasters").glob("*.tif"))
     cached[0].write_bytes(b"")  # zero bytes
     cached[1].write_bytes(cached[1].read_bytes()[:100])  # truncated

@@ -4,6 +4,7 @@ their blocks, builders reading the store, the store removed at the end of the ru
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 
 import dask
@@ -12,6 +13,7 @@ import pytest
 from conftest import EMBEDDED, REPO
 
 from sitekit.engine import layerstore
+from sitekit.errors import SitekitWarning
 
 _READS: list[int] = []
 _LOCK = threading.Lock()
@@ -139,3 +141,67 @@ def test_only_large_grids_go_through_the_store() -> None:
     layers fit in worker memory, is not (the store cost it +12 % wall time)."""
     assert layerstore.worth_storing(75_000_000)
     assert not layerstore.worth_storing(2648 * 3672)
+
+
+def _run(tmp_path: Path, name: str, store: bool, cache: bool, mp: pytest.MonkeyPatch):
+    from sitekit.engine import run
+
+    out = tmp_path / name
+    opts = run.RunOptions(catalog=EMBEDDED, out=out, resolution_m=5000, workers=1,
+                          processes=False, quiet=True, make_map=False,
+                          cache_dir=tmp_path / "cache" if cache else None)  # fmt: skip
+    mp.setattr(layerstore, "MIN_PX", 0 if store else 10**12)
+    with warnings.catch_warnings():  # the wind farms outside the study area: named elsewhere
+        warnings.simplefilter("ignore", SitekitWarning)
+        run.run_job([REPO / "pipelines" / "pv.yaml", REPO / "pipelines" / "wind.yaml"], opts)
+    return out
+
+
+def test_intermediates_are_written_first_and_read_back(tmp_path: Path) -> None:
+    """With the store, the shared intermediates (the cache's entries: elevation, slope, yield,
+    burns …) are written to disk in a first step and the layers' graph is rebuilt to read them:
+    no layer graph then recomputes an intermediate. Without ``--cache-dir`` they go to a private
+    cache in the staging folder, gone at the end. Every table equals the run without the store
+    (the 250 m path), and a second run with the cache has nothing left to write first."""
+    import pandas as pd
+
+    from sitekit.engine import run
+    from sitekit.engine.cache import LayerCache
+
+    written: list[int] = []
+    rebuilt_saves: list[int] = []
+    real_m, real_layers = LayerCache.materialise, run._layer_graph
+
+    def spy_m(self, saves, compute):
+        written.append(len(saves))
+        return real_m(self, saves, compute)
+
+    def spy_layers(job):
+        arrays = real_layers(job)
+        cache = job.pipe.cache
+        if cache is not None and cache.ready:  # the graph after the first step
+            names = set()
+            for a in arrays.values():
+                names.update(getattr(a, "data", a).__dask_graph__().layers)
+            rebuilt_saves.append(sum(n.startswith("cache-save-") for n in names))
+        return arrays
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(LayerCache, "materialise", spy_m)
+    mp.setattr(run, "_layer_graph", spy_layers)
+    try:
+        plain = _run(tmp_path, "plain", store=False, cache=False, mp=mp)
+        assert written == []
+        private = _run(tmp_path, "private", store=True, cache=False, mp=mp)
+        assert len(written) == 1 and written[0] >= 5 and rebuilt_saves == [0]
+        cached = _run(tmp_path, "cached", store=True, cache=True, mp=mp)
+        assert len(written) == 2 and rebuilt_saves == [0, 0]
+        again = _run(tmp_path, "again", store=True, cache=True, mp=mp)
+        assert len(written) == 2  # every entry complete: nothing to write first
+    finally:
+        mp.undo()
+    for out in (private, cached, again):
+        assert not list(out.rglob("intermediates.cache")) and not list(out.parent.glob("*.part"))
+        for csv in sorted(plain.glob("*.csv")):
+            pd.testing.assert_frame_equal(pd.read_csv(out / csv.name), pd.read_csv(csv))
+    assert len(list(plain.glob("*.csv"))) >= 3

@@ -86,7 +86,7 @@ def test_prune_in_a_tagged_cache_removes_only_cache_entries(tmp_path: Path) -> N
     assert (cache / CACHE_TAG).is_file()
     layer = cache / "slope-0123456789abcdef0123"
     layer.mkdir()
-    (layer / "r0_c0.npy").write_bytes(b"x" * 100)
+    (layer / "r0_c0.npy.blosc").write_bytes(b"x" * 100)
     (cache / "rasters").mkdir()
     (cache / "rasters" / "0123456789abcdef0123.tif").write_bytes(b"y" * 10)
     (cache / "my-notes.txt").write_text("mine")  # a user's file inside the cache

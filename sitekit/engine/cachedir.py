@@ -2,7 +2,7 @@
 
 A folder made by :class:`sitekit.engine.cache.LayerCache` holds four kinds of entry:
 
-* **layers**: ``<name>-<key>/`` folders of ``.npy`` blocks and a ``complete`` marker (derived
+* **layers**: ``<name>-<key>/`` folders of compressed blocks (``cache.BLOCK_SUFFIX``) and a ``complete`` marker (derived
   layers, vector burns, combined constraints);
 * **tables**: ``<name>-<key>.gpkg`` with its ``.json`` dtype sidecar (the pumped-storage pairs);
 * **memos**: one file per entry under a folder named for its kind (``rasters/`` exported

@@ -23,6 +23,9 @@ from typing import Any
 
 #: folder name of the store inside the staging folder
 STORE_NAME = "layers.zarr"
+#: the run's private layer cache beside it (a run without ``--cache-dir`` that stores its layers
+#: still writes its shared intermediates to disk first: :func:`sitekit.engine.run._intermediates`)
+SCRATCH_CACHE = "intermediates.cache"
 #: Blosc/Zstd level 1 with byte shuffle: fast (compressing costs less than the write it saves)
 COMPRESSION = {"cname": "zstd", "clevel": 1, "shuffle": "shuffle"}
 
@@ -41,7 +44,8 @@ def worth_storing(grid_px: int) -> bool:
 
 @contextlib.contextmanager
 def scratch_store(stage: Path, enabled: bool = True) -> Iterator[Path | None]:
-    """Yield ``stage/layers.zarr`` (None when not ``enabled``) and remove it on the way out.
+    """Yield ``stage/layers.zarr`` (None when not ``enabled``) and remove it, and the private
+    cache beside it (:data:`SCRATCH_CACHE`), on the way out.
 
     ``stage`` must be a folder sitekit owns (the run's staging folder): the store is never
     written into a user's folder."""
@@ -53,6 +57,7 @@ def scratch_store(stage: Path, enabled: bool = True) -> Iterator[Path | None]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(Path(stage) / SCRATCH_CACHE, ignore_errors=True)
 
 
 def _regular(chunks: tuple[tuple[int, ...], ...]) -> bool:
