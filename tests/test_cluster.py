@@ -39,7 +39,7 @@ def test_the_trimmer_runs_while_a_worker_holds_it_and_stops_after(monkeypatch) -
 
     calls: list[float] = []
     monkeypatch.setattr(trim, "TRIM_INTERVAL_S", 0.02)
-    monkeypatch.setattr(trim, "_malloc_trim", lambda: (lambda: calls.append(time.monotonic())))
+    monkeypatch.setattr(trim, "_malloc_trim", lambda: lambda: calls.append(time.monotonic()))
     a, b = trim.Trim(), trim.Trim()
     a.setup(None)
     b.setup(None)  # two in-process workers share the thread
