@@ -168,18 +168,18 @@ def test_intermediates_are_written_first_and_read_back(tmp_path: Path) -> None:
     from sitekit.engine import run
     from sitekit.engine.cache import LayerCache
 
-    written: list[int] = []
-    rebuilt_saves: list[int] = []
+    written: list[set[str]] = []  # the entries of each first-step compute
+    rebuilt_saves: list[int] = []  # entries a rebuilt graph would still save
     real_m, real_layers = LayerCache.materialise, run._layer_graph
 
     def spy_m(self, saves, compute):
-        written.append(len(saves))
+        written.append({f.name for f in saves})
         return real_m(self, saves, compute)
 
     def spy_layers(job):
         arrays = real_layers(job)
         cache = job.pipe.cache
-        if cache is not None and cache.ready:  # the graph after the first step
+        if cache is not None and cache.ready:  # a graph rebuilt after a first step
             names = set()
             for a in arrays.values():
                 names.update(getattr(a, "data", a).__dask_graph__().layers)
@@ -193,11 +193,18 @@ def test_intermediates_are_written_first_and_read_back(tmp_path: Path) -> None:
         plain = _run(tmp_path, "plain", store=False, cache=False, mp=mp)
         assert written == []
         private = _run(tmp_path, "private", store=True, cache=False, mp=mp)
-        assert len(written) == 1 and written[0] >= 5 and rebuilt_saves == [0]
+        # level by level: burns, then what reads them (elevation), then slope …, each once
+        steps = list(written)
+        assert len(steps) >= 3 and sum(map(len, steps)) == len(set().union(*steps)) >= 5
+        assert any(n.startswith("burn_") for n in steps[0])
+        assert not any(n.startswith(("slope-", "aspect-")) for n in steps[0] | steps[1])
+        assert rebuilt_saves[-1] == 0  # the layers' graph reads every intermediate
+        written.clear()
         cached = _run(tmp_path, "cached", store=True, cache=True, mp=mp)
-        assert len(written) == 2 and rebuilt_saves == [0, 0]
+        assert len(written) == len(steps) and rebuilt_saves[-1] == 0
+        written.clear()
         again = _run(tmp_path, "again", store=True, cache=True, mp=mp)
-        assert len(written) == 2  # every entry complete: nothing to write first
+        assert written == []  # every entry complete: nothing to write first
     finally:
         mp.undo()
     for out in (private, cached, again):

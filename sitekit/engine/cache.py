@@ -345,6 +345,14 @@ class LayerCache:
             saves = {f: a for f, a in saves.items() if a.name in names}
         return saves
 
+    @staticmethod
+    def first(saves: dict[Path, da.Array]) -> dict[Path, da.Array]:
+        """The entries of ``saves`` (:meth:`saving`) that no other of them feeds: what can be
+        written before the rest (elevation needs the study-area burn, slope the elevation …)."""
+        names = {a.name for a in saves.values()}
+        return {f: a for f, a in saves.items()
+                if not (names - {a.name}) & set(a.__dask_graph__().layers)}  # fmt: skip
+
     def materialise(self, saves: dict[Path, da.Array], compute: Any) -> None:
         """Write every block of ``saves`` (:meth:`saving`) with ``compute`` (a list of dask
         collections -> their results, e.g. a progress-reporting ``client.compute``), keeping
