@@ -321,8 +321,9 @@ class LayerCache:
             # an incomplete entry (a killed run's, or one another run is writing now) is kept:
             # the same key gives the same blocks, each replaced atomically, so this run adds
             # or rewrites blocks beside the other's and commits when all are there
-            self.misses.append(name)
-            self.pending.append((folder, int(np.prod(layer.data.numblocks))))
+            if folder not in {f for f, _ in self.pending}:  # a graph rebuilt in the same run
+                self.misses.append(name)
+                self.pending.append((folder, int(np.prod(layer.data.numblocks))))
 
             def _save(block: np.ndarray, block_info=None) -> np.ndarray:
                 (r0, _), (c0, _) = block_info[None]["array-location"]
@@ -360,9 +361,10 @@ class LayerCache:
         this (:attr:`ready`)."""
         compute([a.map_blocks(_written, dtype=bool, chunks=tuple((1,) * len(c) for c in a.chunks))
                  for a in saves.values()])  # fmt: skip
-        for f in saves:
-            self.ready.add(f)
-            self._wrapped.pop(f, None)
+        self.ready.update(saves)
+        # every entry's graph is built afresh: one memoised before would recompute the entries
+        # now on disk (slope's saving graph read the DEM again instead of the stored elevation)
+        self._wrapped.clear()
 
     def wrap_burn(self, layer: xr.DataArray) -> xr.DataArray:
         """:meth:`wrap` for a :meth:`sitekit.grid.Grid.rasterize` result, as ``burn_<name>``:

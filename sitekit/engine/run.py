@@ -421,7 +421,7 @@ def _intermediates(job: Job, client: Any) -> dict[str, float]:
                 for f in futures:
                     f.result()  # a failed block raises here
 
-            cache.materialise(cache.first(saves), compute)
+            cache.materialise(cache.first(saves) or saves, compute)  # (a DAG has a first)
             _build_graph(job, cache)
     return task_seconds(stream.data)
 
