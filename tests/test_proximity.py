@@ -316,6 +316,25 @@ def test_coarsened_least_cost_distance_stays_close(grid):
     # a coarse pixel shifts each end by < 1.5 coarse pixels: |error| < 2 × 3 × 100 m × √2
     assert np.abs(c[ok] - full[ok]).max() < 2 * 3 * RES * math.sqrt(2) / 1000.0
     assert np.isinf(c[forbidden]).all()
+    # each 3×3 block from the origin holds one coarse value, whatever the chunks
+    assert coarse.data.chunks == da.core.normalize_chunks(grid.dask_chunks, c.shape)
+    r, k = np.indices(c.shape)
+    np.testing.assert_array_equal(c, c[(r // 3) * 3, (k // 3) * 3])
+
+
+def test_coarse_blocks_repeat_like_numpy():
+    """The upsampling of a coarsened distance equals np.repeat on both axes, cut to the grid, for
+    blocks that do not line up with the factor."""
+    from sitekit.science.leastcost import _repeat_block
+
+    coarse = np.random.default_rng(1).random((5, 7)).astype(np.float32)
+    f, ny, nx = 3, 14, 19
+    ref = np.repeat(np.repeat(coarse, f, axis=0), f, axis=1)[:ny, :nx]
+    rows, cols = da.arange(ny, chunks=4), da.arange(nx, chunks=5)
+    out = da.blockwise(_repeat_block, "ij", rows, "i", cols, "j", da.from_array(coarse), "kl",
+                       concatenate=True, dtype=np.float32, f=f)  # fmt: skip
+    assert out.chunks == ((4, 4, 4, 2), (5, 5, 5, 4))
+    np.testing.assert_array_equal(out.compute(), ref)
 
 
 def test_least_cost_distance_shares_its_upstream_graph(grid):
