@@ -1,8 +1,9 @@
 """On-disk cache of intermediate layers (slope, yield, CF, distance, vector burns) and outputs.
 
 A layer is keyed by a hash of the grid, the input files' contents and the parameters that made it;
-its chunks are stored as compressed block files (:data:`BLOCK_SUFFIX`, one per dask block, written by whichever worker computed
-the block, so it works on any Dask cluster that shares the folder). A ``complete`` marker is written
+its chunks are stored as compressed block files (:data:`BLOCK_SUFFIX`, one per dask block,
+written by whichever worker computed the block, so it works on any Dask cluster that shares the
+folder). A ``complete`` marker is written
 only after a run finished and only when every block is there, so a killed run never leaves a
 half-valid entry. A re-run that changes only weights or thresholds then reads slope, yield, CF,
 distances and the rasterised vector layers back instead of recomputing them.
@@ -198,9 +199,15 @@ _BLOCK_MAGIC = b"SKB1"
 
 
 def _codec() -> Any:
+    """The layer store's compression (:data:`sitekit.engine.layerstore.COMPRESSION`)."""
     from numcodecs import Blosc
 
-    return Blosc(cname="zstd", clevel=1, shuffle=Blosc.SHUFFLE)
+    from sitekit.engine.layerstore import COMPRESSION
+
+    shuffle = {"shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}.get(
+        COMPRESSION["shuffle"], Blosc.NOSHUFFLE
+    )
+    return Blosc(cname=COMPRESSION["cname"], clevel=COMPRESSION["clevel"], shuffle=shuffle)
 
 
 def encode_block(block: np.ndarray) -> bytes:
