@@ -60,6 +60,46 @@ def test_write_cog_copies_an_unchanged_raster(tmp_path: Path) -> None:
     assert not list((tmp_path / "cache" / "rasters").glob(".*"))  # no temporary left
 
 
+def test_cached_rasters_share_the_outputs_disk_space(tmp_path: Path, monkeypatch) -> None:
+    """The cache's GeoTIFF and the output it came from (or went to) are one file on disk
+    (a hard link); a file system that cannot link gets a copy. A cached file changed through
+    the output's name fails its checksum and is written anew, never handed out."""
+    import os
+    import warnings
+
+    from sitekit.errors import SitekitWarning
+
+    grid = small_grid((48, 40), 100.0, chunks=16)
+    values = np.random.default_rng(3).random(grid.shape).astype(np.float32)
+    cache = LayerCache(tmp_path / "cache", grid, "inputs")
+    cache.write_cog(tmp_path / "a.tif", _layer(grid, values))
+    (entry,) = (tmp_path / "cache" / "rasters").glob("*.tif")
+    assert os.stat(entry).st_ino == os.stat(tmp_path / "a.tif").st_ino
+    assert cache.write_cog(tmp_path / "b.tif", _layer(grid, values)) is True
+    assert os.stat(tmp_path / "b.tif").st_ino == os.stat(entry).st_ino
+    # changed in place through an output's name: the entry's checksum no longer holds
+    with open(tmp_path / "b.tif", "r+b") as f:
+        f.seek(-4, os.SEEK_END)
+        f.write(b"\0\1\2\3")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", SitekitWarning)
+        assert cache.write_cog(tmp_path / "c.tif", _layer(grid, values)) is False
+    assert any("checksum mismatch" in str(w.message) for w in seen)
+    with rasterio.open(tmp_path / "c.tif") as src:
+        np.testing.assert_array_equal(src.read(1), values)
+
+    # no hard links (another device, FAT …): copied
+    def no_link(*_a, **_k):
+        raise OSError("links not supported")
+
+    monkeypatch.setattr(os, "link", no_link)
+    other = LayerCache(tmp_path / "cache2", grid, "inputs")
+    other.write_cog(tmp_path / "d.tif", _layer(grid, values))
+    (entry2,) = (tmp_path / "cache2" / "rasters").glob("*.tif")
+    assert os.stat(entry2).st_ino != os.stat(tmp_path / "d.tif").st_ino
+    assert entry2.read_bytes() == (tmp_path / "d.tif").read_bytes()
+
+
 def test_commit_keeps_a_partly_computed_layer_incomplete(tmp_path: Path) -> None:
     grid = small_grid((64, 64), 100.0, chunks=32)  # 2 × 2 blocks
     values = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)

@@ -180,14 +180,29 @@ def drop(*paths: Path) -> None:
                 remove_path(Path(str(p) + SUM_SUFFIX), "damaged")
 
 
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` as ``target`` (a new name, not yet there), or copy it where the
+    file system cannot link (another device, no link support).
+
+    A raster in the cache and its copy in an output folder are then one file on disk: at 90 m
+    the cached GeoTIFFs took 1.6 GB beside the same 1.6 GB of outputs. Nothing sitekit writes
+    is changed in place after it is written (outputs are replaced by renaming a new file over
+    them), and a cache entry changed through the other name fails its checksum and is dropped.
+    """
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def write_with_sum(entry: Path, source: Path) -> None:
-    """Copy ``source`` to the cache ``entry`` with its checksum sidecar (sidecar first, entry
-    last: an entry is never visible without its sum)."""
+    """Put ``source`` in the cache as ``entry`` (:func:`link_or_copy`) with its checksum
+    sidecar (sidecar first, entry last: an entry is never visible without its sum)."""
     from sitekit.io.atomic import atomic_path, write_text
 
     write_text(Path(str(entry) + SUM_SUFFIX), file_sha256(source) + "\n")
     with atomic_path(entry) as tmp:
-        shutil.copyfile(source, tmp)
+        link_or_copy(source, tmp)
 
 
 #: file name suffix of a cached block: an ``.npy`` header, then the array's bytes compressed with
@@ -465,7 +480,7 @@ class LayerCache:
             problem = _file_problem(entry, _sum_file(entry))
             if problem is None:
                 with atomic_path(path) as tmp:
-                    shutil.copyfile(entry, tmp)
+                    link_or_copy(entry, tmp)
                 self.rasters_copied.append(name)
                 return True
             damaged(entry, problem)
