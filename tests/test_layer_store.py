@@ -57,7 +57,9 @@ def test_layers_go_through_the_store_once(tmp_path: Path, client) -> None:
         "slope": dem * 2.0,
         "mask": dem > 0.5,
         "odd": irregular,
-        "ps": lambda layers: dask.delayed(np.sum)(layers["elevation"][10:40, 5:50].rechunk(8)),
+        "ps": lambda layers, stage: dask.delayed(np.sum)(
+            layers["elevation"][10:40, 5:50].rechunk(8)
+        ),
     }
     layers, others, task_s = persist(
         client, arrays, quiet=True, label="test", store=store, store_attrs={"_CRS": {"wkt": "x"}}
@@ -80,6 +82,38 @@ def test_layers_go_through_the_store_once(tmp_path: Path, client) -> None:
     # xarray reads the store as one dataset
     ds = xr.open_zarr(store, consolidated=False)
     assert {"elevation", "slope", "mask", "odd"} <= set(ds.data_vars)
+
+
+def test_a_builder_stages_its_intermediates_in_the_store(tmp_path: Path, client) -> None:
+    """A builder's ``stage`` computes its arrays into the store at once and hands them back
+    as lazy reads of the store: the staged step is computed once, later steps read the disk."""
+    import dask.array as da
+    import zarr
+
+    from sitekit.engine.cluster import persist
+
+    _READS.clear()
+    base = da.zeros((40, 24), chunks=(16, 16), dtype=np.float32)
+    seen: dict = {}
+
+    def build(layers, stage):
+        mid = (
+            layers["a"].map_blocks(_count_read, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+            * 3.0
+        )
+        staged = stage({"_mid": mid}, "staging")
+        seen["graph"] = dict(staged["_mid"].__dask_graph__())
+        seen["after_stage"] = len(_READS)
+        return dask.delayed(np.sum)(staged["_mid"] + staged["_mid"])
+
+    layers, others, _ = persist(client, {"a": base, "ps": build}, quiet=True, label="t",
+                                store=tmp_path / "s.zarr")  # fmt: skip
+    assert seen["after_stage"] == base.npartitions  # computed by the stage, before the rest
+    assert len(_READS) == base.npartitions  # the second use read the disk, not the step again
+    assert not any("_count_read" in str(k) for k in seen["graph"])
+    assert float(others["ps"]) == 2 * 3.0 * 40 * 24
+    z = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    np.testing.assert_array_equal(z["_mid"][:], np.full((40, 24), 3.0, np.float32))
 
 
 def test_without_a_store_layers_are_persisted(client) -> None:

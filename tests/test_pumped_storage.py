@@ -313,6 +313,96 @@ def test_chunked_search_equals_unchunked(chunks):
     assert (pairs_u["head_m"] / (pairs_u["separation_km"] * 1000) >= 0.05).all()
 
 
+def test_staged_search_equals_unchunked(tmp_path):
+    """With a ``stage`` (the run's Zarr store on large grids) the filled DEM, then the D8 codes
+    and dam sites are written to disk before the windows run, each pass reading its inputs
+    again from disk: the windows' graph holds no hydrology task, and the result is unchanged."""
+    from dask.utils import key_split
+
+    from sitekit.engine import layerstore
+
+    grid = small_grid((150, 150), RES, chunks=45)
+    dem = mountain_terrain(grid, relief_m=1200.0, wavelength_m=2500.0, seed=3)
+    excl = np.zeros(grid.shape, bool)
+    excl[100:110, 20:40] = True
+    calls: list[list[str]] = []
+
+    def stage(parts, label):
+        calls.append(sorted(parts))
+        dask.compute(*layerstore.write(parts, tmp_path / "s.zarr").values())
+        return layerstore.read(tmp_path / "s.zarr", parts)
+
+    res_u, pairs_u = find_pairs_numpy(dem.values, excl, grid, MOUNTAIN)
+    lazy = find_pairs(dem, grid.wrap(dask.array.from_array(excl, 45), "excl"), grid, MOUNTAIN,
+                      stage=stage)  # fmt: skip
+    assert calls == [[f"_ps_search_{n}" for n in names]
+                     for names in (["dem", "excluded"], ["filled"], ["d8", "dam_sites"])]  # fmt: skip
+    names = {key_split(k) for k in lazy.__dask_graph__()}
+    assert not any(n.startswith(("fill_tile", "edges_of_tile", "tiledflow")) for n in names)
+    res_c, pairs_c = lazy.compute()
+    assert len(pairs_u) >= 50
+    assert pairs_c.drop(columns="geometry").equals(pairs_u.drop(columns="geometry"))
+    assert res_c.drop(columns="geometry").equals(res_u.drop(columns="geometry"))
+
+
+def test_search_staged_through_the_layer_store_equals_unchunked(tmp_path):
+    """The run's path on large grids: the search is a builder of
+    :func:`sitekit.engine.cluster.persist` with the Zarr store, its inputs the stored layers
+    (gated on their writes) and its hydrology staged in the store; same pairs as unchunked."""
+    import zarr
+    from distributed import Client, LocalCluster
+
+    from sitekit.engine.cluster import persist
+
+    grid = small_grid((150, 150), RES, chunks=45)
+    dem = mountain_terrain(grid, relief_m=1200.0, wavelength_m=2500.0, seed=3)
+    excl = np.zeros(grid.shape, bool)
+    excl[100:110, 20:40] = True
+    arrays = {
+        "elevation": dask.array.from_array(dem.values, 45),
+        "excluded": dask.array.from_array(excl, 45),
+        "ps": lambda layers, stage: find_pairs(layers["elevation"], layers["excluded"], grid,
+                                               MOUNTAIN, stage=stage),
+    }  # fmt: skip
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None)
+        as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        _, others, _ = persist(client, arrays, quiet=True, label="t", store=tmp_path / "s.zarr")
+    res_c, pairs_c = others["ps"]
+    res_u, pairs_u = find_pairs_numpy(dem.values, excl, grid, MOUNTAIN)
+    assert len(pairs_u) >= 50
+    assert pairs_c.drop(columns="geometry").equals(pairs_u.drop(columns="geometry"))
+    assert res_c.drop(columns="geometry").equals(res_u.drop(columns="geometry"))
+    assert {"_ps_search_filled", "_ps_search_d8", "_ps_search_dam_sites"} <= set(
+        zarr.open_group(str(tmp_path / "s.zarr"), mode="r").array_keys()
+    )
+
+
+def test_reread_hydrology_reads_its_input_again():
+    """``reread``: the tiled fill's second pass and the dam sites read their input chunks
+    through a clone of its graph (for inputs on disk: nothing waits in memory across the
+    global steps); the results are the same."""
+    from sitekit.science.tiledfill import fill_depressions_tiled
+    from sitekit.science.tiledflow import dam_sites_tiled
+
+    grid = small_grid((90, 90), RES, chunks=30)
+    z = dask.array.from_array(
+        mountain_terrain(grid, relief_m=800.0, wavelength_m=2000.0, seed=5).values, chunks=30
+    )
+    plain, again = fill_depressions_tiled(z), fill_depressions_tiled(z, reread=True)
+    n_src = sum(1 for k in plain.__dask_graph__() if str(k[0]).startswith(z.name))
+    assert n_src == z.npartitions
+    assert sum(1 for k in again.__dask_graph__() if isinstance(k, tuple)
+               and str(k[0]).startswith("array-")) >= 2 * z.npartitions  # fmt: skip
+    np.testing.assert_array_equal(plain.compute(), again.compute())
+    zf = plain.persist()
+    for a, b in zip(dam_sites_tiled(zf, 20.0, 3), dam_sites_tiled(zf, 20.0, 3, reread=True),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a.compute(), b.compute())
+
+
 def test_flow_receivers_flat_drains_to_outlet_and_closed_flat_to_one_sink():
     z = np.array(
         [

@@ -281,11 +281,14 @@ def persist(
     (distributed spills them to disk above its memory limits): for an external scheduler whose
     workers may not see this machine's disk.
 
-    A value may also be a callable ``build(layers) -> collection``: it is called with the
+    A value may also be a callable ``build(layers, stage) -> collection``: it is called with the
     computed layers (store-backed or persisted) and its collection computed too (the
     pumped-storage search). With a store, a builder's graph reads each layer from the store once
     that layer is written, while the others are still computing
-    (:func:`dask.graph_manipulation.bind`).
+    (:func:`dask.graph_manipulation.bind`), and ``stage(arrays, label)`` computes named dask
+    arrays into the store at once and returns them read back lazily: a builder's own
+    intermediates (the search's filled DEM, flow directions) then wait on disk between its
+    steps instead of in worker memory. Without a store ``stage`` is None.
 
     Returns ``(layers, others, task_s)``: the dask arrays, every non-array collection (e.g. the
     pumped-storage pairs) computed and gathered, and the worker seconds per task name
@@ -324,7 +327,7 @@ def persist(
             done = dict(zip(lazy, client.persist(list(lazy.values())), strict=True))
             # builders get the persisted layers, so their graphs read futures instead of
             # copying the layers' upstream graphs
-            other.update({k: build(done) for k, build in builds.items()})
+            other.update({k: build(done, None) for k, build in builds.items()})
             # client.compute on a list mixing collections does not keep the order: one each
             futures = {k: client.compute(d) for k, d in other.items()}
             _watch([f for d in done.values() for f in futures_of(d)] + list(futures.values()),
@@ -341,7 +344,16 @@ def persist(
             gates = {k: dask.delayed(layerstore.written, pure=True)(f)
                      for k, f in write_futures.items()}  # fmt: skip
             bound = {k: bind(done[k], gates[k]) for k in done}
-            other.update({k: build(bound) for k, build in builds.items()})
+
+            def stage(parts: dict[str, Any], what: str) -> dict[str, Any]:
+                staged = layerstore.write(parts, store, None, store_attrs)
+                staging = client.compute(list(staged.values()))
+                _watch(staging, what)
+                for f in staging:
+                    f.result()  # a failed block write raises here
+                return layerstore.read(store, parts)
+
+            other.update({k: build(bound, stage) for k, build in builds.items()})
             futures = {k: client.compute(d) for k, d in other.items()}
             _watch([*write_futures.values(), *futures.values()], label)
             for f in write_futures.values():

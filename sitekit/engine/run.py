@@ -845,9 +845,10 @@ def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple
     tile = (PS_TILE_PX, PS_TILE_PX)
     arrays["_ps_excluded"] = excluded  # persisted with the layers, not written
 
-    def _search(layers: dict[str, Any]) -> Any:
+    def _search(layers: dict[str, Any], stage: Any) -> Any:
         # built on the persisted layers: a search graph over the lazy ones made dask copy their
-        # whole upstream graph (DEM read, constraints) once per argument, 5 copies at 250 m
+        # whole upstream graph (DEM read, constraints) once per argument, 5 copies at 250 m.
+        # With the layer store its hydrology is staged there step by step (``stage``)
         found = ps.find_pairs(
             layers["elevation"].rechunk(tile),
             layers["_ps_excluded"].rechunk(tile),
@@ -856,6 +857,7 @@ def _ps_graph(pipe: Pipeline, opts: RunOptions, arrays: dict[str, Any]) -> tuple
             existing=existing,
             zones=pref,
             zone_field=zone_field,
+            stage=stage,
         )
         return dask.delayed(ps.connect_found, pure=True)(found, feats, recipe.grid)
 

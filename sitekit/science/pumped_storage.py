@@ -65,6 +65,7 @@ reservoir sizings ``test = E, h``), ``src/screening.cpp``, ``src/pairing.cpp``,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -449,6 +450,10 @@ def find_pairs_numpy(
     return _select([r], grid, p, zones, zone_field)
 
 
+#: name prefix of the arrays :func:`find_pairs` stages (``stage``)
+STAGED = "_ps_search_"
+
+
 def find_pairs(
     dem: Any,
     exclusion: Any,
@@ -457,6 +462,7 @@ def find_pairs(
     existing: gpd.GeoDataFrame | None = None,
     zones: gpd.GeoDataFrame | None = None,
     zone_field: str = "name_en",
+    stage: Callable[[dict[str, da.Array], str], dict[str, da.Array]] | None = None,
 ) -> Any:
     """Lazy, chunk-parallel pumped-storage search: a ``dask.delayed`` of (reservoirs, pairs).
 
@@ -464,6 +470,13 @@ def find_pairs(
     :meth:`PumpedStorageParams.halo` pixels; pairs are kept by the chunk holding their upper
     reservoir's pour point and the final non-overlapping selection runs once over all chunks,
     so the result equals :func:`find_pairs_numpy`. Parameters and result as there.
+
+    ``stage(arrays, label)``, when given, computes named dask arrays onto disk now and returns
+    them read back lazily (e.g. :func:`sitekit.engine.cluster.persist`'s Zarr stage): the DEM
+    and exclusion in the search's tiles are staged, then the filled DEM, then the D8 codes and
+    dam sites, each pass reading its inputs again from disk, so the search windows start with
+    nothing of the study area in memory (at 30 m the in-memory hydrology held ~10 GiB while
+    the windows ran). The result is the same.
     """
     p = _inputs(dem, exclusion, grid, params)
     ny, nx = grid.shape
@@ -478,9 +491,20 @@ def find_pairs(
     # the hydrology is tiled end to end: depressions filled chunk by chunk (Barnes 2016), D8
     # routing, flats and accumulation chunk by chunk with two sparse global steps (Barnes 2017);
     # each later task reads only its window of the filled DEM, the D8 codes and the dam sites
-    zf = fill_depressions_tiled(z)
-    code, ppm = dam_sites_tiled(zf, p.contour_interval_m, p.steps(grid.resolution_m)[2])
     mask = mask.rechunk(z.chunks)
+    reread = stage is not None
+    if stage is not None:  # the inputs in the search's tiles, as plain reads of the disk
+        got = stage({f"{STAGED}dem": z, f"{STAGED}excluded": mask}, "pumped-storage search: inputs")
+        z, mask = got[f"{STAGED}dem"], got[f"{STAGED}excluded"]
+    zf = fill_depressions_tiled(z, reread)
+    if stage is not None:
+        zf = stage({f"{STAGED}filled": zf}, "pumped-storage search: depressions filled")
+        zf = zf[f"{STAGED}filled"]
+    code, ppm = dam_sites_tiled(zf, p.contour_interval_m, p.steps(grid.resolution_m)[2], reread)
+    if stage is not None:
+        got = stage({f"{STAGED}d8": code, f"{STAGED}dam_sites": ppm},
+                    "pumped-storage search: flow routed")  # fmt: skip
+        code, ppm = got[f"{STAGED}d8"], got[f"{STAGED}dam_sites"]
     # one layer of window tasks naming the chunks they read (rawgraph): passed to
     # dask.delayed, each window's slices would be optimised separately and the filled DEM
     # recomputed for every window that reads it

@@ -42,6 +42,7 @@ import dask
 import dask.array as da
 import numba
 import numpy as np
+from dask.graph_manipulation import clone
 from numba import types
 from numba.typed import Dict
 
@@ -267,13 +268,18 @@ def _solve(parts: list[list[dict]]) -> list[np.ndarray | None]:
 
 
 # -- public -----------------------------------------------------------------------------------
-def fill_depressions_tiled(dem: Any) -> Any:
+def fill_depressions_tiled(dem: Any, reread: bool = False) -> Any:
     """Depression-filled DEM [m], computed chunk by chunk; equal to ``fill_depressions``.
 
     Parameters
     ----------
     dem : dask.array.Array or xarray.DataArray (dask-backed), 2-D
         Elevation [m], float, NaN for nodata. Its chunks are the tiles (any sizes, down to 1 px).
+    reread : bool
+        Pass 2 reads the input chunks again (a clone of ``dem``'s graph,
+        :func:`dask.graph_manipulation.clone`) instead of sharing pass 1's: for a ``dem`` read
+        from disk, so no chunk waits in memory across the global step. A ``dem`` computed in
+        memory would be computed twice.
 
     Returns
     -------
@@ -286,7 +292,7 @@ def fill_depressions_tiled(dem: Any) -> Any:
     Two per-chunk passes and one small global task (the spill graph, ~0.25 kB per chunk-edge
     pixel) that runs on a worker, so nothing is computed here. Both passes read the input
     chunks, so dask keeps them in worker memory (4 B/px for float32; ``distributed`` spills
-    them to disk above its memory target) from pass 1 until pass 2. Larger chunks shrink the
+    them to disk above its memory target) from pass 1 until pass 2, unless ``reread``. Larger chunks shrink the
     graph (perimeter/area); 1024² to 2048² suits a 30 m study area.
 
     References
@@ -296,7 +302,7 @@ def fill_depressions_tiled(dem: Any) -> Any:
     """
     if hasattr(dem, "dims") and hasattr(dem, "copy"):  # xarray.DataArray
         data = dem.data if isinstance(dem.data, da.Array) else da.from_array(dem.data)
-        return dem.copy(data=fill_depressions_tiled(data))
+        return dem.copy(data=fill_depressions_tiled(data, reread))
     if dem.ndim != 2:
         raise ValueError(f"fill_depressions_tiled needs a 2-D DEM, got {dem.ndim} dimensions")
     blocks = dem.to_delayed()
@@ -305,6 +311,8 @@ def fill_depressions_tiled(dem: Any) -> Any:
     parts = [[edges_of(blocks[i, j]) for j in range(nbj)] for i in range(nbi)]
     spill = dask.delayed(_solve, pure=True)(parts)
     fill = dask.delayed(_fill_tile, pure=True)
+    if reread:
+        blocks = clone(dem).to_delayed(optimize_graph=False)  # (fusing a clone fails)
     rows = []
     for i, h in enumerate(dem.chunks[0]):
         row = []

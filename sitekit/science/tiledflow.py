@@ -45,6 +45,7 @@ import dask.array as da
 import numba
 import numpy as np
 from dask.base import tokenize
+from dask.graph_manipulation import clone
 
 from sitekit.science import rawgraph
 from sitekit.science.hydrology import _D8, steepest_codes
@@ -393,17 +394,22 @@ def _tile_pass2(
 
 
 # -- public ----------------------------------------------------------------------------------
-def _passes(zf: da.Array, dams: tuple[float, float] | None, keys: tuple[str, ...]):
+def _passes(
+    zf: da.Array, dams: tuple[float, float] | None, keys: tuple[str, ...], reread: bool = False
+):
     """Dask arrays (``zf``'s chunks) of the last pass's ``keys`` ("code", "acc", "pp").
 
     The graph is written out directly (one task per chunk and pass, two global tasks), so its
-    construction stays linear in the number of chunks.
+    construction stays linear in the number of chunks. With ``reread`` the dam sites read
+    ``zf``'s chunks again (a clone of its graph: for a ``zf`` on disk) instead of keeping them
+    in memory across the two global steps.
     """
     if zf.ndim != 2:
         raise ValueError(f"flow routing needs a 2-D DEM, got {zf.ndim} dimensions")
     gy, gx = zf.shape
     zh = da.overlap.overlap(zf, depth={0: 1, 1: 1}, boundary={0: np.nan, 1: np.nan})
-    tok = tokenize(zh, dams, keys)
+    zd = clone(zf) if reread and dams is not None else zf  # the chunks the dam sites read
+    tok = tokenize(zh, dams, keys, zd)
     nbi, nbj = len(zf.chunks[0]), len(zf.chunks[1])
     rb = np.cumsum((0, *zf.chunks[0]))[:-1]
     cb = np.cumsum((0, *zf.chunks[1]))[:-1]
@@ -419,12 +425,12 @@ def _passes(zf: da.Array, dams: tuple[float, float] | None, keys: tuple[str, ...
         g[(fp, t)] = (operator.getitem, fl, t)
         g[(p1, t)] = (_tile_pass1, (a, t), (fp, t), r0, c0, gx)
         g[(ip, t)] = (operator.getitem, pe, t)
-        zk = (zf.name, i, j) if dams is not None else None
+        zk = (zd.name, i, j) if dams is not None else None
         g[(p2, t)] = (_tile_pass2, (p1, t), (ip, t), zk, r0, c0, gx, ci, thr)
     dtypes = {"code": np.int8, "acc": np.float64, "pp": np.bool_}
     names = {key: f"tiledflow-{key}-{tok}" for key in keys}
     main = f"tiledflow-{tok}"
-    layers = {main: (g, rawgraph.layer_of(zh) | rawgraph.layer_of(zf))}
+    layers = {main: (g, rawgraph.layer_of(zh) | rawgraph.layer_of(zd))}
     for key, name in names.items():
         layers[name] = (
             {
@@ -433,7 +439,7 @@ def _passes(zf: da.Array, dams: tuple[float, float] | None, keys: tuple[str, ...
             },
             {main},
         )
-    hlg = rawgraph.graph([zh, zf], layers)
+    hlg = rawgraph.graph([zh, zd], layers)
     return [da.Array(hlg, name, zf.chunks, dtype=dtypes[key]) for key, name in names.items()]
 
 
@@ -463,12 +469,14 @@ def flow_routing_tiled(zf: Any) -> tuple[da.Array, da.Array]:
 
 
 def dam_sites_tiled(
-    zf: Any, contour_interval_m: float, min_catchment_px: int
+    zf: Any, contour_interval_m: float, min_catchment_px: int, reread: bool = False
 ) -> tuple[da.Array, da.Array]:
     """D8 codes (int8) and dam-site mask (bool) of a filled DEM, chunk by chunk; equal to
-    :func:`sitekit.science.hydrology.dam_sites` (``filled=True``) on the whole array."""
+    :func:`sitekit.science.hydrology.dam_sites` (``filled=True``) on the whole array. With
+    ``reread`` (for a ``zf`` read from disk) the last pass reads ``zf``'s chunks again instead
+    of holding them from the first."""
     dams = (float(contour_interval_m), float(min_catchment_px))
-    code, pp = _passes(_as_dask(zf), dams, ("code", "pp"))
+    code, pp = _passes(_as_dask(zf), dams, ("code", "pp"), reread)
     return code, pp
 
 
