@@ -51,13 +51,14 @@ def _du(path: Path) -> int:
     return total
 
 
-def run(resolution: float, work: Path, extra: list[str]) -> dict:
-    """One cold run in ``work`` (emptied first); returns the measurements."""
+def run(resolution: float, work: Path, extra: list[str], command: list[str] | None = None) -> dict:
+    """One cold run in ``work`` (emptied first); returns the measurements. ``command`` replaces
+    the ``sitekit`` executable (e.g. a wrapper script run by this Python)."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     exe = shutil.which("sitekit", path=str(Path(sys.executable).parent)) or "sitekit"
-    cmd = [exe, "demo", "--resolution", f"{resolution:g}", "--out", str(work / "out"),
+    cmd = [*(command or [exe]), "demo", "--resolution", f"{resolution:g}", "--out", str(work / "out"),
            "--cache-dir", str(work / "cache"), *extra]  # fmt: skip
     log = work / "stderr.log"
     t0 = time.perf_counter()
@@ -102,7 +103,7 @@ def run(resolution: float, work: Path, extra: list[str]) -> dict:
     asked = re.search(r"--workers[= ](\d+)", " ".join(extra))
     restarts = len(workers) - int(asked.group(1)) if asked and workers else None
     doc: dict = {
-        "command": " ".join(["sitekit", *cmd[1:]]),
+        "command": " ".join(cmd if command else ["sitekit", *cmd[1:]]),
         "exit": proc.returncode,
         "wall_s": round(wall, 1),
         "tree_peak_gib": round(peak / 2**30, 2),
@@ -172,9 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default=None)
     ap.add_argument("--workdir", type=Path, default=HERE / "work" / "scale")
     ap.add_argument("--results", type=Path, default=HERE / "RESULTS_scale.md")
+    ap.add_argument(
+        "--command",
+        default=None,
+        help="run this instead of the sitekit executable (split on spaces)",
+    )
     ap.add_argument("extra", nargs="*", help="options after -- go to `sitekit demo`")
     a = ap.parse_args(argv)
-    doc = run(a.resolution, a.workdir, a.extra)
+    doc = run(a.resolution, a.workdir, a.extra, a.command.split() if a.command else None)
     label = a.label or f"{a.resolution:g} m" + (f" ({' '.join(a.extra)})" if a.extra else "")
     write(a.results, label, doc)
     print(json.dumps({k: v for k, v in doc.items() if k != "timeline"}, indent=1))

@@ -116,6 +116,19 @@ def test_a_builder_stages_its_intermediates_in_the_store(tmp_path: Path, client)
     np.testing.assert_array_equal(z["_mid"][:], np.full((40, 24), 3.0, np.float32))
 
 
+def test_layers_sharing_a_computed_step_are_grouped() -> None:
+    """Layers are written group by group: those sharing a computed intermediate together (it
+    is computed once), those sharing only reads (a stored or cached block) apart."""
+    import dask.array as da
+
+    base = da.ones((8, 8), chunks=4)  # a read: no dependencies
+    shared = base * 2.0  # computed, used by two layers
+    other = da.zeros((8, 8), chunks=4) + 1.0
+    arrays = {"a": shared + 1, "b": base - 1, "c": shared.sum(), "d": other, "e": base}
+    assert layerstore.groups(arrays) == [["a", "c"], ["b"], ["d"], ["e"]]
+    assert layerstore.groups({}) == []
+
+
 def test_without_a_store_layers_are_persisted(client) -> None:
     """An external scheduler (no shared disk assumed) keeps the old in-memory persist."""
     import dask.array as da

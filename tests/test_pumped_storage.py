@@ -650,6 +650,35 @@ def test_chunked_search_with_lakes_equals_unchunked(chunks):
     assert ex["lower_name"].notna().any() and ex["upper_name"].notna().any()  # both roles
 
 
+@pytest.mark.parametrize("lowers", [1, 3])
+def test_pairing_in_blocks_of_uppers_changes_nothing(monkeypatch, lowers):
+    """Uppers are paired and sized a block at a time (memory), each block cut to its best
+    lowers; with existing lakes as lowers (pairs that come after the blocks) the final cut
+    over all gives the same table whatever the block size."""
+    import sitekit.science.pumped_storage as ps_mod
+
+    grid = small_grid((150, 150), RES, chunks=45)
+    dem = mountain_terrain(grid, relief_m=1200.0, wavelength_m=2500.0, seed=3)
+    z = dem.values
+    lakes = []
+    for (r, c), q in (((30, 40), 3), ((110, 100), 97), ((75, 75), 50)):
+        x0, y1 = grid.transform * (c, r)
+        x1, y0 = grid.transform * (c + 4, r + 4)
+        lakes.append((shapely.box(x0 + 1, y0 + 1, x1 - 1, y1 - 1), float(np.percentile(z, q))))
+    lakes = gpd.GeoDataFrame(
+        {"name": ["Low", "High", "Mid"], "water_level_m": [lv for _, lv in lakes]},
+        geometry=[g for g, _ in lakes], crs=grid.crs,
+    )  # fmt: skip
+    p = dataclasses.replace(MOUNTAIN, max_lowers_per_upper=lowers)
+    excl = np.zeros(grid.shape, bool)
+    res_a, pairs_a = find_pairs_numpy(z, excl, grid, p, existing=lakes)
+    monkeypatch.setattr(ps_mod, "PAIR_BLOCK", 3)
+    res_b, pairs_b = find_pairs_numpy(z, excl, grid, p, existing=lakes)
+    assert len(pairs_a) >= 20 and pairs_a["uses_existing_reservoir"].any()
+    assert pairs_b.drop(columns="geometry").equals(pairs_a.drop(columns="geometry"))
+    assert res_b.drop(columns="geometry").equals(res_a.drop(columns="geometry"))
+
+
 def test_chunked_search_with_dam_points_equals_unchunked():
     """Existing dams given as points are flooded each in its own window of the tiled
     hydrology (D8 codes, not global receivers): the same reservoirs and pairs as unchunked."""

@@ -103,9 +103,38 @@ def write(
     return writes
 
 
-def written(_: Any) -> None:
-    """A task that waits for a layer's write (its argument) and passes nothing on."""
-    return None
+def groups(arrays: dict[str, Any]) -> list[list[str]]:
+    """The names of ``arrays`` (dask collections) in groups that share no computed task.
+
+    Two layers are grouped when their graphs share a layer that computes something (one with
+    dependencies, e.g. a criterion both scores normalise); layers that share only reads (a
+    cached intermediate, a stored block: layers with no dependencies) are not, since reading
+    twice costs less than holding. Written one group at a time, no block waits in memory for a
+    layer that dask schedules later: in one graph of every layer the 120 m run held ~1 GB of
+    whole layers (cached slope, its normalised criterion, masks) for writes waiting on others,
+    ~24 B/px, 13.9 GiB at 30 m. Groups keep the order of first appearance."""
+    parent = list(range(len(arrays)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for i, arr in enumerate(arrays.values()):
+        hlg = arr.__dask_graph__()
+        deps = getattr(hlg, "dependencies", {})
+        for layer in getattr(hlg, "layers", {}):
+            if not deps.get(layer):
+                continue  # a read: nothing computed to share
+            j = owner.setdefault(layer, i)
+            parent[root(i)] = root(j)
+    names = list(arrays)
+    out: dict[int, list[str]] = {}
+    for i, name in enumerate(names):
+        out.setdefault(root(i), []).append(name)
+    return list(out.values())
 
 
 def read(store: Path, like: dict[str, Any]) -> dict[str, Any]:

@@ -332,12 +332,25 @@ def _window_task(z, excl, zf, code, ppm, win, core, existing, *, gshape, transfo
     return _search_window(z, zf, recv, ppm, excl, (w0, v0), core, gshape, transform, p, existing)
 
 
-def _pair(c: pd.DataFrame, t: Affine, gx: int, p: PumpedStorageParams) -> pd.DataFrame:
+#: uppers paired per block in :func:`_pair`: each block's pairs are sized and cut to their
+#: best lowers before the next, so a window holds one block's candidate pairs (at 30 m a
+#: window has tens of thousands of candidates and ~200 B per candidate pair)
+PAIR_BLOCK = 1024
+
+
+def _pair(
+    c: pd.DataFrame, t: Affine, gx: int, p: PumpedStorageParams, block: int | None = None
+) -> pd.DataFrame:
     """Vectorised pairing of upper candidates (in core) with every lower candidate.
 
     Separation: centroid to centroid between new reservoirs; from the upper's centroid to the
-    nearest pixel of an existing reservoir (ANU: the closest point of its shape).
+    nearest pixel of an existing reservoir (ANU: the closest point of its shape). Uppers are
+    paired ``block`` at a time and each block's pairs sized and cut to their
+    ``max_lowers_per_upper`` best at once; a new upper's pairs with existing lowers come last
+    and the cut is made again over all, so the result does not depend on ``block``
+    (default :data:`PAIR_BLOCK`).
     """
+    block = block or PAIR_BLOCK
     c = c.reset_index(drop=True)
     iu = np.flatnonzero(c["core"].to_numpy(bool))
     if not iu.size or len(c) < 2:
@@ -348,7 +361,8 @@ def _pair(c: pd.DataFrame, t: Affine, gx: int, p: PumpedStorageParams) -> pd.Dat
     maxd = p.max_separation_km * 1000.0
     tree = cKDTree(xy[~ex])
     new_idx = np.flatnonzero(~ex)
-    parts = [(np.zeros(0, np.int64),) * 2 + (np.zeros(0),) * 2]
+    curves = _curves(c, p)
+    keys = c["key"].to_numpy()
 
     def keep(i, j, sep):  # head window and slope (ANU 1:20), filtered block by block
         sep = np.maximum(sep, abs(t.a))
@@ -357,10 +371,27 @@ def _pair(c: pd.DataFrame, t: Affine, gx: int, p: PumpedStorageParams) -> pd.Dat
         ok &= head >= p.min_slope * sep
         return i[ok], j[ok], sep[ok], head[ok]
 
-    for b in range(0, iu.size, 4096):  # blocks of uppers bound the memory
-        blk = iu[b : b + 4096]
+    def sized(i, j, sep, head) -> pd.DataFrame:
+        """The pairs sized, unclassed ones dropped, each new upper's best lowers kept."""
+        out = size_pairs(head, sep / 1000.0, i, j, curves, p)
+        out.insert(0, "upper_key", keys[i])
+        out.insert(1, "lower_key", keys[j])
+        out.insert(2, "head_m", head)
+        out.insert(3, "separation_km", sep / 1000.0)
+        out.insert(4, "slope", head / sep)
+        out = out[out["class_index"] >= 0]
+        out = out.sort_values(["upper_key", "rel_cost", "lower_key"], kind="stable")
+        # lowers kept per new upper (an existing upper's pairs are owned by their lowers' windows)
+        rank = out.groupby("upper_key").cumcount()
+        return out[(rank < p.max_lowers_per_upper) | (out["upper_key"] < 0)]
+
+    none = (np.zeros(0, np.int64),) * 2 + (np.zeros(0),) * 2
+    parts = [sized(*none)]
+    for b in range(0, iu.size, block):  # blocks of uppers bound the memory
+        blk = iu[b : b + block]
         d = cKDTree(xy[blk]).sparse_distance_matrix(tree, maxd, output_type="ndarray")
-        parts.append(keep(blk[d["i"]], new_idx[d["j"]], d["v"]))
+        parts.append(sized(*keep(blk[d["i"]], new_idx[d["j"]], d["v"])))
+        del d
     if ex.any():  # nearest lake pixel of each existing reservoir
         px = [np.asarray(v) for v in c.loc[ex, "_ex_px"]]
         owner = np.repeat(np.flatnonzero(ex), [v.size for v in px])
@@ -371,19 +402,10 @@ def _pair(c: pd.DataFrame, t: Affine, gx: int, p: PumpedStorageParams) -> pd.Dat
             f = pd.DataFrame({"i": iu[d["i"]], "j": owner[d["j"]], "v": d["v"]})
             f = f.groupby(["i", "j"], sort=True)["v"].min().reset_index()
             fi, fj, fv = f["i"].to_numpy(), f["j"].to_numpy(), f["v"].to_numpy()
-            parts.append(keep(fi, fj, fv))  # new upper above an existing lower (bluefield)
-            parts.append(keep(fj, fi, fv))  # existing upper above a new lower, owned by its core
-    i, j, sep, head = (np.concatenate(x) for x in zip(*parts, strict=True))
-    out = size_pairs(head, sep / 1000.0, i, j, _curves(c, p), p)
-    keys = c["key"].to_numpy()
-    out.insert(0, "upper_key", keys[i])
-    out.insert(1, "lower_key", keys[j])
-    out.insert(2, "head_m", head)
-    out.insert(3, "separation_km", sep / 1000.0)
-    out.insert(4, "slope", head / sep)
-    out = out[out["class_index"] >= 0]
+            parts.append(sized(*keep(fi, fj, fv)))  # new upper above an existing lower
+            parts.append(sized(*keep(fj, fi, fv)))  # existing upper above a new lower
+    out = pd.concat([x for x in parts if len(x)] or parts[:1], ignore_index=True)
     out = out.sort_values(["upper_key", "rel_cost", "lower_key"], kind="stable")
-    # lowers kept per new upper (an existing upper's pairs are owned by their lowers' windows)
     rank = out.groupby("upper_key").cumcount()
     keep_row = (rank < p.max_lowers_per_upper) | (out["upper_key"] < 0)
     return out[keep_row].reset_index(drop=True)
