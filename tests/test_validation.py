@@ -101,6 +101,30 @@ def test_validate_arrays_by_hand() -> None:
     assert summary["median_cf_modelled_operating"] == pytest.approx(0.25)
 
 
+def test_validate_arrays_reads_dask_layers_in_strips(monkeypatch) -> None:
+    """Inside a run the layers are dask arrays: they are read in strips of rows (and at the
+    plants), never whole, with the same summary and table as whole NumPy arrays, including
+    the random eligible pixels drawn for the AUC."""
+    import dask.array as da
+
+    import sitekit.engine.validation as v
+
+    args = dict(technology="wind", transform=T, crs=DEFAULT_CRS, legend=LEGEND, n_random=5)
+    whole = validate_arrays(_plants(), score=SCORE, reasons=REASONS, cf=CF, **args)
+    monkeypatch.setattr(v, "STRIP_PX", 4)  # one row per strip
+    lazy = validate_arrays(
+        _plants(), score=da.from_array(SCORE, chunks=2), reasons=da.from_array(REASONS, chunks=2),
+        cf=da.from_array(CF, chunks=2), **args,
+    )  # fmt: skip
+    assert lazy[0] == whole[0]
+    pd.testing.assert_frame_equal(lazy[1], whole[1])
+    other_seed = validate_arrays(_plants(), score=SCORE, reasons=REASONS, cf=CF, seed=3, **args)
+    assert (
+        other_seed[0]["auc_operating_vs_random_eligible"]
+        != whole[0]["auc_operating_vs_random_eligible"]
+    )  # the draw matters, so the equality above checks it
+
+
 def test_gem_csv_bad_longitude_kept_and_reported(tmp_path: Path) -> None:
     csv = tmp_path / "gem.csv"
     csv.write_text(

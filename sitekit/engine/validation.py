@@ -154,11 +154,11 @@ def validate_arrays(
     ----------
     plants : GeoDataFrame
         Standard plant list (:func:`read_plants`), any CRS.
-    score : 2-D float array
+    score : 2-D float array (NumPy, or dask: read in strips of rows and at the plants only)
         Suitability score 0–1, NaN outside the study area.
-    reasons : 2-D uint32 array
+    reasons : 2-D uint32 array (NumPy or dask)
         ``exclusion_reasons`` of the same technology.
-    cf : 2-D float array or None
+    cf : 2-D float array (NumPy or dask) or None
         Modelled net capacity factor [0–1].
     transform, crs
         Affine transform and CRS of the rasters.
@@ -174,18 +174,34 @@ def validate_arrays(
         codes excluding it, ``in_study_area``).
     """
     ignore = sum(1 << int(b[0]) for b in legend if b[1] in ignore_codes)
-    r = reasons.astype(np.uint32) & np.uint32(0xFFFFFFFF & ~ignore)
-    inside = np.isfinite(score)
-    eligible = inside & ~excluded_from_reasons(r, forced_bits, hard_bits)
-    elig_scores = np.sort(score[eligible])
+    keep_bits = np.uint32(0xFFFFFFFF & ~ignore)
+
+    def eligible_of(sc: np.ndarray, rs: np.ndarray) -> np.ndarray:
+        r = np.asarray(rs).astype(np.uint32) & keep_bits
+        return np.isfinite(sc) & ~excluded_from_reasons(r, forced_bits, hard_bits)
+
+    # the eligible pixels' scores in row-major order, read in strips of whole rows: a dask
+    # array (the run's stored layers) is never gathered whole (~12 GB at 30 m)
+    ny, nx = score.shape
+    step = max(1, STRIP_PX // max(nx, 1))
+    parts = []
+    for r0 in range(0, ny, step):
+        sc = np.asarray(score[r0 : r0 + step])
+        parts.append(sc[eligible_of(sc, reasons[r0 : r0 + step])])
+    elig_in_order = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    del parts
+    elig_scores = np.sort(elig_in_order)
     pos = locate(plants, transform, score.shape, crs)
     rows, cols = pos["row"].to_numpy(), pos["col"].to_numpy()
     on = rows >= 0
     rr, cc = np.where(on, rows, 0), np.where(on, cols, 0)
-    p_score = np.where(on, score[rr, cc], np.nan)
+    at_score, at_reasons = _at(score, rr, cc), _at(reasons, rr, cc)
+    p_score = np.where(on, at_score, np.nan)
     p_in = on & np.isfinite(p_score)
-    p_elig = p_in & eligible[rr, cc]
-    p_cf = np.where(p_in, cf[rr, cc], np.nan) if cf is not None else np.full(len(plants), np.nan)
+    p_elig = p_in & eligible_of(at_score, at_reasons)
+    p_cf = (
+        np.where(p_in, _at(cf, rr, cc), np.nan) if cf is not None else np.full(len(plants), np.nan)
+    )
     # percentile of each plant's score among eligible pixels (share with a lower or equal score)
     if len(elig_scores):
         pct = 100.0 * np.searchsorted(elig_scores, p_score, side="right") / len(elig_scores)
@@ -194,8 +210,8 @@ def validate_arrays(
         pct = np.full(len(plants), np.nan)
     names = {int(b[0]): b[1] for b in legend}
     codes = [
-        ",".join(names[b] for b in sorted(names) if int(reasons[ri, ci]) & (1 << b)) if ok else ""
-        for ri, ci, ok in zip(rr, cc, p_in, strict=True)
+        ",".join(names[b] for b in sorted(names) if int(rv) & (1 << b)) if ok else ""
+        for rv, ok in zip(at_reasons, p_in, strict=True)
     ]
     table = pd.DataFrame(
         {
@@ -215,10 +231,11 @@ def validate_arrays(
         }
     )
     op = (table["status"].str.lower() == "operating").to_numpy() & p_in
-    flat = np.flatnonzero(eligible.ravel())
+    # random eligible pixels: the same draw as ``rng.choice`` over their flat indices
+    n_elig = len(elig_in_order)
     rng = np.random.default_rng(seed)
-    pick = rng.choice(flat, size=min(n_random, len(flat)), replace=False) if len(flat) else flat
-    random_scores = score.ravel()[pick]
+    pick = rng.choice(n_elig, size=min(n_random, n_elig), replace=False) if n_elig else []
+    random_scores = elig_in_order[pick]
     summary = {
         "technology": technology,
         "plants": len(plants),
@@ -234,9 +251,30 @@ def validate_arrays(
         "auc_operating_vs_random_eligible": _r(auc(p_score[op], random_scores)),
         "n_random": len(pick),
         "seed": seed,
-        "eligible_pixels": int(eligible.sum()),
+        "eligible_pixels": int(n_elig),
     }
     return summary, table
+
+
+#: pixels per strip when the eligible scores are read (whole rows; ~64 Mpx, 0.5 GB of score and
+#: reasons)
+STRIP_PX = 1 << 26
+
+
+def _at(a: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Values of a 2-D array (NumPy, or dask: only the blocks holding the points are read) at
+    pixels (``rows``, ``cols``)."""
+    if hasattr(a, "vindex"):
+        return np.asarray(a.vindex[rows, cols].compute()) if len(rows) else np.zeros(0, a.dtype)
+    return np.asarray(a)[rows, cols]
+
+
+def _lazy(a: Any) -> Any:
+    """The dask array behind a layer (DataArray or array); a NumPy array as a one-block one."""
+    import dask.array as da
+
+    data = getattr(a, "data", a)
+    return data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=-1)
 
 
 def _r(x: float) -> float:
@@ -396,16 +434,17 @@ def in_run(
             provenance,
             float_format=None,
         )
+        # lazy (the run's layers): read in strips and at the plants, never gathered whole
         cf = layers.get("wind_cf") if t == "wind" else layers.get("pv_yield")
-        cf_np = None if cf is None else np.asarray(cf, dtype=np.float32)
-        if cf_np is not None and t == "pv":
-            cf_np = cf_np / 8760.0
+        cf = None if cf is None else _lazy(cf).astype(np.float32)
+        if cf is not None and t == "pv":
+            cf = cf / np.float32(8760.0)
         summary, table = validate_arrays(
             plants,
             technology=t,
-            score=np.asarray(layers[f"{t}_score"], dtype=np.float32),
-            reasons=np.asarray(reasons),
-            cf=cf_np,
+            score=_lazy(layers[f"{t}_score"]).astype(np.float32),
+            reasons=_lazy(reasons),
+            cf=cf,
             transform=grid.transform,
             crs=grid.crs,
             legend=cons.legend,
