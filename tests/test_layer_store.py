@@ -116,17 +116,32 @@ def test_a_builder_stages_its_intermediates_in_the_store(tmp_path: Path, client)
     np.testing.assert_array_equal(z["_mid"][:], np.full((40, 24), 3.0, np.float32))
 
 
-def test_layers_sharing_a_computed_step_are_grouped() -> None:
-    """Layers are written group by group: those sharing a computed intermediate together (it
-    is computed once), those sharing only reads (a stored or cached block) apart."""
+def test_layers_are_written_in_bands_of_block_rows(tmp_path: Path) -> None:
+    """The layers' writes go band after band of whole block rows (memory: no block waits for a
+    write dask schedules later); every block is written once, whatever each layer's chunks,
+    and the store then holds every layer whole."""
     import dask.array as da
+    import zarr
 
-    base = da.ones((8, 8), chunks=4)  # a read: no dependencies
-    shared = base * 2.0  # computed, used by two layers
-    other = da.zeros((8, 8), chunks=4) + 1.0
-    arrays = {"a": shared + 1, "b": base - 1, "c": shared.sum(), "d": other, "e": base}
-    assert layerstore.groups(arrays) == [["a", "c"], ["b"], ["d"], ["e"]]
-    assert layerstore.groups({}) == []
+    _READS.clear()
+    base = da.arange(10 * 8, dtype=np.float32).reshape(10, 8).rechunk(4)
+    counted = base.map_blocks(_count_read, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+    arrays = {"a": counted, "b": counted * 2, "c": da.ones((10, 8), chunks=(3, 8), dtype=np.uint8)}
+    writes = layerstore.write(arrays, tmp_path / "s.zarr")
+    parts = layerstore.bands(writes, band_px=8 * 4)  # one block row of "a" per band
+    assert [(r0, r1) for r0, r1, _ in parts] == [(0, 4), (4, 8), (8, 10)]
+    # "c" (3-row blocks starting at 0, 3, 6, 9): each block in the band holding its first row
+    assert [sum(p.npartitions for p in part) for _, _, part in parts] == [2 + 2 + 2, 2 + 2 + 1,
+                                                                        2 + 2 + 1]  # fmt: skip
+    for _, _, part in parts:
+        dask.compute(*part, scheduler="sync")
+    assert len(_READS) == base.npartitions  # shared by "a" and "b": once per block
+    z = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    np.testing.assert_array_equal(
+        z["b"][:], 2 * (np.arange(80, dtype=np.float32).reshape(10, 8) + 1)
+    )
+    np.testing.assert_array_equal(z["c"][:], np.ones((10, 8), np.uint8))
+    assert layerstore.bands({}) == []
 
 
 def test_without_a_store_layers_are_persisted(client) -> None:

@@ -276,8 +276,8 @@ def persist(
     """Compute named lazy layers once (shared intermediates computed once).
 
     With a ``store`` (a Zarr folder, :mod:`sitekit.engine.layerstore`) the layers are written
-    into it block by block, one group of layers sharing computed intermediates at a time
-    (:func:`~sitekit.engine.layerstore.groups`), and come back as lazy arrays reading it:
+    into it block by block, one band of block rows of every layer at a time
+    (:func:`~sitekit.engine.layerstore.bands`), and come back as lazy arrays reading it:
     nothing of the study area stays in worker memory. Without one they are persisted in the cluster's memory
     (distributed spills them to disk above its memory limits): for an external scheduler whose
     workers may not see this machine's disk.
@@ -332,20 +332,17 @@ def persist(
             _watch([f for d in done.values() for f in futures_of(d)] + list(futures.values()),
                    label)  # fmt: skip
         else:
-            # the layers' writes one group at a time (layers sharing a computed intermediate
-            # together, so it is computed once): in one graph, whole layers waited in memory
-            # for writes dask ran later (13.9 GiB at 30 m)
+            # the layers' writes band after band of block rows: in one graph, whole layers
+            # waited in memory for writes dask ran later (13.9 GiB at 30 m)
             writes = layerstore.write(lazy, store, attrs, store_attrs)
-            parts = layerstore.groups(lazy)
-            for i, names in enumerate(parts, 1):
-                group = client.compute([writes[k] for k in names])
-                what = (
-                    f"{label} ({i}/{len(parts)}: {', '.join(names)})" if len(parts) > 1 else label
-                )
-                _watch(group, what)
-                for f in group:
+            parts = layerstore.bands(writes)
+            ny = max((w.shape[0] for w in writes.values() if w.ndim == 2), default=0)
+            for r0, r1, part in parts:
+                band = client.compute(part)
+                _watch(band, f"{label} (rows {r0:,}–{r1:,} of {ny:,})" if len(parts) > 1 else label)
+                for f in band:
                     f.result()  # a failed block write raises here
-                del group
+                del band
             # builders read the layers back from the store (all written now) and may stage
             # their own intermediates there (``stage``)
             done = layerstore.read(store, lazy)

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 #: folder name of the store inside the staging folder
 STORE_NAME = "layers.zarr"
 #: the run's private layer cache beside it (a run without ``--cache-dir`` that stores its layers
@@ -103,38 +105,46 @@ def write(
     return writes
 
 
-def groups(arrays: dict[str, Any]) -> list[list[str]]:
-    """The names of ``arrays`` (dask collections) in groups that share no computed task.
+#: pixels of each band of rows the layers are written in (:func:`bands`): ~64 Mpx, two block
+#: rows at 30 m over the study area
+BAND_PX = 1 << 26
 
-    Two layers are grouped when their graphs share a layer that computes something (one with
-    dependencies, e.g. a criterion both scores normalise); layers that share only reads (a
-    cached intermediate, a stored block: layers with no dependencies) are not, since reading
-    twice costs less than holding. Written one group at a time, no block waits in memory for a
-    layer that dask schedules later: in one graph of every layer the 120 m run held ~1 GB of
-    whole layers (cached slope, its normalised criterion, masks) for writes waiting on others,
-    ~24 B/px, 13.9 GiB at 30 m. Groups keep the order of first appearance."""
-    parent = list(range(len(arrays)))
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+def _done(_block: Any, ndim: int) -> np.ndarray:
+    """One value per written block (a store task may return None): what a band's compute
+    gathers, nothing of the layer."""
+    return np.zeros((1,) * ndim, bool)
 
-    owner: dict[str, int] = {}
-    for i, arr in enumerate(arrays.values()):
-        hlg = arr.__dask_graph__()
-        deps = getattr(hlg, "dependencies", {})
-        for layer in getattr(hlg, "layers", {}):
-            if not deps.get(layer):
-                continue  # a read: nothing computed to share
-            j = owner.setdefault(layer, i)
-            parent[root(i)] = root(j)
-    names = list(arrays)
-    out: dict[int, list[str]] = {}
-    for i, name in enumerate(names):
-        out.setdefault(root(i), []).append(name)
-    return list(out.values())
+
+def bands(writes: dict[str, Any], band_px: int = BAND_PX) -> list[tuple[int, int, list[Any]]]:
+    """The lazy writes of :func:`write` split into bands of whole block rows:
+    ``(first row, end row, collections)``, each collection computing the blocks of one layer
+    whose first row lies in the band (so every block is written once).
+
+    Computed band after band, no block waits in memory for a band dask schedules later: in one
+    graph of every layer's write the 120 m run held ~1 GB of whole layers (the cached slope,
+    its normalised criterion, masks) for writes waiting on others, ~24 B/px: 13.9 GiB at 30 m.
+    Layers sharing a computed step still compute it once per band. ``band_px``: pixels per
+    band (at least one block row)."""
+    two_d = {k: w for k, w in writes.items() if w.ndim == 2}
+    if not two_d:
+        return [(0, 0, list(writes.values()))] if writes else []
+    ny = max(w.shape[0] for w in two_d.values())
+    nx = max(w.shape[1] for w in two_d.values())
+    step = max(max(w.chunks[0][0] for w in two_d.values()), band_px // max(nx, 1))
+    out = []
+    for r0 in range(0, ny, step):
+        r1 = min(ny, r0 + step)
+        part = [] if r0 else [w for w in writes.values() if w.ndim != 2]
+        for w in two_d.values():
+            starts = np.cumsum((0, *w.chunks[0]))[:-1]
+            rows = np.flatnonzero((starts >= r0) & (starts < r1))
+            if rows.size:
+                band = w.blocks[int(rows[0]) : int(rows[-1]) + 1]
+                part.append(band.map_blocks(_done, ndim=2, dtype=bool,
+                                            chunks=tuple((1,) * len(c) for c in band.chunks)))  # fmt: skip
+        out.append((r0, r1, part))
+    return out
 
 
 def read(store: Path, like: dict[str, Any]) -> dict[str, Any]:
