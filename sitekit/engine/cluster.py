@@ -143,15 +143,18 @@ def check_cluster_options(opts: RunOptions) -> None:
         )
 
 
-#: bytes per grid pixel a run needs, over all processes, and on disk (outputs, cache and the run's
-#: Zarr layer store), from the 90 m demo (75 Mpx) on 2026-12-06 with the intermediates written
-#: first and compressed: 3.97 GiB peak over the process tree and a 6.25 GB work folder
-#: (benchmarks/RESULTS_scale.md). Without ``--cache-dir`` the cache's copies of the exported
-#: GeoTIFFs (1.6 GB of it) are not made. Finer grids need more per pixel in the pumped-storage
-#: search, whose windows grow by the pairs' reach in pixels, so at 30 m this is a lower bound.
-BYTES_PER_PX_MEMORY = 57
-BYTES_PER_PX_DISK = 85
-BYTES_PER_PX_DISK_NO_CACHE = 62
+#: memory a run needs over all processes [bytes]: a base plus a share per grid pixel. Since the
+#: layers, the search's hydrology and the validation stream from disk, the peak follows the
+#: chunks and bands in flight and the search windows, not the whole grid, so the line is fitted
+#: through two measured demos (2 cores, benchmarks/RESULTS_scale.md): 90 m (75 Mpx) 3.84 GiB and
+#: the 30 m search windows (675 Mpx) 12.3 GiB → 2.8 GiB + 15 B/px. Disk (outputs, cache and the
+#: run's Zarr store): the 30 m demo's work folder peaked at 36.8 GB (55 B/px) with the cache's
+#: GeoTIFFs hard-linked to the outputs; without ``--cache-dir`` the run still writes its
+#: intermediates to a private cache, so the saving is small.
+MEMORY_BASE = int(2.8 * 2**30)
+BYTES_PER_PX_MEMORY = 15
+BYTES_PER_PX_DISK = 60
+BYTES_PER_PX_DISK_NO_CACHE = 56
 
 
 def check_grid_size(shape: tuple[int, int], opts: RunOptions, where: Path) -> None:
@@ -163,13 +166,14 @@ def check_grid_size(shape: tuple[int, int], opts: RunOptions, where: Path) -> No
     import psutil
 
     px = int(shape[0]) * int(shape[1])
-    need_mem = px * BYTES_PER_PX_MEMORY
+    need_mem = MEMORY_BASE + px * BYTES_PER_PX_MEMORY
     total = psutil.virtual_memory().total
     hint = "use a coarser --resolution, split the study area, or pass --no-size-check"
     if opts.scheduler is None and need_mem > total:
         raise InputError(
             f"a {shape[0]:,} × {shape[1]:,} px grid ({px / 1e6:,.0f} Mpx) needs ~"
-            f"{need_mem / 2**30:,.0f} GiB of memory (~{BYTES_PER_PX_MEMORY} B/px) and this "
+            f"{need_mem / 2**30:,.0f} GiB of memory ({MEMORY_BASE / 2**30:.1f} GiB + "
+            f"{BYTES_PER_PX_MEMORY} B/px) and this "
             f"machine has {total / 2**30:.0f} GiB; {hint}"
         )
     probe = Path(where).resolve()
