@@ -623,6 +623,19 @@ def test_existing_reservoir_as_upper_above_a_new_lower(notch):
     assert up["existing"] and up["water_level_m"] == 1900.0 and up["dam_volume_m3"] == 0.0
 
 
+def _three_lakes(grid, z: np.ndarray) -> gpd.GeoDataFrame:
+    """Three 4 × 4 px lakes at the 3rd, 97th and 50th percentile of ``z``."""
+    lakes = []
+    for (r, c), q in (((30, 40), 3), ((110, 100), 97), ((75, 75), 50)):
+        x0, y1 = grid.transform * (c, r)
+        x1, y0 = grid.transform * (c + 4, r + 4)
+        lakes.append((shapely.box(x0 + 1, y0 + 1, x1 - 1, y1 - 1), float(np.percentile(z, q))))
+    return gpd.GeoDataFrame(
+        {"name": ["Low", "High", "Mid"], "water_level_m": [lv for _, lv in lakes]},
+        geometry=[g for g, _ in lakes], crs=grid.crs,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("chunks", [45])
 def test_chunked_search_with_lakes_equals_unchunked(chunks):
     """Existing lakes as lower and as upper reservoirs: the chunked search still equals the
@@ -630,15 +643,7 @@ def test_chunked_search_with_lakes_equals_unchunked(chunks):
     grid = small_grid((150, 150), RES, chunks=chunks)
     dem = mountain_terrain(grid, relief_m=1200.0, wavelength_m=2500.0, seed=3)
     z = dem.values
-    lakes = []
-    for (r, c), q in (((30, 40), 3), ((110, 100), 97), ((75, 75), 50)):
-        x0, y1 = grid.transform * (c, r)
-        x1, y0 = grid.transform * (c + 4, r + 4)
-        lakes.append((shapely.box(x0 + 1, y0 + 1, x1 - 1, y1 - 1), float(np.percentile(z, q))))
-    lakes = gpd.GeoDataFrame(
-        {"name": ["Low", "High", "Mid"], "water_level_m": [lv for _, lv in lakes]},
-        geometry=[g for g, _ in lakes], crs=grid.crs,
-    )  # fmt: skip
+    lakes = _three_lakes(grid, z)
     excl = np.zeros(grid.shape, bool)
     res_u, pairs_u = find_pairs_numpy(z, excl, grid, MOUNTAIN, existing=lakes)
     lazy = find_pairs(dem, grid.wrap(dask.array.from_array(excl, chunks), "excl"), grid, MOUNTAIN,
@@ -660,15 +665,7 @@ def test_pairing_in_blocks_of_uppers_changes_nothing(monkeypatch, lowers):
     grid = small_grid((150, 150), RES, chunks=45)
     dem = mountain_terrain(grid, relief_m=1200.0, wavelength_m=2500.0, seed=3)
     z = dem.values
-    lakes = []
-    for (r, c), q in (((30, 40), 3), ((110, 100), 97), ((75, 75), 50)):
-        x0, y1 = grid.transform * (c, r)
-        x1, y0 = grid.transform * (c + 4, r + 4)
-        lakes.append((shapely.box(x0 + 1, y0 + 1, x1 - 1, y1 - 1), float(np.percentile(z, q))))
-    lakes = gpd.GeoDataFrame(
-        {"name": ["Low", "High", "Mid"], "water_level_m": [lv for _, lv in lakes]},
-        geometry=[g for g, _ in lakes], crs=grid.crs,
-    )  # fmt: skip
+    lakes = _three_lakes(grid, z)
     p = dataclasses.replace(MOUNTAIN, max_lowers_per_upper=lowers)
     excl = np.zeros(grid.shape, bool)
     res_a, pairs_a = find_pairs_numpy(z, excl, grid, p, existing=lakes)
