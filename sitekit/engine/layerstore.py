@@ -79,9 +79,10 @@ def write(
     attrs: dict[str, dict[str, Any]] | None = None,
     common: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Lazy writes (a ``Delayed`` by name, ``da.to_zarr(compute=False)``) of each named dask
-    array into ``store/<name>``, its Zarr chunks its dask blocks. Compute them in one call, so
-    shared intermediates are computed once. ``attrs[name]`` and ``common`` become each array's
+    """Lazy writes (``da.to_zarr(compute=False)``: a dask array of store tasks by name) of each
+    named dask array into ``store/<name>``, its Zarr chunks its dask blocks. Compute them
+    together (in one call, or band by band with :func:`bands`), so shared intermediates are
+    computed once. ``attrs[name]`` and ``common`` become each array's
     Zarr attributes (``common`` e.g. the grid's CRS as GDAL's ``_CRS``)."""
     import dask.array as da
     import zarr
