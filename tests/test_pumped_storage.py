@@ -7,6 +7,7 @@ import dataclasses
 import dask
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 from dask.delayed import Delayed
@@ -668,7 +669,18 @@ def test_pairing_in_blocks_of_uppers_changes_nothing(monkeypatch, lowers):
     lakes = _three_lakes(grid, z)
     p = dataclasses.replace(MOUNTAIN, max_lowers_per_upper=lowers)
     excl = np.zeros(grid.shape, bool)
+    tables = []
+    real_pair = ps_mod._pair
+
+    def spy(*a, **k):
+        tables.append(real_pair(*a, **k))
+        return tables[-1]
+
+    monkeypatch.setattr(ps_mod, "_pair", spy)
     res_a, pairs_a = find_pairs_numpy(z, excl, grid, p, existing=lakes)
+    # the cut holds over all of a new upper's pairs, the lakes' ones included
+    per_upper = pd.concat(tables).query("upper_key >= 0").groupby("upper_key").size()
+    assert per_upper.max() == lowers
     monkeypatch.setattr(ps_mod, "PAIR_BLOCK", 3)
     res_b, pairs_b = find_pairs_numpy(z, excl, grid, p, existing=lakes)
     assert len(pairs_a) >= 20 and pairs_a["uses_existing_reservoir"].any()
