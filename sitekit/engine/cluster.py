@@ -324,6 +324,13 @@ def persist(
             logs.progress(futures, what)
         wait(futures)
 
+    def _write_now(collections: list[Any], what: str) -> None:
+        """Compute store writes, showing progress; a failed block write raises here."""
+        written = client.compute(collections)
+        _watch(written, what)
+        for f in written:
+            f.result()
+
     futures: dict[str, Any] = {}
     with get_task_stream(client) as stream:
         if store is None:
@@ -340,23 +347,17 @@ def persist(
             # waited in memory for writes dask ran later (13.9 GiB at 30 m)
             writes = layerstore.write(lazy, store, attrs, store_attrs)
             parts = layerstore.bands(writes)
-            ny = max((w.shape[0] for w in writes.values() if w.ndim == 2), default=0)
+            ny = parts[-1][1] if parts else 0  # the last band ends at the last row
             for r0, r1, part in parts:
-                band = client.compute(part)
-                _watch(band, f"{label} (rows {r0:,}–{r1:,} of {ny:,})" if len(parts) > 1 else label)
-                for f in band:
-                    f.result()  # a failed block write raises here
-                del band
+                _write_now(
+                    part, f"{label} (rows {r0:,}–{r1:,} of {ny:,})" if len(parts) > 1 else label
+                )
             # builders read the layers back from the store (all written now) and may stage
             # their own intermediates there (``stage``)
             done = layerstore.read(store, lazy)
 
             def stage(parts: dict[str, Any], what: str) -> dict[str, Any]:
-                staged = layerstore.write(parts, store, None, store_attrs)
-                staging = client.compute(list(staged.values()))
-                _watch(staging, what)
-                for f in staging:
-                    f.result()  # a failed block write raises here
+                _write_now(list(layerstore.write(parts, store, None, store_attrs).values()), what)
                 return layerstore.read(store, parts)
 
             other.update({k: build(done, stage) for k, build in builds.items()})

@@ -184,6 +184,9 @@ def validate_arrays(
     # array (the run's stored layers) is never gathered whole (~12 GB at 30 m)
     ny, nx = score.shape
     step = max(1, STRIP_PX // max(nx, 1))
+    if getattr(score, "chunks", None):  # whole block rows: no block is read twice
+        rows = score.chunks[0][0]
+        step = max(rows, step // rows * rows)
     parts = []
     for r0 in range(0, ny, step):
         sc = np.asarray(score[r0 : r0 + step])
