@@ -467,3 +467,12 @@ def test_sites_prints_csv_and_json(demo_logs) -> None:
     res = CliRunner().invoke(cli, ["sites", str(out), "--top", "3", "--format", "csv", "-q"])
     assert res.exit_code == 0 and res.stdout.splitlines()[0].startswith("rank,site_id,")
     assert len(res.stdout.splitlines()) == 4
+
+
+def test_summary_capacity_of_the_top_n_sites_is_not_named_a_technical_potential() -> None:
+    # summary.csv's potential_mw sums the listed (top-N) sites; "technical potential" is
+    # potential.csv's name for all eligible land (README: three numbers, three names)
+    zh, en, unit = field_info("potential_mw")
+    assert "技术可开发量" not in zh and "potential" not in en.lower(), (zh, en)
+    assert "前N名" in zh and "top-N" in en and unit == "MW"
+    assert "技术可开发量" in field_info("pv_technical_potential_mw")[0]

@@ -71,7 +71,8 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "source": ("来源", "Source", ""),
     "technology": ("技术类型", "Technology", ""),
     "eligible_km2": ("可用面积", "Eligible area", "km²"),
-    "potential_mw": ("技术可开发量", "Technical potential", "MW"),
+    # summary.csv: the listed sites' MW, not a technical potential (that is potential.csv)
+    "potential_mw": ("前N名场址装机", "Capacity of the top-N sites", "MW"),
     "n_sites": ("场址数", "Sites", ""),
     "lon_deg": ("经度", "Longitude", "°"),
     "lat_deg": ("纬度", "Latitude", "°"),
