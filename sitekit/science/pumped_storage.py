@@ -379,9 +379,12 @@ def _pair(
         out.insert(2, "head_m", head)
         out.insert(3, "separation_km", sep / 1000.0)
         out.insert(4, "slope", head / sep)
-        out = out[out["class_index"] >= 0]
+        return best_lowers(out[out["class_index"] >= 0])
+
+    def best_lowers(out: pd.DataFrame) -> pd.DataFrame:
+        """Each new upper's ``max_lowers_per_upper`` cheapest pairs (an existing upper's pairs
+        are owned by their lowers' windows), by upper, cost and lower."""
         out = out.sort_values(["upper_key", "rel_cost", "lower_key"], kind="stable")
-        # lowers kept per new upper (an existing upper's pairs are owned by their lowers' windows)
         rank = out.groupby("upper_key").cumcount()
         return out[(rank < p.max_lowers_per_upper) | (out["upper_key"] < 0)]
 
@@ -405,10 +408,7 @@ def _pair(
             parts.append(sized(*keep(fi, fj, fv)))  # new upper above an existing lower
             parts.append(sized(*keep(fj, fi, fv)))  # existing upper above a new lower
     out = pd.concat([x for x in parts if len(x)] or parts[:1], ignore_index=True)
-    out = out.sort_values(["upper_key", "rel_cost", "lower_key"], kind="stable")
-    rank = out.groupby("upper_key").cumcount()
-    keep_row = (rank < p.max_lowers_per_upper) | (out["upper_key"] < 0)
-    return out[keep_row].reset_index(drop=True)
+    return best_lowers(out).reset_index(drop=True)  # again over all: lakes' pairs came last
 
 
 # -- public API ------------------------------------------------------------------------------
