@@ -140,6 +140,31 @@ def test_flood_to_volume_exact_height():
     assert h == pytest.approx(7.5) and m.sum() == 3
 
 
+def test_pixel_set_keeps_what_floods_every_smaller_volume_bit_for_bit():
+    """A window ships each reservoir's members up to the level of its largest pair volume, as
+    int32 pixel and float32 filled elevation: every volume up to that one floods to the same
+    height and the same pixels as from all the members (depth recovered as float64(z) − z₀)."""
+    from sitekit.science.pumped_storage import _pixel_set
+
+    rng = np.random.default_rng(7)
+    z0 = 2731.25  # dam site's filled elevation [m], float32-exact as on the staged DEM
+    zval = (z0 + rng.uniform(0.0, 150.0, 5000)).astype(np.float32)
+    zval[:40] = np.float32(z0 + 12.5)  # ties at one depth
+    depth = zval.astype(np.float64) - z0
+    pix = rng.permutation(10**6)[:5000].astype(np.int64)
+    a = 30.0 * 30.0
+    vmax = 0.1 * float(np.sum(150.0 - depth)) * a
+    kp, kz = _pixel_set(pix, depth, zval, vmax, a, np.int32)
+    assert kp.dtype == np.int32 and kz.dtype == np.float32
+    assert 0 < kp.size < pix.size / 2  # fewer members than at the highest dam
+    d2 = kz.astype(np.float64) - z0
+    for v in (1e3, 0.01 * vmax, 0.5 * vmax, vmax):
+        h, m = flood_to_volume(depth, v, a)
+        h2, m2 = flood_to_volume(d2, v, a)
+        assert h2 == h  # bit for bit
+        assert np.array_equal(np.sort(kp[m2]), np.sort(pix[m]))
+
+
 def test_notch_above_valley_sized_to_a_class(notch):
     grid, dem, lower = notch
     lower = lower.assign(water_level_m=1000.0)

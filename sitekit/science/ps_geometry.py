@@ -252,11 +252,12 @@ def reservoir_candidates(z, exclusion, res: float, params: PumpedStorageParams |
 
     p = params or PumpedStorageParams()
     zf, recv, pp = hydrology(z, res, p)
-    return _candidates(np.asarray(z, dtype=np.float64), zf, recv.ravel(), pp, exclusion, res, p)
+    return _candidates(np.asarray(z), zf, recv.ravel(), pp, exclusion, res, p)
 
 
 def _candidates(zo, zf2, recv, ppmask, exclusion, res, p, offset=(0, 0)):
-    """Candidates of one window from its DEM, filled DEM, local receivers and dam sites.
+    """Candidates of one window from its DEM (read for its shape), filled DEM, local receivers
+    and dam sites.
 
     Mean ``row``/``col`` are in the coordinates of the window origin ``offset`` (rows, cols).
     """

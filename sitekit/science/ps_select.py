@@ -85,9 +85,11 @@ def _select(results, grid: Grid, p: PumpedStorageParams, zones=None, zone_field=
     res_tab = pd.concat([r["reservoirs"] for r in results], ignore_index=True)
     res_tab = res_tab.drop_duplicates("key").set_index("key")
     pixels: dict[int, tuple] = {}
-    for r in results:
+    for r in results:  # a reservoir seen by several windows: the one with the most members
         for k, v in r["pixels"].items():
-            pixels.setdefault(int(k), v)
+            old = pixels.get(int(k))
+            if old is None or (v[1] is not None and v[0].size > old[0].size):
+                pixels[int(k)] = v
     allp = pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame()
     chosen, flooded = [], []
     a_px = grid.resolution_m**2
@@ -98,8 +100,8 @@ def _select(results, grid: Grid, p: PumpedStorageParams, zones=None, zone_field=
         used_keys: set[int] = set()
         left: dict[int, float] = {}  # remaining volume of existing reservoirs [m³]
         used_px = np.zeros(grid.shape[0] * grid.shape[1], bool)
-        for pix, depth in pixels.values():  # no new reservoir floods an existing lake
-            if depth is None:
+        for pix, zval in pixels.values():  # no new reservoir floods an existing lake
+            if zval is None:
                 used_px[pix] = True
         for row in allp.itertuples(index=False):
             u, lo = int(row.upper_key), int(row.lower_key)
@@ -107,12 +109,13 @@ def _select(results, grid: Grid, p: PumpedStorageParams, zones=None, zone_field=
                 continue
             sets, hts = [], []
             for key in (u, lo):
-                pix, depth = pixels[key]
-                if depth is None:  # existing: its volume must still hold the pair's
+                pix, zval = pixels[key]
+                if zval is None:  # existing: its volume must still hold the pair's
                     cap = left.setdefault(key, float(res_tab.at[key, "v0"]))
                     sets.append(None if row.volume_m3 <= cap else False)
                     hts.append(np.nan)
                     continue
+                depth = zval.astype(np.float64) - float(res_tab.at[key, "level_m"])
                 h, m = flood_to_volume(depth, row.volume_m3, a_px)
                 sets.append(pix[m])
                 hts.append(h)
