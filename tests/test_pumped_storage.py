@@ -144,7 +144,7 @@ def test_pixel_set_keeps_what_floods_every_smaller_volume_bit_for_bit():
     """A window ships each reservoir's members up to the level of its largest pair volume, as
     int32 pixel and float32 filled elevation: every volume up to that one floods to the same
     height and the same pixels as from all the members (depth recovered as float64(z) − z₀)."""
-    from sitekit.science.pumped_storage import _pixel_set
+    from sitekit.science.ps_select import _pixel_set
 
     rng = np.random.default_rng(7)
     z0 = 2731.25  # dam site's filled elevation [m], float32-exact as on the staged DEM
@@ -390,12 +390,22 @@ def test_search_staged_through_the_layer_store_equals_unchunked(tmp_path):
         "ps": lambda layers, stage: find_pairs(layers["elevation"], layers["excluded"], grid,
                                                MOUNTAIN, stage=stage),
     }  # fmt: skip
+    graphs = []
+    search = arrays["ps"]
+    arrays["ps"] = lambda layers, stage: graphs.append(search(layers, stage)) or graphs[-1]
     with (
         LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None)
         as cluster,
         Client(cluster) as client,
     ):  # fmt: skip
         _, others, _ = persist(client, arrays, quiet=True, label="t", store=tmp_path / "s.zarr")
+    # each window reads its own inputs from the store (the stage's window_reader): the graph
+    # holds no chunk read of the staged DEM, exclusion or dam sites for windows to share
+    hlg = graphs[0].__dask_graph__()
+    windows = [t for n, layer in hlg.layers.items() if n.startswith("ps-search-")
+               for k, t in layer.items() if k[0].startswith("ps-window-")]  # fmt: skip
+    assert len(windows) == 16  # 150² px in 45 px tiles
+    assert not any(isinstance(a, tuple) for t in windows for a in t[1:])  # no chunk assembled
     res_c, pairs_c = others["ps"]
     res_u, pairs_u = find_pairs_numpy(dem.values, excl, grid, MOUNTAIN)
     assert len(pairs_u) >= 50

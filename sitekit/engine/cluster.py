@@ -356,10 +356,7 @@ def persist(
             # their own intermediates there (``stage``)
             done = layerstore.read(store, lazy)
 
-            def stage(parts: dict[str, Any], what: str) -> dict[str, Any]:
-                _write_now(list(layerstore.write(parts, store, None, store_attrs).values()), what)
-                return layerstore.read(store, parts)
-
+            stage = layerstore.Stage(store, _write_now, store_attrs)
             other.update({k: build(done, stage) for k, build in builds.items()})
             futures = {k: client.compute(d) for k, d in other.items()}
             if futures:

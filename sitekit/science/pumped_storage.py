@@ -95,6 +95,8 @@ from sitekit.science.ps_geometry import _candidates, reservoir_candidates  # noq
 from sitekit.science.ps_select import (  # noqa: F401 - re-exported (public API of this module)
     PAIR_COLUMNS,
     RESERVOIR_COLUMNS,
+    _largest_pair_volume,
+    _pixel_set,
     _select,
     add_grid_connection,
     connect_found,
@@ -331,43 +333,18 @@ def _search_window(
     return {"pairs": pairs, "reservoirs": cands, "pixels": pixels}
 
 
-def _largest_pair_volume(pairs: pd.DataFrame) -> dict[int, float]:
-    """Largest pair volume [m³] each reservoir key (upper or lower) takes part in."""
-    if not len(pairs):
-        return {}
-    v = pd.concat(
-        [pairs[["upper_key", "volume_m3"]].set_axis(["key", "v"], axis=1),
-         pairs[["lower_key", "volume_m3"]].set_axis(["key", "v"], axis=1)]
-    ).groupby("key")["v"].max()  # fmt: skip
-    return {int(k): float(x) for k, x in v.items()}
-
-
-def _pixel_set(
-    pix, depth, zval, volume_m3: float, a_px: float, itype
-) -> tuple[np.ndarray, np.ndarray]:
-    """A new reservoir's members as the selection needs them: global pixel index (``itype``,
-    int32 where the grid allows) and filled elevation [m] in the filled DEM's dtype, only those
-    up to the level that holds ``volume_m3`` (the largest volume of its pairs in this window).
-
-    The selection recovers each depth bit for bit as ``float64(zval) − level_m`` (``level_m``
-    is z_f at the dam site, as when the depths were computed) and floods a pair's volume with
-    :func:`~sitekit.science.ps_select.flood_to_volume`, which only ever reads depths up to the
-    level of the volume asked: the kept members are a prefix of the sorted depths, so that
-    level and the flooded pixels are the same as from all the members. Every window's sets
-    wait in memory for the selection: two 30 m mountain windows shipped 38.5 and 43.9 MiB of
-    them at the highest dam (16 B per member), 14.1 and 15.0 MiB so.
-    """
-    h, _ = flood_to_volume(depth, volume_m3, a_px)
-    keep = depth <= h
-    return pix[keep].astype(itype), zval[keep]
-
-
 def _window_task(z, excl, zf, code, ppm, win, core, existing, *, gshape, transform, p):
     """Dask task: search one window given its DEM, exclusion, filled DEM, D8 codes and dam
     sites (``win`` (r0, r1, c0, c1) global)."""
     w0, w1, v0, v1 = win
     recv = receivers_from_codes(code, (0, 0), code.shape)  # within the window
     return _search_window(z, zf, recv, ppm, excl, (w0, v0), core, gshape, transform, p, existing)
+
+
+def _read_window_task(win, core, existing, *, search, reader, names):
+    """Dask task: read window ``win`` of the five staged inputs (``names``: DEM, exclusion,
+    filled DEM, D8 codes, dam sites) with ``reader`` and search it (``search``)."""
+    return search(*(reader(n, tuple(win)) for n in names), win, core, existing)
 
 
 #: uppers paired per block in :func:`_pair`: each block's pairs are sized and cut to their
@@ -536,7 +513,11 @@ def find_pairs(
     and exclusion in the search's tiles are staged, then the filled DEM, then the D8 codes and
     dam sites, each pass reading its inputs again from disk, so the search windows start with
     nothing of the study area in memory (at 30 m the in-memory hydrology held ~10 GiB while
-    the windows ran). The result is the same.
+    the windows ran). The result is the same. A ``stage`` with a ``window_reader``
+    (``reader(name, (r0, r1, c0, c1))`` → numpy, picklable;
+    :class:`sitekit.engine.layerstore.Stage`) has each window task read its own five inputs
+    from what was staged, instead of sharing dask chunks with its neighbours: shared chunks were
+    read far ahead of the windows that needed them and waited in memory (~5 GiB at 30 m).
     """
     p = _inputs(dem, exclusion, grid, params)
     ny, nx = grid.shape
@@ -586,6 +567,8 @@ def find_pairs(
     rb = np.cumsum((0, *z.chunks[0]))
     cb = np.cumsum((0, *z.chunks[1]))
     search = partial(_window_task, gshape=(ny, nx), transform=grid.transform, p=p)
+    reader = getattr(stage, "window_reader", None) if stage is not None else None
+    staged = [f"{STAGED}{n}" for n in ("dem", "excluded", "filled", "d8", "dam_sites")]
     parts = []
     for r0, r1 in zip(rb[:-1], rb[1:], strict=True):
         for c0, c1 in zip(cb[:-1], cb[1:], strict=True):
@@ -593,14 +576,20 @@ def find_pairs(
             v0, v1 = max(0, c0 - h), min(nx, c1 + h)
             win = (int(w0), int(w1), int(v0), int(v1))
             key = (f"ps-window-{tok}", len(parts))
-            tasks[key] = (
-                search, *(rawgraph.window_task(a, win) for a in (z, mask, zf, code, ppm)),
-                list(win), [int(r0), int(r1), int(c0), int(c1)], ex_key,
-            )  # fmt: skip
+            core = [int(r0), int(r1), int(c0), int(c1)]
+            if reader is not None:  # the window reads its own inputs: no chunk held between
+                tasks[key] = (partial(_read_window_task, search=search, reader=reader,
+                                      names=staged), list(win), core, ex_key)  # fmt: skip
+            else:
+                tasks[key] = (
+                    search, *(rawgraph.window_task(a, win) for a in (z, mask, zf, code, ppm)),
+                    list(win), core, ex_key,
+                )  # fmt: skip
             parts.append(key)
     tasks[sel_key] = (partial(_select, grid=grid, p=p, zones=zones, zone_field=zone_field), parts)
-    on = set().union(*(rawgraph.layer_of(a) for a in (z, mask, zf, code, ppm)))
-    hlg = rawgraph.graph([z, mask, zf, code, ppm], {lay: (tasks, on)})
+    read = [zf, code] if reader is not None else [z, mask, zf, code, ppm]  # chunk keys used
+    on = set().union(*(rawgraph.layer_of(a) for a in read))
+    hlg = rawgraph.graph(read, {lay: (tasks, on)})
     return Delayed(sel_key, hlg, layer=lay)
 
 
