@@ -534,18 +534,20 @@ def find_pairs(
     # each later task reads only its window of the filled DEM, the D8 codes and the dam sites
     mask = mask.rechunk(z.chunks)
     reread = stage is not None
+    # the staged arrays' names, in the order a window reads them (DEM, exclusion, filled DEM,
+    # D8 codes, dam sites)
+    staged = [f"{STAGED}{n}" for n in ("dem", "excluded", "filled", "d8", "dam_sites")]
+    s_dem, s_excl, s_filled, s_d8, s_sites = staged
     if stage is not None:  # the inputs in the search's tiles, as plain reads of the disk
-        got = stage({f"{STAGED}dem": z, f"{STAGED}excluded": mask}, "pumped-storage search: inputs")
-        z, mask = got[f"{STAGED}dem"], got[f"{STAGED}excluded"]
+        got = stage({s_dem: z, s_excl: mask}, "pumped-storage search: inputs")
+        z, mask = got[s_dem], got[s_excl]
     zf = fill_depressions_tiled(z, reread)
     if stage is not None:
-        zf = stage({f"{STAGED}filled": zf}, "pumped-storage search: depressions filled")
-        zf = zf[f"{STAGED}filled"]
+        zf = stage({s_filled: zf}, "pumped-storage search: depressions filled")[s_filled]
     code, ppm = dam_sites_tiled(zf, p.contour_interval_m, p.steps(grid.resolution_m)[2], reread)
     if stage is not None:
-        got = stage({f"{STAGED}d8": code, f"{STAGED}dam_sites": ppm},
-                    "pumped-storage search: flow routed")  # fmt: skip
-        code, ppm = got[f"{STAGED}d8"], got[f"{STAGED}dam_sites"]
+        got = stage({s_d8: code, s_sites: ppm}, "pumped-storage search: flow routed")
+        code, ppm = got[s_d8], got[s_sites]
     # one layer of window tasks naming the chunks they read (rawgraph): passed to
     # dask.delayed, each window's slices would be optimised separately and the filled DEM
     # recomputed for every window that reads it
@@ -567,8 +569,7 @@ def find_pairs(
     rb = np.cumsum((0, *z.chunks[0]))
     cb = np.cumsum((0, *z.chunks[1]))
     search = partial(_window_task, gshape=(ny, nx), transform=grid.transform, p=p)
-    reader = getattr(stage, "window_reader", None) if stage is not None else None
-    staged = [f"{STAGED}{n}" for n in ("dem", "excluded", "filled", "d8", "dam_sites")]
+    reader = getattr(stage, "window_reader", None)
     parts = []
     for r0, r1 in zip(rb[:-1], rb[1:], strict=True):
         for c0, c1 in zip(cb[:-1], cb[1:], strict=True):
