@@ -159,17 +159,16 @@ class Pipeline:
             c.model_dump(mode="json") for c in recipe.constraints
             if c.id in recipe.grid.crossing_costs
         ]  # fmt: skip
-        key = ("lcd", recipe.grid.model_dump_json(), json.dumps(crossed, sort_keys=True))
+        # the forbidden mask is the recipe's constraints (one, or a union named "a+b",
+        # rules.forbidden_mask): key by their settings, not their names (two recipes may give
+        # one id two buffers), in the memo and in the cache alike
+        names = set(str(forbidden.name).split("+")) if forbidden is not None else set()
+        spec = [c.model_dump(mode="json") for c in recipe.constraints if c.id in names]
+        params = (recipe.grid.layer, forbidden is not None and forbidden.name, spec)
+        params += (recipe.grid.model_dump(mode="json"), crossed)  # cost terms, crossings
+        key = ("lcd", json.dumps(params, sort_keys=True))
         if key not in self._memo:
             cost = self.line_cost(recipe, forbidden, crossing)
-            # the forbidden mask is a constraint of the recipe: key by its settings, not its name
-            spec = next(
-                (c.model_dump(mode="json") for c in recipe.constraints
-                 if forbidden is not None and c.id == forbidden.name),
-                None,
-            )  # fmt: skip
-            params = (recipe.grid.layer, forbidden is not None and forbidden.name, spec)
-            params += (recipe.grid.model_dump(mode="json"), crossed)  # cost terms, crossings
             self._memo[key] = self._cached(
                 "connection_distance",
                 params,

@@ -349,10 +349,40 @@ def _load_specs(recipe_paths: list[Path], opts: RunOptions) -> Job:
     for p in recipe_paths:
         r, text = load_recipe(p, list(opts.overrides), {})  # checked run-wide in _extra_runs
         recipes.append((Path(p), r, text))
+    _check_one_point_layer(recipes)
     catalog = Catalog(opts.catalog, extra_roots=opts.data_roots)
     if opts.size_check:
         check_grid_size(_grid_shape(catalog, opts), opts, Path(opts.out).parent)
     return Job(opts, say, inputs, recipes, catalog, t0=t0)
+
+
+def connection_layer(layers: dict[str, Any], tech: str) -> Any:
+    """The least-cost connection distance [km] a technology's sites use: its own layer when its
+    line settings (``grid.forbidden``, ``crossing_costs``, ``cost_terms`` and the constraints
+    they name) differ from the first recipe's, else the run's ``connection_distance``."""
+    return layers.get(f"{tech}_connection_distance", layers["connection_distance"])
+
+
+def _check_one_point_layer(recipes: list[tuple[Path, Recipe, str]]) -> None:
+    """Refuse PV and wind recipes that connect to different ``grid.layer`` s in one run: the run
+    gathers both technologies' capacity at one set of connection points (supply curves,
+    hosting) and writes one ``grid_points`` layer, so a second set would be matched by index to
+    the first one's names."""
+    from sitekit.specs.loader import read_yaml
+
+    if not recipes:
+        return
+    p0, r0, _ = recipes[0]
+    for p, r, _ in recipes[1:]:
+        if (r.grid.layer, r.grid.name_field) != (r0.grid.layer, r0.grid.name_field):
+            _, lines = read_yaml(p)
+            line = lines.get(("grid", "layer"), lines.get(("grid",), 1))
+            raise RecipeError(
+                f"{p}:{line}: grid.layer '{r.grid.layer}' (name_field '{r.grid.name_field}') is "
+                f"not the '{r0.grid.layer}' ('{r0.grid.name_field}') of {p0}: one run gathers "
+                "PV and wind capacity at one set of connection points; give both recipes the "
+                "same grid.layer, or run them one at a time"
+            )
 
 
 def _build_grid(job: Job) -> None:
@@ -446,12 +476,14 @@ def _layer_graph(job: Job) -> dict[str, Any]:
         arrays[f"{t}_lcoe"] = g.lcoe
         arrays[f"{t}_energy"] = g.energy_kwh_per_kw
         arrays[f"{t}_exclusion_reasons"] = g.constraints.reasons
-        arrays["grid_distance"] = pipe.grid_distance(g.recipe)
+        arrays["grid_distance"] = pipe.grid_distance(g.recipe)  # one grid.layer per run
         arrays["nearest_point"] = pipe.nearest_point(g.recipe)
-        # the line avoids the recipe's grid.forbidden constraints (default: nobuild)
-        arrays["connection_distance"] = pipe.connection_distance(
-            g.recipe, rules.forbidden_mask(g), rules.crossing_penalty(g)
-        )
+        # the line avoids the recipe's grid.forbidden constraints (default: nobuild); a
+        # technology whose line settings differ from the first's gets its own layer
+        cd = pipe.connection_distance(g.recipe, rules.forbidden_mask(g), rules.crossing_penalty(g))
+        first = arrays.setdefault("connection_distance", cd)
+        if first is not cd:
+            arrays[f"{t}_connection_distance"] = cd
         if t == "pv":
             arrays["pv_yield"] = pipe.pv_yield(g.recipe)
         else:
@@ -543,6 +575,7 @@ def _write_rasters(job: Job, cog_pool: ThreadPoolExecutor) -> Future:
         t = g.recipe.technology
         raster_out.update(
             {
+                f"{t}_connection_distance": f"{t}_connection_distance",  # when it has its own
                 f"{t}_score": f"{t}_score",
                 f"{t}_lcoe": f"{t}_lcoe",
                 f"{t}_eligible": f"{t}_eligible",
@@ -633,7 +666,7 @@ def _sites(job: Job) -> None:
             inclusion=incl,
             energy_kwh_per_kw=layers[f"{t}_energy"],
             grid_distance_km=layers["grid_distance"],
-            connection_distance_km=layers["connection_distance"],
+            connection_distance_km=connection_layer(layers, t),
             nearest_point=layers["nearest_point"],
             point_names=names,
             prefecture_id=layers["prefecture_id"],

@@ -33,6 +33,13 @@ _DEFAULTS = {
     "connection_distance": RasterStyle(
         name_en="Connection distance", name_zh="并网线路距离", colormap="magma_r", vmin=0
     ),
+    # a technology's own connection distance (its line settings differ from the first recipe's)
+    "pv_connection_distance": RasterStyle(
+        name_en="PV connection distance", name_zh="光伏并网线路距离", colormap="magma_r", vmin=0
+    ),
+    "wind_connection_distance": RasterStyle(
+        name_en="Wind connection distance", name_zh="风电并网线路距离", colormap="magma_r", vmin=0
+    ),
 }
 
 

@@ -86,7 +86,7 @@ def depends_on(key: str, provenance: Mapping[str, Any] | None) -> tuple[list[str
     if key.startswith("constraint_"):
         cid = key.removeprefix("constraint_")
         return [], [ill[cid]] if cid in ill else []
-    if key == "connection_distance":
+    if key.endswith("connection_distance"):  # the run's, or a technology's own
         return terrain, constraint_ill
     if key == "route_profile":  # elevation and slope along the line (CSV and PNG)
         return terrain, []
