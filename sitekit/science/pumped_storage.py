@@ -92,7 +92,7 @@ from sitekit.science.hydrology import (  # noqa: F401 - re-exported (public API 
     flow_receivers,
 )
 from sitekit.science.ps_geometry import _candidates, reservoir_candidates  # noqa: F401 - re-exported
-from sitekit.science.ps_select import (  # noqa: F401 - re-exported (public API of this module)
+from sitekit.science.ps_select import (  # noqa: F401 - used here; public names re-exported
     PAIR_COLUMNS,
     RESERVOIR_COLUMNS,
     _largest_pair_volume,
