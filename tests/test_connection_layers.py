@@ -73,6 +73,21 @@ def test_each_technology_connects_with_its_own_line_settings(tmp_path: Path) -> 
     assert len(a) > 0
     np.testing.assert_allclose(a["connection_distance_km"], b["connection_distance_km"], 1e-6)
 
+    # `sitekit hosting` routes PV's sites over PV's own surface too
+    for run in (both, alone):
+        res = CliRunner().invoke(cli, ["hosting", "--run", str(run), "--catalog", str(catalog),
+                                       "--no-bases"])  # fmt: skip
+        assert res.exit_code == 0, res.output + repr(res.exception)
+    a, b = (
+        pd.read_csv(f / "hosting" / "supply_curves.csv", comment="#", encoding="utf-8-sig")
+        .query("technology == 'pv'")
+        .set_index("site_id")
+        .sort_index()
+        for f in (both, alone)
+    )
+    assert len(a) == len(b) > 0
+    np.testing.assert_allclose(a["connection_cost_km"], b["connection_cost_km"], 1e-9)
+
 
 def test_pv_and_wind_connecting_to_different_points_is_refused(tmp_path: Path) -> None:
     """One run gathers both technologies' capacity at one set of connection points: a second
@@ -87,12 +102,18 @@ def test_pv_and_wind_connecting_to_different_points_is_refused(tmp_path: Path) -
     pv = tmp_path / "tiny_pv.yaml"
     pv.write_text(TINY_PV.replace("grid: {layer: towns,", "grid: {layer: substations,"))
     line = 1 + TINY_PV.splitlines().index("grid: {layer: towns, name_field: name}")
-    res = CliRunner().invoke(
-        cli,
-        ["-q", "run", str(TINY_WIND), str(pv), "--catalog", str(catalog),
-         "--out", str(tmp_path / "out"), "--resolution", "1000", "--no-processes"],
-    )  # fmt: skip
+    args = ["-q", "run", str(TINY_WIND), str(pv), "--catalog", str(catalog),
+            "--out", str(tmp_path / "out"), "--resolution", "1000", "--no-processes"]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
     assert res.exit_code != 0
     text = res.output + str(res.exception)
-    assert f"{pv}:{line}:" in text and "grid.layer 'substations'" in text, text
-    assert "'towns'" in text and not (tmp_path / "out").exists()
+    assert f"{pv}:{line}: grid.layer 'substations' is not the 'towns'" in text, text
+    assert not (tmp_path / "out").exists()
+    # the same points under another name column: refused too, at that key's line
+    block = TINY_PV.replace("grid: {layer: towns, name_field: name}",
+                            "grid:\n  layer: towns\n  name_field: label")  # fmt: skip
+    pv.write_text(block)
+    res = CliRunner().invoke(cli, [*args[:3], str(pv), *args[4:]])
+    assert res.exit_code != 0
+    text = res.output + str(res.exception)
+    assert f"{pv}:{line + 2}: grid.name_field 'label' is not the 'name'" in text, text

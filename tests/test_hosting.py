@@ -94,6 +94,27 @@ def test_least_cost_assignment_avoids_a_costly_ring():
     assert c.loc["P1", "connection_cost_km"] == pytest.approx(c.loc["P1", "connection_km"])
 
 
+def test_each_technology_routes_over_its_own_surface():
+    """``{technology: cost}``: wind's surface rings West, PV's is flat. PV's sites keep the
+    flat-surface answer (P1, P2 at West), wind's take the ring's (W1 to East), each equal to a
+    single-surface assignment of that technology alone."""
+    flat, ring = (
+        GRID.wrap(da.ones(GRID.shape, np.float32, chunks=16), "flat", "1"),
+        _ring_cost(1500, 3000, 1000.0),
+    )
+    a = hosting.assign_sites(sites(), POINTS, cost={"pv": flat, "wind": ring}, grid=GRID)
+    got = a.set_index("site_id")
+    for t, cost in (("pv", flat), ("wind", ring)):
+        alone = hosting.assign_sites({t: sites()[t]}, POINTS, cost=cost, grid=GRID)
+        for _, row in alone.iterrows():
+            assert got.loc[row["site_id"], "point_index"] == row["point_index"]
+            assert got.loc[row["site_id"], "connection_cost_km"] == row["connection_cost_km"]
+    assert list(got.loc[["P1", "P2", "W1"], "point_index"]) == [0, 0, 1]
+    # a technology the mapping leaves out uses its first surface
+    b = hosting.assign_sites(sites(), POINTS, cost={"wind": ring}, grid=GRID)
+    assert set(b["point_index"]) == {1}
+
+
 def test_unreachable_site_falls_back_to_the_straight_line_with_a_warning():
     with pytest.warns(SitekitWarning, match="1 site"):
         per, curves = hosting.hosting_capacity(sites(), POINTS, cost=_ring_cost(1000, 3000, np.inf),

@@ -71,6 +71,29 @@ def test_cached_constraints_are_keyed_by_what_they_depend_on(tmp_path: Path) -> 
     assert connection("constraints.nobuild.buffer_m=900") != connection()
 
 
+def test_one_pipeline_gives_one_connection_layer_per_line_setting(tmp_path: Path) -> None:
+    """In one run (one Pipeline, its memo), the connection distance follows everything its
+    masks depend on: the forbidden constraint's settings and the footprints of built plants
+    (zone settings: density), not just the grid section."""
+    from sitekit.engine import rules
+    from sitekit.engine.cache import LayerCache
+
+    cat = Catalog(EMBEDDED)
+    grid = cat.grid(5000)
+    pipe = Pipeline(cat, grid, LayerCache(tmp_path, grid, "inputs"))
+
+    def name(*overrides: str) -> str:
+        sets = ["grid.forbidden=[nobuild, existing_plants]", *overrides]
+        g = pipe.technology(load_recipe(REPO / "pipelines" / "wind.yaml", sets)[0])
+        assert rules.forbidden_mask(g).name == "nobuild+existing_plants"
+        return pipe.connection_distance(g.recipe, rules.forbidden_mask(g)).data.name
+
+    base = name()
+    assert name() == base  # the same settings: the same layer
+    assert name("constraints.nobuild.buffer_m=900") != base
+    assert name("sites.power_density_mw_per_km2=5") != base  # the built farms' footprints
+
+
 #: the one warning the embedded data gives: two GEM wind-farm rows with impossible coordinates
 #: are named, not used (layers/sichuan-west/DATA.md)
 EXPECTED_WARNING = "outside the study area or with impossible coordinates"
@@ -133,6 +156,9 @@ def test_demo_writes_every_output(demo_run: Path) -> None:
     ):
         with rasterio.open(demo_run / "rasters" / f"{name}.tif") as src:
             assert src.crs is not None and src.count == 1
+    # PV and wind share their line settings: one connection layer, no per-technology copy
+    tifs = {p.name for p in (demo_run / "rasters").glob("*connection_distance.tif")}
+    assert tifs == {"connection_distance.tif"}
     layers = {name for name, _ in pyogrio.list_layers(demo_run / "sitekit.gpkg")}
     assert {
         "prefectures",

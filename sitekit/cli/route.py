@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -186,6 +187,12 @@ def _run_cache(provenance: dict) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def _techs(run: Any) -> set[str]:
+    """The technologies of the run's recipes (``run.json`` → ``recipes``)."""
+    recipes = (run.provenance or {}).get("recipes") or {}
+    return {e.get("technology") for e in recipes.values() if isinstance(e, dict)}
+
+
 @cli.command("hosting")
 @run_opt
 @catalog_opt
@@ -267,6 +274,14 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
         rc = run_connection_cost(run_dir, own, run.grid, provenance=run.provenance)
         if rc is not None:
             cost, reach_km = rc.cost, rc.search_radius_km
+            # a technology whose line settings differ routes over its own surface, as in the run
+            costs = {rc.technology: rc.cost}
+            for t in (t for t in ("pv", "wind") if t != rc.technology and t in _techs(run)):
+                other = run_connection_cost(run_dir, own, run.grid, technology=t,
+                                            provenance=run.provenance).cost  # fmt: skip
+                if other.data.name != rc.cost.data.name:
+                    costs[t] = other
+            cost = costs if len(costs) > 1 else cost
         else:  # no recipe in the folder: slope, every constraint polygon ×20 (the recipe default)
             red = run.redlines
             forbidden = run.grid.rasterize(red) if red is not None else None

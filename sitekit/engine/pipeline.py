@@ -166,6 +166,7 @@ class Pipeline:
         spec = [c.model_dump(mode="json") for c in recipe.constraints if c.id in names]
         params = (recipe.grid.layer, forbidden is not None and forbidden.name, spec)
         params += (recipe.grid.model_dump(mode="json"), crossed)  # cost terms, crossings
+        params += (_line_inputs(recipe, names),)
         key = ("lcd", json.dumps(params, sort_keys=True))
         if key not in self._memo:
             cost = self.line_cost(recipe, forbidden, crossing)
@@ -427,6 +428,26 @@ class _ConstraintView:
 
     recipe: Any
     constraints: cons_lib.ConstraintResult
+
+
+def _line_inputs(recipe: Recipe, forbidden_ids: set[str]) -> dict[str, Any]:
+    """What the connection surface's masks and cost terms depend on beyond their own settings
+    (for :meth:`Pipeline.connection_distance`'s key): the resource settings of a derived layer
+    they threshold (``pv_yield``, ``wind_speed`` …) and the zone settings of a zone mask they
+    name (``existing_plants``, forced inclusion). Empty for the usual slope + constraint
+    polygons, so PV and wind with the same line settings share one layer."""
+    ids = forbidden_ids | set(recipe.grid.crossing_costs)
+    layers = {str(getattr(c, "layer", "")) for c in recipe.constraints if c.id in ids}
+    layers |= {str(t.layer) for t in recipe.grid.cost_terms}
+    out: dict[str, Any] = {}
+    if layers & {"pv_yield", "pv_cf"}:
+        out["solar"] = _dump(getattr(recipe, "solar", None))
+    if layers & {"wind_speed", "wind_cf", "air_density"}:
+        out["wind"] = _dump(getattr(recipe, "wind", None))
+    zones = {rules.OCCUPIED, *(z.id for z in getattr(recipe, "forced_inclusion", []))}
+    if ids & zones:
+        out["zones"] = rules.zone_params(recipe)
+    return out
 
 
 def _dump(model: Any) -> Any:

@@ -374,14 +374,17 @@ def _check_one_point_layer(recipes: list[tuple[Path, Recipe, str]]) -> None:
         return
     p0, r0, _ = recipes[0]
     for p, r, _ in recipes[1:]:
-        if (r.grid.layer, r.grid.name_field) != (r0.grid.layer, r0.grid.name_field):
+        for key in ("layer", "name_field"):
+            mine, theirs = getattr(r.grid, key), getattr(r0.grid, key)
+            if mine == theirs:
+                continue
             _, lines = read_yaml(p)
-            line = lines.get(("grid", "layer"), lines.get(("grid",), 1))
+            line = lines.get(("grid", key), lines.get(("grid",), 1))
             raise RecipeError(
-                f"{p}:{line}: grid.layer '{r.grid.layer}' (name_field '{r.grid.name_field}') is "
-                f"not the '{r0.grid.layer}' ('{r0.grid.name_field}') of {p0}: one run gathers "
-                "PV and wind capacity at one set of connection points; give both recipes the "
-                "same grid.layer, or run them one at a time"
+                f"{p}:{line}: grid.{key} '{mine}' is not the '{theirs}' of {p0} (--set "
+                "overrides applied): one run gathers PV and wind capacity at one set of "
+                f"connection points; give both recipes the same grid.{key}, or run them one at "
+                "a time"
             )
 
 
@@ -483,7 +486,8 @@ def _layer_graph(job: Job) -> dict[str, Any]:
         cd = pipe.connection_distance(g.recipe, rules.forbidden_mask(g), rules.crossing_penalty(g))
         first = arrays.setdefault("connection_distance", cd)
         if first is not cd:
-            arrays[f"{t}_connection_distance"] = cd
+            name = cd.attrs.get("long_name", "least-cost connection distance")
+            arrays[f"{t}_connection_distance"] = cd.assign_attrs(long_name=f"{name} ({t} recipe)")
         if t == "pv":
             arrays["pv_yield"] = pipe.pv_yield(g.recipe)
         else:

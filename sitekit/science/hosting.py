@@ -13,6 +13,7 @@ supply curves, ``hydro_bases.csv`` …) are written by :mod:`sitekit.outputs.hos
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,9 +70,13 @@ def _all_sites(sites: dict[str, gpd.GeoDataFrame], crs: Any) -> gpd.GeoDataFrame
 
 def assign_sites(
     sites: dict[str, gpd.GeoDataFrame], points: gpd.GeoDataFrame, *,
-    cost: xr.DataArray | None = None, grid: Grid, store: Any = None,
+    cost: xr.DataArray | Mapping[str, xr.DataArray] | None = None, grid: Grid, store: Any = None,
 ) -> gpd.GeoDataFrame:  # fmt: skip
     """Every site (all technologies) with its connection point.
+
+    ``cost``: one surface for every technology, or ``{technology: surface}`` when their recipes'
+    line settings differ (as the run's ``<tech>_connection_distance``); a technology missing from
+    the mapping uses its first surface.
 
     Returns the sites (grid CRS) with ``point_index`` (row position in ``points``),
     ``connection_km`` (least-cost path length, or straight distance from the site polygon [km]),
@@ -97,7 +102,17 @@ def assign_sites(
     if cost is not None and len(geoms):
         start = shapely.point_on_surface(geoms)
         xy = np.column_stack([shapely.get_x(start), shapely.get_y(start)])
-        paths = proximity.least_cost_paths(cost, xy, pts, grid, store=store)
+        costs = cost if isinstance(cost, Mapping) else {None: cost}
+        first = next(iter(costs.values()))
+        tech = allsites["technology"].to_numpy()
+        paths: list[Any] = [None] * len(geoms)
+        for t in (None,) if len(costs) == 1 else tuple(dict.fromkeys(tech)):
+            rows = np.arange(len(geoms)) if t is None else np.nonzero(tech == t)[0]
+            found = proximity.least_cost_paths(
+                costs.get(t, first), xy[rows], pts, grid, store=store
+            )
+            for i, p in zip(rows, found, strict=True):
+                paths[i] = p
         ok = np.array([p.line is not None and p.target_index >= 0 for p in paths])
         idx = np.nonzero(ok)[0]
         out.loc[idx, "point_index"] = [paths[i].target_index for i in idx]
@@ -113,8 +128,8 @@ def assign_sites(
 
 def hosting_capacity(
     sites: dict[str, gpd.GeoDataFrame], points: gpd.GeoDataFrame, *,
-    cost: xr.DataArray | None = None, grid: Grid, name_field: str = "name", store: Any = None,
-    capacity_field: str = "available_mw", radius_km: float = DEFAULT_RADIUS_KM,
+    cost: xr.DataArray | Mapping[str, xr.DataArray] | None = None, grid: Grid,
+    name_field: str = "name", store: Any = None, capacity_field: str = "available_mw", radius_km: float = DEFAULT_RADIUS_KM,
     search_radius_km: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Candidate capacity gathered per connection point, what each point can take (allocated
@@ -125,8 +140,9 @@ def hosting_capacity(
     sites : ``{technology: sites GeoDataFrame}`` with ``capacity_mw`` [MW], ``energy_gwh``
         [GWh/yr], ``lcoe_cny_per_kwh`` [CNY/kWh] (:data:`sitekit.science.sites.SITE_COLUMNS`).
     points : connection points (any CRS).
-    cost : cost per metre on ``grid`` (:func:`sitekit.science.proximity.cost_surface`); None = straight
-        line to the nearest point.
+    cost : cost per metre on ``grid`` (:func:`sitekit.science.proximity.cost_surface`), or
+        ``{technology: surface}`` (:func:`assign_sites`); None = straight line to the nearest
+        point.
     name_field : column of ``points`` naming them.
     store : keeps the least-cost search for re-runs with other sites (a
         :class:`sitekit.science.proximity.SearchStore`, e.g. the run's
