@@ -90,6 +90,7 @@ def test_one_pipeline_gives_one_connection_layer_per_line_setting(tmp_path: Path
 
     base = name()
     assert name() == base  # the same settings: the same layer
+    assert name("constraints.nobuild.name_en=No-go areas") == base  # a label is not a setting
     assert name("constraints.nobuild.buffer_m=900") != base
     assert name("sites.power_density_mw_per_km2=5") != base  # the built farms' footprints
 

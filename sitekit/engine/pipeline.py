@@ -156,14 +156,13 @@ class Pipeline:
         """Least-cost distance [km of flat-equivalent line] to the nearest connection point
         (``crossing``: per-rule crossing multipliers, :func:`sitekit.engine.rules.crossing_penalty`)."""
         crossed = [
-            c.model_dump(mode="json") for c in recipe.constraints
-            if c.id in recipe.grid.crossing_costs
+            _mask_spec(c) for c in recipe.constraints if c.id in recipe.grid.crossing_costs
         ]  # fmt: skip
         # the forbidden mask is the recipe's constraints (one, or a union named "a+b",
         # rules.forbidden_mask): key by their settings, not their names (two recipes may give
         # one id two buffers), in the memo and in the cache alike
         names = set(str(forbidden.name).split("+")) if forbidden is not None else set()
-        spec = [c.model_dump(mode="json") for c in recipe.constraints if c.id in names]
+        spec = [_mask_spec(c) for c in recipe.constraints if c.id in names]
         params = (recipe.grid.layer, forbidden is not None and forbidden.name, spec)
         params += (recipe.grid.model_dump(mode="json"), crossed)  # cost terms, crossings
         params += (_line_inputs(recipe, names),)
@@ -428,6 +427,12 @@ class _ConstraintView:
 
     recipe: Any
     constraints: cons_lib.ConstraintResult
+
+
+def _mask_spec(constraint: Any) -> dict[str, Any]:
+    """A constraint's settings that shape its mask (its labels left out: two recipes that name
+    one mask differently share one connection layer)."""
+    return constraint.model_dump(mode="json", exclude={"name_zh", "name_en"})
 
 
 def _line_inputs(recipe: Recipe, forbidden_ids: set[str]) -> dict[str, Any]:
