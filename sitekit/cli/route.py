@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -187,12 +186,6 @@ def _run_cache(provenance: dict) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def _techs(run: Any) -> set[str]:
-    """The technologies of the run's recipes (``run.json`` → ``recipes``)."""
-    recipes = (run.provenance or {}).get("recipes") or {}
-    return {e.get("technology") for e in recipes.values() if isinstance(e, dict)}
-
-
 @cli.command("hosting")
 @run_opt
 @catalog_opt
@@ -252,7 +245,7 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
             data_roots: tuple[Path, ...]) -> None:  # fmt: skip
     """Capacity per connection point with supply curves, and hydro–wind–solar bases."""
     from sitekit.engine.mcp_store import mcp_store
-    from sitekit.engine.routes import run_connection_cost
+    from sitekit.engine.routes import run_connection_cost, run_recipes
     from sitekit.errors import InputError
     from sitekit.io.routes import load_route_run, run_layers
     from sitekit.outputs.hosting import write_hosting, write_hydro_bases
@@ -276,7 +269,7 @@ def hosting(ctx: click.Context, run_dir: Path, catalog: Path, out: Path | None, 
             cost, reach_km = rc.cost, rc.search_radius_km
             # a technology whose line settings differ routes over its own surface, as in the run
             costs = {rc.technology: rc.cost}
-            for t in (t for t in ("pv", "wind") if t != rc.technology and t in _techs(run)):
+            for t in (t for t in run_recipes(run.provenance or {}) if t != rc.technology):
                 other = run_connection_cost(run_dir, own, run.grid, technology=t,
                                             provenance=run.provenance).cost  # fmt: skip
                 if other.data.name != rc.cost.data.name:

@@ -37,6 +37,16 @@ class RunCost:
     search_radius_km: float | None = None  # the recipe's economics.search_radius_km [km]
 
 
+def run_recipes(provenance: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The run's PV/wind recipes from its ``run.json``: ``{technology: (file name, final
+    YAML)}``, the first recipe of each technology, in the run's order."""
+    recipes: dict[str, tuple[str, str]] = {}
+    for name, entry in (provenance.get("recipes") or {}).items():
+        if isinstance(entry, dict) and entry.get("technology") in ("pv", "wind"):
+            recipes.setdefault(entry["technology"], (name, entry.get("yaml", "")))
+    return recipes
+
+
 def run_connection_cost(
     run_dir: str | Path, catalog: Any, grid: Grid, *, technology: str | None = None,
     provenance: dict[str, Any] | None = None,
@@ -67,10 +77,7 @@ def run_connection_cost(
             prov = read_provenance(run)
         except (OSError, ValueError):
             return None
-    recipes = {}
-    for name, entry in (prov.get("recipes") or {}).items():
-        if isinstance(entry, dict) and entry.get("technology") in ("pv", "wind"):
-            recipes.setdefault(entry["technology"], (name, entry.get("yaml", "")))
+    recipes = run_recipes(prov)
     if catalog is None or not recipes:
         return None
     if technology is not None and technology not in recipes:

@@ -129,8 +129,8 @@ def assign_sites(
 def hosting_capacity(
     sites: dict[str, gpd.GeoDataFrame], points: gpd.GeoDataFrame, *,
     cost: xr.DataArray | Mapping[str, xr.DataArray] | None = None, grid: Grid,
-    name_field: str = "name", store: Any = None, capacity_field: str = "available_mw", radius_km: float = DEFAULT_RADIUS_KM,
-    search_radius_km: float | None = None,
+    name_field: str = "name", store: Any = None, capacity_field: str = "available_mw",
+    radius_km: float = DEFAULT_RADIUS_KM, search_radius_km: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Candidate capacity gathered per connection point, what each point can take (allocated
     in order of LCOE, :func:`allocate`), and per-point supply curves.
